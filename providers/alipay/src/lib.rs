@@ -1,1 +1,44 @@
-//! placeholder
+//! Alipay OpenAPI (classic `gateway.do`, RSA2) for paygate.
+//!
+//! A pure core (bytes in, bytes out, no I/O, no clock) and a thin reqwest [`Client`] on top:
+//!
+//! - [`keys`]: the app private key ([`Signer`]) and Alipay's public key ([`Verifier`]), parsed
+//!   once; SHA256withRSA on aws-lc-rs, or on `rsa` with the `pure-rust` feature.
+//! - [`params`]: flat parameters, form decoding (exactly once) and the sign string.
+//! - [`request`]: signed precreate / page / wap / app pay, query and close requests. Only the
+//!   order number, the amount, the neutral subject, the product code and the expiry leave.
+//! - [`response`]: the raw `*_response` node cut out and verified before it is parsed; typed
+//!   answers with amounts in exact fen and no payer fields.
+//! - [`notify`]: trade notifications (V1 rule) and gateway-type messages (V2 rule).
+//! - [`simulator`]: Alipay's side, for the sandbox.
+//!
+//! Wire facts and their sources: `docs/alipay.md` of the shared design docs.
+
+pub mod client;
+pub mod keys;
+pub mod money;
+pub mod notify;
+pub mod params;
+pub mod request;
+pub mod response;
+pub mod simulator;
+pub mod time;
+
+pub use client::{Client, Clock, Error, Retry};
+pub use keys::{BadSignature, KeyError, SignFailed, Signer, Verifier, generate_key_pair};
+pub use money::{AmountError, fen_to_yuan, yuan_to_fen};
+pub use notify::{
+    NotifyError, SignRule, TradeNotification, verify_gateway_message, verify_params,
+    verify_trade_notification,
+};
+pub use params::{FormError, Params};
+pub use request::{
+    OrderChannel, OrderRequest, RequestError, SignedRequest, TradeCall, order_request,
+    response_key, trade_request,
+};
+pub use response::{
+    ApiError, CloseResponse, PrecreateResponse, QueryResponse, ResponseError, TradeStatus,
+    extract_signed_content, read_close_response, read_precreate_response, read_query_response,
+    verify_response,
+};
+pub use time::{beijing_time, parse_beijing_time};

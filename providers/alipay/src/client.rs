@@ -1,0 +1,249 @@
+//! The thin HTTP part: build with the pure core, POST, verify with the pure core.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::keys::{Signer, Verifier};
+use crate::request::{
+    OrderChannel, OrderRequest, RequestError, SignedRequest, TradeCall, order_request,
+    trade_request,
+};
+use crate::response::{
+    ApiError, CloseResponse, PrecreateResponse, QueryResponse, ResponseError, read_close_response,
+    read_precreate_response, read_query_response,
+};
+
+/// The instant requests are stamped with (injected, so tests can fix it).
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+const CONTENT_TYPE: &str = "application/x-www-form-urlencoded;charset=utf-8";
+
+/// A failed call. [`Error::is_unavailable`] splits "try again later" from "Alipay said no".
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("request not sent: {0}")]
+    Request(#[from] RequestError),
+    #[error("could not reach alipay")]
+    Transport(#[source] reqwest::Error),
+    #[error("alipay answered HTTP {0}")]
+    Http(u16),
+    #[error("alipay's answer is not UTF-8")]
+    Encoding,
+    #[error("alipay's answer was not accepted: {0}")]
+    Response(#[source] ResponseError),
+    #[error(transparent)]
+    Api(ApiError),
+}
+
+impl From<ResponseError> for Error {
+    fn from(error: ResponseError) -> Error {
+        match error {
+            ResponseError::Api(api) => Error::Api(api),
+            other => Error::Response(other),
+        }
+    }
+}
+
+impl Error {
+    /// Transport failures, HTTP 5xx and Alipay's "unknown error, retry" codes: the outcome is
+    /// unknown and asking again (or querying) may help. Everything else is a rejection.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Error::Transport(_) => true,
+            Error::Http(status) => *status >= 500,
+            Error::Api(api) => api.is_unavailable(),
+            Error::Request(_) | Error::Encoding | Error::Response(_) => false,
+        }
+    }
+
+    /// The Alipay API error, when Alipay answered with a code other than 10000.
+    pub fn api(&self) -> Option<&ApiError> {
+        match self {
+            Error::Api(api) => Some(api),
+            _ => None,
+        }
+    }
+}
+
+/// How queries and closes are retried when Alipay is unavailable. Creates are never retried
+/// here: the caller decides, after a query, whether a new attempt is safe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    /// Attempts in all, the first included.
+    pub attempts: u32,
+    /// Wait before the second attempt; doubled before each further one.
+    pub first_delay: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Retry {
+        Retry {
+            attempts: 3,
+            first_delay: Duration::from_millis(200),
+        }
+    }
+}
+
+/// An Alipay merchant app talking to one gateway.do.
+pub struct Client {
+    http: reqwest::Client,
+    gateway_url: String,
+    app_id: String,
+    signer: Arc<Signer>,
+    alipay_public_key: Arc<Verifier>,
+    clock: Clock,
+    retry: Retry,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("gateway_url", &self.gateway_url)
+            .field("app_id", &self.app_id)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// `gateway_url` is the full gateway.do URL (production, Alipay's sandbox or ours).
+    pub fn new(
+        http: reqwest::Client,
+        gateway_url: impl Into<String>,
+        app_id: impl Into<String>,
+        signer: Arc<Signer>,
+        alipay_public_key: Arc<Verifier>,
+        clock: Clock,
+    ) -> Client {
+        Client {
+            http,
+            gateway_url: gateway_url.into(),
+            app_id: app_id.into(),
+            signer,
+            alipay_public_key,
+            clock,
+            retry: Retry::default(),
+        }
+    }
+
+    pub fn with_retry(mut self, retry: Retry) -> Client {
+        self.retry = retry;
+        self
+    }
+
+    /// `alipay.trade.precreate`: the QR code for the buyer to scan. Sent once; on an
+    /// unavailable error, query before creating again.
+    pub async fn precreate(&self, order: &OrderRequest) -> Result<PrecreateResponse, Error> {
+        let request = self.order(OrderChannel::Precreate, order)?;
+        let raw = self.post(&request).await?;
+        Ok(read_precreate_response(
+            &raw,
+            &self.alipay_public_key,
+            &order.out_trade_no,
+        )?)
+    }
+
+    /// `alipay.trade.query`, retried while Alipay is unavailable.
+    pub async fn query(&self, out_trade_no: &str) -> Result<QueryResponse, Error> {
+        self.with_retries(TradeCall::Query, out_trade_no, |raw| {
+            read_query_response(raw, &self.alipay_public_key, out_trade_no)
+        })
+        .await
+    }
+
+    /// `alipay.trade.close`, retried while Alipay is unavailable. Closing a trade that is
+    /// already closed, or that Alipay never created, comes back as an [`ApiError`].
+    pub async fn close(&self, out_trade_no: &str) -> Result<CloseResponse, Error> {
+        self.with_retries(TradeCall::Close, out_trade_no, |raw| {
+            read_close_response(raw, &self.alipay_public_key, out_trade_no)
+        })
+        .await
+    }
+
+    /// The signed `alipay.trade.page.pay` URL the desktop browser opens (no server call).
+    pub fn page_pay_url(&self, order: &OrderRequest) -> Result<String, Error> {
+        Ok(self
+            .order(OrderChannel::PagePay, order)?
+            .browser_url(&self.gateway_url))
+    }
+
+    /// The signed `alipay.trade.wap.pay` URL the mobile browser opens (no server call).
+    pub fn wap_pay_url(&self, order: &OrderRequest) -> Result<String, Error> {
+        Ok(self
+            .order(OrderChannel::WapPay, order)?
+            .browser_url(&self.gateway_url))
+    }
+
+    /// The signed `alipay.trade.app.pay` order string for the mobile SDK (no server call).
+    pub fn app_order_string(&self, order: &OrderRequest) -> Result<String, Error> {
+        Ok(self.order(OrderChannel::AppPay, order)?.order_string())
+    }
+
+    fn order(&self, channel: OrderChannel, order: &OrderRequest) -> Result<SignedRequest, Error> {
+        Ok(order_request(
+            channel,
+            &self.app_id,
+            &self.signer,
+            order,
+            (self.clock)(),
+        )?)
+    }
+
+    async fn with_retries<T>(
+        &self,
+        call: TradeCall,
+        out_trade_no: &str,
+        read: impl Fn(&str) -> Result<T, ResponseError>,
+    ) -> Result<T, Error> {
+        let mut delay = self.retry.first_delay;
+        let mut attempt = 1;
+        loop {
+            // Signed afresh each time: the timestamp is part of the signature.
+            let request = trade_request(
+                call,
+                &self.app_id,
+                &self.signer,
+                out_trade_no,
+                (self.clock)(),
+            )?;
+            let result = match self.post(&request).await {
+                Ok(raw) => read(&raw).map_err(Error::from),
+                Err(error) => Err(error),
+            };
+            match result {
+                Err(error) if error.is_unavailable() && attempt < self.retry.attempts => {
+                    tracing::warn!(
+                        method = call.method(),
+                        out_trade_no,
+                        attempt,
+                        error = %error,
+                        "alipay unavailable, retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                    delay = delay.saturating_mul(2);
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn post(&self, request: &SignedRequest) -> Result<String, Error> {
+        let response = self
+            .http
+            .post(&self.gateway_url)
+            .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
+            .body(request.form_body())
+            .send()
+            .await
+            .map_err(Error::Transport)?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(Error::Http(status.as_u16()));
+        }
+        let bytes = response.bytes().await.map_err(Error::Transport)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| Error::Encoding)
+    }
+}
