@@ -24,6 +24,14 @@ use secrecy::SecretString;
 const MIN_BITS: usize = 2048;
 const MAX_BITS: usize = 8192;
 
+/// Which implementation signs and verifies, for the start-up log: `aws-lc-rs`, or `rsa` with
+/// the `pure-rust` feature.
+pub const BACKEND: &str = if cfg!(feature = "pure-rust") {
+    "rsa"
+} else {
+    "aws-lc-rs"
+};
+
 /// What went wrong reading a key. Never carries key material.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {

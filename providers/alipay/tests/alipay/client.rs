@@ -1,0 +1,267 @@
+//! The thin client against a scripted local gateway (no network beyond 127.0.0.1).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use paygate_alipay::simulator::{error_response, sign_response, verify_gateway_request};
+use paygate_alipay::{Client, Error, Params, Retry, Signer, TradeStatus, Verifier};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::fixtures::{ALIPAY_KEY, APP_ID, APP_PUBLIC_KEY, fixture, now, order};
+
+const ORDER: &str = "P2026112900AB12";
+
+struct Recorded {
+    content_type: String,
+    body: Vec<u8>,
+}
+
+/// Answers each connection with the next scripted (status, body), and records what came in.
+struct FakeGateway {
+    url: String,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+}
+
+impl FakeGateway {
+    async fn start(script: Vec<(u16, String)>) -> FakeGateway {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/gateway.do", listener.local_addr().unwrap());
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let recorded = requests.clone();
+        tokio::spawn(async move {
+            for (status, body) in script {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let request = read_request(&mut socket).await;
+                recorded.lock().unwrap().push(request);
+                let answer = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: text/html;charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+                let _ = socket.shutdown().await;
+            }
+        });
+        FakeGateway { url, requests }
+    }
+
+    fn count(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
+
+    fn client(&self) -> Client {
+        client_for(&self.url)
+    }
+}
+
+async fn read_request(socket: &mut tokio::net::TcpStream) -> Recorded {
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    let head_end = loop {
+        let n = socket.read(&mut buf).await.unwrap();
+        assert!(n > 0, "connection closed mid-request");
+        data.extend_from_slice(&buf[..n]);
+        if let Some(i) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&data[..head_end]).to_lowercase();
+    let header = |name: &str| {
+        head.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_owned))
+            .unwrap_or_default()
+    };
+    let length: usize = header("content-length").parse().unwrap_or(0);
+    while data.len() < head_end + length {
+        let n = socket.read(&mut buf).await.unwrap();
+        data.extend_from_slice(&buf[..n]);
+    }
+    Recorded {
+        content_type: header("content-type"),
+        body: data[head_end..head_end + length].to_vec(),
+    }
+}
+
+fn client_for(url: &str) -> Client {
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    // The client holds its keys in `Arc`s, so it gets its own copies of the fixture keys.
+    let app_key = Signer::from_pem_or_base64(&fixture("test_app_private_key_pkcs8.pem")).unwrap();
+    let alipay_public_key =
+        Verifier::from_pem_or_base64(&fixture("test_alipay_public_key.pem")).unwrap();
+    Client::new(
+        http,
+        url,
+        APP_ID,
+        Arc::new(app_key),
+        Arc::new(alipay_public_key),
+        Arc::new(now),
+    )
+    .with_retry(Retry {
+        attempts: 3,
+        first_delay: Duration::from_millis(1),
+    })
+}
+
+fn ok(method: &str, node: &str) -> (u16, String) {
+    (200, sign_response(method, node, &ALIPAY_KEY).unwrap())
+}
+
+fn query_ok() -> (u16, String) {
+    ok(
+        "alipay.trade.query",
+        &format!(
+            r#"{{"code":"10000","msg":"Success","buyer_user_id":"2088101117955611","out_trade_no":"{ORDER}","total_amount":"199.00","trade_no":"2026112922001411111111111111","trade_status":"TRADE_SUCCESS"}}"#
+        ),
+    )
+}
+
+fn unavailable() -> (u16, String) {
+    (
+        200,
+        sign_response(
+            "alipay.trade.close",
+            r#"{"code":"20000","msg":"Service Currently Unavailable","sub_code":"isp.unknow-error"}"#,
+            &ALIPAY_KEY,
+        )
+        .unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn precreate_posts_a_signed_utf8_form_and_returns_the_verified_qr_code() {
+    let gateway = FakeGateway::start(vec![ok(
+        "alipay.trade.precreate",
+        &format!(
+            r#"{{"code":"10000","msg":"Success","out_trade_no":"{ORDER}","qr_code":"https:\/\/qr.alipay.com\/bax1"}}"#
+        ),
+    )])
+    .await;
+    let answer = gateway
+        .client()
+        .precreate(&order(ORDER, 19900))
+        .await
+        .unwrap();
+    assert_eq!(answer.qr_code, "https://qr.alipay.com/bax1");
+
+    let requests = gateway.requests.lock().unwrap();
+    assert_eq!(
+        requests[0].content_type,
+        "application/x-www-form-urlencoded;charset=utf-8"
+    );
+    let params = Params::from_form(&requests[0].body).unwrap();
+    assert_eq!(params.get("method"), Some("alipay.trade.precreate"));
+    assert_eq!(params.get("timestamp"), Some("2026-11-29 00:30:00"));
+    assert_eq!(verify_gateway_request(&params, &APP_PUBLIC_KEY), Ok(()));
+}
+
+#[tokio::test]
+async fn a_create_is_sent_once_even_when_alipay_is_unavailable() {
+    let gateway = FakeGateway::start(vec![(503, String::new()), query_ok()]).await;
+    let error = gateway
+        .client()
+        .precreate(&order(ORDER, 19900))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Http(503)));
+    assert!(error.is_unavailable());
+    assert_eq!(gateway.count(), 1);
+}
+
+#[tokio::test]
+async fn a_query_is_retried_after_a_5xx_and_then_reads_the_paid_trade() {
+    let gateway = FakeGateway::start(vec![(502, String::new()), query_ok()]).await;
+    let answer = gateway.client().query(ORDER).await.unwrap();
+    assert_eq!(answer.trade_status, TradeStatus::TradeSuccess);
+    assert_eq!(answer.total_fen, 19900);
+    assert_eq!(gateway.count(), 2);
+}
+
+#[tokio::test]
+async fn a_close_answered_with_code_20000_is_retried_a_bounded_number_of_times() {
+    let gateway = FakeGateway::start(vec![
+        unavailable(),
+        unavailable(),
+        unavailable(),
+        unavailable(),
+    ])
+    .await;
+    let error = gateway.client().close(ORDER).await.unwrap_err();
+    assert!(error.is_unavailable());
+    assert_eq!(error.api().map(|a| a.code.as_str()), Some("20000"));
+    assert_eq!(gateway.count(), 3);
+}
+
+#[tokio::test]
+async fn a_business_rejection_is_returned_at_once_with_its_codes() {
+    let gateway = FakeGateway::start(vec![
+        ok(
+            "alipay.trade.close",
+            r#"{"code":"40004","msg":"Business Failed","sub_code":"ACQ.TRADE_NOT_EXIST"}"#,
+        ),
+        query_ok(),
+    ])
+    .await;
+    let error = gateway.client().close(ORDER).await.unwrap_err();
+    assert!(!error.is_unavailable());
+    assert!(error.api().unwrap().is_trade_not_exist());
+    assert_eq!(gateway.count(), 1);
+}
+
+#[tokio::test]
+async fn an_answer_whose_signature_does_not_verify_is_an_error_and_not_retried() {
+    let (_, forged) = query_ok();
+    let forged = forged.replace("199.00", "1.00");
+    let gateway = FakeGateway::start(vec![(200, forged), query_ok()]).await;
+    let error = gateway.client().query(ORDER).await.unwrap_err();
+    assert!(matches!(error, Error::Response(_)), "{error:?}");
+    assert!(!error.is_unavailable());
+    assert_eq!(gateway.count(), 1);
+}
+
+#[tokio::test]
+async fn an_unsigned_gateway_error_is_reported_as_rejected() {
+    let gateway = FakeGateway::start(vec![(
+        200,
+        error_response(
+            r#"{"code":"40002","msg":"Invalid Arguments","sub_code":"isv.invalid-app-id"}"#,
+        ),
+    )])
+    .await;
+    let error = gateway.client().query(ORDER).await.unwrap_err();
+    let api = error.api().unwrap();
+    assert_eq!(api.sub_code.as_deref(), Some("isv.invalid-app-id"));
+    assert!(!api.signed);
+    assert!(!error.is_unavailable());
+}
+
+#[tokio::test]
+async fn an_unreachable_gateway_is_unavailable() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/gateway.do", listener.local_addr().unwrap());
+    drop(listener);
+    let error = client_for(&url).query(ORDER).await.unwrap_err();
+    assert!(matches!(error, Error::Transport(_)), "{error:?}");
+    assert!(error.is_unavailable());
+}
+
+#[tokio::test]
+async fn browser_urls_and_the_app_order_string_are_built_without_a_server_call() {
+    let gateway = FakeGateway::start(vec![]).await;
+    let client = gateway.client();
+    let page = client.page_pay_url(&order(ORDER, 19900)).unwrap();
+    let wap = client.wap_pay_url(&order(ORDER, 19900)).unwrap();
+    let app = client.app_order_string(&order(ORDER, 19900)).unwrap();
+    for (text, method) in [
+        (page.split_once('?').unwrap().1, "alipay.trade.page.pay"),
+        (wap.split_once('?').unwrap().1, "alipay.trade.wap.pay"),
+        (app.as_str(), "alipay.trade.app.pay"),
+    ] {
+        let params = Params::from_form(text.as_bytes()).unwrap();
+        assert_eq!(params.get("method"), Some(method));
+        assert_eq!(verify_gateway_request(&params, &APP_PUBLIC_KEY), Ok(()));
+    }
+    assert!(page.starts_with(&gateway.url));
+    assert_eq!(gateway.count(), 0);
+}
