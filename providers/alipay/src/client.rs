@@ -23,7 +23,7 @@ const CONTENT_TYPE: &str = "application/x-www-form-urlencoded;charset=utf-8";
 /// A failed call. [`Error::is_unavailable`] splits "try again later" from "Alipay said no".
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("request not sent: {0}")]
+    #[error("request not sent")]
     Request(#[from] RequestError),
     #[error("could not reach alipay")]
     Transport(#[source] reqwest::Error),
@@ -31,7 +31,7 @@ pub enum Error {
     Http(u16),
     #[error("alipay's answer is not UTF-8")]
     Encoding,
-    #[error("alipay's answer was not accepted: {0}")]
+    #[error("alipay's answer was not accepted")]
     Response(#[source] ResponseError),
     #[error(transparent)]
     Api(ApiError),

@@ -31,7 +31,7 @@ pub enum NotifyError {
     BadSignature,
     #[error("notification field `{0}` is missing or malformed")]
     Field(&'static str),
-    #[error("notification amount: {0}")]
+    #[error("notification amount is not an exact, non-negative yuan amount")]
     Amount(#[source] AmountError),
 }
 

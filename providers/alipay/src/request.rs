@@ -26,8 +26,6 @@ pub enum RequestError {
     Subject,
     #[error("notify_url must be an http(s) URL of at most 256 characters without a query")]
     NotifyUrl,
-    #[error("gateway URL is not an http(s) URL")]
-    GatewayUrl,
     #[error(transparent)]
     Sign(#[from] SignFailed),
 }

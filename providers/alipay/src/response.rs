@@ -37,7 +37,7 @@ pub enum ResponseError {
     Api(#[from] ApiError),
     #[error("response field `{0}` is missing or malformed")]
     Field(&'static str),
-    #[error("response amount `{field}`: {source}")]
+    #[error("response amount `{field}` is not an exact, non-negative yuan amount")]
     Amount {
         field: &'static str,
         #[source]
