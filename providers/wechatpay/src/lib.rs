@@ -1,1 +1,43 @@
-//! placeholder
+//! WeChat Pay APIv3 (直连商户) for paygate.
+//!
+//! A pure core (bytes in, bytes out, no I/O, no clock) and a thin reqwest [`Client`] on top:
+//!
+//! - [`keys`]: the merchant private key ([`Signer`]) and platform public keys or certificates
+//!   ([`Verifier`]), parsed once; SHA256withRSA on aws-lc-rs, or on `rsa` with `pure-rust`.
+//! - [`sign`]: the 5-line request message, the `Authorization` header and its parser, JSAPI/App
+//!   client-side signatures.
+//! - [`verify`]: the 3-line response/callback message, [`PlatformKeys`] by serial, the 5-minute
+//!   window, signature probes; and signing as WeChat does, for the sandbox.
+//! - [`cipher`]: AEAD_AES_256_GCM with the APIv3 key.
+//! - [`notify`]: callbacks: verify, then parse, then decrypt.
+//! - [`model`]: wire types; requests from an allowlist, responses without payer fields.
+//! - [`client`]: native order, query, close, platform certificates.
+//!
+//! Wire facts and their sources: `wechatpay-v3.md` of the shared design docs.
+
+pub mod cipher;
+pub mod client;
+mod der;
+pub mod keys;
+pub mod model;
+pub mod notify;
+pub mod sign;
+pub mod verify;
+
+pub use cipher::{ApiV3Key, ApiV3KeyLength, DecryptError};
+pub use client::{Client, ClientError, Clock, RetryPolicy};
+pub use keys::{KeyError, Signer, Verifier, certificate_serial_hex, generate_key_pair};
+pub use model::{
+    CertificatesResponse, CloseRequest, EncryptedResource, ErrorBody, NativeOrderRequest,
+    NativeOrderResponse, Notification, OrderAmount, PlatformCertificate, TradeState, Transaction,
+    TransactionAmount,
+};
+pub use notify::{NotifyError, VerifiedNotification, decrypt_resource, verify_notification};
+pub use sign::{
+    AUTHORIZATION_SCHEME, AppPayParams, Authorization, AuthorizationError, JsapiPayParams,
+    MerchantCredentials, new_nonce, request_message,
+};
+pub use verify::{
+    PlatformKeys, SIGNATURE_PROBE_PREFIX, SignatureHeaders, VerifyError, response_message,
+    sign_message, signed_headers, verify_signed,
+};

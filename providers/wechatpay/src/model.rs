@@ -1,0 +1,166 @@
+//! Wire types of the endpoints paygate uses. Request types are built from an allowlist (design
+//! §1.1): there is no field for `attach`, `detail`, goods or any person, so none can be sent.
+//! Response types have no field for payer data (design §1.2): `payer.openid` and `attach` are
+//! dropped by serde while parsing and never enter the gateway.
+
+use serde::{Deserialize, Serialize};
+
+/// `POST /v3/pay/transactions/native`. Only merchant ids, the order number, the amount, one
+/// neutral description, the expiry and the notify URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NativeOrderRequest {
+    pub appid: String,
+    pub mchid: String,
+    pub description: String,
+    pub out_trade_no: String,
+    /// RFC 3339 `yyyy-MM-DDTHH:mm:ss+08:00`; WeChat forbids `null`, so absent rather than null.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_expire: Option<String>,
+    pub notify_url: String,
+    pub amount: OrderAmount,
+}
+
+/// Amount in fen (integer, ≥ 1) and currency (`CNY`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderAmount {
+    pub total: i64,
+    pub currency: String,
+}
+
+/// `{"code_url":"weixin://wxpay/bizpayurl?pr=…"}`, valid for 2 hours.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NativeOrderResponse {
+    pub code_url: String,
+}
+
+/// `{"mchid": …}`, the body of `POST …/out-trade-no/{out_trade_no}/close`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloseRequest {
+    pub mchid: String,
+}
+
+/// The query-order answer and the decrypted `TRANSACTION.SUCCESS` resource. Deliberately has no
+/// `payer` and no `attach` field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transaction {
+    pub appid: String,
+    pub mchid: String,
+    pub out_trade_no: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trade_type: Option<String>,
+    pub trade_state: TradeState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trade_state_desc: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bank_type: Option<String>,
+    /// RFC 3339 with offset, e.g. `2026-11-29T12:01:07+08:00`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<TransactionAmount>,
+}
+
+/// Amounts of a transaction, integers in fen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransactionAmount {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payer_total: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payer_currency: Option<String>,
+}
+
+/// `trade_state`. Terminal for Native/JSAPI/H5/App: `SUCCESS`, `REFUND`, `CLOSED`; `NOTPAY` can
+/// still become `SUCCESS` or `CLOSED`. The last three are for 付款码 (micropay) only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TradeState {
+    #[serde(rename = "SUCCESS")]
+    Success,
+    #[serde(rename = "REFUND")]
+    Refund,
+    #[serde(rename = "NOTPAY")]
+    NotPay,
+    #[serde(rename = "CLOSED")]
+    Closed,
+    #[serde(rename = "REVOKED")]
+    Revoked,
+    #[serde(rename = "USERPAYING")]
+    UserPaying,
+    #[serde(rename = "PAYERROR")]
+    PayError,
+    /// A state WeChat added after this was written: treat as "not settled, ask again".
+    #[serde(rename = "UNKNOWN", other)]
+    Unknown,
+}
+
+impl TradeState {
+    /// The wire name (`NOTPAY`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TradeState::Success => "SUCCESS",
+            TradeState::Refund => "REFUND",
+            TradeState::NotPay => "NOTPAY",
+            TradeState::Closed => "CLOSED",
+            TradeState::Revoked => "REVOKED",
+            TradeState::UserPaying => "USERPAYING",
+            TradeState::PayError => "PAYERROR",
+            TradeState::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+/// The callback envelope (wechatpay-v3.md §3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    pub id: String,
+    pub create_time: String,
+    pub event_type: String,
+    pub resource_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    pub resource: EncryptedResource,
+}
+
+/// An AEAD_AES_256_GCM-encrypted resource (callbacks, `/v3/certificates`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncryptedResource {
+    pub algorithm: String,
+    pub ciphertext: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub associated_data: Option<String>,
+    pub nonce: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_type: Option<String>,
+}
+
+/// The only resource algorithm WeChat Pay APIv3 uses.
+pub const AEAD_AES_256_GCM: &str = "AEAD_AES_256_GCM";
+/// `event_type` of a successful payment (basic payment notifies only on success).
+pub const EVENT_TRANSACTION_SUCCESS: &str = "TRANSACTION.SUCCESS";
+
+/// Every 4xx/5xx body: `{"code":"PARAM_ERROR","message":"…"}` (`detail` optional, ignored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+}
+
+/// `GET /v3/certificates` (platform certificate mode).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificatesResponse {
+    pub data: Vec<PlatformCertificate>,
+}
+
+/// One platform certificate, its PEM encrypted under the APIv3 key (AAD `certificate`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlatformCertificate {
+    pub serial_no: String,
+    pub effective_time: String,
+    pub expire_time: String,
+    pub encrypt_certificate: EncryptedResource,
+}
