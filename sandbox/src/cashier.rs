@@ -1,0 +1,169 @@
+//! The buyer's side: the cashier page (amount, QR code of the code_url, a Pay button) and the
+//! pay action behind the button, which tests also call directly.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use qrcode::QrCode;
+use qrcode::render::svg;
+use serde_json::json;
+
+use crate::Sandbox;
+use crate::wechat::PayError;
+
+pub(crate) fn routes() -> Router<Sandbox> {
+    Router::new()
+        .route("/sandbox/cashier/{out_trade_no}", get(cashier_page))
+        .route("/sandbox/pay/{out_trade_no}", post(pay))
+}
+
+/// `199.00` from 19900 fen: integer arithmetic only, never floats.
+pub fn yuan(fen: i64) -> String {
+    let sign = if fen < 0 { "-" } else { "" };
+    let fen = fen.unsigned_abs();
+    format!("{sign}{}.{:02}", fen / 100, fen % 100)
+}
+
+async fn cashier_page(
+    State(sandbox): State<Sandbox>,
+    Path(out_trade_no): Path<String>,
+) -> Response {
+    let Some(view) = sandbox.cashier_view(&out_trade_no) else {
+        return (
+            StatusCode::NOT_FOUND,
+            Html(page("订单不存在", "<p>No such order in the sandbox.</p>")),
+        )
+            .into_response();
+    };
+    let qr = QrCode::new(view.code_url.as_bytes())
+        .map(|code| {
+            code.render::<svg::Color>()
+                .min_dimensions(220, 220)
+                .quiet_zone(true)
+                .build()
+        })
+        .unwrap_or_default();
+    let action = match view.state {
+        "NOTPAY" => format!(
+            r#"<form method="post" action="/sandbox/pay/{otn}"><button type="submit">Pay ¥{amount}</button></form>"#,
+            otn = escape(&out_trade_no),
+            amount = yuan(view.total_fen),
+        ),
+        "SUCCESS" => "<p class=\"state\">Paid.</p>".to_owned(),
+        _ => "<p class=\"state\">This order is closed.</p>".to_owned(),
+    };
+    let content = format!(
+        r#"<p class="amount">¥{amount}</p>
+<p>{description}</p>
+<p class="order">Order {otn}</p>
+<div class="qr">{qr}</div>
+<p class="code-url">{code_url}</p>
+{action}"#,
+        amount = yuan(view.total_fen),
+        description = escape(&view.description),
+        otn = escape(&out_trade_no),
+        code_url = escape(&view.code_url),
+    );
+    Html(page("WeChat Pay sandbox cashier", &content)).into_response()
+}
+
+/// Pays the order. A browser form post (HTML accepted, or a form body) ends on a page saying
+/// paid; any other client gets the provider-side transaction as JSON.
+async fn pay(
+    State(sandbox): State<Sandbox>,
+    Path(out_trade_no): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let browser = wants_html(&headers);
+    match sandbox.pay(&out_trade_no) {
+        Ok(transaction) if browser => {
+            let amount = transaction["amount"]["total"].as_i64().unwrap_or(0);
+            Html(page(
+                "Paid",
+                &format!(
+                    "<p class=\"state\">Paid ¥{}.</p><p>Order {}</p><p>The merchant is being notified.</p>",
+                    yuan(amount),
+                    escape(&out_trade_no)
+                ),
+            ))
+            .into_response()
+        }
+        Ok(transaction) => axum::Json(transaction).into_response(),
+        Err(error) => {
+            let (status, code) = match error {
+                PayError::NotFound => (StatusCode::NOT_FOUND, "ORDER_NOT_EXIST"),
+                PayError::Closed => (StatusCode::BAD_REQUEST, "ORDER_CLOSED"),
+                PayError::AlreadyPaid => (StatusCode::CONFLICT, "ORDER_PAID"),
+            };
+            if browser {
+                (status, Html(page("Not paid", &format!("<p>{error}.</p>")))).into_response()
+            } else {
+                (
+                    status,
+                    axum::Json(json!({"code": code, "message": error.to_string()})),
+                )
+                    .into_response()
+            }
+        }
+    }
+}
+
+fn wants_html(headers: &HeaderMap) -> bool {
+    let value = |name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase()
+    };
+    value(header::CONTENT_TYPE).starts_with("application/x-www-form-urlencoded")
+        || value(header::ACCEPT).contains("text/html")
+}
+
+fn page(title: &str, content: &str) -> String {
+    format!(
+        r#"<!doctype html>
+<html lang="zh-CN"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>body{{font-family:sans-serif;max-width:28rem;margin:2rem auto;text-align:center}}
+.amount{{font-size:2.5rem;margin:.5rem}}.order,.code-url{{color:#666;font-size:.85rem;word-break:break-all}}
+button{{font-size:1.2rem;padding:.6rem 2rem;background:#07c160;color:#fff;border:0;border-radius:.3rem}}</style>
+</head><body><h1>{title}</h1>
+<p><small>paygate sandbox: no real money moves.</small></p>
+{content}
+</body></html>"#,
+        title = escape(title),
+    )
+}
+
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::yuan;
+
+    #[test]
+    fn fen_become_yuan_with_two_decimals() {
+        assert_eq!(yuan(19900), "199.00");
+        assert_eq!(yuan(1), "0.01");
+        assert_eq!(yuan(10), "0.10");
+        assert_eq!(yuan(123456789), "1234567.89");
+        assert_eq!(yuan(0), "0.00");
+        assert_eq!(yuan(-5), "-0.05");
+    }
+}

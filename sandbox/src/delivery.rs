@@ -1,0 +1,222 @@
+//! The `TRANSACTION.SUCCESS` callback: envelope per wechatpay-v3.md §3, the transaction
+//! AES-256-GCM-encrypted under the APIv3 key, headers signed with the platform key; POSTed to
+//! the order's notify_url until it is acknowledged (200 or 204), on WeChat's retry schedule.
+
+use std::time::Duration;
+
+use chrono::{FixedOffset, SecondsFormat, Utc};
+use paygate_wechatpay::model::{AEAD_AES_256_GCM, EVENT_TRANSACTION_SUCCESS, EncryptedResource};
+use paygate_wechatpay::verify::HEADER_SIGNATURE;
+use paygate_wechatpay::{Notification, SIGNATURE_PROBE_PREFIX, signed_headers};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::wechat::random_hex;
+use crate::{Sandbox, lock};
+
+/// Delays before the 2nd, 3rd, … delivery when unacknowledged: 15s/15s/30s/3m/10m/20m/30m/30m/
+/// 30m/60m/3h/3h/3h/6h/6h (15 retries, 24h4m in all). Each is divided by `time_divisor`.
+pub const RETRY_SCHEDULE_SECS: [u64; 15] = [
+    15,
+    15,
+    30,
+    3 * 60,
+    10 * 60,
+    20 * 60,
+    30 * 60,
+    30 * 60,
+    30 * 60,
+    60 * 60,
+    3 * 3600,
+    3 * 3600,
+    3 * 3600,
+    6 * 3600,
+    6 * 3600,
+];
+
+/// One POST of a callback to a notify_url, and what it was answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    /// The envelope `id` (a probe carries the id of the notification it precedes).
+    pub notification_id: String,
+    pub out_trade_no: String,
+    /// 1 for the first delivery, 2 for the first retry, …
+    pub attempt: u32,
+    /// A `WECHATPAY/SIGNTEST/` probe rather than a real delivery.
+    pub probe: bool,
+    /// The HTTP status answered; `None` when the request failed (refused, timed out).
+    pub status: Option<u16>,
+    /// Whether this answer counts as an acknowledgement (200 or 204).
+    pub acknowledged: bool,
+    /// When the answer came, RFC 3339.
+    pub at: String,
+}
+
+/// A callback exactly as the sandbox sends it: headers and the JSON body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedNotification {
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Sandbox {
+    /// Builds the `TRANSACTION.SUCCESS` callback for `transaction` (any JSON: tests may forge
+    /// one), signed at `timestamp` (unix seconds). A fresh notification id each call.
+    pub fn wechat_notification(&self, transaction: &Value, timestamp: i64) -> SignedNotification {
+        self.notification_with_id(&new_notification_id(), transaction, timestamp)
+    }
+
+    fn notification_with_id(
+        &self,
+        id: &str,
+        transaction: &Value,
+        timestamp: i64,
+    ) -> SignedNotification {
+        let wechat = &self.inner.wechat;
+        // WeChat's resource nonces are 12 characters; the AAD is non-empty ("transaction"),
+        // since the official Java sample rejects an empty one.
+        let resource_nonce = &paygate_wechatpay::new_nonce()[..12];
+        let plaintext = serde_json::to_vec(transaction).unwrap_or_default();
+        let beijing = FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset");
+        let envelope = Notification {
+            id: id.to_owned(),
+            create_time: Utc::now()
+                .with_timezone(&beijing)
+                .to_rfc3339_opts(SecondsFormat::Secs, false),
+            event_type: EVENT_TRANSACTION_SUCCESS.to_owned(),
+            resource_type: "encrypt-resource".to_owned(),
+            summary: Some("支付成功".to_owned()),
+            resource: EncryptedResource {
+                algorithm: AEAD_AES_256_GCM.to_owned(),
+                ciphertext: wechat
+                    .apiv3_key
+                    .encrypt(resource_nonce, "transaction", &plaintext),
+                associated_data: Some("transaction".to_owned()),
+                nonce: resource_nonce.to_owned(),
+                original_type: Some("transaction".to_owned()),
+            },
+        };
+        let body = serde_json::to_string(&envelope).unwrap_or_default();
+        let headers = signed_headers(
+            &wechat.platform_signer,
+            &wechat.platform_key_id,
+            timestamp,
+            &paygate_wechatpay::new_nonce(),
+            body.as_bytes(),
+        );
+        let mut headers: Vec<(String, String)> = headers
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value))
+            .collect();
+        headers.push(("Content-Type".to_owned(), "application/json".to_owned()));
+        SignedNotification { headers, body }
+    }
+
+    fn record(&self, record: DeliveryRecord) {
+        lock(&self.inner.deliveries).push(record);
+    }
+
+    /// POSTs one callback; returns the status, or None when there was no answer.
+    async fn post(&self, notify_url: &str, notification: &SignedNotification) -> Option<u16> {
+        let mut request = self
+            .inner
+            .http
+            .post(notify_url)
+            .body(notification.body.clone());
+        for (name, value) in &notification.headers {
+            request = request.header(name, value);
+        }
+        match request.send().await {
+            Ok(response) => Some(response.status().as_u16()),
+            Err(error) => {
+                tracing::debug!(error = %error, "sandbox: callback delivery failed");
+                None
+            }
+        }
+    }
+}
+
+/// Starts delivering the callback for a paid order in the background.
+pub(crate) fn spawn(
+    sandbox: Sandbox,
+    out_trade_no: String,
+    notify_url: String,
+    transaction: Value,
+) {
+    tokio::spawn(async move {
+        deliver(sandbox, out_trade_no, notify_url, transaction).await;
+    });
+}
+
+async fn deliver(sandbox: Sandbox, out_trade_no: String, notify_url: String, transaction: Value) {
+    let id = new_notification_id();
+    let divisor = u64::from(sandbox.time_divisor());
+    for attempt in 1..=(RETRY_SCHEDULE_SECS.len() as u32 + 1) {
+        let faults = sandbox.faults();
+        let record = |probe: bool, status: Option<u16>| DeliveryRecord {
+            notification_id: id.clone(),
+            out_trade_no: out_trade_no.clone(),
+            attempt,
+            probe,
+            status,
+            acknowledged: matches!(status, Some(200 | 204)),
+            at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, false),
+        };
+
+        if faults.signature_probe {
+            let mut probe = sandbox.notification_with_id(&id, &transaction, Utc::now().timestamp());
+            for (name, value) in &mut probe.headers {
+                if name == HEADER_SIGNATURE {
+                    *value = format!("{SIGNATURE_PROBE_PREFIX}{}", random_hex(64));
+                }
+            }
+            let status = sandbox.post(&notify_url, &probe).await;
+            sandbox.record(record(true, status));
+        }
+
+        // The same notification (same id), each copy signed afresh, all at once.
+        let mut copies = tokio::task::JoinSet::new();
+        for _ in 0..faults.copies() {
+            let notification =
+                sandbox.notification_with_id(&id, &transaction, Utc::now().timestamp());
+            let (sandbox, notify_url) = (sandbox.clone(), notify_url.clone());
+            copies.spawn(async move { sandbox.post(&notify_url, &notification).await });
+        }
+        let mut acknowledged = false;
+        while let Some(joined) = copies.join_next().await {
+            let entry = record(false, joined.unwrap_or(None));
+            acknowledged |= entry.acknowledged;
+            sandbox.record(entry);
+        }
+        if acknowledged {
+            tracing::info!(out_trade_no, attempt, "sandbox: callback acknowledged");
+            return;
+        }
+        let Some(delay) = RETRY_SCHEDULE_SECS.get(attempt as usize - 1) else {
+            break;
+        };
+        tracing::info!(
+            out_trade_no,
+            attempt,
+            "sandbox: callback not acknowledged, will retry"
+        );
+        tokio::time::sleep(Duration::from_millis(delay * 1000 / divisor)).await;
+    }
+    tracing::warn!(
+        out_trade_no,
+        "sandbox: callback never acknowledged, giving up"
+    );
+}
+
+/// A 36-character id like WeChat's (`3119dfba-e649-5eec-ab1e-3412bc4d2e17`).
+fn new_notification_id() -> String {
+    let hex = random_hex(32);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}

@@ -1,0 +1,721 @@
+//! WeChat Pay APIv3 as the merchant sees it: `/sandbox/wechatpay/v3/pay/transactions/…`.
+//!
+//! Requests are checked in WeChat's order: headers (400 `INVALID_REQUEST`), then the signature
+//! (401 `SIGN_ERROR`), then the parameters (400 `PARAM_ERROR`, …). Every answer, errors and 204s
+//! included, is signed with the platform key over the exact bytes sent.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use chrono::{FixedOffset, SecondsFormat, Utc};
+use paygate_wechatpay::verify::{HEADER_REQUEST_ID, MAX_SKEW_SECONDS};
+use paygate_wechatpay::{ApiV3Key, Authorization, Signer, Verifier, signed_headers};
+use rand::Rng as _;
+use serde_json::{Value, json};
+
+use crate::{Sandbox, lock};
+
+/// Where the WeChat API lives in the sandbox. The merchant signs the path after it (`/v3/…`),
+/// as WeChat would see it at `https://api.mch.weixin.qq.com`.
+pub const API_PREFIX: &str = "/sandbox/wechatpay";
+
+/// The merchant side the sandbox checks requests against, and its own platform key.
+#[derive(Clone)]
+pub struct WechatSandboxConfig {
+    pub mchid: String,
+    pub appid: String,
+    /// The merchant API certificate serial that `Authorization: … serial_no` must name.
+    pub merchant_serial: String,
+    pub merchant_public_key_pem: String,
+    /// The APIv3 key, its 32 characters.
+    pub apiv3_key: String,
+    pub platform_private_key_pem: String,
+    /// `PUB_KEY_ID_…`, sent as `Wechatpay-Serial`.
+    pub platform_key_id: String,
+}
+
+impl std::fmt::Debug for WechatSandboxConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WechatSandboxConfig")
+            .field("mchid", &self.mchid)
+            .field("appid", &self.appid)
+            .field("merchant_serial", &self.merchant_serial)
+            .field("platform_key_id", &self.platform_key_id)
+            .field("apiv3_key", &"[redacted]")
+            .field("platform_private_key_pem", &"[redacted]")
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct WechatSim {
+    pub(crate) mchid: String,
+    pub(crate) appid: String,
+    merchant_serial: String,
+    merchant_key: Verifier,
+    pub(crate) apiv3_key: ApiV3Key,
+    pub(crate) platform_signer: Signer,
+    pub(crate) platform_key_id: String,
+    orders: Mutex<HashMap<String, Order>>,
+}
+
+impl WechatSim {
+    pub(crate) fn new(config: WechatSandboxConfig) -> anyhow::Result<WechatSim> {
+        let merchant_key = Verifier::from_pem(&config.merchant_public_key_pem)
+            .map_err(|e| anyhow::anyhow!("merchant public key: {e}"))?;
+        let platform_signer = Signer::from_pem(&config.platform_private_key_pem)
+            .map_err(|e| anyhow::anyhow!("platform private key: {e}"))?;
+        let apiv3_key = ApiV3Key::new(config.apiv3_key.as_bytes())
+            .map_err(|e| anyhow::anyhow!("APIv3 key: {e}"))?;
+        anyhow::ensure!(
+            config.platform_key_id.starts_with("PUB_KEY_ID_"),
+            "platform key id must look like PUB_KEY_ID_…"
+        );
+        Ok(WechatSim {
+            mchid: config.mchid,
+            appid: config.appid,
+            merchant_serial: config.merchant_serial,
+            merchant_key,
+            apiv3_key,
+            platform_signer,
+            platform_key_id: config.platform_key_id,
+            orders: Mutex::new(HashMap::new()),
+        })
+    }
+}
+
+/// One order of the ledger.
+#[derive(Debug, Clone)]
+pub(crate) struct Order {
+    pub(crate) params: OrderParams,
+    pub(crate) code_url: String,
+    pub(crate) state: OrderState,
+}
+
+/// What a re-order must repeat exactly to get the same `code_url` back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OrderParams {
+    pub(crate) appid: String,
+    pub(crate) mchid: String,
+    pub(crate) description: String,
+    pub(crate) out_trade_no: String,
+    pub(crate) time_expire: Option<String>,
+    pub(crate) notify_url: String,
+    pub(crate) total: i64,
+    pub(crate) currency: String,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum OrderState {
+    NotPay,
+    Success(Payment),
+    Closed,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Payment {
+    pub(crate) transaction_id: String,
+    pub(crate) success_time: String,
+    pub(crate) openid: String,
+}
+
+impl Order {
+    /// The Transaction JSON exactly as WeChat's query answers it (payer included once paid: the
+    /// gateway must drop it).
+    pub(crate) fn transaction_json(&self) -> Value {
+        let p = &self.params;
+        let mut t = json!({
+            "appid": p.appid,
+            "mchid": p.mchid,
+            "out_trade_no": p.out_trade_no,
+            "attach": "",
+        });
+        match &self.state {
+            OrderState::NotPay => {
+                t["trade_state"] = json!("NOTPAY");
+                t["trade_state_desc"] = json!("订单未支付");
+                t["amount"] = json!({"total": p.total, "currency": p.currency});
+            }
+            OrderState::Closed => {
+                t["trade_state"] = json!("CLOSED");
+                t["trade_state_desc"] = json!("订单已关闭");
+                t["amount"] = json!({"total": p.total, "currency": p.currency});
+            }
+            OrderState::Success(payment) => {
+                t["transaction_id"] = json!(payment.transaction_id);
+                t["trade_type"] = json!("NATIVE");
+                t["trade_state"] = json!("SUCCESS");
+                t["trade_state_desc"] = json!("支付成功");
+                t["bank_type"] = json!("OTHERS");
+                t["success_time"] = json!(payment.success_time);
+                t["payer"] = json!({"openid": payment.openid});
+                t["amount"] = json!({
+                    "total": p.total,
+                    "payer_total": p.total,
+                    "currency": p.currency,
+                    "payer_currency": p.currency,
+                });
+            }
+        }
+        t
+    }
+}
+
+pub(crate) fn routes() -> Router<Sandbox> {
+    Router::new()
+        .route(
+            "/sandbox/wechatpay/v3/pay/transactions/native",
+            post(native_order),
+        )
+        .route(
+            "/sandbox/wechatpay/v3/pay/transactions/out-trade-no/{out_trade_no}",
+            get(query_order),
+        )
+        .route(
+            "/sandbox/wechatpay/v3/pay/transactions/out-trade-no/{out_trade_no}/close",
+            post(close_order),
+        )
+        .route("/sandbox/wechatpay/{*rest}", any(not_found))
+}
+
+/// A WeChat error: `{"code","message"}` with its HTTP status.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn invalid_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "INVALID_REQUEST", message)
+    }
+
+    fn sign_error() -> ApiError {
+        // WeChat says no more than this about why; neither do we.
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "SIGN_ERROR",
+            "错误的签名，验签失败",
+        )
+    }
+
+    fn param(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "PARAM_ERROR", message)
+    }
+
+    fn order_not_exist() -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "ORDER_NOT_EXIST", "订单不存在")
+    }
+}
+
+/// What a handler answers before it is signed.
+struct Answer {
+    status: StatusCode,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(value: &Value) -> Answer {
+        Answer {
+            status: StatusCode::OK,
+            body: serde_json::to_vec(value).unwrap_or_default(),
+        }
+    }
+
+    fn no_content() -> Answer {
+        Answer {
+            status: StatusCode::NO_CONTENT,
+            body: Vec::new(),
+        }
+    }
+}
+
+impl From<ApiError> for Answer {
+    fn from(error: ApiError) -> Answer {
+        Answer {
+            status: error.status,
+            body: serde_json::to_vec(&json!({"code": error.code, "message": error.message}))
+                .unwrap_or_default(),
+        }
+    }
+}
+
+impl Sandbox {
+    /// Signs an answer with the platform key over the exact bytes sent.
+    fn signed(&self, answer: Answer) -> Response {
+        let wechat = &self.inner.wechat;
+        let nonce = paygate_wechatpay::new_nonce();
+        let headers = signed_headers(
+            &wechat.platform_signer,
+            &wechat.platform_key_id,
+            Utc::now().timestamp(),
+            &nonce,
+            &answer.body,
+        );
+        let request_id = format!(
+            "{}-{}",
+            random_hex(32),
+            if answer.status.is_success() {
+                0
+            } else {
+                answer.status.as_u16()
+            }
+        );
+        let mut response = (answer.status, answer.body.clone()).into_response();
+        let map = response.headers_mut();
+        for (name, value) in headers {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                map.insert(name, value);
+            }
+        }
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            map.insert(HEADER_REQUEST_ID, value);
+        }
+        if !answer.body.is_empty() {
+            map.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json; charset=utf-8"),
+            );
+        }
+        response
+    }
+
+    /// WeChat's request rules, in WeChat's order. `uri` is the full request URI; the signed
+    /// canonical URL is its path and query after [`API_PREFIX`].
+    fn authenticate(
+        &self,
+        method: &Method,
+        uri: &axum::http::Uri,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Authorization, ApiError> {
+        let wechat = &self.inner.wechat;
+        let present = |name| headers.get(name).is_some_and(|v| !v.is_empty());
+        if !present(header::ACCEPT) || !present(header::USER_AGENT) {
+            return Err(ApiError::invalid_request("Http头缺少Accept或User-Agent"));
+        }
+        if method == Method::POST {
+            let json = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(';').next())
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+            if !json {
+                return Err(ApiError::invalid_request(
+                    "Http头Content-Type值必须为application/json",
+                ));
+            }
+        }
+
+        let authorization = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| Authorization::parse(v).ok())
+            .ok_or_else(ApiError::sign_error)?;
+        if authorization.mchid != wechat.mchid || authorization.serial_no != wechat.merchant_serial
+        {
+            return Err(ApiError::sign_error());
+        }
+        if Utc::now().timestamp().abs_diff(authorization.timestamp) >= MAX_SKEW_SECONDS as u64 {
+            return Err(ApiError::sign_error());
+        }
+        let path_and_query = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let canonical_url = path_and_query
+            .strip_prefix(API_PREFIX)
+            .unwrap_or(path_and_query);
+        let message = authorization.message(method.as_str(), canonical_url, body);
+        if !wechat
+            .merchant_key
+            .verify_base64(&message, &authorization.signature)
+        {
+            return Err(ApiError::sign_error());
+        }
+        Ok(authorization)
+    }
+}
+
+/// `POST /v3/pay/transactions/native`.
+async fn native_order(
+    State(sandbox): State<Sandbox>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let answer = sandbox
+        .authenticate(&Method::POST, &uri, &headers, &body)
+        .and_then(|auth| sandbox.create_native_order(&auth, &body));
+    sandbox.signed(answer.unwrap_or_else(Answer::from))
+}
+
+/// Fields paygate may send (design §1.1: only the order number and the amount leave, plus
+/// merchant ids and the mandatory neutral description). WeChat itself would accept `attach`,
+/// `detail`, `goods_tag`, `scene_info`…; the sandbox refuses them so that a privacy regression
+/// in the gateway fails its tests instead of reaching a provider.
+const ALLOWED_ORDER_FIELDS: &[&str] = &[
+    "appid",
+    "mchid",
+    "description",
+    "out_trade_no",
+    "time_expire",
+    "notify_url",
+    "amount",
+];
+const ALLOWED_AMOUNT_FIELDS: &[&str] = &["total", "currency"];
+
+impl Sandbox {
+    fn create_native_order(&self, auth: &Authorization, body: &[u8]) -> Result<Answer, ApiError> {
+        let wechat = &self.inner.wechat;
+        let request: Value =
+            serde_json::from_slice(body).map_err(|_| ApiError::param("请求体不是合法的JSON"))?;
+        let params = parse_order(&request)?;
+        // "Header mchid must equal body mchid" (WeChat answers this one as a signature error).
+        if params.mchid != auth.mchid {
+            return Err(ApiError::sign_error());
+        }
+        if params.appid != wechat.appid {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "APPID_MCHID_NOT_MATCH",
+                "appid和mch_id不匹配",
+            ));
+        }
+
+        let mut orders = lock(&wechat.orders);
+        if let Some(existing) = orders.get(&params.out_trade_no) {
+            // Re-posting identical parameters is WeChat's way to get the current code_url
+            // again; anything else about an existing number is refused. "Already paid" is read
+            // strictly: an error, never the old code_url, so a gateway can never show a second
+            // QR code for a paid order. (The v3 code for it is unconfirmed; the skill docs say
+            // ORDER_PAID.)
+            return match &existing.state {
+                OrderState::Success(_) => Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "ORDER_PAID",
+                    "该订单已支付",
+                )),
+                OrderState::Closed => Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "ORDER_CLOSED",
+                    "订单已关闭",
+                )),
+                OrderState::NotPay if existing.params != params => Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "OUT_TRADE_NO_USED",
+                    "请求重入时，参数与首次请求时不一致",
+                )),
+                OrderState::NotPay => Ok(Answer::json(&json!({"code_url": existing.code_url}))),
+            };
+        }
+        let code_url = format!(
+            "weixin://wxpay/bizpayurl?pr={}",
+            &paygate_wechatpay::new_nonce()[..7]
+        );
+        tracing::info!(out_trade_no = %params.out_trade_no, "sandbox: WeChat native order created");
+        orders.insert(
+            params.out_trade_no.clone(),
+            Order {
+                params,
+                code_url: code_url.clone(),
+                state: OrderState::NotPay,
+            },
+        );
+        Ok(Answer::json(&json!({"code_url": code_url})))
+    }
+}
+
+fn parse_order(request: &Value) -> Result<OrderParams, ApiError> {
+    let object = request
+        .as_object()
+        .ok_or_else(|| ApiError::param("请求体必须是JSON对象"))?;
+    for key in object.keys() {
+        if !ALLOWED_ORDER_FIELDS.contains(&key.as_str()) {
+            return Err(ApiError::invalid_request(format!(
+                "sandbox: field `{key}` is outside paygate's privacy allowlist"
+            )));
+        }
+    }
+    let text = |key: &str| -> Result<String, ApiError> {
+        match object.get(key) {
+            Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+            Some(Value::String(_)) | None => Err(ApiError::param(format!("缺少参数{key}"))),
+            Some(_) => Err(ApiError::param(format!("{key}参数类型错误"))),
+        }
+    };
+    let appid = text("appid")?;
+    let mchid = text("mchid")?;
+    let description = text("description")?;
+    let out_trade_no = text("out_trade_no")?;
+    let notify_url = text("notify_url")?;
+    let time_expire = match object.get("time_expire") {
+        None => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(ApiError::param("time_expire参数类型错误")),
+    };
+
+    if appid.len() > 32 || mchid.len() > 32 {
+        return Err(ApiError::param("appid或mchid长度错误"));
+    }
+    // "不能超过127个字符", and WeChat takes only 1–3-byte UTF-8 characters (no emoji).
+    if description.chars().count() > 127 || description.chars().any(|c| c.len_utf8() > 3) {
+        return Err(ApiError::param(
+            "description长度超过127个字符或含有非法字符",
+        ));
+    }
+    if !valid_out_trade_no(&out_trade_no) {
+        return Err(ApiError::param(
+            "out_trade_no要求6-32个字符内，只能是数字、大小写字母_-|*",
+        ));
+    }
+    if !valid_notify_url(&notify_url) {
+        return Err(ApiError::param("notify_url必须是不带参数的http(s)绝对地址"));
+    }
+    if let Some(expire) = &time_expire
+        && chrono::DateTime::parse_from_rfc3339(expire).is_err()
+    {
+        return Err(ApiError::param("time_expire时间格式错误，应为rfc3339格式"));
+    }
+
+    let amount = object
+        .get("amount")
+        .and_then(Value::as_object)
+        .ok_or_else(|| ApiError::param("缺少参数amount"))?;
+    for key in amount.keys() {
+        if !ALLOWED_AMOUNT_FIELDS.contains(&key.as_str()) {
+            return Err(ApiError::invalid_request(format!(
+                "sandbox: field `amount.{key}` is outside paygate's privacy allowlist"
+            )));
+        }
+    }
+    // Integer fen only: 1.5 or "100" is a type error, 0 is "below the minimum".
+    let total = amount
+        .get("total")
+        .and_then(Value::as_i64)
+        .ok_or_else(|| ApiError::param("amount.total必须是整数（分）"))?;
+    if total < 1 {
+        return Err(ApiError::param("amount.total必须大于0"));
+    }
+    let currency = match amount.get("currency") {
+        None => "CNY".to_owned(),
+        Some(Value::String(c)) if c == "CNY" => c.clone(),
+        Some(_) => return Err(ApiError::param("amount.currency仅支持CNY")),
+    };
+
+    Ok(OrderParams {
+        appid,
+        mchid,
+        description,
+        out_trade_no,
+        time_expire,
+        notify_url,
+        total,
+        currency,
+    })
+}
+
+/// 6–32 characters of `[0-9A-Za-z_-|*]`.
+pub(crate) fn valid_out_trade_no(value: &str) -> bool {
+    (6..=32).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'|' | b'*'))
+}
+
+/// Absolute http(s), no query string, at most 255 characters.
+fn valid_notify_url(value: &str) -> bool {
+    let Some(rest) = value
+        .strip_prefix("https://")
+        .or_else(|| value.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    value.len() <= 255 && !rest.is_empty() && !value.contains('?') && !value.contains('#')
+}
+
+/// `GET /v3/pay/transactions/out-trade-no/{out_trade_no}?mchid=…`.
+async fn query_order(
+    State(sandbox): State<Sandbox>,
+    Path(out_trade_no): Path<String>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> Response {
+    let answer = sandbox
+        .authenticate(&Method::GET, &uri, &headers, b"")
+        .and_then(|_| {
+            let wechat = &sandbox.inner.wechat;
+            let mchid = uri
+                .query()
+                .unwrap_or("")
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("mchid="));
+            match mchid {
+                None => return Err(ApiError::param("缺少参数mchid")),
+                Some(m) if m != wechat.mchid => {
+                    return Err(ApiError::param("mchid与请求头不一致"));
+                }
+                Some(_) => {}
+            }
+            let orders = lock(&wechat.orders);
+            let order = orders
+                .get(&out_trade_no)
+                .ok_or_else(ApiError::order_not_exist)?;
+            Ok(Answer::json(&order.transaction_json()))
+        });
+    sandbox.signed(answer.unwrap_or_else(Answer::from))
+}
+
+/// `POST /v3/pay/transactions/out-trade-no/{out_trade_no}/close` → 204, re-entrant.
+async fn close_order(
+    State(sandbox): State<Sandbox>,
+    Path(out_trade_no): Path<String>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let answer = sandbox
+        .authenticate(&Method::POST, &uri, &headers, &body)
+        .and_then(|auth| {
+            let wechat = &sandbox.inner.wechat;
+            let request: Value = serde_json::from_slice(&body)
+                .map_err(|_| ApiError::param("请求体不是合法的JSON"))?;
+            match request.get("mchid").and_then(Value::as_str) {
+                None => return Err(ApiError::param("缺少参数mchid")),
+                Some(m) if m != auth.mchid => return Err(ApiError::sign_error()),
+                Some(_) => {}
+            }
+            let mut orders = lock(&wechat.orders);
+            let order = orders
+                .get_mut(&out_trade_no)
+                .ok_or_else(ApiError::order_not_exist)?;
+            match order.state {
+                // A paid order is refunded, not closed (v3 code unconfirmed; as for re-orders).
+                OrderState::Success(_) => Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "ORDER_PAID",
+                    "该订单已支付",
+                )),
+                OrderState::NotPay | OrderState::Closed => {
+                    order.state = OrderState::Closed;
+                    tracing::info!(out_trade_no = %out_trade_no, "sandbox: WeChat order closed");
+                    Ok(Answer::no_content())
+                }
+            }
+        });
+    sandbox.signed(answer.unwrap_or_else(Answer::from))
+}
+
+async fn not_found(State(sandbox): State<Sandbox>) -> Response {
+    sandbox.signed(Answer::from(ApiError::new(
+        StatusCode::NOT_FOUND,
+        "RESOURCE_NOT_EXISTS",
+        "sandbox: this WeChat Pay API is not simulated",
+    )))
+}
+
+/// Why the buyer could not pay.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayError {
+    #[error("no such order")]
+    NotFound,
+    #[error("the order is closed")]
+    Closed,
+    #[error("the order is already paid")]
+    AlreadyPaid,
+}
+
+impl Sandbox {
+    /// The buyer pays `out_trade_no`: the order becomes SUCCESS and the `TRANSACTION.SUCCESS`
+    /// callback starts in the background. Answers WeChat's side of the transaction (with
+    /// `payer.openid`, which the gateway must never keep).
+    pub fn pay(&self, out_trade_no: &str) -> Result<Value, PayError> {
+        let wechat = &self.inner.wechat;
+        let (transaction, notify_url) = {
+            let mut orders = lock(&wechat.orders);
+            let order = orders.get_mut(out_trade_no).ok_or(PayError::NotFound)?;
+            match order.state {
+                OrderState::Closed => return Err(PayError::Closed),
+                OrderState::Success(_) => return Err(PayError::AlreadyPaid),
+                OrderState::NotPay => {}
+            }
+            let beijing = FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset");
+            let now = Utc::now().with_timezone(&beijing);
+            order.state = OrderState::Success(Payment {
+                transaction_id: new_transaction_id(&now.format("%Y%m%d").to_string()),
+                success_time: now.to_rfc3339_opts(SecondsFormat::Secs, false),
+                openid: new_openid(),
+            });
+            (order.transaction_json(), order.params.notify_url.clone())
+        };
+        tracing::info!(out_trade_no, "sandbox: WeChat order paid");
+        crate::delivery::spawn(
+            self.clone(),
+            out_trade_no.to_owned(),
+            notify_url,
+            transaction.clone(),
+        );
+        Ok(transaction)
+    }
+
+    /// What the cashier page shows of an order.
+    pub(crate) fn cashier_view(&self, out_trade_no: &str) -> Option<CashierView> {
+        let orders = lock(&self.inner.wechat.orders);
+        let order = orders.get(out_trade_no)?;
+        Some(CashierView {
+            total_fen: order.params.total,
+            code_url: order.code_url.clone(),
+            description: order.params.description.clone(),
+            state: match order.state {
+                OrderState::NotPay => "NOTPAY",
+                OrderState::Success(_) => "SUCCESS",
+                OrderState::Closed => "CLOSED",
+            },
+        })
+    }
+}
+
+pub(crate) struct CashierView {
+    pub(crate) total_fen: i64,
+    pub(crate) code_url: String,
+    pub(crate) description: String,
+    pub(crate) state: &'static str,
+}
+
+/// Like WeChat's: 28 digits starting `42`, with the pay date inside.
+fn new_transaction_id(yyyymmdd: &str) -> String {
+    let mut rng = rand::rng();
+    format!(
+        "42000{:05}{yyyymmdd}{:010}",
+        rng.random_range(0..100_000u32),
+        rng.random_range(0..10_000_000_000u64)
+    )
+}
+
+/// Like a real openid: `o` and 27 characters of `[0-9A-Za-z_-]`.
+fn new_openid() -> String {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_-";
+    let mut rng = rand::rng();
+    let tail: String = (0..27)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect();
+    format!("o{tail}")
+}
+
+pub(crate) fn random_hex(len: usize) -> String {
+    let mut rng = rand::rng();
+    (0..len)
+        .map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)]))
+        .collect()
+}

@@ -1,0 +1,8 @@
+//! The sandbox started on port 0 and driven with paygate-wechatpay's own Client, as the gateway
+//! drives it. One test binary, to link once.
+
+mod api;
+mod callbacks;
+mod cashier;
+mod harness;
+mod keys_dir;
