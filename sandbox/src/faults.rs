@@ -14,6 +14,11 @@ pub struct Faults {
     /// Before each real callback, send one whose `Wechatpay-Signature` starts with
     /// `WECHATPAY/SIGNTEST/`; the merchant must answer it with a non-2xx.
     pub signature_probe: bool,
+    /// The next N WeChat API requests (order, query, close) answer a signed 500 `SYSTEM_ERROR`
+    /// before anything else is looked at; counts down as they are used.
+    pub api_errors: u32,
+    /// Sign every WeChat API answer over other bytes, so that a verifying client refuses it.
+    pub corrupt_response_signature: bool,
 }
 
 impl Faults {

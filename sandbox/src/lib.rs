@@ -104,6 +104,17 @@ impl Sandbox {
         *self.inner.faults.write().unwrap_or_else(|e| e.into_inner()) = faults;
     }
 
+    /// Uses up one `api_errors` fault, if any is left.
+    fn take_api_error(&self) -> bool {
+        let mut faults = self.inner.faults.write().unwrap_or_else(|e| e.into_inner());
+        if faults.api_errors > 0 {
+            faults.api_errors -= 1;
+            true
+        } else {
+            false
+        }
+    }
+
     /// The WeChat Pay platform key id (`PUB_KEY_ID_…`) the sandbox signs with.
     pub fn wechat_platform_key_id(&self) -> &str {
         &self.inner.wechat.platform_key_id

@@ -259,12 +259,16 @@ impl Sandbox {
     fn signed(&self, answer: Answer) -> Response {
         let wechat = &self.inner.wechat;
         let nonce = paygate_wechatpay::new_nonce();
+        let mut signed_body = answer.body.clone();
+        if self.faults().corrupt_response_signature {
+            signed_body.extend_from_slice(b" ");
+        }
         let headers = signed_headers(
             &wechat.platform_signer,
             &wechat.platform_key_id,
             Utc::now().timestamp(),
             &nonce,
-            &answer.body,
+            &signed_body,
         );
         let request_id = format!(
             "{}-{}",
@@ -304,6 +308,13 @@ impl Sandbox {
         body: &[u8],
     ) -> Result<Authorization, ApiError> {
         let wechat = &self.inner.wechat;
+        if self.take_api_error() {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "SYSTEM_ERROR",
+                "系统错误",
+            ));
+        }
         let present = |name| headers.get(name).is_some_and(|v| !v.is_empty());
         if !present(header::ACCEPT) || !present(header::USER_AGENT) {
             return Err(ApiError::invalid_request("Http头缺少Accept或User-Agent"));

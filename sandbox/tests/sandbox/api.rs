@@ -5,6 +5,9 @@ use std::sync::Arc;
 use paygate_wechatpay::{ClientError, SignatureHeaders, TradeState, new_nonce, verify_signed};
 use serde_json::{Value, json};
 
+use paygate_sandbox::Faults;
+use paygate_wechatpay::RetryPolicy;
+
 use crate::harness::{
     Harness, MCHID, client_with_clock, credentials, now, order, order_no, platform_keys, start,
 };
@@ -412,7 +415,12 @@ async fn faults_reject_unknown_fields_and_show_the_current_setting() {
         .unwrap();
     assert_eq!(
         current,
-        json!({"duplicate_notifications": 2, "signature_probe": false})
+        json!({
+            "duplicate_notifications": 2,
+            "signature_probe": false,
+            "api_errors": 0,
+            "corrupt_response_signature": false,
+        })
     );
     assert_eq!(h.sandbox.faults().duplicate_notifications, 2);
 }
@@ -449,4 +457,99 @@ async fn unsimulated_wechat_paths_get_a_signed_404() {
         (status, json["code"].as_str()),
         (404, Some("RESOURCE_NOT_EXISTS"))
     );
+}
+
+fn quick_retries(h: &Harness) -> paygate_wechatpay::Client {
+    h.client.clone().with_retry(RetryPolicy {
+        max_attempts: 3,
+        initial_backoff: std::time::Duration::from_millis(5),
+        max_backoff: std::time::Duration::from_millis(20),
+    })
+}
+
+#[tokio::test]
+async fn queries_are_retried_on_5xx_a_bounded_number_of_times() {
+    let h = start().await;
+    let client = quick_retries(&h);
+    let out_trade_no = order_no("RTY");
+    client
+        .native_order(&order(&out_trade_no, 100, NOTIFY))
+        .await
+        .unwrap();
+
+    h.sandbox.set_faults(Faults {
+        api_errors: 2,
+        ..Faults::default()
+    });
+    let t = client.query_by_out_trade_no(&out_trade_no).await.unwrap();
+    assert_eq!(t.trade_state, TradeState::NotPay);
+    assert_eq!(h.sandbox.faults().api_errors, 0);
+
+    h.sandbox.set_faults(Faults {
+        api_errors: 5,
+        ..Faults::default()
+    });
+    let error = client
+        .query_by_out_trade_no(&out_trade_no)
+        .await
+        .unwrap_err();
+    assert!(error.is_unavailable());
+    assert_api_error(Err::<(), _>(error), 500, "SYSTEM_ERROR");
+    assert_eq!(h.sandbox.faults().api_errors, 2, "three attempts, no more");
+
+    h.sandbox.set_faults(Faults {
+        api_errors: 1,
+        ..Faults::default()
+    });
+    client.close(&out_trade_no).await.unwrap();
+    assert_eq!(h.sandbox.faults().api_errors, 0);
+}
+
+#[tokio::test]
+async fn creating_an_order_is_never_retried_blindly() {
+    let h = start().await;
+    let client = quick_retries(&h);
+    h.sandbox.set_faults(Faults {
+        api_errors: 1,
+        ..Faults::default()
+    });
+    let out_trade_no = order_no("ONE");
+    let error = client
+        .native_order(&order(&out_trade_no, 100, NOTIFY))
+        .await
+        .unwrap_err();
+    assert!(error.is_unavailable());
+    assert_eq!(h.sandbox.faults().api_errors, 0);
+    assert_api_error(
+        client.query_by_out_trade_no(&out_trade_no).await,
+        404,
+        "ORDER_NOT_EXIST",
+    );
+}
+
+#[tokio::test]
+async fn a_response_with_a_corrupt_signature_is_refused_before_it_is_parsed() {
+    let h = start().await;
+    let out_trade_no = order_no("COR");
+    h.client
+        .native_order(&order(&out_trade_no, 100, NOTIFY))
+        .await
+        .unwrap();
+    h.sandbox.set_faults(Faults {
+        corrupt_response_signature: true,
+        ..Faults::default()
+    });
+    let error = h
+        .client
+        .query_by_out_trade_no(&out_trade_no)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            ClientError::Verify(paygate_wechatpay::VerifyError::BadSignature)
+        ),
+        "{error:?}"
+    );
+    assert!(!error.is_unavailable());
 }
