@@ -1,0 +1,418 @@
+//! Configuration (design.md §8): a TOML file, every key overridable by
+//! `PAYGATE_<SECTION>__<KEY>`, unknown keys rejected, key material read from named files.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::domain::{Catalog, Fen, Grant, Plan};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}")]
+    Read { path: PathBuf, #[source] source: std::io::Error },
+    #[error("config is not valid TOML or has unknown or mistyped keys: {0}")]
+    Parse(#[from] toml::de::Error),
+    #[error("environment override {var}: {why}")]
+    Env { var: String, why: String },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub orders: OrdersConfig,
+    pub wechatpay: Option<WechatPayConfig>,
+    pub alipay: Option<AlipayConfig>,
+    #[serde(default)]
+    pub api_keys: Vec<ApiKeyConfig>,
+    pub events: Option<EventsConfig>,
+    pub plans: Option<Vec<PlanConfig>>,
+    /// The folder relative key-file paths are resolved against (the config file's folder).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Notify URLs are `{public_url}/webhooks/{provider}`. Defaults to `http://{listen}`.
+    pub public_url: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig { listen: default_listen(), public_url: None }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".to_owned()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    #[serde(default = "default_database_url")]
+    pub url: String,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig { url: default_database_url(), max_connections: default_max_connections() }
+    }
+}
+
+fn default_database_url() -> String {
+    "sqlite://paygate.db".to_owned()
+}
+
+fn default_max_connections() -> u32 {
+    10
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrdersConfig {
+    #[serde(default = "default_ttl")]
+    pub ttl_minutes: i64,
+    /// The neutral text sent as WeChat `description` / Alipay `subject`.
+    #[serde(default = "default_description")]
+    pub description: String,
+}
+
+impl Default for OrdersConfig {
+    fn default() -> Self {
+        OrdersConfig { ttl_minutes: default_ttl(), description: default_description() }
+    }
+}
+
+fn default_ttl() -> i64 {
+    15
+}
+
+fn default_description() -> String {
+    "职前通服务".to_owned()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WechatPayConfig {
+    #[serde(default = "default_wechat_api_base")]
+    pub api_base: String,
+    pub mchid: String,
+    pub appid: String,
+    pub merchant_serial: String,
+    pub merchant_private_key_file: PathBuf,
+    pub apiv3_key_file: PathBuf,
+    #[serde(default)]
+    pub platform_public_keys: Vec<PlatformKeyConfig>,
+    #[serde(default)]
+    pub fetch_platform_certificates: bool,
+}
+
+fn default_wechat_api_base() -> String {
+    "https://api.mch.weixin.qq.com".to_owned()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformKeyConfig {
+    pub id: String,
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlipayConfig {
+    #[serde(default = "default_alipay_gateway")]
+    pub gateway_url: String,
+    pub app_id: String,
+    pub app_private_key_file: PathBuf,
+    pub alipay_public_key_file: PathBuf,
+    pub seller_id: Option<String>,
+}
+
+fn default_alipay_gateway() -> String {
+    "https://openapi.alipay.com/gateway.do".to_owned()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    pub id: String,
+    pub secret_sha256: String,
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsConfig {
+    pub url: Option<String>,
+    pub secret_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanConfig {
+    pub id: String,
+    pub name: String,
+    pub price: String,
+    pub grants: Vec<Grant>,
+}
+
+pub const SCOPES: [&str; 3] = ["checkout", "entitlements", "finance"];
+
+impl Config {
+    /// Reads `path` (or nothing: every default), applies environment overrides, validates.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let (text, base_dir) = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+                let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+                (text, dir)
+            }
+            None => (String::new(), PathBuf::from(".")),
+        };
+        Config::from_toml_with_env(&text, std::env::vars(), base_dir)
+    }
+
+    pub fn from_toml_with_env(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+        base_dir: PathBuf,
+    ) -> Result<Config, ConfigError> {
+        let mut table: toml::Table = text.parse()?;
+        apply_env_overrides(&mut table, env)?;
+        let mut config: Config = toml::Value::Table(table).try_into()?;
+        config.base_dir = base_dir;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.server.listen.parse::<SocketAddr>().is_err() {
+            return invalid(format!("server.listen {:?} is not an address:port", self.server.listen));
+        }
+        if let Some(url) = &self.server.public_url {
+            match url::Url::parse(url) {
+                Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.query().is_none() => {}
+                _ => return invalid("server.public_url must be an http(s) URL without query".into()),
+            }
+        }
+        if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres")) {
+            return invalid("database.url must start with sqlite: or postgres://".into());
+        }
+        if !(1..=24 * 60).contains(&self.orders.ttl_minutes) {
+            return invalid("orders.ttl_minutes must be between 1 and 1440".into());
+        }
+        let d = &self.orders.description;
+        if d.is_empty() || d.chars().count() > 127 {
+            return invalid("orders.description must be 1 to 127 characters".into());
+        }
+        if let Some(w) = &self.wechatpay {
+            let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+            if !digits(&w.mchid) || w.mchid.len() > 32 {
+                return invalid("wechatpay.mchid must be digits".into());
+            }
+            if w.appid.is_empty() || w.appid.len() > 32 {
+                return invalid("wechatpay.appid must be 1 to 32 characters".into());
+            }
+            let hex = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
+            if !hex(&w.merchant_serial) {
+                return invalid("wechatpay.merchant_serial must be the certificate serial in hex".into());
+            }
+            if w.platform_public_keys.is_empty() && !w.fetch_platform_certificates {
+                return invalid(
+                    "wechatpay needs platform_public_keys or fetch_platform_certificates = true".into(),
+                );
+            }
+            for k in &w.platform_public_keys {
+                if !k.id.starts_with("PUB_KEY_ID_") && !hex(&k.id) {
+                    return invalid(format!(
+                        "wechatpay platform key id {:?} is neither PUB_KEY_ID_… nor a certificate serial",
+                        k.id
+                    ));
+                }
+            }
+        }
+        if let Some(a) = &self.alipay {
+            if a.app_id.is_empty() || !a.app_id.bytes().all(|b| b.is_ascii_digit()) {
+                return invalid("alipay.app_id must be digits".into());
+            }
+        }
+        let mut ids = HashSet::new();
+        for key in &self.api_keys {
+            if !ids.insert(&key.id) {
+                return invalid(format!("api key id {:?} appears twice", key.id));
+            }
+            let lower_hex = key.secret_sha256.len() == 64
+                && key.secret_sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            if !lower_hex {
+                return invalid(format!("api key {:?}: secret_sha256 must be 64 lower-case hex", key.id));
+            }
+            if key.scopes.is_empty() {
+                return invalid(format!("api key {:?} has no scopes", key.id));
+            }
+            if let Some(s) = key.scopes.iter().find(|s| !SCOPES.contains(&s.as_str())) {
+                return invalid(format!("api key {:?}: unknown scope {s:?}", key.id));
+            }
+        }
+        self.catalog()?;
+        Ok(())
+    }
+
+    /// The configured catalog, or the built-in one.
+    pub fn catalog(&self) -> Result<Catalog, ConfigError> {
+        let Some(plans) = &self.plans else { return Ok(Catalog::builtin()) };
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for p in plans {
+            let bad = |m: &str| ConfigError::Invalid(format!("plan {:?}: {m}", p.id));
+            if !seen.insert(&p.id) {
+                return Err(bad("appears twice"));
+            }
+            let price = Fen::parse_yuan(&p.price).map_err(|e| bad(&e.to_string()))?;
+            if price.get() == 0 {
+                return Err(bad("price must be positive"));
+            }
+            if p.grants.is_empty() {
+                return Err(bad("grants nothing"));
+            }
+            let mut actions = HashSet::new();
+            for g in &p.grants {
+                if !actions.insert(g.action) {
+                    return Err(bad("grants one action twice"));
+                }
+                if g.days <= 0 || g.quota.is_some_and(|q| q <= 0) {
+                    return Err(bad("days and quota must be positive"));
+                }
+            }
+            out.push(Plan { id: p.id.clone(), name: p.name.clone(), price, grants: p.grants.clone() });
+        }
+        Ok(Catalog::new(out))
+    }
+
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() { path.to_owned() } else { self.base_dir.join(path) }
+    }
+
+    /// `public_url` without a trailing slash; `http://{listen}` when unset.
+    pub fn public_url(&self, bound: SocketAddr) -> String {
+        match &self.server.public_url {
+            Some(u) => u.trim_end_matches('/').to_owned(),
+            None => format!("http://{bound}"),
+        }
+    }
+}
+
+/// `PAYGATE_DATABASE__URL=…` sets `[database] url`. Values are read as TOML when they parse
+/// (numbers, booleans, arrays), else as plain strings.
+fn apply_env_overrides(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    for (var, value) in env {
+        let Some(rest) = var.strip_prefix("PAYGATE_") else { continue };
+        let Some((section, key)) = rest.split_once("__") else { continue };
+        let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+        let err = |why: &str| ConfigError::Env { var: var.clone(), why: why.to_owned() };
+        if section.is_empty() || key.is_empty() || key.contains("__") {
+            return Err(err("expected PAYGATE_<SECTION>__<KEY>"));
+        }
+        let parsed = format!("v = {value}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or(toml::Value::String(value.clone()));
+        let entry = table
+            .entry(section.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        match entry {
+            toml::Value::Table(t) => {
+                t.insert(key, parsed);
+            }
+            _ => return Err(err("that section is not a table")),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Config::from_toml_with_env(text, env, PathBuf::from("."))
+    }
+
+    #[test]
+    fn an_empty_file_gives_the_documented_defaults() {
+        let c = load("", &[]).unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:8080");
+        assert_eq!(c.database.url, "sqlite://paygate.db");
+        assert_eq!(c.orders.ttl_minutes, 15);
+        assert_eq!(c.catalog().unwrap().plans().len(), 3);
+    }
+
+    #[test]
+    fn unknown_keys_are_an_error() {
+        assert!(matches!(load("[server]\nlisen = \"x\"", &[]), Err(ConfigError::Parse(_))));
+        assert!(matches!(load("[nonsense]\na = 1", &[]), Err(ConfigError::Parse(_))));
+    }
+
+    #[test]
+    fn environment_overrides_win_over_the_file() {
+        let c = load(
+            "[database]\nurl = \"sqlite://a.db\"",
+            &[("PAYGATE_DATABASE__URL", "postgres://u@h/db"), ("PAYGATE_ORDERS__TTL_MINUTES", "30")],
+        )
+        .unwrap();
+        assert_eq!(c.database.url, "postgres://u@h/db");
+        assert_eq!(c.orders.ttl_minutes, 30);
+    }
+
+    #[test]
+    fn an_override_of_an_unknown_key_is_rejected() {
+        assert!(load("", &[("PAYGATE_DATABASE__URLL", "x")]).is_err());
+    }
+
+    #[test]
+    fn api_keys_need_a_hex_hash_and_known_scopes() {
+        let key = |hash: &str, scope: &str| {
+            format!("[[api_keys]]\nid = \"a\"\nsecret_sha256 = \"{hash}\"\nscopes = [\"{scope}\"]")
+        };
+        assert!(load(&key(&"ab".repeat(32), "checkout"), &[]).is_ok());
+        assert!(load(&key("abc", "checkout"), &[]).is_err());
+        assert!(load(&key(&"ab".repeat(32), "admin"), &[]).is_err());
+    }
+
+    #[test]
+    fn configured_plans_replace_the_catalog_and_prices_are_exact() {
+        let plan = |price: &str| {
+            format!(
+                "[[plans]]\nid = \"p\"\nname = \"P\"\nprice = \"{price}\"\ngrants = [{{ action = \"download\", quota = 5, days = 10 }}]"
+            )
+        };
+        let c = load(&plan("9.90"), &[]).unwrap();
+        let catalog = c.catalog().unwrap();
+        assert_eq!(catalog.plans().len(), 1);
+        assert_eq!(catalog.get("p").unwrap().price.get(), 990);
+        assert!(load(&plan("9.999"), &[]).is_err());
+    }
+}

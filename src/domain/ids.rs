@@ -1,0 +1,178 @@
+//! Identifiers parsed once at the edge, so a signature says what it takes.
+
+use std::fmt;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+const ORDER_NO_ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+
+/// The merchant order number sent to providers as `out_trade_no`.
+///
+/// 26 random characters from `[0-9A-Z]` (about 134 bits): it fits WeChat's 6–32 and Alipay's
+/// 64-character rules and says nothing about the employer, the plan or the time.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct OrderNo(String);
+
+impl OrderNo {
+    pub const LEN: usize = 26;
+
+    pub fn generate() -> OrderNo {
+        let mut rng = rand::rng();
+        let text = (0..Self::LEN)
+            .map(|_| ORDER_NO_ALPHABET[rng.random_range(0..ORDER_NO_ALPHABET.len())] as char)
+            .collect();
+        OrderNo(text)
+    }
+
+    /// Accepts what paygate issues: 26–32 characters of `[0-9A-Z]`.
+    pub fn parse(text: &str) -> Option<OrderNo> {
+        let ok = (26..=32).contains(&text.len())
+            && text.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase());
+        ok.then(|| OrderNo(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for OrderNo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The platform's employer id: opaque to paygate, never sent to a provider.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EmployerId(String);
+
+impl EmployerId {
+    pub fn parse(text: &str) -> Option<EmployerId> {
+        let ok = !text.is_empty()
+            && text.len() <= 64
+            && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b));
+        ok.then(|| EmployerId(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EmployerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Which payment provider an order goes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderId {
+    Wechatpay,
+    Alipay,
+}
+
+impl ProviderId {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderId::Wechatpay => "wechatpay",
+            ProviderId::Alipay => "alipay",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ProviderId> {
+        match text {
+            "wechatpay" => Some(ProviderId::Wechatpay),
+            "alipay" => Some(ProviderId::Alipay),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ProviderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How the buyer pays: WeChat `native`/`jsapi`/`h5`/`app`, Alipay `qr`/`page`/`wap`/`app`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    Native,
+    Jsapi,
+    H5,
+    App,
+    Qr,
+    Page,
+    Wap,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Native => "native",
+            Channel::Jsapi => "jsapi",
+            Channel::H5 => "h5",
+            Channel::App => "app",
+            Channel::Qr => "qr",
+            Channel::Page => "page",
+            Channel::Wap => "wap",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Channel> {
+        [
+            Channel::Native,
+            Channel::Jsapi,
+            Channel::H5,
+            Channel::App,
+            Channel::Qr,
+            Channel::Page,
+            Channel::Wap,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == text)
+    }
+}
+
+/// A prefixed random id for rows other systems refer to (`ent_…`, `pay_…`).
+pub fn prefixed_id(prefix: &str) -> String {
+    let mut bytes = [0u8; 12];
+    rand::rng().fill(&mut bytes);
+    format!("{prefix}_{}", hex::encode(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_order_numbers_fit_both_providers_and_parse_back() {
+        for _ in 0..100 {
+            let no = OrderNo::generate();
+            assert_eq!(no.as_str().len(), OrderNo::LEN);
+            assert_eq!(OrderNo::parse(no.as_str()), Some(no));
+        }
+        assert_ne!(OrderNo::generate(), OrderNo::generate());
+    }
+
+    #[test]
+    fn order_numbers_outside_the_alphabet_are_refused() {
+        assert!(OrderNo::parse("p2026112912000000ab12cd34xx").is_none());
+        assert!(OrderNo::parse("SHORT").is_none());
+        assert!(OrderNo::parse("../../etc/passwd0000000000000").is_none());
+    }
+
+    #[test]
+    fn employer_ids_are_bounded_and_plain() {
+        assert!(EmployerId::parse("emp_42").is_some());
+        assert!(EmployerId::parse("").is_none());
+        assert!(EmployerId::parse("emp 42").is_none());
+        assert!(EmployerId::parse(&"x".repeat(65)).is_none());
+    }
+}
