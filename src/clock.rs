@@ -27,7 +27,8 @@ pub struct OffsetClock {
 
 impl OffsetClock {
     pub fn advance(&self, by: chrono::Duration) {
-        self.offset_ms.fetch_add(by.num_milliseconds(), Ordering::SeqCst);
+        self.offset_ms
+            .fetch_add(by.num_milliseconds(), Ordering::SeqCst);
     }
 }
 
@@ -54,7 +55,9 @@ pub fn from_millis(ms: i64) -> DateTime<Utc> {
 
 /// RFC 3339 with the +08:00 offset, seconds precision: "2026-11-29T12:00:00+08:00".
 pub fn rfc3339_beijing(t: DateTime<Utc>) -> String {
-    t.with_timezone(&beijing()).format("%Y-%m-%dT%H:%M:%S%:z").to_string()
+    t.with_timezone(&beijing())
+        .format("%Y-%m-%dT%H:%M:%S%:z")
+        .to_string()
 }
 
 pub fn rfc3339_beijing_millis(ms: i64) -> String {

@@ -12,7 +12,11 @@ use crate::domain::{Catalog, Fen, Grant, Plan};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}")]
-    Read { path: PathBuf, #[source] source: std::io::Error },
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("config is not valid TOML or has unknown or mistyped keys: {0}")]
     Parse(#[from] toml::de::Error),
     #[error("environment override {var}: {why}")]
@@ -52,7 +56,10 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { listen: default_listen(), public_url: None }
+        ServerConfig {
+            listen: default_listen(),
+            public_url: None,
+        }
     }
 }
 
@@ -71,7 +78,10 @@ pub struct DatabaseConfig {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        DatabaseConfig { url: default_database_url(), max_connections: default_max_connections() }
+        DatabaseConfig {
+            url: default_database_url(),
+            max_connections: default_max_connections(),
+        }
     }
 }
 
@@ -95,7 +105,10 @@ pub struct OrdersConfig {
 
 impl Default for OrdersConfig {
     fn default() -> Self {
-        OrdersConfig { ttl_minutes: default_ttl(), description: default_description() }
+        OrdersConfig {
+            ttl_minutes: default_ttl(),
+            description: default_description(),
+        }
     }
 }
 
@@ -180,8 +193,10 @@ impl Config {
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         let (text, base_dir) = match path {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
                 let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
                 (text, dir)
             }
@@ -206,15 +221,22 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
         if self.server.listen.parse::<SocketAddr>().is_err() {
-            return invalid(format!("server.listen {:?} is not an address:port", self.server.listen));
+            return invalid(format!(
+                "server.listen {:?} is not an address:port",
+                self.server.listen
+            ));
         }
         if let Some(url) = &self.server.public_url {
             match url::Url::parse(url) {
-                Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.query().is_none() => {}
-                _ => return invalid("server.public_url must be an http(s) URL without query".into()),
+                Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.query().is_none() => {
+                }
+                _ => {
+                    return invalid("server.public_url must be an http(s) URL without query".into());
+                }
             }
         }
-        if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres")) {
+        if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres"))
+        {
             return invalid("database.url must start with sqlite: or postgres://".into());
         }
         if !(1..=24 * 60).contains(&self.orders.ttl_minutes) {
@@ -234,11 +256,14 @@ impl Config {
             }
             let hex = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
             if !hex(&w.merchant_serial) {
-                return invalid("wechatpay.merchant_serial must be the certificate serial in hex".into());
+                return invalid(
+                    "wechatpay.merchant_serial must be the certificate serial in hex".into(),
+                );
             }
             if w.platform_public_keys.is_empty() && !w.fetch_platform_certificates {
                 return invalid(
-                    "wechatpay needs platform_public_keys or fetch_platform_certificates = true".into(),
+                    "wechatpay needs platform_public_keys or fetch_platform_certificates = true"
+                        .into(),
                 );
             }
             for k in &w.platform_public_keys {
@@ -261,9 +286,15 @@ impl Config {
                 return invalid(format!("api key id {:?} appears twice", key.id));
             }
             let lower_hex = key.secret_sha256.len() == 64
-                && key.secret_sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+                && key
+                    .secret_sha256
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
             if !lower_hex {
-                return invalid(format!("api key {:?}: secret_sha256 must be 64 lower-case hex", key.id));
+                return invalid(format!(
+                    "api key {:?}: secret_sha256 must be 64 lower-case hex",
+                    key.id
+                ));
             }
             if key.scopes.is_empty() {
                 return invalid(format!("api key {:?} has no scopes", key.id));
@@ -278,7 +309,9 @@ impl Config {
 
     /// The configured catalog, or the built-in one.
     pub fn catalog(&self) -> Result<Catalog, ConfigError> {
-        let Some(plans) = &self.plans else { return Ok(Catalog::builtin()) };
+        let Some(plans) = &self.plans else {
+            return Ok(Catalog::builtin());
+        };
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         for p in plans {
@@ -302,13 +335,22 @@ impl Config {
                     return Err(bad("days and quota must be positive"));
                 }
             }
-            out.push(Plan { id: p.id.clone(), name: p.name.clone(), price, grants: p.grants.clone() });
+            out.push(Plan {
+                id: p.id.clone(),
+                name: p.name.clone(),
+                price,
+                grants: p.grants.clone(),
+            });
         }
         Ok(Catalog::new(out))
     }
 
     pub fn resolve(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() { path.to_owned() } else { self.base_dir.join(path) }
+        if path.is_absolute() {
+            path.to_owned()
+        } else {
+            self.base_dir.join(path)
+        }
     }
 
     /// `public_url` without a trailing slash; `http://{listen}` when unset.
@@ -327,10 +369,17 @@ fn apply_env_overrides(
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<(), ConfigError> {
     for (var, value) in env {
-        let Some(rest) = var.strip_prefix("PAYGATE_") else { continue };
-        let Some((section, key)) = rest.split_once("__") else { continue };
+        let Some(rest) = var.strip_prefix("PAYGATE_") else {
+            continue;
+        };
+        let Some((section, key)) = rest.split_once("__") else {
+            continue;
+        };
         let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
-        let err = |why: &str| ConfigError::Env { var: var.clone(), why: why.to_owned() };
+        let err = |why: &str| ConfigError::Env {
+            var: var.clone(),
+            why: why.to_owned(),
+        };
         if section.is_empty() || key.is_empty() || key.contains("__") {
             return Err(err("expected PAYGATE_<SECTION>__<KEY>"));
         }
@@ -372,15 +421,24 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_an_error() {
-        assert!(matches!(load("[server]\nlisen = \"x\"", &[]), Err(ConfigError::Parse(_))));
-        assert!(matches!(load("[nonsense]\na = 1", &[]), Err(ConfigError::Parse(_))));
+        assert!(matches!(
+            load("[server]\nlisen = \"x\"", &[]),
+            Err(ConfigError::Parse(_))
+        ));
+        assert!(matches!(
+            load("[nonsense]\na = 1", &[]),
+            Err(ConfigError::Parse(_))
+        ));
     }
 
     #[test]
     fn environment_overrides_win_over_the_file() {
         let c = load(
             "[database]\nurl = \"sqlite://a.db\"",
-            &[("PAYGATE_DATABASE__URL", "postgres://u@h/db"), ("PAYGATE_ORDERS__TTL_MINUTES", "30")],
+            &[
+                ("PAYGATE_DATABASE__URL", "postgres://u@h/db"),
+                ("PAYGATE_ORDERS__TTL_MINUTES", "30"),
+            ],
         )
         .unwrap();
         assert_eq!(c.database.url, "postgres://u@h/db");

@@ -2,6 +2,15 @@
 //!
 //! See `docs/ARCHITECTURE.md` for the map of this crate.
 
+pub mod api;
+pub mod app;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod entitlements;
+pub mod error;
+pub mod keygen;
+pub mod providers;
+pub mod settle;
+pub mod store;

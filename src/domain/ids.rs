@@ -29,7 +29,9 @@ impl OrderNo {
     /// Accepts what paygate issues: 26–32 characters of `[0-9A-Z]`.
     pub fn parse(text: &str) -> Option<OrderNo> {
         let ok = (26..=32).contains(&text.len())
-            && text.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase());
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase());
         ok.then(|| OrderNo(text.to_owned()))
     }
 
@@ -53,7 +55,9 @@ impl EmployerId {
     pub fn parse(text: &str) -> Option<EmployerId> {
         let ok = !text.is_empty()
             && text.len() <= 64
-            && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b));
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b));
         ok.then(|| EmployerId(text.to_owned()))
     }
 

@@ -39,7 +39,11 @@ impl Fen {
     pub fn parse_yuan(text: &str) -> Result<Fen, AmountError> {
         let text = text.trim();
         // Decimal accepts forms like "1e3"; amounts on the wire are plain digits.
-        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-') {
+        if text.is_empty()
+            || !text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
+        {
             return Err(AmountError::NotANumber);
         }
         let value: Decimal = text.parse().map_err(|_| AmountError::NotANumber)?;
@@ -103,7 +107,10 @@ mod tests {
         assert_eq!(Fen::parse_yuan("1e3"), Err(AmountError::NotANumber));
         assert_eq!(Fen::parse_yuan(""), Err(AmountError::NotANumber));
         assert_eq!(Fen::parse_yuan("abc"), Err(AmountError::NotANumber));
-        assert_eq!(Fen::parse_yuan("99999999999999999999999"), Err(AmountError::TooLarge));
+        assert_eq!(
+            Fen::parse_yuan("99999999999999999999999"),
+            Err(AmountError::TooLarge)
+        );
     }
 
     #[test]

@@ -69,19 +69,31 @@ impl Catalog {
                 "resume-view-30d",
                 "简历查看 30 天",
                 9900,
-                Grant { action: Action::View, quota: None, days: 30 },
+                Grant {
+                    action: Action::View,
+                    quota: None,
+                    days: 30,
+                },
             ),
             plan(
                 "resume-download-50",
                 "简历下载 50 份",
                 19900,
-                Grant { action: Action::Download, quota: Some(50), days: 90 },
+                Grant {
+                    action: Action::Download,
+                    quota: Some(50),
+                    days: 90,
+                },
             ),
             plan(
                 "resume-download-200",
                 "简历下载 200 份",
                 59900,
-                Grant { action: Action::Download, quota: Some(200), days: 180 },
+                Grant {
+                    action: Action::Download,
+                    quota: Some(200),
+                    days: 180,
+                },
             ),
         ])
     }

@@ -1,0 +1,51 @@
+//! `POST /webhooks/{provider}`: verified over the raw bytes, then settled.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+
+use crate::app::AppState;
+use crate::domain::ProviderId;
+use crate::providers::{Callback, CallbackError};
+use crate::settle::{self, SettleError, Source};
+
+pub async fn receive(
+    State(state): State<AppState>,
+    Path(provider): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(provider) = ProviderId::parse(&provider)
+        .and_then(|id| state.providers.get(id))
+        .cloned()
+    else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let outcome = match provider.verify_callback(&headers, &body).await {
+        Ok(Callback::Paid(trade)) => {
+            match settle::settle(&state.db, &trade, Source::Notification, state.clock.now()).await {
+                Ok(settled) => {
+                    tracing::info!(order_no = %trade.order_no, provider = %provider.id(), ?settled, "callback settled");
+                    Ok(())
+                }
+                Err(SettleError::Db(e)) => Err(CallbackError::Temporary(e.into())),
+                Err(e) => Err(CallbackError::Mismatch(e.to_string())),
+            }
+        }
+        Ok(Callback::Ignored(what)) => {
+            tracing::info!(provider = %provider.id(), what, "verified callback acknowledged without action");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = &outcome {
+        match e {
+            CallbackError::Temporary(cause) => {
+                tracing::error!(provider = %provider.id(), error = format!("{cause:#}"), "callback not processed")
+            }
+            other => tracing::warn!(provider = %provider.id(), reason = %other, "callback refused"),
+        }
+    }
+    provider.answer(&outcome)
+}

@@ -1,0 +1,213 @@
+//! The command line (design.md §9). `main` parses and calls `run`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::app::{Application, Options, SandboxSetup};
+use crate::config::{ApiKeyConfig, Config};
+
+#[derive(Parser)]
+#[command(
+    name = "paygate",
+    version,
+    about = "Payments and order gateway of 职前通"
+)]
+pub struct Cli {
+    /// The TOML config file (design.md §8); without one, every default applies.
+    #[arg(long, global = true, env = "PAYGATE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// Embed the provider simulator (generated keys) in place of [wechatpay]/[alipay].
+        #[arg(long)]
+        sandbox: bool,
+        /// Sandbox only: divide the providers' callback retry delays by this.
+        #[arg(long, default_value_t = 1)]
+        sandbox_time_divisor: u32,
+    },
+    /// Run database migrations and exit.
+    Migrate,
+    /// Validate the config file and load every key it names, without starting anything.
+    CheckConfig,
+    /// Key material for a new deployment (or the standalone sandbox).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// API keys for the platform's services.
+    ApiKey {
+        #[command(subcommand)]
+        command: ApiKeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Write merchant key pairs and an APIv3 key into DIR.
+    Generate {
+        dir: PathBuf,
+        #[arg(long, default_value = crate::app::SANDBOX_MCHID)]
+        mchid: String,
+        #[arg(long, default_value = crate::app::SANDBOX_APPID)]
+        appid: String,
+        #[arg(long, default_value = "2021000000000000")]
+        alipay_app_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApiKeyCommand {
+    /// Print a new secret once, and its [[api_keys]] entry.
+    Create {
+        /// Comma-separated: checkout, entitlements, finance.
+        #[arg(long, value_delimiter = ',', required = true)]
+        scopes: Vec<String>,
+        #[arg(long, default_value = "checkout-service")]
+        id: String,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve {
+            sandbox,
+            sandbox_time_divisor,
+        } => serve(cli.config, sandbox, sandbox_time_divisor).await,
+        Command::Migrate => {
+            let config = Config::load(cli.config.as_deref())?;
+            let db = crate::store::Db::connect(&config.database.url, 1).await?;
+            db.migrate().await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::CheckConfig => {
+            let config = Config::load(cli.config.as_deref())?;
+            if let Some(w) = &config.wechatpay {
+                crate::providers::wechatpay::WechatKeys::load(&config, w)?;
+            }
+            println!(
+                "config ok: {} api key(s), {} plan(s), wechatpay {}, alipay {}",
+                config.api_keys.len(),
+                config.catalog()?.plans().len(),
+                if config.wechatpay.is_some() {
+                    "on"
+                } else {
+                    "off"
+                },
+                if config.alipay.is_some() { "on" } else { "off" },
+            );
+            Ok(())
+        }
+        Command::Keys {
+            command:
+                KeysCommand::Generate {
+                    dir,
+                    mchid,
+                    appid,
+                    alipay_app_id,
+                },
+        } => {
+            let generated = crate::keygen::generate_keys(&dir, &mchid, &appid, &alipay_app_id)?;
+            println!(
+                "keys written to {}\n\n{}",
+                dir.display(),
+                generated.config_snippet
+            );
+            Ok(())
+        }
+        Command::ApiKey {
+            command: ApiKeyCommand::Create { scopes, id },
+        } => {
+            use secrecy::ExposeSecret;
+            let key = crate::keygen::create_api_key(&id, &scopes)?;
+            println!(
+                "secret (shown once): {}\n\n{}",
+                key.secret.expose_secret(),
+                key.entry_toml
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn serve(
+    config_path: Option<PathBuf>,
+    sandbox: bool,
+    time_divisor: u32,
+) -> anyhow::Result<()> {
+    let mut config = Config::load(config_path.as_deref())?;
+    let mut printed_key = None;
+    if sandbox && config.api_keys.is_empty() {
+        // A first look needs a key: make one with every scope and show it once.
+        let scopes: Vec<String> = crate::config::SCOPES
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let key = crate::keygen::create_api_key("sandbox", &scopes)?;
+        config.api_keys.push(ApiKeyConfig {
+            id: "sandbox".into(),
+            secret_sha256: key.secret_sha256.clone(),
+            scopes,
+        });
+        printed_key = Some(key);
+    }
+    let listener = tokio::net::TcpListener::bind(&config.server.listen)
+        .await
+        .with_context(|| format!("binding {}", config.server.listen))?;
+    let setup = if sandbox {
+        Some(SandboxSetup::generate(time_divisor)?)
+    } else {
+        None
+    };
+    let app = Application::build(
+        config,
+        listener,
+        Options {
+            sandbox: setup,
+            ..Options::default()
+        },
+    )
+    .await?;
+    let url = app.public_url().to_owned();
+    tracing::info!(listen = %app.local_addr(), sandbox, "paygate listening");
+    if let Some(key) = printed_key {
+        use secrecy::ExposeSecret;
+        println!("paygate with the embedded sandbox at {url}");
+        println!(
+            "API key (all scopes, shown once): {}",
+            key.secret.expose_secret()
+        );
+        println!("Create an order:");
+        println!(
+            "  curl -s -X POST {url}/v1/orders -H 'Authorization: Bearer {}' -H 'Idempotency-Key: demo-1' \\\n    -H 'Content-Type: application/json' \\\n    -d '{{\"employer_id\":\"emp_42\",\"plan\":\"resume-download-50\",\"provider\":\"wechatpay\",\"channel\":\"native\"}}'",
+            key.secret.expose_secret()
+        );
+        println!("Then open {url}/sandbox/cashier/<order_no> and press Pay.");
+    }
+    app.run_until(shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

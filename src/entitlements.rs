@@ -1,0 +1,256 @@
+//! Résumé-access entitlements: granted at settlement, consumed by the résumé service's
+//! access checks, every change written to the append-only audit table.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::clock::{rfc3339_beijing_millis, to_millis};
+use crate::domain::{Action, EmployerId, Grant};
+use crate::store::{Db, Tx};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Entitlement {
+    pub entitlement_id: String,
+    pub order_no: String,
+    pub plan: String,
+    pub action: String,
+    pub quota: Option<i64>,
+    pub used: i64,
+    pub remaining: Option<i64>,
+    pub status: String,
+    pub valid_from: String,
+    pub valid_until: String,
+}
+
+impl Entitlement {
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+}
+
+const COLUMNS: &str = "entitlement_id, employer_id, order_no, plan_id, action, quota, used, status, valid_from, valid_until";
+
+/// `status` as the caller sees it: an active row past `valid_until` is already expired,
+/// whether or not the hourly job has marked it yet.
+fn from_row(r: &AnyRow, now_ms: i64) -> Result<(Entitlement, String), sqlx::Error> {
+    let quota: Option<i64> = r.try_get("quota")?;
+    let used: i64 = r.try_get("used")?;
+    let valid_until: i64 = r.try_get("valid_until")?;
+    let mut status: String = r.try_get("status")?;
+    if status == "active" && valid_until <= now_ms {
+        status = "expired".to_owned();
+    }
+    let e = Entitlement {
+        entitlement_id: r.try_get("entitlement_id")?,
+        order_no: r.try_get("order_no")?,
+        plan: r.try_get("plan_id")?,
+        action: r.try_get("action")?,
+        quota,
+        used,
+        remaining: quota.map(|q| (q - used).max(0)),
+        status,
+        valid_from: rfc3339_beijing_millis(r.try_get("valid_from")?),
+        valid_until: rfc3339_beijing_millis(valid_until),
+    };
+    Ok((e, r.try_get("employer_id")?))
+}
+
+async fn audit(
+    tx: &mut Tx,
+    entitlement_id: &str,
+    kind: &str,
+    resume_id: Option<&str>,
+    quota_delta: i64,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO entitlement_audit (entitlement_id, kind, resume_id, quota_delta, created_at)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(entitlement_id)
+    .bind(kind)
+    .bind(resume_id)
+    .bind(quota_delta)
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Grants an order's entitlements inside the settlement transaction. The unique
+/// (order_no, action) constraint makes a second grant for one order impossible.
+pub async fn grant(
+    tx: &mut Tx,
+    employer_id: &str,
+    order_no: &str,
+    plan_id: &str,
+    grants: &[Grant],
+    now: DateTime<Utc>,
+) -> Result<Vec<Entitlement>, sqlx::Error> {
+    let now_ms = to_millis(now);
+    let mut out = Vec::new();
+    for g in grants {
+        let id = crate::domain::ids::prefixed_id("ent");
+        let until = to_millis(now + chrono::Duration::days(g.days));
+        sqlx::query(
+            "INSERT INTO entitlement (entitlement_id, employer_id, order_no, plan_id, action, quota, used,
+                                      status, valid_from, valid_until, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, 0, 'active', $7, $8, $7, $7)",
+        )
+        .bind(&id)
+        .bind(employer_id)
+        .bind(order_no)
+        .bind(plan_id)
+        .bind(g.action.as_str())
+        .bind(g.quota)
+        .bind(now_ms)
+        .bind(until)
+        .execute(&mut **tx)
+        .await?;
+        audit(tx, &id, "granted", None, g.quota.unwrap_or(0), now_ms).await?;
+        out.push(Entitlement {
+            entitlement_id: id,
+            order_no: order_no.to_owned(),
+            plan: plan_id.to_owned(),
+            action: g.action.as_str().to_owned(),
+            quota: g.quota,
+            used: 0,
+            remaining: g.quota,
+            status: "active".to_owned(),
+            valid_from: rfc3339_beijing_millis(now_ms),
+            valid_until: rfc3339_beijing_millis(until),
+        });
+    }
+    Ok(out)
+}
+
+pub async fn list(
+    db: &Db,
+    employer: &EmployerId,
+    now: DateTime<Utc>,
+) -> Result<Vec<Entitlement>, sqlx::Error> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM entitlement WHERE employer_id = $1 ORDER BY valid_from, entitlement_id"
+    )))
+    .bind(employer.as_str())
+    .fetch_all(db.pool())
+    .await?;
+    let now_ms = to_millis(now);
+    rows.iter()
+        .map(|r| from_row(r, now_ms).map(|(e, _)| e))
+        .collect()
+}
+
+pub async fn of_order(
+    db: &Db,
+    order_no: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<Entitlement>, sqlx::Error> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM entitlement WHERE order_no = $1 ORDER BY action"
+    )))
+    .bind(order_no)
+    .fetch_all(db.pool())
+    .await?;
+    let now_ms = to_millis(now);
+    rows.iter()
+        .map(|r| from_row(r, now_ms).map(|(e, _)| e))
+        .collect()
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AccessGranted {
+    pub granted: bool,
+    pub entitlement_id: String,
+    pub remaining: Option<i64>,
+}
+
+/// "May this employer view/download this résumé?" Consumes one unit from the active
+/// entitlement that expires first; the same résumé and action again under an entitlement
+/// that already covers it consumes nothing. None = no entitlement.
+pub async fn access(
+    db: &Db,
+    employer: &EmployerId,
+    resume_id: &str,
+    action: Action,
+    now: DateTime<Utc>,
+) -> Result<Option<AccessGranted>, sqlx::Error> {
+    let now_ms = to_millis(now);
+    let mut tx = db.begin_write().await?;
+
+    // Already covered by a still-valid entitlement: free.
+    let covered = sqlx::query(
+        "SELECT e.entitlement_id, e.quota, e.used FROM entitlement e
+         JOIN resume_access a ON a.entitlement_id = e.entitlement_id
+         WHERE e.employer_id = $1 AND e.action = $2 AND e.status = 'active' AND e.valid_until > $3
+           AND a.resume_id = $4 AND a.action = $2
+         ORDER BY e.valid_until LIMIT 1",
+    )
+    .bind(employer.as_str())
+    .bind(action.as_str())
+    .bind(now_ms)
+    .bind(resume_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(r) = covered {
+        let quota: Option<i64> = r.try_get("quota")?;
+        let used: i64 = r.try_get("used")?;
+        tx.commit().await?;
+        return Ok(Some(AccessGranted {
+            granted: true,
+            entitlement_id: r.try_get("entitlement_id")?,
+            remaining: quota.map(|q| (q - used).max(0)),
+        }));
+    }
+
+    // Consume from the active one that expires first, with quota left. The conditional
+    // UPDATE is the guard: two concurrent requests can never both take the last unit.
+    loop {
+        let candidate = sqlx::query(
+            "SELECT entitlement_id FROM entitlement
+             WHERE employer_id = $1 AND action = $2 AND status = 'active' AND valid_until > $3
+               AND (quota IS NULL OR used < quota)
+             ORDER BY valid_until, entitlement_id LIMIT 1",
+        )
+        .bind(employer.as_str())
+        .bind(action.as_str())
+        .bind(now_ms)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(candidate) = candidate else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let id: String = candidate.try_get("entitlement_id")?;
+        let updated: Option<(Option<i64>, i64)> = sqlx::query_as(
+            "UPDATE entitlement SET used = used + 1, updated_at = $1
+             WHERE entitlement_id = $2 AND status = 'active' AND (quota IS NULL OR used < quota)
+             RETURNING quota, used",
+        )
+        .bind(now_ms)
+        .bind(&id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((quota, used)) = updated else {
+            continue;
+        };
+        sqlx::query(
+            "INSERT INTO resume_access (entitlement_id, resume_id, action, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&id)
+        .bind(resume_id)
+        .bind(action.as_str())
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        audit(&mut tx, &id, "consumed", Some(resume_id), -1, now_ms).await?;
+        tx.commit().await?;
+        return Ok(Some(AccessGranted {
+            granted: true,
+            entitlement_id: id,
+            remaining: quota.map(|q| (q - used).max(0)),
+        }));
+    }
+}

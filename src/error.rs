@@ -1,0 +1,70 @@
+//! The API error: stable snake_case codes mapped to statuses in one place. Internal causes
+//! are logged here, once, and never sent to the client.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("missing or invalid API key")]
+    Unauthorized,
+    #[error("this API key lacks the `{0}` scope")]
+    Forbidden(&'static str),
+    #[error("{1}")]
+    BadRequest(&'static str, String),
+    #[error("{1}")]
+    NotFound(&'static str, String),
+    #[error("{1}")]
+    Conflict(&'static str, String),
+    #[error("{1}")]
+    Unprocessable(&'static str, String),
+    #[error("the payment provider is unavailable; retry with the same Idempotency-Key")]
+    ProviderUnavailable(#[source] anyhow::Error),
+    #[error("the payment provider rejected the request")]
+    ProviderRejected(#[source] anyhow::Error),
+    #[error("the database is unavailable")]
+    Database(#[from] sqlx::Error),
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::BadRequest(code, message.into())
+    }
+
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::BadRequest(code, _) => (StatusCode::BAD_REQUEST, code),
+            ApiError::NotFound(code, _) => (StatusCode::NOT_FOUND, code),
+            ApiError::Conflict(code, _) => (StatusCode::CONFLICT, code),
+            ApiError::Unprocessable(code, _) => (StatusCode::UNPROCESSABLE_ENTITY, code),
+            ApiError::ProviderUnavailable(_) => (StatusCode::BAD_GATEWAY, "provider_unavailable"),
+            ApiError::ProviderRejected(_) => (StatusCode::BAD_GATEWAY, "provider_rejected"),
+            ApiError::Database(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+        }
+    }
+}
+
+pub fn envelope(code: &str, message: &str) -> serde_json::Value {
+    serde_json::json!({"error": {"code": code, "message": message}})
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        match &self {
+            ApiError::ProviderUnavailable(e)
+            | ApiError::ProviderRejected(e)
+            | ApiError::Internal(e) => {
+                tracing::error!(code, error = format!("{e:#}"), "request failed");
+            }
+            ApiError::Database(e) => tracing::error!(code, error = %e, "request failed"),
+            _ => {}
+        }
+        (status, axum::Json(envelope(code, &self.to_string()))).into_response()
+    }
+}

@@ -1,0 +1,98 @@
+//! The gateway's view of a payment provider: one trait, one implementation per provider
+//! crate, registered by id. Adding a provider is one adapter here and one line in `build`.
+
+pub mod wechatpay;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::http::HeaderMap;
+use axum::response::Response;
+
+use crate::domain::{Channel, Fen, OrderNo, ProviderId};
+use crate::settle::PaidTrade;
+
+/// What leaves for a provider when an order is created: the order number, the amount, and the
+/// neutral description — nothing about the employer or the plan (design.md §1).
+#[derive(Debug, Clone)]
+pub struct NewPayment {
+    pub order_no: OrderNo,
+    pub amount: Fen,
+    pub channel: Channel,
+    pub description: String,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// How the buyer's client pays, by channel; serialised as the order's `payment` object.
+pub type PaymentInstructions = serde_json::Map<String, serde_json::Value>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// Unreachable, timing out, 5xx: retry later with the same parameters.
+    #[error("provider unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    /// The provider said no, or answered something we must not trust.
+    #[error("provider rejected the request")]
+    Rejected(#[source] anyhow::Error),
+}
+
+/// The provider's view of one order, from an (already verified) query.
+#[derive(Debug, Clone)]
+pub enum TradeStatus {
+    Pending,
+    Paid(PaidTrade),
+    Closed,
+    Refunded,
+    Unknown(String),
+}
+
+/// Why a callback was not accepted; answered with a non-success body.
+#[derive(Debug, thiserror::Error)]
+pub enum CallbackError {
+    #[error("callback failed verification: {0}")]
+    Unverified(String),
+    #[error("callback does not match our merchant or order: {0}")]
+    Mismatch(String),
+    #[error("temporary failure")]
+    Temporary(#[source] anyhow::Error),
+}
+
+/// A verified callback.
+#[derive(Debug)]
+pub enum Callback {
+    Paid(PaidTrade),
+    /// Verified but not about a settled payment (another event type or state): acknowledge.
+    Ignored(String),
+}
+
+#[async_trait::async_trait]
+pub trait PaymentProvider: Send + Sync {
+    fn id(&self) -> ProviderId;
+    fn supports(&self, channel: Channel) -> bool;
+    async fn create(&self, payment: &NewPayment) -> Result<PaymentInstructions, ProviderError>;
+    async fn query(&self, order_no: &OrderNo) -> Result<TradeStatus, ProviderError>;
+    async fn close(&self, order_no: &OrderNo) -> Result<(), ProviderError>;
+    /// Verifies a callback over its raw bytes and returns only what the gateway keeps.
+    async fn verify_callback(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Callback, CallbackError>;
+    /// The provider's success or failure answer.
+    fn answer(&self, outcome: &Result<(), CallbackError>) -> Response;
+}
+
+#[derive(Clone, Default)]
+pub struct Registry {
+    providers: HashMap<ProviderId, Arc<dyn PaymentProvider>>,
+}
+
+impl Registry {
+    pub fn register(&mut self, provider: Arc<dyn PaymentProvider>) {
+        self.providers.insert(provider.id(), provider);
+    }
+
+    pub fn get(&self, id: ProviderId) -> Option<&Arc<dyn PaymentProvider>> {
+        self.providers.get(&id)
+    }
+}

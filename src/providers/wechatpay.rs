@@ -1,0 +1,262 @@
+//! WeChat Pay APIv3 adapter over the `paygate-wechatpay` crate.
+
+use std::sync::{Arc, RwLock};
+
+use anyhow::{Context, anyhow};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use paygate_wechatpay::model::EVENT_TRANSACTION_SUCCESS;
+use paygate_wechatpay::{
+    ApiV3Key, Client, ClientError, MerchantCredentials, NativeOrderRequest, OrderAmount,
+    PlatformKeys, SignatureHeaders, Signer, TradeState, Transaction, Verifier, verify_notification,
+};
+
+use super::{
+    Callback, CallbackError, NewPayment, PaymentInstructions, PaymentProvider, ProviderError,
+    TradeStatus,
+};
+use crate::clock::{SharedClock, rfc3339_beijing};
+use crate::config::{Config, WechatPayConfig};
+use crate::domain::{Channel, Fen, OrderNo, ProviderId};
+use crate::settle::PaidTrade;
+
+pub struct WechatPay {
+    client: Client,
+    mchid: String,
+    appid: String,
+    notify_url: String,
+    platform: Arc<RwLock<PlatformKeys>>,
+    apiv3_key: ApiV3Key,
+    clock: SharedClock,
+}
+
+/// Key material, read once at start-up.
+pub struct WechatKeys {
+    pub signer: Signer,
+    pub apiv3_key: ApiV3Key,
+    pub platform: PlatformKeys,
+}
+
+impl WechatKeys {
+    pub fn load(config: &Config, w: &WechatPayConfig) -> anyhow::Result<WechatKeys> {
+        let read = |p: &std::path::Path| {
+            let path = config.resolve(p);
+            std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+        };
+        let signer = Signer::from_pem(&read(&w.merchant_private_key_file)?)
+            .context("wechatpay.merchant_private_key_file is not an RSA private key")?;
+        let apiv3 = read(&w.apiv3_key_file)?;
+        let apiv3_key = ApiV3Key::new(apiv3.trim_end_matches(['\n', '\r']).as_bytes())
+            .map_err(|_| anyhow!("wechatpay.apiv3_key_file must hold exactly 32 bytes"))?;
+        let mut platform = PlatformKeys::new();
+        for k in &w.platform_public_keys {
+            let verifier = Verifier::from_pem(&read(&k.file)?).with_context(|| {
+                format!(
+                    "platform key {} is not an RSA public key or certificate",
+                    k.id
+                )
+            })?;
+            platform.insert(&k.id, verifier);
+        }
+        Ok(WechatKeys {
+            signer,
+            apiv3_key,
+            platform,
+        })
+    }
+}
+
+impl WechatPay {
+    pub fn new(
+        w: &WechatPayConfig,
+        keys: WechatKeys,
+        public_url: &str,
+        http: reqwest::Client,
+        clock: SharedClock,
+    ) -> WechatPay {
+        let creds = Arc::new(MerchantCredentials {
+            mchid: w.mchid.clone(),
+            serial_no: w.merchant_serial.clone(),
+            signer: keys.signer,
+        });
+        let platform = Arc::new(RwLock::new(keys.platform));
+        let client_clock = clock.clone();
+        let client = Client::new(
+            http,
+            &w.api_base,
+            creds,
+            platform.clone(),
+            Arc::new(move || client_clock.now().timestamp()),
+        );
+        WechatPay {
+            client,
+            mchid: w.mchid.clone(),
+            appid: w.appid.clone(),
+            notify_url: format!("{public_url}/webhooks/wechatpay"),
+            platform,
+            apiv3_key: keys.apiv3_key,
+            clock,
+        }
+    }
+
+    /// Checks a verified transaction against our merchant; keeps only what we store.
+    fn paid_trade(&self, tx: &Transaction) -> Result<Option<PaidTrade>, String> {
+        if tx.mchid != self.mchid {
+            return Err("mchid is not ours".into());
+        }
+        if tx.appid != self.appid {
+            return Err("appid is not ours".into());
+        }
+        if tx.trade_state != TradeState::Success {
+            return Ok(None);
+        }
+        let order_no = OrderNo::parse(&tx.out_trade_no).ok_or("out_trade_no is not one of ours")?;
+        let txn_id = tx
+            .transaction_id
+            .clone()
+            .ok_or("paid transaction without transaction_id")?;
+        let amount = tx
+            .amount
+            .as_ref()
+            .ok_or("paid transaction without amount")?;
+        let total = amount
+            .total
+            .ok_or("paid transaction without amount.total")?;
+        let amount_fen = Fen::new(total).map_err(|_| "negative amount")?;
+        let paid_at = tx
+            .success_time
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.to_utc())
+            .unwrap_or_else(|| self.clock.now());
+        Ok(Some(PaidTrade {
+            order_no,
+            provider: ProviderId::Wechatpay,
+            provider_txn_id: txn_id,
+            amount: amount_fen,
+            currency: amount.currency.clone().unwrap_or_else(|| "CNY".to_owned()),
+            trade_type: tx.trade_type.clone(),
+            bank_type: tx.bank_type.clone(),
+            paid_at,
+        }))
+    }
+}
+
+fn provider_error(e: ClientError) -> ProviderError {
+    if e.is_unavailable() {
+        ProviderError::Unavailable(e.into())
+    } else {
+        ProviderError::Rejected(e.into())
+    }
+}
+
+#[async_trait::async_trait]
+impl PaymentProvider for WechatPay {
+    fn id(&self) -> ProviderId {
+        ProviderId::Wechatpay
+    }
+
+    fn supports(&self, channel: Channel) -> bool {
+        channel == Channel::Native
+    }
+
+    async fn create(&self, p: &NewPayment) -> Result<PaymentInstructions, ProviderError> {
+        // The allowlist of design.md §1: merchant ids, order number, amount, neutral text,
+        // expiry, notify URL. The request type has no other fields.
+        let request = NativeOrderRequest {
+            appid: self.appid.clone(),
+            mchid: self.mchid.clone(),
+            description: p.description.clone(),
+            out_trade_no: p.order_no.to_string(),
+            time_expire: Some(rfc3339_beijing(p.expires_at)),
+            notify_url: self.notify_url.clone(),
+            amount: OrderAmount {
+                total: p.amount.get(),
+                currency: "CNY".to_owned(),
+            },
+        };
+        let answer = self
+            .client
+            .native_order(&request)
+            .await
+            .map_err(provider_error)?;
+        let mut out = PaymentInstructions::new();
+        out.insert("code_url".into(), answer.code_url.into());
+        Ok(out)
+    }
+
+    async fn query(&self, order_no: &OrderNo) -> Result<TradeStatus, ProviderError> {
+        let tx = match self.client.query_by_out_trade_no(order_no.as_str()).await {
+            Ok(tx) => tx,
+            Err(e) if e.api_code() == Some("ORDER_NOT_EXIST") => return Ok(TradeStatus::Pending),
+            Err(e) => return Err(provider_error(e)),
+        };
+        if tx.out_trade_no != order_no.as_str() {
+            return Err(ProviderError::Rejected(anyhow!(
+                "query answered about another order"
+            )));
+        }
+        let paid = self
+            .paid_trade(&tx)
+            .map_err(|m| ProviderError::Rejected(anyhow!(m)))?;
+        Ok(match (paid, tx.trade_state) {
+            (Some(trade), _) => TradeStatus::Paid(trade),
+            (None, TradeState::NotPay | TradeState::UserPaying) => TradeStatus::Pending,
+            (None, TradeState::Closed | TradeState::Revoked | TradeState::PayError) => {
+                TradeStatus::Closed
+            }
+            (None, TradeState::Refund) => TradeStatus::Refunded,
+            (None, other) => TradeStatus::Unknown(other.as_str().to_owned()),
+        })
+    }
+
+    async fn close(&self, order_no: &OrderNo) -> Result<(), ProviderError> {
+        self.client
+            .close(order_no.as_str())
+            .await
+            .map_err(provider_error)
+    }
+
+    async fn verify_callback(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Callback, CallbackError> {
+        let signature = SignatureHeaders::from_header_map(headers)
+            .map_err(|e| CallbackError::Unverified(e.to_string()))?;
+        let now = self.clock.now().timestamp();
+        let verified = {
+            let keys = self.platform.read().unwrap_or_else(|e| e.into_inner());
+            verify_notification(&keys, &signature, body, now, &self.apiv3_key)
+        }
+        .map_err(|e| CallbackError::Unverified(e.to_string()))?;
+        if verified.notification.event_type != EVENT_TRANSACTION_SUCCESS {
+            return Ok(Callback::Ignored(verified.notification.event_type.clone()));
+        }
+        let tx = verified
+            .transaction()
+            .map_err(|e| CallbackError::Unverified(e.to_string()))?;
+        match self.paid_trade(&tx).map_err(CallbackError::Mismatch)? {
+            Some(trade) => Ok(Callback::Paid(trade)),
+            None => Err(CallbackError::Mismatch(format!(
+                "TRANSACTION.SUCCESS with trade_state {}",
+                tx.trade_state.as_str()
+            ))),
+        }
+    }
+
+    fn answer(&self, outcome: &Result<(), CallbackError>) -> Response {
+        // WeChat: 2xx without body = received; 4xx/5xx with {"code":"FAIL"} = send again.
+        let (status, message) = match outcome {
+            Ok(()) => return StatusCode::NO_CONTENT.into_response(),
+            Err(CallbackError::Unverified(_)) => (StatusCode::UNAUTHORIZED, "验签失败"),
+            Err(CallbackError::Mismatch(_)) => (StatusCode::BAD_REQUEST, "订单信息不符"),
+            Err(CallbackError::Temporary(_)) => (StatusCode::INTERNAL_SERVER_ERROR, "系统繁忙"),
+        };
+        (
+            status,
+            axum::Json(serde_json::json!({"code": "FAIL", "message": message})),
+        )
+            .into_response()
+    }
+}

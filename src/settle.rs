@@ -1,0 +1,183 @@
+//! The one settlement path: a verified report that an order is paid (from a callback, an
+//! active query or reconciliation) becomes, in ONE transaction, the order's `paid` state, the
+//! payment row, the entitlements and the outbox events — exactly once, however often, late or
+//! concurrently it is reported.
+
+use crate::clock::{rfc3339_beijing_millis, to_millis};
+use crate::domain::{Fen, Grant, OrderNo, ProviderId};
+use crate::entitlements;
+use crate::store::{self, Db, events, orders};
+
+/// What a provider says was paid, after its signature and merchant ids checked out.
+#[derive(Debug, Clone)]
+pub struct PaidTrade {
+    pub order_no: OrderNo,
+    pub provider: ProviderId,
+    pub provider_txn_id: String,
+    pub amount: Fen,
+    pub currency: String,
+    pub trade_type: Option<String>,
+    pub bank_type: Option<String>,
+    pub paid_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Notification,
+    Query,
+    Reconciliation,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Source::Notification => "notification",
+            Source::Query => "query",
+            Source::Reconciliation => "reconciliation",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// This report settled the order (and granted); `late` when the order had been closed.
+    Now { late: bool },
+    /// Settled before by the same provider transaction: a duplicate, nothing changed.
+    Already,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettleError {
+    #[error("no such order")]
+    UnknownOrder,
+    #[error("paid amount {reported} differs from the order's {expected}")]
+    AmountMismatch { expected: Fen, reported: Fen },
+    #[error("the report names another provider or currency than the order")]
+    Mismatch,
+    #[error("order was already settled by another provider transaction")]
+    ConflictingTransaction,
+    #[error("database error")]
+    Db(#[from] sqlx::Error),
+}
+
+pub async fn settle(
+    db: &Db,
+    trade: &PaidTrade,
+    source: Source,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Settled, SettleError> {
+    let now_ms = to_millis(now);
+    let paid_ms = to_millis(trade.paid_at);
+    let mut tx = db.begin_write().await?;
+    // The gate: only a pending or closed order with the same amount, provider and currency
+    // moves to paid. `late_payment` reads the row's old status (SET sees the old row).
+    let flipped: Option<(i64, String, String, String)> = sqlx::query_as(
+        "UPDATE payment_order
+         SET late_payment = CASE WHEN status = 'closed' THEN 1 ELSE 0 END,
+             status = 'paid', paid_at = $1, updated_at = $2
+         WHERE order_no = $3 AND status IN ('pending', 'closed')
+           AND amount_fen = $4 AND provider = $5 AND currency = $6
+         RETURNING late_payment, employer_id, plan_id, grants_json",
+    )
+    .bind(paid_ms)
+    .bind(now_ms)
+    .bind(trade.order_no.as_str())
+    .bind(trade.amount.get())
+    .bind(trade.provider.as_str())
+    .bind(&trade.currency)
+    .fetch_optional(&mut *tx)
+    .await?;
+
+    let Some((late, employer_id, plan_id, grants_json)) = flipped else {
+        // Nothing moved: tell a duplicate from a report that does not fit the order.
+        let order = orders::get(&mut *tx, trade.order_no.as_str()).await?;
+        tx.rollback().await?;
+        let Some(order) = order else {
+            return Err(SettleError::UnknownOrder);
+        };
+        if order.amount_fen != trade.amount.get() {
+            return Err(SettleError::AmountMismatch {
+                expected: Fen::new(order.amount_fen).unwrap_or(Fen::ZERO),
+                reported: trade.amount,
+            });
+        }
+        if order.provider != trade.provider.as_str() || order.currency != trade.currency {
+            return Err(SettleError::Mismatch);
+        }
+        let payment = orders::payment_of(db.pool(), trade.order_no.as_str()).await?;
+        return match payment {
+            Some(p) if p.provider_txn_id == trade.provider_txn_id => Ok(Settled::Already),
+            _ => Err(SettleError::ConflictingTransaction),
+        };
+    };
+    let late = late != 0;
+
+    let payment_id = crate::domain::ids::prefixed_id("pay");
+    let inserted = sqlx::query(
+        "INSERT INTO payment (payment_id, order_no, provider, provider_txn_id, amount_fen, currency,
+                              trade_type, bank_type, source, paid_at, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(&payment_id)
+    .bind(trade.order_no.as_str())
+    .bind(trade.provider.as_str())
+    .bind(&trade.provider_txn_id)
+    .bind(trade.amount.get())
+    .bind(&trade.currency)
+    .bind(&trade.trade_type)
+    .bind(&trade.bank_type)
+    .bind(source.as_str())
+    .bind(paid_ms)
+    .bind(now_ms)
+    .execute(&mut *tx)
+    .await;
+    if let Err(e) = inserted {
+        // The same provider transaction id on another order: never settle twice from one payment.
+        return Err(if store::is_unique_violation(&e) {
+            SettleError::ConflictingTransaction
+        } else {
+            e.into()
+        });
+    }
+
+    let grants: Vec<Grant> = serde_json::from_str(&grants_json)
+        .map_err(|e| SettleError::Db(sqlx::Error::Decode(Box::new(e))))?;
+    let granted = entitlements::grant(
+        &mut tx,
+        &employer_id,
+        trade.order_no.as_str(),
+        &plan_id,
+        &grants,
+        now,
+    )
+    .await?;
+
+    let order_no = trade.order_no.as_str();
+    let paid = serde_json::json!({
+        "order_no": order_no,
+        "employer_id": employer_id,
+        "plan": plan_id,
+        "amount": trade.amount,
+        "provider": trade.provider,
+        "provider_transaction_id": trade.provider_txn_id,
+        "paid_at": rfc3339_beijing_millis(paid_ms),
+        "source": source.as_str(),
+    });
+    events::append(&mut tx, "order.paid", Some(order_no), &paid, now_ms).await?;
+    for ent in &granted {
+        events::append(
+            &mut tx,
+            "entitlement.granted",
+            Some(order_no),
+            &ent.to_json(),
+            now_ms,
+        )
+        .await?;
+    }
+    if late {
+        events::append(&mut tx, "payment.late", Some(order_no), &paid, now_ms).await?;
+    }
+    tx.commit().await?;
+    tracing::info!(order_no, provider = %trade.provider, source = source.as_str(), late, "order settled");
+    Ok(Settled::Now { late })
+}
