@@ -231,7 +231,9 @@ impl Config {
                 Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.query().is_none() => {
                 }
                 _ => {
-                    return invalid("server.public_url must be an http(s) URL without query".into());
+                    return invalid(
+                        "server.public_url must be an http(s) URL without query".into(),
+                    );
                 }
             }
         }

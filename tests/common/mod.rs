@@ -1,0 +1,341 @@
+//! `TestApp`: the real gateway with the real embedded sandbox on port 0, a fresh database per
+//! test (SQLite in a temp dir, or a new PostgreSQL database when PAYGATE_TEST_POSTGRES_URL
+//! is set), and one helper per endpoint.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use paygate::app::{Application, Options, SandboxSetup};
+use paygate::clock::OffsetClock;
+use paygate::config::{ApiKeyConfig, Config};
+use paygate_sandbox::Sandbox;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+pub const CHECKOUT_KEY: &str = "pgk_test_checkout";
+pub const ENTITLEMENTS_KEY: &str = "pgk_test_entitlements";
+pub const FINANCE_KEY: &str = "pgk_test_finance";
+
+const MERCHANT_KEY: &str = include_str!("../fixtures/merchant_key.pem");
+const PLATFORM_KEY: &str = include_str!("../fixtures/platform_key.pem");
+pub const APIV3_KEY: &str = "paygateTestApiV3Key0123456789abc";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestApp {
+    pub url: String,
+    pub http: reqwest::Client,
+    pub sandbox: Sandbox,
+    pub clock: Arc<OffsetClock>,
+    pub db: paygate::store::Db,
+    _dir: tempfile::TempDir,
+}
+
+fn api_key(id: &str, secret: &str, scopes: &[&str]) -> ApiKeyConfig {
+    ApiKeyConfig {
+        id: id.into(),
+        secret_sha256: hex::encode(Sha256::digest(secret.as_bytes())),
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// A fresh PostgreSQL database for one test, or None (with a note) when none is configured.
+pub async fn fresh_postgres_url() -> Option<String> {
+    let Ok(base) = std::env::var("PAYGATE_TEST_POSTGRES_URL") else {
+        eprintln!("PAYGATE_TEST_POSTGRES_URL is unset: skipping the PostgreSQL half of this test");
+        return None;
+    };
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&base)
+        .await
+        .expect("connect to PAYGATE_TEST_POSTGRES_URL");
+    let name = format!("paygate_t_{}", hex::encode(rand::random::<[u8; 8]>()));
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    let mut url = url::Url::parse(&base).expect("PAYGATE_TEST_POSTGRES_URL is a URL");
+    url.set_path(&name);
+    Some(url.to_string())
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        TestApp::spawn_on(Backend::Sqlite)
+            .await
+            .expect("sqlite always runs")
+    }
+
+    /// None when the backend is PostgreSQL and no server is configured.
+    pub async fn spawn_on(backend: Backend) -> Option<TestApp> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db_url = match backend {
+            Backend::Sqlite => format!("sqlite://{}", dir.path().join("paygate.db").display()),
+            Backend::Postgres => fresh_postgres_url().await?,
+        };
+        let mut config = Config::from_toml_with_env("", Vec::new(), dir.path().to_owned())
+            .expect("default config");
+        config.database.url = db_url;
+        config.api_keys = vec![
+            api_key("checkout", CHECKOUT_KEY, &["checkout"]),
+            api_key("entitlements", ENTITLEMENTS_KEY, &["entitlements"]),
+            api_key("finance", FINANCE_KEY, &["finance"]),
+        ];
+        let merchant = paygate_wechatpay::Signer::from_pem(MERCHANT_KEY).expect("fixture key");
+        let setup = SandboxSetup {
+            merchant_private_key_pem: MERCHANT_KEY.into(),
+            merchant_public_key_pem: merchant.public_key_pem(),
+            platform_private_key_pem: PLATFORM_KEY.into(),
+            apiv3_key: APIV3_KEY.into(),
+            time_divisor: 1000,
+        };
+        let clock = Arc::new(OffsetClock::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let app = Application::build(
+            config,
+            listener,
+            Options {
+                clock: clock.clone(),
+                sandbox: Some(setup),
+            },
+        )
+        .await
+        .expect("build app");
+        let url = app.public_url().to_owned();
+        let sandbox = app.sandbox().expect("sandbox").clone();
+        let db = app.state().db.clone();
+        tokio::spawn(app.run_until(std::future::pending()));
+        Some(TestApp {
+            url,
+            http: reqwest::Client::new(),
+            sandbox,
+            clock,
+            db,
+            _dir: dir,
+        })
+    }
+
+    pub async fn post_order(
+        &self,
+        key: &str,
+        idempotency_key: &str,
+        body: &str,
+    ) -> reqwest::Response {
+        self.http
+            .post(format!("{}/v1/orders", self.url))
+            .bearer_auth(key)
+            .header("Idempotency-Key", idempotency_key)
+            .header("Content-Type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Creates a WeChat Native order for `employer` and returns its JSON.
+    pub async fn create_order(&self, employer: &str, plan: &str) -> Value {
+        let body = json!({"employer_id": employer, "plan": plan, "provider": "wechatpay", "channel": "native"});
+        let key = hex::encode(rand::random::<[u8; 8]>());
+        let res = self.post_order(CHECKOUT_KEY, &key, &body.to_string()).await;
+        assert_eq!(res.status(), 201, "create order");
+        res.json().await.expect("order json")
+    }
+
+    pub async fn order(&self, order_no: &str) -> Value {
+        let res = self
+            .http
+            .get(format!("{}/v1/orders/{order_no}", self.url))
+            .bearer_auth(CHECKOUT_KEY)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status(), 200);
+        res.json().await.expect("json")
+    }
+
+    /// The buyer pays in the sandbox; answers the provider-side transaction.
+    pub async fn pay(&self, order_no: &str) -> Value {
+        let res = self
+            .http
+            .post(format!("{}/sandbox/pay/{order_no}", self.url))
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .expect("request");
+        assert!(res.status().is_success(), "sandbox pay: {}", res.status());
+        res.json().await.expect("json")
+    }
+
+    /// Polls until the order has `status` (bounded: 10 s).
+    pub async fn wait_for_status(&self, order_no: &str, status: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let order = self.order(order_no).await;
+            if order["status"] == status {
+                return order;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "order {order_no} never became {status}: {order}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn entitlements(&self, employer: &str) -> Value {
+        let res = self
+            .http
+            .get(format!("{}/v1/employers/{employer}/entitlements", self.url))
+            .bearer_auth(ENTITLEMENTS_KEY)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status(), 200);
+        res.json().await.expect("json")
+    }
+
+    pub async fn access(&self, employer: &str, resume_id: &str, action: &str) -> (u16, Value) {
+        let res = self
+            .http
+            .post(format!(
+                "{}/v1/employers/{employer}/resume-access",
+                self.url
+            ))
+            .bearer_auth(ENTITLEMENTS_KEY)
+            .json(&json!({"resume_id": resume_id, "action": action}))
+            .send()
+            .await
+            .expect("request");
+        (res.status().as_u16(), res.json().await.expect("json"))
+    }
+
+    pub async fn events(&self) -> Value {
+        let res = self
+            .http
+            .get(format!("{}/v1/events?limit=1000", self.url))
+            .bearer_auth(ENTITLEMENTS_KEY)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status(), 200);
+        res.json().await.expect("json")
+    }
+
+    /// POSTs a callback to the gateway as WeChat would.
+    pub async fn post_wechat_callback(
+        &self,
+        headers: &[(String, String)],
+        body: &str,
+    ) -> reqwest::Response {
+        self.wechat_callback_request(headers, body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// The callback request, owned, for sending from spawned tasks.
+    pub fn wechat_callback_request(
+        &self,
+        headers: &[(String, String)],
+        body: &str,
+    ) -> reqwest::RequestBuilder {
+        let mut req = self
+            .http
+            .post(format!("{}/webhooks/wechatpay", self.url))
+            .header("Content-Type", "application/json")
+            .body(body.to_owned());
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        req
+    }
+
+    /// One number from the database, e.g. a row count.
+    pub async fn count(&self, sql: &'static str, bind: &str) -> i64 {
+        sqlx::query_scalar(sql)
+            .bind(bind)
+            .fetch_one(self.db.pool())
+            .await
+            .expect("count query")
+    }
+
+    /// Every text cell of every table, for "this value appears nowhere" assertions.
+    pub async fn dump_database(&self) -> String {
+        let mut out = String::new();
+        for table in [
+            "payment_order",
+            "payment",
+            "entitlement",
+            "resume_access",
+            "entitlement_audit",
+            "outbox_event",
+            "idempotency",
+        ] {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {table}")))
+                .fetch_all(self.db.pool())
+                .await
+                .expect("dump");
+            for row in rows {
+                use sqlx::{Column, Row};
+                for col in row.columns() {
+                    if let Ok(Some(text)) = row.try_get::<Option<String>, _>(col.ordinal()) {
+                        out.push_str(&text);
+                        out.push('\n');
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A paid-transaction resource as the sandbox would encrypt it, for forged callbacks.
+pub fn transaction_json(order: &Value, transaction_id: &str, total: i64) -> Value {
+    json!({
+        "appid": paygate::app::SANDBOX_APPID,
+        "mchid": paygate::app::SANDBOX_MCHID,
+        "out_trade_no": order["order_no"],
+        "transaction_id": transaction_id,
+        "trade_type": "NATIVE",
+        "trade_state": "SUCCESS",
+        "trade_state_desc": "支付成功",
+        "bank_type": "OTHERS",
+        "attach": "",
+        "success_time": "2026-11-29T12:01:07+08:00",
+        "payer": {"openid": "oForgedPayerOpenid0000000000"},
+        "amount": {"total": total, "payer_total": total, "currency": "CNY", "payer_currency": "CNY"}
+    })
+}
+
+/// Runs one async test body on SQLite and, when configured, on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($sqlite:ident, $postgres:ident, $body:path) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $sqlite() {
+            $body(
+                $crate::common::TestApp::spawn_on($crate::common::Backend::Sqlite)
+                    .await
+                    .unwrap(),
+            )
+            .await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $postgres() {
+            if let Some(app) =
+                $crate::common::TestApp::spawn_on($crate::common::Backend::Postgres).await
+            {
+                $body(app).await;
+            }
+        }
+    };
+}
