@@ -177,6 +177,23 @@ pub async fn access(
     action: Action,
     now: DateTime<Utc>,
 ) -> Result<Option<AccessGranted>, sqlx::Error> {
+    match access_once(db, employer, resume_id, action, now).await {
+        // Two concurrent first requests for one résumé: the loser's insert hits the primary
+        // key; run again and it finds the résumé covered, consuming nothing.
+        Err(e) if crate::store::is_unique_violation(&e) => {
+            access_once(db, employer, resume_id, action, now).await
+        }
+        other => other,
+    }
+}
+
+async fn access_once(
+    db: &Db,
+    employer: &EmployerId,
+    resume_id: &str,
+    action: Action,
+    now: DateTime<Utc>,
+) -> Result<Option<AccessGranted>, sqlx::Error> {
     let now_ms = to_millis(now);
     let mut tx = db.begin_write().await?;
 

@@ -33,7 +33,7 @@ use serde::Serialize;
 pub use delivery::{DeliveryRecord, SignedNotification};
 pub use faults::Faults;
 pub use keys_dir::{PlatformKeyFiles, load_or_create_platform_key, wechat_config_from_keys_dir};
-pub use wechat::{PayError, WechatSandboxConfig};
+pub use wechat::{CapturedRequest, PayError, WechatSandboxConfig};
 
 /// Everything the sandbox needs: the WeChat Pay side and how fast its clocks run.
 #[derive(Debug, Clone)]

@@ -62,6 +62,21 @@ pub(crate) struct WechatSim {
     pub(crate) platform_signer: Signer,
     pub(crate) platform_key_id: String,
     orders: Mutex<HashMap<String, Order>>,
+    /// Every API request received, for tests that check what the gateway sends.
+    requests: Mutex<Vec<CapturedRequest>>,
+}
+
+const MAX_CAPTURED_REQUESTS: usize = 10_000;
+
+/// One WeChat Pay API request as the sandbox received it (before any check), so that tests can
+/// assert what leaves the gateway (design §1.1).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CapturedRequest {
+    pub method: String,
+    /// Path and query as WeChat would see them (after [`API_PREFIX`]), e.g. `/v3/pay/…`.
+    pub path: String,
+    /// The raw body, lossily decoded as UTF-8 (empty for a GET).
+    pub body: String,
 }
 
 impl WechatSim {
@@ -85,6 +100,7 @@ impl WechatSim {
             platform_signer,
             platform_key_id: config.platform_key_id,
             orders: Mutex::new(HashMap::new()),
+            requests: Mutex::new(Vec::new()),
         })
     }
 }
@@ -308,6 +324,21 @@ impl Sandbox {
         body: &[u8],
     ) -> Result<Authorization, ApiError> {
         let wechat = &self.inner.wechat;
+        let path_and_query = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let mut requests = lock(&wechat.requests);
+        if requests.len() >= MAX_CAPTURED_REQUESTS {
+            // A long-running standalone sandbox keeps only the newest requests.
+            requests.remove(0);
+        }
+        requests.push(CapturedRequest {
+            method: method.as_str().to_owned(),
+            path: path_and_query
+                .strip_prefix(API_PREFIX)
+                .unwrap_or(path_and_query)
+                .to_owned(),
+            body: String::from_utf8_lossy(body).into_owned(),
+        });
+        drop(requests);
         if self.take_api_error() {
             return Err(ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -344,7 +375,6 @@ impl Sandbox {
         if Utc::now().timestamp().abs_diff(authorization.timestamp) >= MAX_SKEW_SECONDS as u64 {
             return Err(ApiError::sign_error());
         }
-        let path_and_query = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         let canonical_url = path_and_query
             .strip_prefix(API_PREFIX)
             .unwrap_or(path_and_query);
@@ -648,6 +678,11 @@ pub enum PayError {
 }
 
 impl Sandbox {
+    /// Every WeChat Pay API request (order, query, close) received so far, in arrival order.
+    pub fn wechat_requests(&self) -> Vec<CapturedRequest> {
+        lock(&self.inner.wechat.requests).clone()
+    }
+
     /// The buyer pays `out_trade_no`: the order becomes SUCCESS and the `TRANSACTION.SUCCESS`
     /// callback starts in the background. Answers WeChat's side of the transaction (with
     /// `payer.openid`, which the gateway must never keep).

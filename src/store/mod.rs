@@ -95,8 +95,7 @@ impl Db {
     }
 }
 
-/// True when `err` is a violation of the named unique constraint (or, on SQLite, which names
-/// no constraint, any unique violation on the given table).
+/// True when `err` is a unique-constraint violation.
 pub fn is_unique_violation(err: &sqlx::Error) -> bool {
     match err {
         sqlx::Error::Database(db) => db.is_unique_violation(),
