@@ -34,7 +34,7 @@ const COLUMNS: &str = "entitlement_id, employer_id, order_no, plan_id, action, q
 
 /// `status` as the caller sees it: an active row past `valid_until` is already expired,
 /// whether or not the hourly job has marked it yet.
-fn from_row(r: &AnyRow, now_ms: i64) -> Result<(Entitlement, String), sqlx::Error> {
+fn from_row(r: &AnyRow, now_ms: i64) -> Result<Entitlement, sqlx::Error> {
     let quota: Option<i64> = r.try_get("quota")?;
     let used: i64 = r.try_get("used")?;
     let valid_until: i64 = r.try_get("valid_until")?;
@@ -54,7 +54,7 @@ fn from_row(r: &AnyRow, now_ms: i64) -> Result<(Entitlement, String), sqlx::Erro
         valid_from: rfc3339_beijing_millis(r.try_get("valid_from")?),
         valid_until: rfc3339_beijing_millis(valid_until),
     };
-    Ok((e, r.try_get("employer_id")?))
+    Ok(e)
 }
 
 async fn audit(
@@ -138,26 +138,7 @@ pub async fn list(
     .fetch_all(db.pool())
     .await?;
     let now_ms = to_millis(now);
-    rows.iter()
-        .map(|r| from_row(r, now_ms).map(|(e, _)| e))
-        .collect()
-}
-
-pub async fn of_order(
-    db: &Db,
-    order_no: &str,
-    now: DateTime<Utc>,
-) -> Result<Vec<Entitlement>, sqlx::Error> {
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM entitlement WHERE order_no = $1 ORDER BY action"
-    )))
-    .bind(order_no)
-    .fetch_all(db.pool())
-    .await?;
-    let now_ms = to_millis(now);
-    rows.iter()
-        .map(|r| from_row(r, now_ms).map(|(e, _)| e))
-        .collect()
+    rows.iter().map(|r| from_row(r, now_ms)).collect()
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -75,13 +75,7 @@ async fn a_cancel_sends_wechat_only_the_order_number_and_mchid() {
     let app = TestApp::spawn().await;
     let order = app.create_order(EMPLOYER, "resume-view-30d").await;
     let order_no = order["order_no"].as_str().unwrap();
-    let res = app
-        .http
-        .post(format!("{}/v1/orders/{order_no}/cancel", app.url))
-        .bearer_auth(CHECKOUT_KEY)
-        .send()
-        .await
-        .unwrap();
+    let res = app.cancel(&order_no).await;
     assert_eq!(res.status(), 200);
 
     let requests = app.sandbox.wechat_requests();

@@ -305,13 +305,7 @@ async fn a_callback_for_an_order_number_never_issued_is_refused() {
 
 async fn a_payment_for_a_closed_order_is_honoured_once_and_flagged_late(app: TestApp) {
     let (order, order_no) = pending_order(&app).await;
-    let res = app
-        .http
-        .post(format!("{}/v1/orders/{order_no}/cancel", app.url))
-        .bearer_auth(CHECKOUT_KEY)
-        .send()
-        .await
-        .unwrap();
+    let res = app.cancel(&order_no).await;
     assert_eq!(res.status(), 200);
     assert_eq!(app.order(&order_no).await["status"], "closed");
 

@@ -197,13 +197,7 @@ async fn cancel_closes_an_unpaid_order_at_the_provider_and_here() {
     let app = TestApp::spawn().await;
     let order = app.create_order("emp_3", "resume-download-50").await;
     let order_no = order["order_no"].as_str().unwrap();
-    let res = app
-        .http
-        .post(format!("{}/v1/orders/{order_no}/cancel", app.url))
-        .bearer_auth(CHECKOUT_KEY)
-        .send()
-        .await
-        .unwrap();
+    let res = app.cancel(&order_no).await;
     assert_eq!(res.status(), 200);
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["status"], "closed");
@@ -229,13 +223,7 @@ async fn cancel_of_an_order_the_buyer_already_paid_answers_409_and_settles() {
     let order = app.create_order("emp_4", "resume-download-50").await;
     let order_no = order["order_no"].as_str().unwrap();
     app.pay(order_no).await;
-    let res = app
-        .http
-        .post(format!("{}/v1/orders/{order_no}/cancel", app.url))
-        .bearer_auth(CHECKOUT_KEY)
-        .send()
-        .await
-        .unwrap();
+    let res = app.cancel(&order_no).await;
     assert_eq!(res.status(), 409);
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["error"]["code"], "order_paid");

@@ -63,16 +63,7 @@ pub async fn create(
             "provider must be wechatpay or alipay".into(),
         )
     })?;
-    let provider = state
-        .providers
-        .get(provider_id)
-        .ok_or_else(|| {
-            ApiError::Unprocessable(
-                "provider_disabled",
-                format!("{provider_id} is not configured"),
-            )
-        })?
-        .clone();
+    let provider = configured_provider(&state, provider_id)?;
     let channel = Channel::parse(&req.channel)
         .filter(|c| provider.supports(*c))
         .ok_or_else(|| {
@@ -270,16 +261,7 @@ pub async fn cancel(
     }
     let provider_id =
         ProviderId::parse(&order.provider).ok_or_else(|| anyhow::anyhow!("stored provider"))?;
-    let provider = state
-        .providers
-        .get(provider_id)
-        .ok_or_else(|| {
-            ApiError::Unprocessable(
-                "provider_disabled",
-                format!("{provider_id} is not configured"),
-            )
-        })?
-        .clone();
+    let provider = configured_provider(&state, provider_id)?;
     // Ask before closing: a paid order must be honoured, not closed.
     let status = provider.query(&no).await.map_err(provider_api_error)?;
     if let TradeStatus::Paid(trade) = status {
@@ -309,6 +291,15 @@ pub async fn cancel(
         Json(json).into_response()
     } else {
         paid_conflict(json)
+    })
+}
+
+fn configured_provider(
+    state: &AppState,
+    id: ProviderId,
+) -> Result<std::sync::Arc<dyn crate::providers::PaymentProvider>, ApiError> {
+    state.providers.get(id).cloned().ok_or_else(|| {
+        ApiError::Unprocessable("provider_disabled", format!("{id} is not configured"))
     })
 }
 

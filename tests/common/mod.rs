@@ -161,6 +161,16 @@ impl TestApp {
         res.json().await.expect("json")
     }
 
+    /// `POST /v1/orders/{no}/cancel` with the checkout key.
+    pub async fn cancel(&self, order_no: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}/v1/orders/{order_no}/cancel", self.url))
+            .bearer_auth(CHECKOUT_KEY)
+            .send()
+            .await
+            .expect("request")
+    }
+
     /// The buyer pays in the sandbox; answers the provider-side transaction.
     pub async fn pay(&self, order_no: &str) -> Value {
         let res = self
