@@ -66,7 +66,11 @@ async fn cashier_page(
         otn = escape(&out_trade_no),
         code_url = escape(&view.code_url),
     );
-    Html(page("WeChat Pay sandbox cashier", &content)).into_response()
+    Html(page(
+        &format!("{} sandbox cashier", view.provider),
+        &content,
+    ))
+    .into_response()
 }
 
 /// Pays the order. A browser form post (HTML accepted, or a form body) ends on a page saying
@@ -78,8 +82,11 @@ async fn pay(
 ) -> Response {
     let browser = wants_html(&headers);
     match sandbox.pay(&out_trade_no) {
-        Ok(transaction) if browser => {
-            let amount = transaction["amount"]["total"].as_i64().unwrap_or(0);
+        Ok(_) if browser => {
+            let amount = sandbox
+                .cashier_view(&out_trade_no)
+                .map(|view| view.total_fen)
+                .unwrap_or(0);
             Html(page(
                 "Paid",
                 &format!(

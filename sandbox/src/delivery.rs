@@ -112,7 +112,7 @@ impl Sandbox {
         SignedNotification { headers, body }
     }
 
-    fn record(&self, record: DeliveryRecord) {
+    pub(crate) fn record(&self, record: DeliveryRecord) {
         lock(&self.inner.deliveries).push(record);
     }
 

@@ -8,19 +8,23 @@
 //!   `/sandbox/pay/{out_trade_no}` (the buyer pays).
 //! - [`delivery`]: the signed, encrypted `TRANSACTION.SUCCESS` callback, retried on WeChat's
 //!   schedule (scaled by `time_divisor`), each attempt recorded (`/sandbox/notifications`).
+//! - [`alipay`]: `/sandbox/alipay/gateway.do` (precreate, page/wap pay, query, close), enabled
+//!   with [`Sandbox::with_alipay`]: app signatures verified, answers signed with the simulator's
+//!   Alipay key, `trade_status_sync` notifications until answered `success`.
 //! - [`faults`]: switches a test flips (`/sandbox/faults`).
 //! - [`keys_dir`]: the key files the standalone binary and `paygate serve --sandbox` read.
 //!
 //! [`Sandbox::router`] is a plain `Router<()>` with every route already under `/sandbox`, so the
 //! gateway can `.merge()` it.
 
+pub mod alipay;
 pub mod cashier;
 pub mod delivery;
 pub mod faults;
 pub mod keys_dir;
 pub mod wechat;
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -30,6 +34,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
 
+pub use alipay::AlipaySandboxConfig;
 pub use delivery::{DeliveryRecord, SignedNotification};
 pub use faults::Faults;
 pub use keys_dir::{PlatformKeyFiles, load_or_create_platform_key, wechat_config_from_keys_dir};
@@ -51,6 +56,8 @@ pub struct Sandbox {
 
 struct Inner {
     wechat: wechat::WechatSim,
+    /// Set once by [`Sandbox::with_alipay`].
+    alipay: OnceLock<alipay::AlipaySim>,
     time_divisor: u32,
     faults: RwLock<Faults>,
     deliveries: Mutex<Vec<DeliveryRecord>>,
@@ -68,6 +75,7 @@ impl Sandbox {
         Ok(Sandbox {
             inner: Arc::new(Inner {
                 wechat: wechat::WechatSim::new(config.wechatpay)?,
+                alipay: OnceLock::new(),
                 time_divisor: config.time_divisor,
                 faults: RwLock::new(Faults::default()),
                 deliveries: Mutex::new(Vec::new()),
@@ -76,10 +84,21 @@ impl Sandbox {
         })
     }
 
+    /// Adds the Alipay half (`/sandbox/alipay/gateway.do`). Call once, before serving; without
+    /// it the gateway route answers 404.
+    pub fn with_alipay(self, config: AlipaySandboxConfig) -> anyhow::Result<Sandbox> {
+        let sim = alipay::AlipaySim::new(config)?;
+        if self.inner.alipay.set(sim).is_err() {
+            anyhow::bail!("the Alipay half is already configured");
+        }
+        Ok(self)
+    }
+
     /// All routes, under `/sandbox`.
     pub fn router(&self) -> Router {
         Router::new()
             .merge(wechat::routes())
+            .merge(alipay::routes())
             .merge(cashier::routes())
             .route("/sandbox/notifications", get(get_notifications))
             .route("/sandbox/faults", get(get_faults).put(put_faults))
@@ -132,6 +151,9 @@ impl Sandbox {
                 platform_key_id: self.wechat_platform_key_id().to_owned(),
                 public_key_pem: self.wechat_platform_public_key_pem(),
             },
+            alipay: self
+                .alipay_public_key_pem()
+                .map(|public_key_pem| AlipayKeys { public_key_pem }),
         }
     }
 
@@ -144,6 +166,15 @@ impl Sandbox {
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct SandboxKeys {
     pub wechatpay: WechatKeys,
+    /// Present when the Alipay half is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alipay: Option<AlipayKeys>,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct AlipayKeys {
+    /// The simulator's Alipay public key (SPKI PEM): the gateway's `alipay_public_key`.
+    pub public_key_pem: String,
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]

@@ -686,8 +686,14 @@ impl Sandbox {
     /// The buyer pays `out_trade_no`: the order becomes SUCCESS and the `TRANSACTION.SUCCESS`
     /// callback starts in the background. Answers WeChat's side of the transaction (with
     /// `payer.openid`, which the gateway must never keep).
+    ///
+    /// An order in the Alipay ledger instead is paid the Alipay way (TRADE_SUCCESS and a
+    /// `trade_status_sync` notification); the answer is then its `alipay.trade.query` node.
     pub fn pay(&self, out_trade_no: &str) -> Result<Value, PayError> {
         let wechat = &self.inner.wechat;
+        if !lock(&wechat.orders).contains_key(out_trade_no) && self.alipay_has(out_trade_no) {
+            return self.pay_alipay(out_trade_no);
+        }
         let (transaction, notify_url) = {
             let mut orders = lock(&wechat.orders);
             let order = orders.get_mut(out_trade_no).ok_or(PayError::NotFound)?;
@@ -718,7 +724,10 @@ impl Sandbox {
     /// What the cashier page shows of an order.
     pub(crate) fn cashier_view(&self, out_trade_no: &str) -> Option<CashierView> {
         let orders = lock(&self.inner.wechat.orders);
-        let order = orders.get(out_trade_no)?;
+        let Some(order) = orders.get(out_trade_no) else {
+            drop(orders);
+            return self.alipay_cashier_view(out_trade_no);
+        };
         Some(CashierView {
             total_fen: order.params.total,
             code_url: order.code_url.clone(),
@@ -728,6 +737,7 @@ impl Sandbox {
                 OrderState::Success(_) => "SUCCESS",
                 OrderState::Closed => "CLOSED",
             },
+            provider: "WeChat Pay",
         })
     }
 }
@@ -737,6 +747,8 @@ pub(crate) struct CashierView {
     pub(crate) code_url: String,
     pub(crate) description: String,
     pub(crate) state: &'static str,
+    /// "WeChat Pay" or "Alipay", for the page title.
+    pub(crate) provider: &'static str,
 }
 
 /// Like WeChat's: 28 digits starting `42`, with the pay date inside.

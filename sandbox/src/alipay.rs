@@ -1,0 +1,814 @@
+//! Alipay's classic gateway as the merchant sees it: `/sandbox/alipay/gateway.do`.
+//!
+//! Parameters come split any way between the URL query and the form body (alipay.md §1). The
+//! app signature is checked with the app public key; every answer is
+//! `{"<method>_response":{…},"sign":"…"}`, `/` written as `\/`, signed with the simulator's
+//! "Alipay" key over exactly the node bytes emitted. Paying an order (the cashier) sends a
+//! form-encoded `trade_status_sync` notification (V1 rule) until it is answered `success`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::any;
+use chrono::{SecondsFormat, Utc};
+use paygate_alipay::simulator::{
+    GatewayRequestError, error_response, escape_slashes, parse_gateway_request, sign_notification,
+    verify_gateway_request,
+};
+use paygate_alipay::{Params, Signer, Verifier, beijing_time, fen_to_yuan, response_key};
+use rand::Rng as _;
+use serde_json::{Value, json};
+
+use crate::delivery::DeliveryRecord;
+use crate::wechat::{CashierView, PayError, random_hex};
+use crate::{Sandbox, lock};
+
+/// Where the Alipay gateway lives in the sandbox (`[alipay] gateway_url` =
+/// `{public_url}/sandbox/alipay/gateway.do`).
+pub const GATEWAY_PATH: &str = "/sandbox/alipay/gateway.do";
+
+/// Delays before the 2nd, 3rd, … notification when not answered `success`: 4m, 10m, 10m, 1h,
+/// 2h, 6h, 15h (8 notifications in all, alipay.md §6). Each is divided by `time_divisor`.
+pub const RETRY_SCHEDULE_SECS: [u64; 7] = [
+    4 * 60,
+    10 * 60,
+    10 * 60,
+    3600,
+    2 * 3600,
+    6 * 3600,
+    15 * 3600,
+];
+
+/// The merchant app the sandbox checks requests against, and its own "Alipay" key.
+#[derive(Clone)]
+pub struct AlipaySandboxConfig {
+    pub app_id: String,
+    /// The app public key (SPKI/PKCS#1 PEM or bare Base64) that verifies request signatures.
+    pub app_public_key_pem: String,
+    /// The simulator's Alipay private key: signs answers and notifications.
+    pub alipay_private_key_pem: String,
+    /// The payee (`seller_id`, a `2088…` PID) put in notifications.
+    pub seller_id: String,
+}
+
+impl std::fmt::Debug for AlipaySandboxConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlipaySandboxConfig")
+            .field("app_id", &self.app_id)
+            .field("seller_id", &self.seller_id)
+            .field("alipay_private_key_pem", &"[redacted]")
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct AlipaySim {
+    app_id: String,
+    seller_id: String,
+    app_key: Verifier,
+    pub(crate) signer: Signer,
+    orders: Mutex<HashMap<String, AlipayOrder>>,
+}
+
+impl AlipaySim {
+    pub(crate) fn new(config: AlipaySandboxConfig) -> anyhow::Result<AlipaySim> {
+        let app_key = Verifier::from_pem_or_base64(&config.app_public_key_pem)
+            .map_err(|e| anyhow::anyhow!("alipay app public key: {e}"))?;
+        let signer = Signer::from_pem_or_base64(&config.alipay_private_key_pem)
+            .map_err(|e| anyhow::anyhow!("alipay private key: {e}"))?;
+        anyhow::ensure!(!config.app_id.is_empty(), "alipay app_id is empty");
+        Ok(AlipaySim {
+            app_id: config.app_id,
+            seller_id: config.seller_id,
+            app_key,
+            signer,
+            orders: Mutex::new(HashMap::new()),
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+struct AlipayOrder {
+    out_trade_no: String,
+    /// Alipay's trade number: 28 digits, the creation date first.
+    trade_no: String,
+    total_fen: i64,
+    subject: String,
+    notify_url: Option<String>,
+    /// The QR code content (precreate), or the cashier link for page/wap pay.
+    qr_code: String,
+    gmt_create: String,
+    state: TradeState,
+}
+
+#[derive(Debug, Clone)]
+enum TradeState {
+    WaitBuyerPay,
+    Success(Payment),
+    Closed,
+}
+
+#[derive(Debug, Clone)]
+struct Payment {
+    gmt_payment: String,
+    buyer_id: String,
+    buyer_logon_id: String,
+}
+
+impl AlipayOrder {
+    fn status(&self) -> &'static str {
+        match self.state {
+            TradeState::WaitBuyerPay => "WAIT_BUYER_PAY",
+            TradeState::Success(_) => "TRADE_SUCCESS",
+            TradeState::Closed => "TRADE_CLOSED",
+        }
+    }
+
+    fn amount(&self) -> String {
+        fen_to_yuan(self.total_fen).unwrap_or_default()
+    }
+
+    /// The `alipay.trade.query` node fields after code/msg, as Alipay answers them (buyer fields
+    /// included once paid: the gateway must drop them).
+    fn query_fields(&self) -> Vec<(&'static str, Value)> {
+        let amount = self.amount();
+        let mut fields = vec![
+            ("buyer_pay_amount", json!("0.00")),
+            ("invoice_amount", json!("0.00")),
+            ("out_trade_no", json!(self.out_trade_no)),
+            ("point_amount", json!("0.00")),
+            ("receipt_amount", json!("0.00")),
+            ("total_amount", json!(amount)),
+            ("trade_no", json!(self.trade_no)),
+            ("trade_status", json!(self.status())),
+        ];
+        if let TradeState::Success(payment) = &self.state {
+            fields = vec![
+                ("buyer_logon_id", json!(payment.buyer_logon_id)),
+                ("buyer_pay_amount", json!(amount)),
+                ("buyer_user_id", json!(payment.buyer_id)),
+                ("buyer_user_type", json!("PRIVATE")),
+                (
+                    "fund_bill_list",
+                    json!([{"amount": amount, "fund_channel": "ALIPAYACCOUNT"}]),
+                ),
+                ("invoice_amount", json!(amount)),
+                ("out_trade_no", json!(self.out_trade_no)),
+                ("point_amount", json!("0.00")),
+                ("receipt_amount", json!(amount)),
+                ("send_pay_date", json!(payment.gmt_payment)),
+                ("total_amount", json!(amount)),
+                ("trade_no", json!(self.trade_no)),
+                ("trade_status", json!(self.status())),
+            ];
+        }
+        fields
+    }
+
+    /// The provider-side trade as `POST /sandbox/pay/{no}` answers it.
+    fn trade_json(&self) -> Value {
+        let mut node = serde_json::Map::new();
+        for (key, value) in self.query_fields() {
+            node.insert(key.to_owned(), value);
+        }
+        Value::Object(node)
+    }
+}
+
+pub(crate) fn routes() -> Router<Sandbox> {
+    Router::new().route(GATEWAY_PATH, any(gateway))
+}
+
+/// A business or gateway failure, answered inside the method's node.
+#[derive(Debug)]
+struct Failure {
+    code: &'static str,
+    msg: &'static str,
+    sub_code: &'static str,
+    sub_msg: String,
+}
+
+impl Failure {
+    fn business(sub_code: &'static str, sub_msg: impl Into<String>) -> Failure {
+        Failure {
+            code: "40004",
+            msg: "Business Failed",
+            sub_code,
+            sub_msg: sub_msg.into(),
+        }
+    }
+
+    fn invalid(sub_code: &'static str, sub_msg: impl Into<String>) -> Failure {
+        Failure {
+            code: "40002",
+            msg: "Invalid Arguments",
+            sub_code,
+            sub_msg: sub_msg.into(),
+        }
+    }
+
+    fn not_exist() -> Failure {
+        Failure::business("ACQ.TRADE_NOT_EXIST", "交易不存在")
+    }
+
+    fn fields(&self) -> Vec<(&'static str, Value)> {
+        vec![
+            ("code", json!(self.code)),
+            ("msg", json!(self.msg)),
+            ("sub_code", json!(self.sub_code)),
+            ("sub_msg", json!(self.sub_msg)),
+        ]
+    }
+}
+
+impl From<GatewayRequestError> for Failure {
+    fn from(error: GatewayRequestError) -> Failure {
+        Failure {
+            code: error.code(),
+            msg: error.msg(),
+            sub_code: error.sub_code(),
+            sub_msg: error.to_string(),
+        }
+    }
+}
+
+/// What a handled method answers.
+enum Outcome {
+    /// The node fields after `code`/`msg` of a 10000 answer.
+    Success(Vec<(&'static str, Value)>),
+    /// A browser order (page/wap pay): off to the cashier.
+    Redirect(String),
+}
+
+/// A JSON object with its keys in the given order (Alipay puts `code` and `msg` first).
+fn ordered_node(fields: &[(&'static str, Value)]) -> String {
+    let body: Vec<String> = fields
+        .iter()
+        .map(|(key, value)| {
+            format!(
+                "{}:{}",
+                serde_json::to_string(key).unwrap_or_default(),
+                serde_json::to_string(value).unwrap_or_default()
+            )
+        })
+        .collect();
+    format!("{{{}}}", body.join(","))
+}
+
+/// `GET|POST /sandbox/alipay/gateway.do`.
+async fn gateway(
+    State(sandbox): State<Sandbox>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    let Some(sim) = sandbox.inner.alipay.get() else {
+        return (
+            StatusCode::NOT_FOUND,
+            "sandbox: the Alipay half is not configured",
+        )
+            .into_response();
+    };
+    let params = match parse_gateway_request(query.as_deref().unwrap_or(""), &body) {
+        Ok(params) => params,
+        Err(error) => {
+            return unsigned_error(&Failure::invalid(
+                "isv.invalid-parameter",
+                error.to_string(),
+            ));
+        }
+    };
+    let Some(method) = params.non_empty("method").map(str::to_owned) else {
+        return unsigned_error(&Failure::from(GatewayRequestError::Missing("method")));
+    };
+    let known = matches!(
+        method.as_str(),
+        "alipay.trade.precreate"
+            | "alipay.trade.page.pay"
+            | "alipay.trade.wap.pay"
+            | "alipay.trade.query"
+            | "alipay.trade.close"
+    );
+    if !known {
+        return unsigned_error(&Failure::invalid(
+            "isv.invalid-method",
+            "sandbox: this Alipay method is not simulated",
+        ));
+    }
+    let browser = matches!(
+        method.as_str(),
+        "alipay.trade.page.pay" | "alipay.trade.wap.pay"
+    );
+    let outcome = sandbox.handle(sim, &method, &params);
+    match outcome {
+        // 302, as Alipay's gateway sends the browser on to its cashier.
+        Ok(Outcome::Redirect(location)) => match HeaderValue::from_str(&location) {
+            Ok(location) => (StatusCode::FOUND, [(header::LOCATION, location)]).into_response(),
+            Err(_) => StatusCode::BAD_REQUEST.into_response(),
+        },
+        Ok(Outcome::Success(fields)) => {
+            let mut node = vec![("code", json!("10000")), ("msg", json!("Success"))];
+            node.extend(fields);
+            sandbox.signed_answer(sim, &method, &node)
+        }
+        Err(failure) if browser => (
+            StatusCode::BAD_REQUEST,
+            Html(format!(
+                "<!doctype html><meta charset=\"utf-8\"><title>支付宝 sandbox</title>\
+                 <p>{} {}</p>",
+                failure.code, failure.sub_code
+            )),
+        )
+            .into_response(),
+        Err(failure) => sandbox.signed_answer(sim, &method, &failure.fields()),
+    }
+}
+
+/// `{"error_response":{…}}`, unsigned, as Alipay answers some gateway-level failures.
+fn unsigned_error(failure: &Failure) -> Response {
+    let node = escape_slashes(&ordered_node(&failure.fields()));
+    json_response(error_response(&node))
+}
+
+fn json_response(body: String) -> Response {
+    let mut response = (StatusCode::OK, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html;charset=utf-8"),
+    );
+    response
+}
+
+impl Sandbox {
+    /// `{"<method>_response":<node>,"sign":"…"}` signed over the exact node bytes (or, with the
+    /// `corrupt_response_signature` fault, over other bytes).
+    fn signed_answer(
+        &self,
+        sim: &AlipaySim,
+        method: &str,
+        fields: &[(&'static str, Value)],
+    ) -> Response {
+        let node = escape_slashes(&ordered_node(fields));
+        let mut signed = node.clone();
+        if self.faults().corrupt_response_signature {
+            signed.push(' ');
+        }
+        let sign = match sim.signer.sign(signed.as_bytes()) {
+            Ok(sign) => sign,
+            Err(_) => {
+                tracing::error!("sandbox: signing an Alipay answer failed");
+                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            }
+        };
+        json_response(format!(
+            "{{\"{}\":{node},\"sign\":\"{sign}\"}}",
+            response_key(method)
+        ))
+    }
+
+    fn handle(&self, sim: &AlipaySim, method: &str, params: &Params) -> Result<Outcome, Failure> {
+        // Alipay needs the app before it can check its signature.
+        if let Some(app_id) = params.non_empty("app_id")
+            && app_id != sim.app_id
+        {
+            return Err(Failure::invalid("isv.invalid-app-id", "无效的AppID参数"));
+        }
+        verify_gateway_request(params, &sim.app_key)?;
+        if self.take_api_error() {
+            return Err(Failure {
+                code: "20000",
+                msg: "Service Currently Unavailable",
+                sub_code: "isp.unknow-error",
+                sub_msg: "系统繁忙".to_owned(),
+            });
+        }
+        let biz: Value = match params.non_empty("biz_content") {
+            Some(text) => serde_json::from_str(text)
+                .map_err(|_| Failure::invalid("isv.invalid-parameter", "biz_content不是JSON"))?,
+            None => {
+                return Err(Failure {
+                    code: "40001",
+                    msg: "Missing Required Arguments",
+                    sub_code: "isv.missing-biz-content",
+                    sub_msg: "缺少biz_content".to_owned(),
+                });
+            }
+        };
+        let biz = biz
+            .as_object()
+            .ok_or_else(|| Failure::invalid("isv.invalid-parameter", "biz_content不是JSON对象"))?;
+        match method {
+            "alipay.trade.precreate" => self.create(sim, method, params, biz).map(|order| {
+                Outcome::Success(vec![
+                    ("out_trade_no", json!(order.out_trade_no)),
+                    ("qr_code", json!(order.qr_code)),
+                ])
+            }),
+            "alipay.trade.page.pay" | "alipay.trade.wap.pay" => self
+                .create(sim, method, params, biz)
+                .map(|order| Outcome::Redirect(format!("/sandbox/cashier/{}", order.out_trade_no))),
+            "alipay.trade.query" => {
+                let orders = lock(&sim.orders);
+                let order = find(&orders, biz)?;
+                Ok(Outcome::Success(order.query_fields()))
+            }
+            "alipay.trade.close" => {
+                let mut orders = lock(&sim.orders);
+                let key = find(&orders, biz)?.out_trade_no.clone();
+                let order = orders.get_mut(&key).ok_or_else(Failure::not_exist)?;
+                match order.state {
+                    TradeState::WaitBuyerPay => {
+                        order.state = TradeState::Closed;
+                        tracing::info!(out_trade_no = %order.out_trade_no, "sandbox: Alipay trade closed");
+                        Ok(Outcome::Success(vec![
+                            ("out_trade_no", json!(order.out_trade_no)),
+                            ("trade_no", json!(order.trade_no)),
+                        ]))
+                    }
+                    // Only WAIT_BUYER_PAY trades can be closed (alipay.md §5).
+                    _ => Err(Failure::business(
+                        "ACQ.TRADE_STATUS_ERROR",
+                        "交易状态不合法",
+                    )),
+                }
+            }
+            _ => Err(Failure::invalid("isv.invalid-method", "不存在的方法名")),
+        }
+    }
+
+    /// Precreate, page or wap pay: records the trade, or finds the identical one again.
+    fn create(
+        &self,
+        sim: &AlipaySim,
+        method: &str,
+        params: &Params,
+        biz: &serde_json::Map<String, Value>,
+    ) -> Result<AlipayOrder, Failure> {
+        for key in biz.keys() {
+            if !ALLOWED_ORDER_FIELDS.contains(&key.as_str()) {
+                return Err(Failure::business(
+                    "ACQ.INVALID_PARAMETER",
+                    format!("sandbox: field `{key}` is outside paygate's privacy allowlist"),
+                ));
+            }
+        }
+        let text = |key: &str| match biz.get(key) {
+            Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+            _ => Err(Failure::business(
+                "ACQ.INVALID_PARAMETER",
+                format!("参数{key}不正确"),
+            )),
+        };
+        let out_trade_no = text("out_trade_no")?;
+        if out_trade_no.len() > 64
+            || !out_trade_no
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+        {
+            return Err(Failure::business(
+                "ACQ.INVALID_PARAMETER",
+                "参数out_trade_no不正确",
+            ));
+        }
+        let subject = text("subject")?;
+        if subject.chars().count() > 256 || subject.contains(['/', '=', '&']) {
+            return Err(Failure::business(
+                "ACQ.INVALID_PARAMETER",
+                "参数subject不正确",
+            ));
+        }
+        // A string of plain digits, or a JSON number taken by its text: never through a float.
+        let amount_text = match biz.get("total_amount") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => String::new(),
+        };
+        let total_fen = paygate_alipay::yuan_to_fen(&amount_text)
+            .ok()
+            .filter(|fen| (1..=paygate_alipay::money::MAX_ORDER_FEN).contains(fen))
+            .ok_or_else(|| Failure::business("ACQ.INVALID_PARAMETER", "参数total_amount不正确"))?;
+        let expected_product = match method {
+            "alipay.trade.page.pay" => Some("FAST_INSTANT_TRADE_PAY"),
+            "alipay.trade.wap.pay" => Some("QUICK_WAP_WAY"),
+            _ => None,
+        };
+        let product = biz.get("product_code").and_then(Value::as_str);
+        let product_ok = match expected_product {
+            Some(expected) => product == Some(expected),
+            None => product.is_none_or(|p| p == "FACE_TO_FACE_PAYMENT"),
+        };
+        if !product_ok {
+            return Err(Failure::business(
+                "ACQ.INVALID_PARAMETER",
+                "参数product_code不正确",
+            ));
+        }
+        if let Some(expire) = biz.get("time_expire")
+            && expire
+                .as_str()
+                .and_then(paygate_alipay::parse_beijing_time)
+                .is_none()
+        {
+            return Err(Failure::business(
+                "ACQ.INVALID_PARAMETER",
+                "参数time_expire不正确",
+            ));
+        }
+        let notify_url = params.non_empty("notify_url").map(str::to_owned);
+
+        let mut orders = lock(&sim.orders);
+        if let Some(existing) = orders.get(&out_trade_no) {
+            if existing.total_fen != total_fen || existing.subject != subject {
+                return Err(Failure::business(
+                    "ACQ.CONTEXT_INCONSISTENT",
+                    "交易信息被篡改",
+                ));
+            }
+            return match existing.state {
+                TradeState::WaitBuyerPay => Ok(existing.clone()),
+                TradeState::Success(_) => {
+                    Err(Failure::business("ACQ.TRADE_HAS_SUCCESS", "交易已被支付"))
+                }
+                TradeState::Closed => Err(Failure::business("ACQ.TRADE_HAS_CLOSE", "交易已经关闭")),
+            };
+        }
+        let now = Utc::now();
+        let order = AlipayOrder {
+            out_trade_no: out_trade_no.clone(),
+            trade_no: new_trade_no(&beijing_time(now)),
+            total_fen,
+            subject,
+            notify_url,
+            qr_code: format!("https://qr.alipay.com/bax0{}", random_base36(20)),
+            gmt_create: beijing_time(now),
+            state: TradeState::WaitBuyerPay,
+        };
+        tracing::info!(out_trade_no = %out_trade_no, method, "sandbox: Alipay trade created");
+        orders.insert(out_trade_no, order.clone());
+        Ok(order)
+    }
+}
+
+/// Business fields paygate may send (design §1.1). Alipay accepts many more (`body`,
+/// `passback_params`, `goods_detail`, …); the sandbox refuses them so that a privacy regression
+/// fails paygate's tests instead of reaching a provider.
+const ALLOWED_ORDER_FIELDS: &[&str] = &[
+    "out_trade_no",
+    "total_amount",
+    "subject",
+    "product_code",
+    "time_expire",
+    "timeout_express",
+    "quit_url",
+];
+
+/// The trade named by `trade_no` (which wins) or `out_trade_no`.
+fn find<'a>(
+    orders: &'a HashMap<String, AlipayOrder>,
+    biz: &serde_json::Map<String, Value>,
+) -> Result<&'a AlipayOrder, Failure> {
+    let by_trade_no = biz
+        .get("trade_no")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty());
+    let by_out_trade_no = biz
+        .get("out_trade_no")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty());
+    match (by_trade_no, by_out_trade_no) {
+        (Some(trade_no), _) => orders.values().find(|o| o.trade_no == trade_no),
+        (None, Some(out_trade_no)) => orders.get(out_trade_no),
+        (None, None) => {
+            return Err(Failure::business(
+                "ACQ.INVALID_PARAMETER",
+                "out_trade_no和trade_no不能同时为空",
+            ));
+        }
+    }
+    .ok_or_else(Failure::not_exist)
+}
+
+impl Sandbox {
+    /// Whether the Alipay ledger holds `out_trade_no`.
+    pub(crate) fn alipay_has(&self, out_trade_no: &str) -> bool {
+        self.inner
+            .alipay
+            .get()
+            .is_some_and(|sim| lock(&sim.orders).contains_key(out_trade_no))
+    }
+
+    /// The buyer pays an Alipay trade: TRADE_SUCCESS, and the `trade_status_sync` notification
+    /// starts in the background (when the order named a notify_url).
+    pub(crate) fn pay_alipay(&self, out_trade_no: &str) -> Result<Value, PayError> {
+        let sim = self.inner.alipay.get().ok_or(PayError::NotFound)?;
+        let order = {
+            let mut orders = lock(&sim.orders);
+            let order = orders.get_mut(out_trade_no).ok_or(PayError::NotFound)?;
+            match order.state {
+                TradeState::Closed => return Err(PayError::Closed),
+                TradeState::Success(_) => return Err(PayError::AlreadyPaid),
+                TradeState::WaitBuyerPay => {}
+            }
+            order.state = TradeState::Success(Payment {
+                gmt_payment: beijing_time(Utc::now()),
+                buyer_id: new_buyer_id(),
+                buyer_logon_id: new_buyer_logon_id(),
+            });
+            order.clone()
+        };
+        tracing::info!(out_trade_no, "sandbox: Alipay trade paid");
+        if let Some(notify_url) = order.notify_url.clone() {
+            let sandbox = self.clone();
+            let order = order.clone();
+            tokio::spawn(async move { deliver(sandbox, order, notify_url).await });
+        }
+        Ok(order.trade_json())
+    }
+
+    pub(crate) fn alipay_cashier_view(&self, out_trade_no: &str) -> Option<CashierView> {
+        let sim = self.inner.alipay.get()?;
+        let orders = lock(&sim.orders);
+        let order = orders.get(out_trade_no)?;
+        Some(CashierView {
+            total_fen: order.total_fen,
+            code_url: order.qr_code.clone(),
+            description: order.subject.clone(),
+            state: match order.state {
+                TradeState::WaitBuyerPay => "NOTPAY",
+                TradeState::Success(_) => "SUCCESS",
+                TradeState::Closed => "CLOSED",
+            },
+            provider: "Alipay",
+        })
+    }
+
+    /// The simulator's Alipay public key (SPKI PEM), for the gateway's `alipay_public_key`.
+    pub fn alipay_public_key_pem(&self) -> Option<String> {
+        self.inner
+            .alipay
+            .get()
+            .map(|sim| sim.signer.public_key_pem())
+    }
+
+    /// The `trade_status_sync` form body for a paid trade, signed now.
+    fn alipay_notification(&self, sim: &AlipaySim, order: &AlipayOrder, notify_id: &str) -> String {
+        let TradeState::Success(payment) = &order.state else {
+            return String::new();
+        };
+        let amount = order.amount();
+        let mut params = Params::new();
+        for (key, value) in [
+            ("notify_id", notify_id.to_owned()),
+            ("notify_time", beijing_time(Utc::now())),
+            ("notify_type", "trade_status_sync".to_owned()),
+            ("app_id", sim.app_id.clone()),
+            ("auth_app_id", sim.app_id.clone()),
+            ("charset", "utf-8".to_owned()),
+            ("version", "1.0".to_owned()),
+            ("seller_id", sim.seller_id.clone()),
+            ("out_trade_no", order.out_trade_no.clone()),
+            ("trade_no", order.trade_no.clone()),
+            ("trade_status", "TRADE_SUCCESS".to_owned()),
+            ("total_amount", amount.clone()),
+            ("receipt_amount", amount.clone()),
+            ("invoice_amount", amount.clone()),
+            ("buyer_pay_amount", amount.clone()),
+            ("point_amount", "0.00".to_owned()),
+            ("subject", order.subject.clone()),
+            ("gmt_create", order.gmt_create.clone()),
+            ("gmt_payment", payment.gmt_payment.clone()),
+            ("buyer_id", payment.buyer_id.clone()),
+            ("buyer_logon_id", payment.buyer_logon_id.clone()),
+            (
+                "fund_bill_list",
+                json!([{"amount": amount, "fundChannel": "ALIPAYACCOUNT"}]).to_string(),
+            ),
+        ] {
+            params.insert(key, value);
+        }
+        sign_notification(params, &sim.signer).unwrap_or_default()
+    }
+
+    /// POSTs one notification; the status and whether the body was exactly `success`.
+    async fn post_alipay(&self, notify_url: &str, body: String) -> (Option<u16>, bool) {
+        let request = self
+            .inner
+            .http
+            .post(notify_url)
+            .header(
+                header::CONTENT_TYPE.as_str(),
+                "application/x-www-form-urlencoded; charset=utf-8",
+            )
+            .body(body);
+        match request.send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let answer = response.bytes().await.unwrap_or_default();
+                (Some(status), answer.as_ref() == b"success")
+            }
+            Err(error) => {
+                tracing::debug!(error = %error, "sandbox: Alipay notification delivery failed");
+                (None, false)
+            }
+        }
+    }
+}
+
+/// Sends the notification until a copy is answered `success`, on Alipay's schedule.
+async fn deliver(sandbox: Sandbox, order: AlipayOrder, notify_url: String) {
+    let Some(sim) = sandbox.inner.alipay.get() else {
+        return;
+    };
+    let notify_id = random_hex(34);
+    let out_trade_no = order.out_trade_no.clone();
+    let divisor = u64::from(sandbox.time_divisor());
+    for attempt in 1..=(RETRY_SCHEDULE_SECS.len() as u32 + 1) {
+        let faults = sandbox.faults();
+        // The same notify_id, each copy signed afresh, all at once.
+        let mut copies = tokio::task::JoinSet::new();
+        for _ in 0..faults.copies() {
+            let body = sandbox.alipay_notification(sim, &order, &notify_id);
+            let (sandbox, notify_url) = (sandbox.clone(), notify_url.clone());
+            copies.spawn(async move { sandbox.post_alipay(&notify_url, body).await });
+        }
+        let mut acknowledged = false;
+        while let Some(joined) = copies.join_next().await {
+            let (status, success) = joined.unwrap_or((None, false));
+            acknowledged |= success;
+            sandbox.record(DeliveryRecord {
+                notification_id: notify_id.clone(),
+                out_trade_no: out_trade_no.clone(),
+                attempt,
+                probe: false,
+                status,
+                acknowledged: success,
+                at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, false),
+            });
+        }
+        if acknowledged {
+            tracing::info!(
+                out_trade_no,
+                attempt,
+                "sandbox: Alipay notification acknowledged"
+            );
+            return;
+        }
+        let Some(delay) = RETRY_SCHEDULE_SECS.get(attempt as usize - 1) else {
+            break;
+        };
+        tracing::info!(
+            out_trade_no,
+            attempt,
+            "sandbox: Alipay notification not answered `success`, will retry"
+        );
+        tokio::time::sleep(Duration::from_millis(delay * 1000 / divisor)).await;
+    }
+    tracing::warn!(
+        out_trade_no,
+        "sandbox: Alipay notification never acknowledged, giving up"
+    );
+}
+
+/// 28 digits like Alipay's `2019091622001458860515315453`: the date, `2200`, 16 more digits.
+/// `beijing` is `yyyy-MM-dd HH:mm:ss`.
+fn new_trade_no(beijing: &str) -> String {
+    let date: String = beijing
+        .chars()
+        .filter(char::is_ascii_digit)
+        .take(8)
+        .collect();
+    let mut rng = rand::rng();
+    format!(
+        "{date}2200{:016}",
+        rng.random_range(0..10_000_000_000_000_000u64)
+    )
+}
+
+/// A buyer's user id: `2088` and 12 digits.
+fn new_buyer_id() -> String {
+    format!(
+        "2088{:012}",
+        rand::rng().random_range(0..1_000_000_000_000u64)
+    )
+}
+
+/// A masked logon id, as Alipay shows it (`159****5620`).
+fn new_buyer_logon_id() -> String {
+    let mut rng = rand::rng();
+    format!(
+        "1{:02}****{:04}",
+        rng.random_range(30..100u32),
+        rng.random_range(0..10_000u32)
+    )
+}
+
+fn random_base36(len: usize) -> String {
+    let mut rng = rand::rng();
+    (0..len)
+        .map(|_| char::from(b"0123456789abcdefghijklmnopqrstuvwxyz"[rng.random_range(0..36)]))
+        .collect()
+}

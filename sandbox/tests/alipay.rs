@@ -1,0 +1,595 @@
+//! The Alipay half: gateway.do driven with paygate-alipay's own Client, as the gateway drives
+//! it, and the `trade_status_sync` notification received by a tiny merchant.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::routing::post;
+use chrono::Utc;
+use paygate_alipay::{
+    Client, Error, OrderChannel, OrderRequest, Params, Retry, Signer, TradeStatus, Verifier,
+    order_request, verify_trade_notification,
+};
+use paygate_sandbox::{AlipaySandboxConfig, Faults, Sandbox, SandboxConfig, WechatSandboxConfig};
+use serde_json::Value;
+
+const APP_KEY: &str = include_str!("fixtures/test_app_private_key_pkcs8.pem");
+const APP_PUB: &str = include_str!("fixtures/test_app_public_key.pem");
+const ALIPAY_KEY: &str = include_str!("fixtures/test_alipay_private_key.pem");
+const ALIPAY_PUB: &str = include_str!("fixtures/test_alipay_public_key.pem");
+const APP_ID: &str = "2021000122671080";
+const SELLER_ID: &str = "2088102177846880";
+const SUBJECT: &str = "职前通服务";
+
+struct Harness {
+    sandbox: Sandbox,
+    base: String,
+    client: Client,
+    http: reqwest::Client,
+}
+
+impl Harness {
+    fn gateway(&self) -> String {
+        format!("{}/sandbox/alipay/gateway.do", self.base)
+    }
+
+    async fn pay(&self, out_trade_no: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}/sandbox/pay/{out_trade_no}", self.base))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+}
+
+async fn start() -> Harness {
+    let wechat = |name: &str| {
+        std::fs::read_to_string(format!(
+            "{}/tests/fixtures/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    };
+    let sandbox = Sandbox::new(SandboxConfig {
+        wechatpay: WechatSandboxConfig {
+            mchid: "1900000001".to_owned(),
+            appid: "wx8888888888888888".to_owned(),
+            merchant_serial: "408B07E79B8269FEC3D5D3E6AB8ED163A6A380DB".to_owned(),
+            merchant_public_key_pem: wechat("test_merchant_pub.pem"),
+            apiv3_key: "a7cde1ZJB1kG2e7VfTs3jQzaWizur8Gb".to_owned(),
+            platform_private_key_pem: wechat("test_platform_key.pem"),
+            platform_key_id: "PUB_KEY_ID_0114232134912410000000000000".to_owned(),
+        },
+        time_divisor: 1000,
+    })
+    .unwrap()
+    .with_alipay(AlipaySandboxConfig {
+        app_id: APP_ID.to_owned(),
+        app_public_key_pem: APP_PUB.to_owned(),
+        alipay_private_key_pem: ALIPAY_KEY.to_owned(),
+        seller_id: SELLER_ID.to_owned(),
+    })
+    .unwrap();
+    let base = serve(sandbox.router()).await;
+    let client = client(&base, APP_KEY);
+    Harness {
+        sandbox,
+        base,
+        client,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+    }
+}
+
+fn client(base: &str, app_key: &str) -> Client {
+    Client::new(
+        reqwest::Client::new(),
+        format!("{base}/sandbox/alipay/gateway.do"),
+        APP_ID,
+        Arc::new(Signer::from_pem_or_base64(app_key).unwrap()),
+        Arc::new(Verifier::from_pem_or_base64(ALIPAY_PUB).unwrap()),
+        Arc::new(Utc::now),
+    )
+    .with_retry(Retry {
+        attempts: 1,
+        first_delay: Duration::from_millis(1),
+    })
+}
+
+async fn serve(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    format!("http://{addr}")
+}
+
+fn order_no(prefix: &str) -> String {
+    format!("{prefix}{}", &paygate_wechatpay::new_nonce()[..12]).to_uppercase()
+}
+
+fn order(out_trade_no: &str, total_fen: i64, notify_url: &str) -> OrderRequest {
+    OrderRequest {
+        out_trade_no: out_trade_no.to_owned(),
+        total_fen,
+        subject: SUBJECT.to_owned(),
+        time_expire: Utc::now() + chrono::Duration::hours(2),
+        notify_url: notify_url.to_owned(),
+    }
+}
+
+const NOWHERE: &str = "http://127.0.0.1:9/webhooks/alipay";
+
+async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn api_error(error: Error) -> (String, Option<String>, bool) {
+    let api = error
+        .api()
+        .unwrap_or_else(|| panic!("not an API error: {error:?}"));
+    (api.code.clone(), api.sub_code.clone(), api.signed)
+}
+
+#[tokio::test]
+async fn precreate_query_pay_query() {
+    let h = start().await;
+    let no = order_no("AP");
+    let created = h
+        .client
+        .precreate(&order(&no, 19900, NOWHERE))
+        .await
+        .unwrap();
+    assert_eq!(created.out_trade_no, no);
+    assert!(created.qr_code.starts_with("https://qr.alipay.com/bax"));
+
+    let waiting = h.client.query(&no).await.unwrap();
+    assert_eq!(waiting.trade_status, TradeStatus::WaitBuyerPay);
+    assert_eq!(waiting.total_fen, 19900);
+    assert_eq!(waiting.paid_at, None);
+    let today = paygate_alipay::beijing_time(Utc::now())[..10].replace('-', "");
+    assert_eq!(waiting.trade_no.len(), 28);
+    assert!(waiting.trade_no.starts_with(&today));
+    assert!(waiting.trade_no.bytes().all(|b| b.is_ascii_digit()));
+
+    // The cashier works for Alipay orders too.
+    let page = h
+        .http
+        .get(format!("{}/sandbox/cashier/{no}", h.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert!(page.contains("¥199.00"));
+    assert!(page.contains("Alipay sandbox cashier"));
+
+    let (status, paid) = h.pay(&no).await;
+    assert_eq!(status, 200);
+    assert_eq!(paid["trade_status"], "TRADE_SUCCESS");
+    assert_eq!(paid["trade_no"], waiting.trade_no.as_str());
+    assert_eq!(paid["total_amount"], "199.00");
+    assert!(paid["buyer_user_id"].as_str().unwrap().starts_with("2088"));
+    assert!(paid["buyer_logon_id"].as_str().unwrap().contains("****"));
+
+    let done = h.client.query(&no).await.unwrap();
+    assert_eq!(done.trade_status, TradeStatus::TradeSuccess);
+    assert_eq!(done.trade_no, waiting.trade_no);
+    assert_eq!(done.total_fen, 19900);
+    assert!(done.paid_at.is_some());
+
+    // Paying twice is refused; the order stays paid.
+    assert_eq!(h.pay(&no).await.0, 409);
+    // Re-creating a paid trade is refused.
+    let again = h
+        .client
+        .precreate(&order(&no, 19900, NOWHERE))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        api_error(again),
+        ("40004".into(), Some("ACQ.TRADE_HAS_SUCCESS".into()), true)
+    );
+}
+
+#[tokio::test]
+async fn answers_are_signed_over_the_exact_node_with_escaped_slashes() {
+    let h = start().await;
+    let no = order_no("RAW");
+    let request = order_request(
+        OrderChannel::Precreate,
+        APP_ID,
+        &Signer::from_pem_or_base64(APP_KEY).unwrap(),
+        &order(&no, 1, NOWHERE),
+        Utc::now(),
+    )
+    .unwrap();
+    // Split the parameters between the URL query and the form body, as the Java SDK does.
+    let (mut query, mut body) = (Params::new(), Params::new());
+    for (key, value) in request.params().iter() {
+        if key == "biz_content" || key == "notify_url" {
+            body.insert(key, value);
+        } else {
+            query.insert(key, value);
+        }
+    }
+    let raw = h
+        .http
+        .post(format!("{}?{}", h.gateway(), query.to_form()))
+        .header(
+            "Content-Type",
+            "application/x-www-form-urlencoded;charset=utf-8",
+        )
+        .body(body.to_form())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        raw.starts_with(
+            "{\"alipay_trade_precreate_response\":{\"code\":\"10000\",\"msg\":\"Success\""
+        ),
+        "{raw}"
+    );
+    assert!(raw.contains("https:\\/\\/qr.alipay.com\\/bax"));
+    let verifier = Verifier::from_pem_or_base64(ALIPAY_PUB).unwrap();
+    let read = paygate_alipay::read_precreate_response(&raw, &verifier, &no).unwrap();
+    assert!(read.qr_code.starts_with("https://qr.alipay.com/bax"));
+}
+
+#[tokio::test]
+async fn a_bad_signature_is_40002_invalid_signature() {
+    let h = start().await;
+    // Signed with a key the sandbox does not know as the app's.
+    let wrong = client(&h.base, ALIPAY_KEY);
+    let no = order_no("SIG");
+    let error = wrong
+        .precreate(&order(&no, 100, NOWHERE))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        api_error(error),
+        ("40002".into(), Some("isv.invalid-signature".into()), true)
+    );
+    // Nothing was recorded.
+    let error = h.client.query(&no).await.unwrap_err();
+    assert_eq!(
+        api_error(error),
+        ("40004".into(), Some("ACQ.TRADE_NOT_EXIST".into()), true)
+    );
+}
+
+#[tokio::test]
+async fn a_foreign_app_id_is_refused() {
+    let h = start().await;
+    let other = Client::new(
+        reqwest::Client::new(),
+        h.gateway(),
+        "2021000000000000",
+        Arc::new(Signer::from_pem_or_base64(APP_KEY).unwrap()),
+        Arc::new(Verifier::from_pem_or_base64(ALIPAY_PUB).unwrap()),
+        Arc::new(Utc::now),
+    );
+    let error = other
+        .precreate(&order(&order_no("APPID"), 100, NOWHERE))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        api_error(error),
+        ("40002".into(), Some("isv.invalid-app-id".into()), true)
+    );
+}
+
+#[tokio::test]
+async fn unknown_trades_and_inconsistent_reorders() {
+    let h = start().await;
+    let error = h.client.query("NO_SUCH_ORDER_1").await.unwrap_err();
+    assert_eq!(
+        api_error(error),
+        ("40004".into(), Some("ACQ.TRADE_NOT_EXIST".into()), true)
+    );
+    let error = h.client.close("NO_SUCH_ORDER_2").await.unwrap_err();
+    assert_eq!(
+        error.api().unwrap().sub_code.as_deref(),
+        Some("ACQ.TRADE_NOT_EXIST")
+    );
+
+    let no = order_no("CTX");
+    let first = h.client.precreate(&order(&no, 100, NOWHERE)).await.unwrap();
+    // The same order again gets the same QR code back.
+    let same = h.client.precreate(&order(&no, 100, NOWHERE)).await.unwrap();
+    assert_eq!(same.qr_code, first.qr_code);
+    let error = h
+        .client
+        .precreate(&order(&no, 200, NOWHERE))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        api_error(error),
+        (
+            "40004".into(),
+            Some("ACQ.CONTEXT_INCONSISTENT".into()),
+            true
+        )
+    );
+    assert_eq!(h.client.query(&no).await.unwrap().total_fen, 100);
+}
+
+#[tokio::test]
+async fn close_makes_the_trade_closed() {
+    let h = start().await;
+    let no = order_no("CL");
+    h.client.precreate(&order(&no, 500, NOWHERE)).await.unwrap();
+    let closed = h.client.close(&no).await.unwrap();
+    assert_eq!(closed.out_trade_no.as_deref(), Some(no.as_str()));
+    assert_eq!(
+        h.client.query(&no).await.unwrap().trade_status,
+        TradeStatus::TradeClosed
+    );
+    // Only WAIT_BUYER_PAY trades close; a closed one cannot be paid.
+    let error = h.client.close(&no).await.unwrap_err();
+    assert_eq!(
+        error.api().unwrap().sub_code.as_deref(),
+        Some("ACQ.TRADE_STATUS_ERROR")
+    );
+    assert_eq!(h.pay(&no).await.0, 400);
+}
+
+#[tokio::test]
+async fn page_and_wap_pay_urls_open_the_sandbox_cashier() {
+    let h = start().await;
+    for (prefix, url) in [("PAGE", true), ("WAP", false)] {
+        let no = order_no(prefix);
+        let order = order(&no, 2990, NOWHERE);
+        let url = if url {
+            h.client.page_pay_url(&order).unwrap()
+        } else {
+            h.client.wap_pay_url(&order).unwrap()
+        };
+        let response = h.http.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), 302);
+        assert_eq!(
+            response.headers()["location"],
+            format!("/sandbox/cashier/{no}").as_str()
+        );
+        let page = h
+            .http
+            .get(format!("{}/sandbox/cashier/{no}", h.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains("¥29.90"));
+        assert_eq!(
+            h.client.query(&no).await.unwrap().trade_status,
+            TradeStatus::WaitBuyerPay
+        );
+    }
+    // A tampered URL is refused on an error page and records nothing.
+    let no = order_no("TAMPER");
+    let url = h.client.page_pay_url(&order(&no, 100, NOWHERE)).unwrap();
+    let tampered = url.replace("1.00", "0.01");
+    assert_ne!(url, tampered);
+    let response = h.http.get(&tampered).send().await.unwrap();
+    assert_eq!(response.status(), 400);
+    assert!(h.client.query(&no).await.is_err());
+}
+
+#[tokio::test]
+async fn corrupt_response_signature_is_refused_by_the_client() {
+    let h = start().await;
+    h.sandbox.set_faults(Faults {
+        corrupt_response_signature: true,
+        ..Faults::default()
+    });
+    let error = h
+        .client
+        .precreate(&order(&order_no("CORRUPT"), 100, NOWHERE))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Response(_)), "{error:?}");
+}
+
+#[tokio::test]
+async fn keys_endpoint_shows_the_alipay_public_key() {
+    let h = start().await;
+    let keys: Value = h
+        .http
+        .get(format!("{}/sandbox/keys", h.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let pem = keys["alipay"]["public_key_pem"].as_str().unwrap();
+    // The same key as the fixture, whatever the PEM wrapping.
+    assert_eq!(
+        Verifier::from_pem_or_base64(pem).unwrap().public_key_pem(),
+        Verifier::from_pem_or_base64(ALIPAY_PUB)
+            .unwrap()
+            .public_key_pem()
+    );
+    assert!(keys["wechatpay"]["public_key_pem"].is_string());
+}
+
+/// A tiny merchant: answers each notification with the next scripted body, then `success` once
+/// the notification verifies (`fail` when it does not).
+#[derive(Clone)]
+struct Receiver {
+    url: String,
+    received: Arc<Mutex<Vec<(Bytes, String, String)>>>,
+}
+
+type ReceiverState = (
+    Arc<Mutex<Vec<(Bytes, String, String)>>>,
+    Arc<Mutex<VecDeque<&'static str>>>,
+);
+
+impl Receiver {
+    async fn start(script: &[&'static str]) -> Receiver {
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let script = Arc::new(Mutex::new(script.iter().copied().collect::<VecDeque<_>>()));
+        let router = axum::Router::new()
+            .route("/webhooks/alipay", post(receive))
+            .with_state((received.clone(), script));
+        let base = serve(router).await;
+        Receiver {
+            url: format!("{base}/webhooks/alipay"),
+            received,
+        }
+    }
+
+    /// (body, content type, what was answered)
+    fn received(&self) -> Vec<(Bytes, String, String)> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+async fn receive(
+    State((received, script)): State<ReceiverState>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> String {
+    let scripted = script.lock().unwrap().pop_front();
+    let answer = scripted.unwrap_or_else(|| {
+        let verifier = Verifier::from_pem_or_base64(ALIPAY_PUB).unwrap();
+        if verify_trade_notification(&body, &verifier).is_ok() {
+            "success"
+        } else {
+            "fail"
+        }
+    });
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    received
+        .lock()
+        .unwrap()
+        .push((body, content_type, answer.to_owned()));
+    answer.to_owned()
+}
+
+#[tokio::test]
+async fn paying_sends_a_signed_notification_resent_until_success() {
+    let h = start().await;
+    // `SUCCESS` and `success\n` are not `success`.
+    let receiver = Receiver::start(&["fail", "SUCCESS", "success\n"]).await;
+    let no = order_no("NT");
+    h.client
+        .precreate(&order(&no, 19900, &receiver.url))
+        .await
+        .unwrap();
+    let (_, paid) = h.pay(&no).await;
+
+    let received = eventually("four deliveries", || {
+        let r = receiver.received();
+        (r.len() >= 4).then_some(r)
+    })
+    .await;
+    let verifier = Verifier::from_pem_or_base64(ALIPAY_PUB).unwrap();
+    let mut ids = Vec::new();
+    for (body, content_type, _) in &received {
+        assert!(content_type.starts_with("application/x-www-form-urlencoded"));
+        let n = verify_trade_notification(body, &verifier).unwrap();
+        assert_eq!(n.app_id, APP_ID);
+        assert_eq!(n.seller_id.as_deref(), Some(SELLER_ID));
+        assert_eq!(n.out_trade_no, no);
+        assert_eq!(n.trade_no, paid["trade_no"].as_str().unwrap());
+        assert_eq!(n.trade_status, TradeStatus::TradeSuccess);
+        assert_eq!(n.total_fen, 19900);
+        assert!(n.paid_at.is_some());
+        ids.push(n.notify_id);
+        let params = Params::from_form(body).unwrap();
+        for key in [
+            "buyer_id",
+            "buyer_logon_id",
+            "gmt_payment",
+            "charset",
+            "version",
+        ] {
+            assert!(params.non_empty(key).is_some(), "{key}");
+        }
+        assert_eq!(params.get("sign_type"), Some("RSA2"));
+    }
+    assert!(
+        ids.iter().all(|id| *id == ids[0]),
+        "one notify_id throughout"
+    );
+    assert_eq!(received[3].2, "success");
+
+    let records = eventually("the acknowledged record", || {
+        let r: Vec<_> = h
+            .sandbox
+            .notifications()
+            .into_iter()
+            .filter(|r| r.out_trade_no == no)
+            .collect();
+        r.iter().any(|r| r.acknowledged).then_some(r)
+    })
+    .await;
+    assert_eq!(records.len(), 4);
+    assert_eq!(
+        records.iter().map(|r| r.attempt).collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
+    assert_eq!(
+        records.iter().map(|r| r.acknowledged).collect::<Vec<_>>(),
+        [false, false, false, true]
+    );
+    // Nothing more after `success`.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(receiver.received().len(), 4);
+}
+
+#[tokio::test]
+async fn duplicate_notifications_send_copies_with_one_notify_id() {
+    let h = start().await;
+    h.sandbox.set_faults(Faults {
+        duplicate_notifications: 3,
+        ..Faults::default()
+    });
+    let receiver = Receiver::start(&[]).await;
+    let no = order_no("DUP");
+    h.client
+        .precreate(&order(&no, 100, &receiver.url))
+        .await
+        .unwrap();
+    h.pay(&no).await;
+    let received = eventually("three copies", || {
+        let r = receiver.received();
+        (r.len() >= 3).then_some(r)
+    })
+    .await;
+    let verifier = Verifier::from_pem_or_base64(ALIPAY_PUB).unwrap();
+    let ids: Vec<String> = received
+        .iter()
+        .map(|(body, _, _)| {
+            verify_trade_notification(body, &verifier)
+                .unwrap()
+                .notify_id
+        })
+        .collect();
+    assert!(ids.iter().all(|id| *id == ids[0]));
+    assert!(received.iter().all(|(_, _, answer)| answer == "success"));
+}
