@@ -7,14 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use paygate_sandbox::{Sandbox, SandboxConfig, WechatSandboxConfig};
+use paygate_sandbox::{AlipaySandboxConfig, Sandbox, SandboxConfig, WechatSandboxConfig};
 use tokio::net::TcpListener;
 
 use crate::api::auth::ApiKeys;
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::{Config, WechatPayConfig};
+use crate::config::{AlipayConfig, Config, WechatPayConfig};
 use crate::domain::Catalog;
+use crate::jobs::Runner;
 use crate::providers::Registry;
+use crate::providers::alipay::{Alipay, AlipayKeys};
 use crate::providers::wechatpay::{WechatKeys, WechatPay};
 use crate::store::Db;
 
@@ -36,6 +38,10 @@ pub struct SandboxSetup {
     pub merchant_public_key_pem: String,
     pub platform_private_key_pem: String,
     pub apiv3_key: String,
+    /// The Alipay app key the gateway signs requests with (its public half goes to the sandbox).
+    pub alipay_app_private_key_pem: String,
+    /// The sandbox's Alipay key: signs its answers and notifications.
+    pub alipay_private_key_pem: String,
     /// Callback retry delays are divided by this.
     pub time_divisor: u32,
 }
@@ -43,12 +49,17 @@ pub struct SandboxSetup {
 pub const SANDBOX_MCHID: &str = "1900000001";
 pub const SANDBOX_APPID: &str = "wx8888888888888888";
 pub const SANDBOX_MERCHANT_SERIAL: &str = "5A3B1C0D9E8F7A6B5C4D3E2F1A0B9C8D7E6F5A4B";
+pub const SANDBOX_ALIPAY_APP_ID: &str = "2021000000000001";
+pub const SANDBOX_ALIPAY_SELLER_ID: &str = "2088000000000001";
 
 impl SandboxSetup {
     pub fn generate(time_divisor: u32) -> anyhow::Result<SandboxSetup> {
         let (merchant_private_key_pem, merchant_public_key_pem) =
             paygate_wechatpay::generate_key_pair()?;
         let (platform_private_key_pem, _) = paygate_wechatpay::generate_key_pair()?;
+        use secrecy::ExposeSecret;
+        let (alipay_app, _) = paygate_alipay::generate_key_pair()?;
+        let (alipay_platform, _) = paygate_alipay::generate_key_pair()?;
         use rand::Rng;
         const ALNUM: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
         let mut rng = rand::rng();
@@ -60,6 +71,8 @@ impl SandboxSetup {
             merchant_public_key_pem,
             platform_private_key_pem,
             apiv3_key,
+            alipay_app_private_key_pem: alipay_app.expose_secret().to_owned(),
+            alipay_private_key_pem: alipay_platform.expose_secret().to_owned(),
             time_divisor,
         })
     }
@@ -68,6 +81,10 @@ impl SandboxSetup {
 pub struct Options {
     pub clock: SharedClock,
     pub sandbox: Option<SandboxSetup>,
+    /// Run the lifecycle jobs on their schedule (`serve`); tests run passes themselves.
+    pub scheduler: bool,
+    /// The whole-request timeout of every provider call.
+    pub provider_timeout: Duration,
 }
 
 impl Default for Options {
@@ -75,6 +92,8 @@ impl Default for Options {
         Options {
             clock: Arc::new(SystemClock),
             sandbox: None,
+            scheduler: true,
+            provider_timeout: Duration::from_secs(15),
         }
     }
 }
@@ -85,6 +104,7 @@ pub struct Application {
     public_url: String,
     state: AppState,
     sandbox: Option<Sandbox>,
+    scheduler: bool,
 }
 
 impl Application {
@@ -102,68 +122,52 @@ impl Application {
 
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(15))
+            .timeout(options.provider_timeout)
             .build()?;
         let catalog = config.catalog()?;
         let mut providers = Registry::default();
         let mut sandbox = None;
         if let Some(setup) = options.sandbox {
             // --sandbox replaces the provider sections with the embedded simulator.
-            let sim = Sandbox::new(SandboxConfig {
-                wechatpay: WechatSandboxConfig {
-                    mchid: SANDBOX_MCHID.into(),
-                    appid: SANDBOX_APPID.into(),
-                    merchant_serial: SANDBOX_MERCHANT_SERIAL.into(),
-                    merchant_public_key_pem: setup.merchant_public_key_pem.clone(),
-                    apiv3_key: setup.apiv3_key.clone(),
-                    platform_private_key_pem: setup.platform_private_key_pem.clone(),
-                    platform_key_id: paygate_sandbox::keys_dir::new_platform_key_id(),
-                },
-                time_divisor: setup.time_divisor,
-            })?;
-            let wechat = WechatPayConfig {
-                api_base: format!("{public_url}/sandbox/wechatpay"),
-                mchid: SANDBOX_MCHID.into(),
-                appid: SANDBOX_APPID.into(),
-                merchant_serial: SANDBOX_MERCHANT_SERIAL.into(),
-                merchant_private_key_file: "(generated)".into(),
-                apiv3_key_file: "(generated)".into(),
-                platform_public_keys: vec![],
-                fetch_platform_certificates: false,
-            };
-            let mut platform = paygate_wechatpay::PlatformKeys::new();
-            platform.insert(
-                sim.wechat_platform_key_id(),
-                paygate_wechatpay::Verifier::from_pem(&sim.wechat_platform_public_key_pem())?,
-            );
-            let keys = WechatKeys {
-                signer: paygate_wechatpay::Signer::from_pem(&setup.merchant_private_key_pem)?,
-                apiv3_key: paygate_wechatpay::ApiV3Key::new(setup.apiv3_key.as_bytes())
-                    .map_err(|_| anyhow::anyhow!("sandbox APIv3 key must be 32 bytes"))?,
-                platform,
-            };
+            let embedded = embedded_sandbox(&setup, &public_url)?;
             providers.register(Arc::new(WechatPay::new(
-                &wechat,
-                keys,
+                &embedded.wechatpay,
+                embedded.wechat_keys,
                 &public_url,
                 http.clone(),
                 options.clock.clone(),
             )));
-            config.wechatpay = Some(wechat);
-            config.alipay = None;
-            sandbox = Some(sim);
-        } else if let Some(w) = &config.wechatpay {
-            let keys = WechatKeys::load(&config, w)?;
-            providers.register(Arc::new(WechatPay::new(
-                w,
-                keys,
+            providers.register(Arc::new(Alipay::new(
+                &embedded.alipay,
+                embedded.alipay_keys,
                 &public_url,
                 http.clone(),
                 options.clock.clone(),
             )));
-        }
-        if config.alipay.is_some() && sandbox.is_none() {
-            tracing::warn!("[alipay] is configured but this build does not take Alipay orders yet");
+            config.wechatpay = Some(embedded.wechatpay);
+            config.alipay = Some(embedded.alipay);
+            sandbox = Some(embedded.sandbox);
+        } else {
+            if let Some(w) = &config.wechatpay {
+                let keys = WechatKeys::load(&config, w)?;
+                providers.register(Arc::new(WechatPay::new(
+                    w,
+                    keys,
+                    &public_url,
+                    http.clone(),
+                    options.clock.clone(),
+                )));
+            }
+            if let Some(a) = &config.alipay {
+                let keys = AlipayKeys::load(&config, a)?;
+                providers.register(Arc::new(Alipay::new(
+                    a,
+                    keys,
+                    &public_url,
+                    http.clone(),
+                    options.clock.clone(),
+                )));
+            }
         }
 
         let state = AppState {
@@ -180,6 +184,7 @@ impl Application {
             public_url,
             state,
             sandbox,
+            scheduler: options.scheduler,
         })
     }
 
@@ -199,6 +204,11 @@ impl Application {
         self.sandbox.as_ref()
     }
 
+    /// A job runner over this instance's state (its own lease holder name).
+    pub fn jobs(&self) -> Runner {
+        Runner::new(self.state.clone())
+    }
+
     /// Serves until `shutdown` resolves, then finishes in-flight requests.
     pub async fn run_until(
         self,
@@ -209,9 +219,92 @@ impl Application {
             router = router.merge(sim.router());
         }
         let router = router.layer(tower_http::trace::TraceLayer::new_for_http());
-        axum::serve(self.listener, router)
+        let mut scheduler = if self.scheduler {
+            Some(Runner::new(self.state.clone()).start().await?)
+        } else {
+            None
+        };
+        let served = axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)
-            .await?;
-        Ok(())
+            .await;
+        if let Some(scheduler) = scheduler.as_mut() {
+            scheduler.shutdown().await?;
+        }
+        Ok(served?)
     }
+}
+
+/// The embedded simulator and the provider sections and keys that point the gateway at it.
+struct EmbeddedSandbox {
+    sandbox: Sandbox,
+    wechatpay: WechatPayConfig,
+    wechat_keys: WechatKeys,
+    alipay: AlipayConfig,
+    alipay_keys: AlipayKeys,
+}
+
+fn embedded_sandbox(setup: &SandboxSetup, public_url: &str) -> anyhow::Result<EmbeddedSandbox> {
+    let alipay_app = paygate_alipay::Signer::from_pem_or_base64(&setup.alipay_app_private_key_pem)?;
+    let sandbox = Sandbox::new(SandboxConfig {
+        wechatpay: WechatSandboxConfig {
+            mchid: SANDBOX_MCHID.into(),
+            appid: SANDBOX_APPID.into(),
+            merchant_serial: SANDBOX_MERCHANT_SERIAL.into(),
+            merchant_public_key_pem: setup.merchant_public_key_pem.clone(),
+            apiv3_key: setup.apiv3_key.clone(),
+            platform_private_key_pem: setup.platform_private_key_pem.clone(),
+            platform_key_id: paygate_sandbox::keys_dir::new_platform_key_id(),
+        },
+        time_divisor: setup.time_divisor,
+    })?
+    .with_alipay(AlipaySandboxConfig {
+        app_id: SANDBOX_ALIPAY_APP_ID.into(),
+        app_public_key_pem: alipay_app.public_key_pem(),
+        alipay_private_key_pem: setup.alipay_private_key_pem.clone(),
+        seller_id: SANDBOX_ALIPAY_SELLER_ID.into(),
+    })?;
+
+    let wechatpay = WechatPayConfig {
+        api_base: format!("{public_url}/sandbox/wechatpay"),
+        mchid: SANDBOX_MCHID.into(),
+        appid: SANDBOX_APPID.into(),
+        merchant_serial: SANDBOX_MERCHANT_SERIAL.into(),
+        merchant_private_key_file: "(generated)".into(),
+        apiv3_key_file: "(generated)".into(),
+        platform_public_keys: vec![],
+        fetch_platform_certificates: false,
+    };
+    let mut platform = paygate_wechatpay::PlatformKeys::new();
+    platform.insert(
+        sandbox.wechat_platform_key_id(),
+        paygate_wechatpay::Verifier::from_pem(&sandbox.wechat_platform_public_key_pem())?,
+    );
+    let wechat_keys = WechatKeys {
+        signer: paygate_wechatpay::Signer::from_pem(&setup.merchant_private_key_pem)?,
+        apiv3_key: paygate_wechatpay::ApiV3Key::new(setup.apiv3_key.as_bytes())
+            .map_err(|_| anyhow::anyhow!("sandbox APIv3 key must be 32 bytes"))?,
+        platform,
+    };
+
+    let alipay = AlipayConfig {
+        gateway_url: format!("{public_url}/sandbox/alipay/gateway.do"),
+        app_id: SANDBOX_ALIPAY_APP_ID.into(),
+        app_private_key_file: "(generated)".into(),
+        alipay_public_key_file: "(generated)".into(),
+        seller_id: Some(SANDBOX_ALIPAY_SELLER_ID.into()),
+    };
+    let alipay_public_key = sandbox
+        .alipay_public_key_pem()
+        .ok_or_else(|| anyhow::anyhow!("the sandbox's Alipay half is configured above"))?;
+    let alipay_keys = AlipayKeys {
+        signer: alipay_app,
+        alipay_public_key: paygate_alipay::Verifier::from_pem_or_base64(&alipay_public_key)?,
+    };
+    Ok(EmbeddedSandbox {
+        sandbox,
+        wechatpay,
+        wechat_keys,
+        alipay,
+        alipay_keys,
+    })
 }

@@ -37,6 +37,12 @@ enum Command {
     Migrate,
     /// Validate the config file and load every key it names, without starting anything.
     CheckConfig,
+    /// One pass of the active query: pending orders older than 2 minutes are queried at their
+    /// provider and settled if paid. Prints the pass as JSON.
+    SyncPending,
+    /// One pass of any lifecycle job, without the lease: active_query, expire, platform_keys,
+    /// entitlement_expiry. Prints the pass as JSON.
+    RunJob { job: String },
     /// Key material for a new deployment (or the standalone sandbox).
     Keys {
         #[command(subcommand)]
@@ -88,10 +94,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("migrations applied");
             Ok(())
         }
+        Command::SyncPending => run_job(cli.config, crate::jobs::Job::ActiveQuery).await,
+        Command::RunJob { job } => {
+            let job = crate::jobs::Job::ALL
+                .into_iter()
+                .find(|j| j.name() == job)
+                .with_context(|| format!("no job {job:?}"))?;
+            run_job(cli.config, job).await
+        }
         Command::CheckConfig => {
             let config = Config::load(cli.config.as_deref())?;
             if let Some(w) = &config.wechatpay {
                 crate::providers::wechatpay::WechatKeys::load(&config, w)?;
+            }
+            if let Some(a) = &config.alipay {
+                crate::providers::alipay::AlipayKeys::load(&config, a)?;
             }
             println!(
                 "config ok: {} api key(s), {} plan(s), wechatpay {}, alipay {}",
@@ -136,6 +153,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Builds the gateway without serving (an unused loopback port) and runs one pass of `job`.
+async fn run_job(config_path: Option<PathBuf>, job: crate::jobs::Job) -> anyhow::Result<()> {
+    let config = Config::load(config_path.as_deref())?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let app = Application::build(
+        config,
+        listener,
+        Options {
+            scheduler: false,
+            ..Options::default()
+        },
+    )
+    .await?;
+    let report = app.jobs().run_once(job).await?;
+    println!("{report}");
+    Ok(())
 }
 
 async fn serve(

@@ -277,10 +277,10 @@ impl Config {
                 }
             }
         }
-        if let Some(a) = &self.alipay {
-            if a.app_id.is_empty() || !a.app_id.bytes().all(|b| b.is_ascii_digit()) {
-                return invalid("alipay.app_id must be digits".into());
-            }
+        if let Some(a) = &self.alipay
+            && (a.app_id.is_empty() || !a.app_id.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return invalid("alipay.app_id must be digits".into());
         }
         let mut ids = HashSet::new();
         for key in &self.api_keys {

@@ -126,6 +126,51 @@ pub async fn grant(
     Ok(out)
 }
 
+/// Marks active entitlements past `valid_until` as `expired` (the hourly job), each with its
+/// audit row and an `entitlement.expired` event, in batches of `batch`. Answers how many.
+/// Access checks never depended on this: they compare `valid_until` themselves.
+pub async fn expire_due(db: &Db, now: DateTime<Utc>, batch: i64) -> Result<u64, sqlx::Error> {
+    let now_ms = to_millis(now);
+    let mut expired = 0;
+    loop {
+        let mut tx = db.begin_write().await?;
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "UPDATE entitlement SET status = 'expired', updated_at = $1
+             WHERE entitlement_id IN (
+                 SELECT entitlement_id FROM entitlement
+                 WHERE status = 'active' AND valid_until <= $1
+                 ORDER BY valid_until LIMIT $2)
+               AND status = 'active'
+             RETURNING entitlement_id, order_no, employer_id",
+        )
+        .bind(now_ms)
+        .bind(batch)
+        .fetch_all(&mut *tx)
+        .await?;
+        for (entitlement_id, order_no, employer_id) in &rows {
+            audit(&mut tx, entitlement_id, "expired", None, 0, now_ms).await?;
+            let data = serde_json::json!({
+                "entitlement_id": entitlement_id,
+                "employer_id": employer_id,
+                "order_no": order_no,
+            });
+            crate::store::events::append(
+                &mut tx,
+                "entitlement.expired",
+                Some(order_no),
+                &data,
+                now_ms,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        expired += rows.len() as u64;
+        if (rows.len() as i64) < batch {
+            return Ok(expired);
+        }
+    }
+}
+
 pub async fn list(
     db: &Db,
     employer: &EmployerId,

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{CHECKOUT_KEY, TestApp, transaction_json};
+use common::{TestApp, transaction_json};
 use paygate::clock::Clock;
 use paygate_wechatpay::Signer;
 use serde_json::{Value, json};
@@ -71,18 +71,7 @@ async fn assert_refused(app: &TestApp, order_no: &str, res: reqwest::Response) {
     let body: Value = serde_json::from_str(&text).expect("a JSON answer");
     assert_eq!(body["code"], "FAIL", "{text}");
     assert!(body["message"].is_string(), "{text}");
-    assert_unchanged(app, order_no).await;
-}
-
-async fn assert_unchanged(app: &TestApp, order_no: &str) {
-    assert_eq!(app.order(order_no).await["status"], "pending");
-    for sql in [
-        "SELECT COUNT(*) FROM payment WHERE order_no = $1",
-        "SELECT COUNT(*) FROM entitlement WHERE order_no = $1",
-        "SELECT COUNT(*) FROM outbox_event WHERE order_no = $1",
-    ] {
-        assert_eq!(app.count(sql, order_no).await, 0, "{sql}");
-    }
+    app.assert_unsettled(order_no).await;
 }
 
 #[tokio::test]

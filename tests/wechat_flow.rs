@@ -80,54 +80,17 @@ async fn the_same_notification_twenty_times_at_once_settles_once(app: TestApp) {
         let req = app.wechat_callback_request(&signed.headers, &signed.body);
         async move { req.send().await.expect("request") }
     });
-    let answers = futures_join_all(sends).await;
+    let answers = common::race_all(sends).await;
     for a in &answers {
         assert_eq!(a.status(), 204, "every copy is acknowledged");
     }
-    assert_eq!(
-        app.count("SELECT COUNT(*) FROM payment WHERE order_no = $1", order_no)
-            .await,
-        1
-    );
-    assert_eq!(
-        app.count(
-            "SELECT COUNT(*) FROM entitlement WHERE order_no = $1",
-            order_no
-        )
-        .await,
-        1
-    );
-    assert_eq!(
-        app.count(
-            "SELECT COUNT(*) FROM outbox_event WHERE order_no = $1 AND event_type = 'order.paid'",
-            order_no
-        )
-        .await,
-        1
-    );
-    assert_eq!(app.order(order_no).await["status"], "paid");
+    app.assert_settled_once(order_no).await;
 }
 on_both_backends!(
     the_same_notification_twenty_times_at_once_settles_once_on_sqlite,
     the_same_notification_twenty_times_at_once_settles_once_on_postgres,
     the_same_notification_twenty_times_at_once_settles_once
 );
-
-async fn futures_join_all<F: std::future::Future>(
-    futures: impl Iterator<Item = F>,
-) -> Vec<F::Output>
-where
-    F: Send + 'static,
-    F::Output: Send + 'static,
-{
-    // Spawned, so the copies really race each other on both worker threads.
-    let handles: Vec<_> = futures.map(tokio::spawn).collect();
-    let mut out = Vec::new();
-    for h in handles {
-        out.push(h.await.expect("task"));
-    }
-    out
-}
 
 trait ClockNow {
     fn clock_now(&self) -> i64;
@@ -197,7 +160,7 @@ async fn cancel_closes_an_unpaid_order_at_the_provider_and_here() {
     let app = TestApp::spawn().await;
     let order = app.create_order("emp_3", "resume-download-50").await;
     let order_no = order["order_no"].as_str().unwrap();
-    let res = app.cancel(&order_no).await;
+    let res = app.cancel(order_no).await;
     assert_eq!(res.status(), 200);
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["status"], "closed");
@@ -223,7 +186,7 @@ async fn cancel_of_an_order_the_buyer_already_paid_answers_409_and_settles() {
     let order = app.create_order("emp_4", "resume-download-50").await;
     let order_no = order["order_no"].as_str().unwrap();
     app.pay(order_no).await;
-    let res = app.cancel(&order_no).await;
+    let res = app.cancel(order_no).await;
     assert_eq!(res.status(), 409);
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["error"]["code"], "order_paid");

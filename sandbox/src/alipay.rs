@@ -73,6 +73,8 @@ pub(crate) struct AlipaySim {
     app_key: Verifier,
     pub(crate) signer: Signer,
     orders: Mutex<HashMap<String, AlipayOrder>>,
+    /// Every gateway.do request received, for tests that check what the gateway sends.
+    requests: Mutex<Vec<Vec<(String, String)>>>,
 }
 
 impl AlipaySim {
@@ -88,6 +90,7 @@ impl AlipaySim {
             app_key,
             signer,
             orders: Mutex::new(HashMap::new()),
+            requests: Mutex::new(Vec::new()),
         })
     }
 }
@@ -282,6 +285,18 @@ async fn gateway(
             ));
         }
     };
+    {
+        let mut requests = lock(&sim.requests);
+        if requests.len() >= crate::wechat::MAX_CAPTURED_REQUESTS {
+            requests.remove(0);
+        }
+        requests.push(
+            params
+                .iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        );
+    }
     let Some(method) = params.non_empty("method").map(str::to_owned) else {
         return unsigned_error(&Failure::from(GatewayRequestError::Missing("method")));
     };
@@ -290,6 +305,7 @@ async fn gateway(
         "alipay.trade.precreate"
             | "alipay.trade.page.pay"
             | "alipay.trade.wap.pay"
+            | "alipay.trade.app.pay"
             | "alipay.trade.query"
             | "alipay.trade.close"
     );
@@ -299,9 +315,11 @@ async fn gateway(
             "sandbox: this Alipay method is not simulated",
         ));
     }
+    // The app SDK hands the signed order string to Alipay; here the "app" opens
+    // `gateway.do?{order_string}` and lands on the cashier like a browser order.
     let browser = matches!(
         method.as_str(),
-        "alipay.trade.page.pay" | "alipay.trade.wap.pay"
+        "alipay.trade.page.pay" | "alipay.trade.wap.pay" | "alipay.trade.app.pay"
     );
     let outcome = sandbox.handle(sim, &method, &params);
     match outcome {
@@ -408,7 +426,7 @@ impl Sandbox {
                     ("qr_code", json!(order.qr_code)),
                 ])
             }),
-            "alipay.trade.page.pay" | "alipay.trade.wap.pay" => self
+            "alipay.trade.page.pay" | "alipay.trade.wap.pay" | "alipay.trade.app.pay" => self
                 .create(sim, method, params, biz)
                 .map(|order| Outcome::Redirect(format!("/sandbox/cashier/{}", order.out_trade_no))),
             "alipay.trade.query" => {
@@ -494,6 +512,7 @@ impl Sandbox {
         let expected_product = match method {
             "alipay.trade.page.pay" => Some("FAST_INSTANT_TRADE_PAY"),
             "alipay.trade.wap.pay" => Some("QUICK_WAP_WAY"),
+            "alipay.trade.app.pay" => Some("QUICK_MSECURITY_PAY"),
             _ => None,
         };
         let product = biz.get("product_code").and_then(Value::as_str);
@@ -644,6 +663,17 @@ impl Sandbox {
             },
             provider: "Alipay",
         })
+    }
+
+    /// Every gateway.do request (all parameters, query string and form body merged) received
+    /// so far, in arrival order (the newest 10,000): what left the merchant, `biz_content`
+    /// included.
+    pub fn alipay_requests(&self) -> Vec<Vec<(String, String)>> {
+        self.inner
+            .alipay
+            .get()
+            .map(|sim| lock(&sim.requests).clone())
+            .unwrap_or_default()
     }
 
     /// The simulator's Alipay public key (SPKI PEM), for the gateway's `alipay_public_key`.

@@ -66,7 +66,7 @@ pub(crate) struct WechatSim {
     requests: Mutex<Vec<CapturedRequest>>,
 }
 
-const MAX_CAPTURED_REQUESTS: usize = 10_000;
+pub(crate) const MAX_CAPTURED_REQUESTS: usize = 10_000;
 
 /// One WeChat Pay API request as the sandbox received it (before any check), so that tests can
 /// assert what leaves the gateway (design §1.1).

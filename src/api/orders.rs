@@ -13,9 +13,9 @@ use crate::app::AppState;
 use crate::clock::{rfc3339_beijing_millis, to_millis};
 use crate::domain::{Channel, EmployerId, OrderNo, ProviderId};
 use crate::error::{ApiError, envelope};
-use crate::providers::{NewPayment, ProviderError, TradeStatus};
-use crate::settle::{self, Source};
-use crate::store::events;
+use crate::lifecycle::{self, CloseReason};
+use crate::providers::{NewPayment, PayerHints, ProviderError, TradeStatus};
+use crate::settle;
 use crate::store::idempotency::{self, Claim};
 use crate::store::orders::{self, OrderRow};
 
@@ -26,6 +26,68 @@ struct CreateOrder {
     plan: String,
     provider: String,
     channel: String,
+    /// WeChat `jsapi` only: the buyer's openid, passed through to WeChat and dropped.
+    payer_openid: Option<String>,
+    /// WeChat `h5` only: the buyer's IP, passed through to WeChat and dropped.
+    client_ip: Option<String>,
+}
+
+/// The request fields about the payer (design.md §1): they never reach the database, not even
+/// hashed into the idempotency record.
+const PAYER_FIELDS: [&str; 2] = ["payer_openid", "client_ip"];
+
+/// Checks that the payer facts are exactly those the channel requires, and well-formed.
+fn payer_hints(channel: Channel, req: &CreateOrder) -> Result<PayerHints, ApiError> {
+    let invalid = |code: &'static str, message: &str| ApiError::bad_request(code, message);
+    let openid = match (channel, &req.payer_openid) {
+        (Channel::Jsapi, Some(o)) => {
+            // WeChat openids are 28 characters of [A-Za-z0-9_-]; allow some room, nothing else.
+            if o.is_empty()
+                || o.len() > 128
+                || !o
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                return Err(invalid("invalid_payer_openid", "payer_openid is malformed"));
+            }
+            Some(o.clone())
+        }
+        (Channel::Jsapi, None) => {
+            return Err(invalid(
+                "missing_payer_openid",
+                "channel jsapi requires payer_openid",
+            ));
+        }
+        (_, Some(_)) => {
+            return Err(invalid(
+                "unexpected_payer_openid",
+                "payer_openid is accepted for channel jsapi only",
+            ));
+        }
+        (_, None) => None,
+    };
+    let client_ip = match (channel, &req.client_ip) {
+        (Channel::H5, Some(ip)) => {
+            let ip: std::net::IpAddr = ip
+                .parse()
+                .map_err(|_| invalid("invalid_client_ip", "client_ip is not an IP address"))?;
+            Some(ip.to_string())
+        }
+        (Channel::H5, None) => {
+            return Err(invalid(
+                "missing_client_ip",
+                "channel h5 requires client_ip",
+            ));
+        }
+        (_, Some(_)) => {
+            return Err(invalid(
+                "unexpected_client_ip",
+                "client_ip is accepted for channel h5 only",
+            ));
+        }
+        (_, None) => None,
+    };
+    Ok(PayerHints { openid, client_ip })
 }
 
 pub async fn create(
@@ -73,8 +135,17 @@ pub async fn create(
             )
         })?;
 
-    // serde_json's map is ordered, so this is a canonical form of the request.
-    let request_hash = hex::encode(Sha256::digest(value.to_string().as_bytes()));
+    let payer = payer_hints(channel, &req)?;
+
+    // serde_json's map is ordered, so this is a canonical form of the request. The payer
+    // fields are left out: a replay is recognised by everything else.
+    let mut canonical = value.clone();
+    if let Some(object) = canonical.as_object_mut() {
+        for field in PAYER_FIELDS {
+            object.remove(field);
+        }
+    }
+    let request_hash = hex::encode(Sha256::digest(canonical.to_string().as_bytes()));
     let now = state.clock.now();
     match idempotency::claim(
         state.db.pool(),
@@ -140,6 +211,7 @@ pub async fn create(
         channel,
         description: state.config.orders.description.clone(),
         expires_at,
+        payer,
     };
     let instructions = match provider.create(&payment).await {
         Ok(i) => i,
@@ -268,20 +340,7 @@ pub async fn cancel(
         settle_reported(&state, &trade).await?;
     } else {
         provider.close(&no).await.map_err(provider_api_error)?;
-        let now = state.clock.now();
-        let mut tx = state.db.begin_write().await?;
-        if orders::mark_closed(&mut tx, no.as_str(), to_millis(now)).await? {
-            let data = serde_json::json!({"order_no": no, "reason": "cancelled"});
-            events::append(
-                &mut tx,
-                "order.closed",
-                Some(no.as_str()),
-                &data,
-                to_millis(now),
-            )
-            .await?;
-        }
-        tx.commit().await?;
+        lifecycle::close_locally(&state.db, &no, CloseReason::Cancelled, state.clock.now()).await?;
     }
     let order = orders::get(state.db.pool(), no.as_str())
         .await?
@@ -311,7 +370,7 @@ fn provider_api_error(e: ProviderError) -> ApiError {
 }
 
 async fn settle_reported(state: &AppState, trade: &settle::PaidTrade) -> Result<(), ApiError> {
-    match settle::settle(&state.db, trade, Source::Query, state.clock.now()).await {
+    match lifecycle::settle_queried(&state.db, trade, state.clock.now()).await {
         Ok(_) => Ok(()),
         Err(settle::SettleError::Db(e)) => Err(e.into()),
         Err(e) => Err(ApiError::Internal(anyhow::anyhow!(

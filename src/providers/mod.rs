@@ -1,6 +1,7 @@
 //! The gateway's view of a payment provider: one trait, one implementation per provider
 //! crate, registered by id. Adding a provider is one adapter here and one line in `build`.
 
+pub mod alipay;
 pub mod wechatpay;
 
 use std::collections::HashMap;
@@ -21,6 +22,25 @@ pub struct NewPayment {
     pub channel: Channel,
     pub description: String,
     pub expires_at: chrono::DateTime<chrono::Utc>,
+    pub payer: PayerHints,
+}
+
+/// What a channel makes mandatory about the payer (design.md §1, the only exceptions): WeChat
+/// JSAPI's `payer.openid` and H5's `payer_client_ip`. Passed through for the one create request,
+/// never stored, never logged (`Debug` shows only whether a value is present).
+#[derive(Clone, Default)]
+pub struct PayerHints {
+    pub openid: Option<String>,
+    pub client_ip: Option<String>,
+}
+
+impl std::fmt::Debug for PayerHints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PayerHints")
+            .field("openid", &self.openid.as_ref().map(|_| "<redacted>"))
+            .field("client_ip", &self.client_ip.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// How the buyer's client pays, by channel; serialised as the order's `payment` object.
@@ -80,6 +100,11 @@ pub trait PaymentProvider: Send + Sync {
     ) -> Result<Callback, CallbackError>;
     /// The provider's success or failure answer.
     fn answer(&self, outcome: &Result<(), CallbackError>) -> Response;
+    /// Fetches the provider's current platform keys where it publishes them (WeChat Pay's
+    /// certificate mode); answers how many keys are now known. Nothing to do by default.
+    async fn refresh_keys(&self) -> anyhow::Result<usize> {
+        Ok(0)
+    }
 }
 
 #[derive(Clone, Default)]

@@ -6,6 +6,7 @@
 
 pub mod events;
 pub mod idempotency;
+pub mod jobs;
 pub mod orders;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};

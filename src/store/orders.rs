@@ -133,6 +133,58 @@ pub async fn mark_closed(
     Ok(n == 1)
 }
 
+/// An order a job looks at: its number and provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueOrder {
+    pub order_no: String,
+    pub provider: String,
+}
+
+fn due_orders(rows: Vec<(String, String)>) -> Vec<DueOrder> {
+    rows.into_iter()
+        .map(|(order_no, provider)| DueOrder { order_no, provider })
+        .collect()
+}
+
+/// Pending orders created at or before `created_before` that have not expired yet: due an
+/// active query. Oldest first.
+pub async fn pending_created_before(
+    pool: &AnyPool,
+    created_before: i64,
+    now_ms: i64,
+    limit: i64,
+) -> Result<Vec<DueOrder>, sqlx::Error> {
+    let rows = sqlx::query_as(
+        "SELECT order_no, provider FROM payment_order
+         WHERE status = 'pending' AND created_at <= $1 AND expires_at > $2
+         ORDER BY created_at LIMIT $3",
+    )
+    .bind(created_before)
+    .bind(now_ms)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(due_orders(rows))
+}
+
+/// Pending orders whose expiry has passed. Earliest expiry first.
+pub async fn pending_expired(
+    pool: &AnyPool,
+    now_ms: i64,
+    limit: i64,
+) -> Result<Vec<DueOrder>, sqlx::Error> {
+    let rows = sqlx::query_as(
+        "SELECT order_no, provider FROM payment_order
+         WHERE status = 'pending' AND expires_at <= $1
+         ORDER BY expires_at LIMIT $2",
+    )
+    .bind(now_ms)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(due_orders(rows))
+}
+
 #[derive(Debug, Clone)]
 pub struct PaymentRow {
     pub payment_id: String,

@@ -34,6 +34,8 @@ pub struct TestApp {
     pub sandbox: Sandbox,
     pub clock: Arc<OffsetClock>,
     pub db: paygate::store::Db,
+    pub jobs: paygate::jobs::Runner,
+    db_url: String,
     _dir: tempfile::TempDir,
 }
 
@@ -79,9 +81,18 @@ impl TestApp {
             Backend::Sqlite => format!("sqlite://{}", dir.path().join("paygate.db").display()),
             Backend::Postgres => fresh_postgres_url().await?,
         };
+        Some(TestApp::spawn_at(&db_url, dir).await)
+    }
+
+    /// Another instance (its own port, sandbox and clock) on the same database as `self`.
+    pub async fn spawn_sibling(&self) -> TestApp {
+        TestApp::spawn_at(&self.db_url, tempfile::tempdir().expect("temp dir")).await
+    }
+
+    async fn spawn_at(db_url: &str, dir: tempfile::TempDir) -> TestApp {
         let mut config = Config::from_toml_with_env("", Vec::new(), dir.path().to_owned())
             .expect("default config");
-        config.database.url = db_url;
+        config.database.url = db_url.to_owned();
         config.api_keys = vec![
             api_key("checkout", CHECKOUT_KEY, &["checkout"]),
             api_key("entitlements", ENTITLEMENTS_KEY, &["entitlements"]),
@@ -93,6 +104,10 @@ impl TestApp {
             merchant_public_key_pem: merchant.public_key_pem(),
             platform_private_key_pem: PLATFORM_KEY.into(),
             apiv3_key: APIV3_KEY.into(),
+            // The same fixture keys serve as the Alipay app key and the sandbox's Alipay key:
+            // no RSA key generation per test.
+            alipay_app_private_key_pem: MERCHANT_KEY.into(),
+            alipay_private_key_pem: PLATFORM_KEY.into(),
             time_divisor: 1000,
         };
         let clock = Arc::new(OffsetClock::default());
@@ -105,6 +120,8 @@ impl TestApp {
             Options {
                 clock: clock.clone(),
                 sandbox: Some(setup),
+                scheduler: false,
+                provider_timeout: Duration::from_secs(2),
             },
         )
         .await
@@ -112,15 +129,18 @@ impl TestApp {
         let url = app.public_url().to_owned();
         let sandbox = app.sandbox().expect("sandbox").clone();
         let db = app.state().db.clone();
+        let jobs = app.jobs();
         tokio::spawn(app.run_until(std::future::pending()));
-        Some(TestApp {
+        TestApp {
             url,
             http: reqwest::Client::new(),
             sandbox,
             clock,
             db,
+            db_url: db_url.to_owned(),
+            jobs,
             _dir: dir,
-        })
+        }
     }
 
     pub async fn post_order(
@@ -147,6 +167,75 @@ impl TestApp {
         let res = self.post_order(CHECKOUT_KEY, &key, &body.to_string()).await;
         assert_eq!(res.status(), 201, "create order");
         res.json().await.expect("order json")
+    }
+
+    /// Creates an order for `employer` on any provider and channel; `extra` adds fields such as
+    /// `payer_openid`. Returns the 201 JSON.
+    pub async fn create_order_on(
+        &self,
+        employer: &str,
+        provider: &str,
+        channel: &str,
+        extra: Value,
+    ) -> Value {
+        let mut body = json!({"employer_id": employer, "plan": "resume-download-50",
+            "provider": provider, "channel": channel});
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
+        let key = hex::encode(rand::random::<[u8; 8]>());
+        let res = self.post_order(CHECKOUT_KEY, &key, &body.to_string()).await;
+        let status = res.status();
+        let text = res.text().await.expect("body");
+        assert_eq!(status, 201, "create {provider}/{channel} order: {text}");
+        serde_json::from_str(&text).expect("order json")
+    }
+
+    /// What the buyer's device does with an Alipay page/wap URL or app order string: opens it
+    /// at the sandbox gateway, which records the trade and sends it on to the cashier.
+    pub async fn open_alipay_payment(&self, order: &Value) {
+        let payment = &order["payment"];
+        let url = if let Some(url) = payment["pay_url"].as_str() {
+            url.to_owned()
+        } else if let Some(order_string) = payment["order_string"].as_str() {
+            format!("{}/sandbox/alipay/gateway.do?{order_string}", self.url)
+        } else {
+            return;
+        };
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        let res = http.get(&url).send().await.expect("open pay url");
+        assert_eq!(
+            res.status(),
+            302,
+            "the sandbox gateway accepts the signed order"
+        );
+        let location = res.headers()["location"].to_str().expect("location");
+        assert!(
+            location.ends_with(&format!(
+                "/sandbox/cashier/{}",
+                order["order_no"].as_str().unwrap()
+            )),
+            "sent to the cashier: {location}"
+        );
+    }
+
+    /// POSTs an Alipay notification form body to the gateway; the status and the body.
+    pub async fn post_alipay_callback(&self, body: &str) -> (u16, String) {
+        let res = self
+            .http
+            .post(format!("{}/webhooks/alipay", self.url))
+            .header(
+                "Content-Type",
+                "application/x-www-form-urlencoded; charset=utf-8",
+            )
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("request");
+        (res.status().as_u16(), res.text().await.expect("body"))
     }
 
     pub async fn order(&self, order_no: &str) -> Value {
@@ -268,6 +357,30 @@ impl TestApp {
         req
     }
 
+    /// The order is still `pending` with no payment, entitlement or event.
+    pub async fn assert_unsettled(&self, order_no: &str) {
+        assert_eq!(self.order(order_no).await["status"], "pending");
+        for sql in [
+            "SELECT COUNT(*) FROM payment WHERE order_no = $1",
+            "SELECT COUNT(*) FROM entitlement WHERE order_no = $1",
+            "SELECT COUNT(*) FROM outbox_event WHERE order_no = $1",
+        ] {
+            assert_eq!(self.count(sql, order_no).await, 0, "{sql}");
+        }
+    }
+
+    /// The order is `paid` with exactly one payment, one entitlement and one `order.paid`.
+    pub async fn assert_settled_once(&self, order_no: &str) {
+        assert_eq!(self.order(order_no).await["status"], "paid");
+        for sql in [
+            "SELECT COUNT(*) FROM payment WHERE order_no = $1",
+            "SELECT COUNT(*) FROM entitlement WHERE order_no = $1",
+            "SELECT COUNT(*) FROM outbox_event WHERE order_no = $1 AND event_type = 'order.paid'",
+        ] {
+            assert_eq!(self.count(sql, order_no).await, 1, "{sql}");
+        }
+    }
+
     /// One number from the database, e.g. a row count.
     pub async fn count(&self, sql: &'static str, bind: &str) -> i64 {
         sqlx::query_scalar(sql)
@@ -307,6 +420,29 @@ impl TestApp {
     }
 }
 
+/// Polls `condition` until it holds (bounded: 10 s).
+pub async fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Runs the futures as spawned tasks, so they really race each other on both worker threads.
+pub async fn race_all<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.expect("task"));
+    }
+    out
+}
+
 /// A paid-transaction resource as the sandbox would encrypt it, for forged callbacks.
 pub fn transaction_json(order: &Value, transaction_id: &str, total: i64) -> Value {
     json!({
@@ -323,6 +459,49 @@ pub fn transaction_json(order: &Value, transaction_id: &str, total: i64) -> Valu
         "payer": {"openid": "oForgedPayerOpenid0000000000"},
         "amount": {"total": total, "payer_total": total, "currency": "CNY", "payer_currency": "CNY"}
     })
+}
+
+/// A paid `trade_status_sync` notification for `order`, as the sandbox's Alipay would send it
+/// (payer fields included, for the gateway to drop), with `overrides` applied and signed with
+/// the sandbox's Alipay key: forged notifications that verify.
+pub fn alipay_notification(order: &Value, overrides: &[(&str, &str)]) -> String {
+    let amount = order["amount"].as_str().expect("amount");
+    let mut params = paygate_alipay::Params::new();
+    for (key, value) in [
+        ("notify_id", "2026112900222120107000000000000001"),
+        ("notify_time", "2026-11-29 12:01:08"),
+        ("notify_type", "trade_status_sync"),
+        ("app_id", paygate::app::SANDBOX_ALIPAY_APP_ID),
+        ("auth_app_id", paygate::app::SANDBOX_ALIPAY_APP_ID),
+        ("charset", "utf-8"),
+        ("version", "1.0"),
+        ("seller_id", paygate::app::SANDBOX_ALIPAY_SELLER_ID),
+        ("seller_email", "seller.forged@example.com"),
+        (
+            "out_trade_no",
+            order["order_no"].as_str().expect("order_no"),
+        ),
+        ("trade_no", "2026112922001400000000000001"),
+        ("trade_status", "TRADE_SUCCESS"),
+        ("total_amount", amount),
+        ("receipt_amount", amount),
+        ("subject", "职前通服务"),
+        ("gmt_create", "2026-11-29 12:00:30"),
+        ("gmt_payment", "2026-11-29 12:01:07"),
+        ("buyer_id", "2088102177846880"),
+        ("buyer_logon_id", "forged***@example.com"),
+        (
+            "buyer_open_id",
+            "074a1CcTG1LelxKe4xQC0zgNdId0nxi95b5lsNpazWYoCo5",
+        ),
+    ] {
+        params.insert(key, value);
+    }
+    for (key, value) in overrides {
+        params.insert(*key, *value);
+    }
+    let alipay_key = paygate_alipay::Signer::from_pem_or_base64(PLATFORM_KEY).expect("fixture key");
+    paygate_alipay::simulator::sign_notification(params, &alipay_key).expect("sign")
 }
 
 /// Runs one async test body on SQLite and, when configured, on PostgreSQL.

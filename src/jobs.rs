@@ -1,0 +1,404 @@
+//! The order lifecycle jobs of design.md §10, run by tokio-cron-scheduler inside `serve`:
+//!
+//! | job | schedule | pass |
+//! |---|---|---|
+//! | `active_query` | every minute | [`active_query`] |
+//! | `expire` | every minute | [`expire_orders`] |
+//! | `platform_keys` | every 6 hours (and at start) | [`refresh_platform_keys`] |
+//! | `entitlement_expiry` | hourly | [`expire_entitlements`] |
+//!
+//! Each pass is a plain async function over [`AppState`], so the CLI (`paygate sync-pending`)
+//! and tests call it directly with whatever clock the state holds. [`Runner`] adds the lease:
+//! with several instances on one database, each scheduled slot of each job runs on one of them
+//! ([`crate::store::jobs`]).
+//!
+//! Every pass converges rather than acts once: settlement is exactly-once however often a
+//! payment is reported, and closing is a conditional update, so a pass that dies half-way is
+//! simply finished by the next one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use serde::Serialize;
+use tokio_cron_scheduler::{Job as CronJob, JobScheduler};
+
+use crate::app::AppState;
+use crate::clock::to_millis;
+use crate::domain::{OrderNo, ProviderId};
+use crate::lifecycle::{self, CloseReason};
+use crate::providers::{PaymentProvider, ProviderError, TradeStatus};
+use crate::settle::{SettleError, Settled};
+use crate::store::jobs::{self as lease, Taken};
+use crate::store::orders::{self, DueOrder};
+
+/// A pending order is queried once it is this old without a notification.
+pub const QUERY_AFTER: chrono::Duration = chrono::Duration::minutes(2);
+/// Orders one pass looks at; the next pass takes the rest.
+const BATCH: i64 = 500;
+/// Provider calls in flight at once within one pass.
+const CONCURRENCY: usize = 8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Job {
+    ActiveQuery,
+    Expire,
+    PlatformKeys,
+    EntitlementExpiry,
+}
+
+impl Job {
+    pub const ALL: [Job; 4] = [
+        Job::ActiveQuery,
+        Job::Expire,
+        Job::PlatformKeys,
+        Job::EntitlementExpiry,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Job::ActiveQuery => "active_query",
+            Job::Expire => "expire",
+            Job::PlatformKeys => "platform_keys",
+            Job::EntitlementExpiry => "entitlement_expiry",
+        }
+    }
+
+    /// The cron schedule (seconds first), in UTC.
+    fn schedule(self) -> &'static str {
+        match self {
+            Job::ActiveQuery => "0 * * * * *",
+            Job::Expire => "30 * * * * *",
+            Job::PlatformKeys => "0 0 */6 * * *",
+            Job::EntitlementExpiry => "0 5 * * * *",
+        }
+    }
+
+    /// The time between two runs: slots are numbered in these.
+    pub fn period(self) -> chrono::Duration {
+        match self {
+            Job::ActiveQuery | Job::Expire => chrono::Duration::minutes(1),
+            Job::PlatformKeys => chrono::Duration::hours(6),
+            Job::EntitlementExpiry => chrono::Duration::hours(1),
+        }
+    }
+
+    /// The slot a run fired at `at` belongs to: the nearest period boundary, so instances whose
+    /// clocks differ by less than half a period agree on it.
+    pub fn slot_of(self, at: DateTime<Utc>) -> i64 {
+        let period = self.period().num_milliseconds();
+        (to_millis(at) + period / 2).div_euclid(period) * period
+    }
+
+    /// How long a taker holds the lease: a run that takes longer may overlap the next one,
+    /// which is harmless (every pass converges) but not expected.
+    fn lease(self) -> chrono::Duration {
+        self.period() * 5
+    }
+}
+
+/// One active-query pass.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct QueryPass {
+    pub checked: u64,
+    pub settled: u64,
+    pub still_pending: u64,
+    pub failed: u64,
+}
+
+/// One expiry pass.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ExpirePass {
+    pub checked: u64,
+    pub closed: u64,
+    /// Paid after all: found by the last query, or reported when the close was refused.
+    pub settled: u64,
+    pub failed: u64,
+}
+
+/// What the provider said about one order, after settling a payment it reported.
+enum Seen {
+    Settled,
+    NotPaid,
+    Failed,
+}
+
+fn provider_for(state: &AppState, order: &DueOrder) -> Option<Arc<dyn PaymentProvider>> {
+    let provider = ProviderId::parse(&order.provider).and_then(|id| state.providers.get(id));
+    if provider.is_none() {
+        tracing::warn!(order_no = %order.order_no, provider = %order.provider,
+            "order of a provider that is not configured; left alone");
+    }
+    provider.cloned()
+}
+
+/// Queries one order and settles it if the provider reports it paid.
+async fn query_and_settle(state: &AppState, provider: &dyn PaymentProvider, no: &OrderNo) -> Seen {
+    match provider.query(no).await {
+        Ok(TradeStatus::Paid(trade)) => {
+            match lifecycle::settle_queried(&state.db, &trade, state.clock.now()).await {
+                Ok(Settled::Now { late }) => {
+                    tracing::info!(order_no = %no, late, "active query settled an order");
+                    Seen::Settled
+                }
+                Ok(Settled::Already) => Seen::Settled,
+                Err(SettleError::Db(e)) => {
+                    tracing::error!(order_no = %no, error = %e, "settling a queried payment failed");
+                    Seen::Failed
+                }
+                Err(e) => {
+                    // A verified answer that does not fit the order: for finance, not for retries.
+                    tracing::error!(order_no = %no, error = %e, "queried payment does not fit the order");
+                    Seen::Failed
+                }
+            }
+        }
+        Ok(_) => Seen::NotPaid,
+        Err(e) => {
+            let kind = match e {
+                ProviderError::Unavailable(_) => "unavailable",
+                ProviderError::Rejected(_) => "rejected",
+            };
+            tracing::warn!(order_no = %no, provider = %provider.id(), kind, error = format!("{:#}", anyhow::Error::from(e)), "query failed; the next pass asks again");
+            Seen::Failed
+        }
+    }
+}
+
+/// Active query: pending orders older than [`QUERY_AFTER`] (and not yet expired) are queried;
+/// paid ones settle through the same exactly-once path as a notification.
+pub async fn active_query(state: &AppState) -> anyhow::Result<QueryPass> {
+    let now = state.clock.now();
+    let due = orders::pending_created_before(
+        state.db.pool(),
+        to_millis(now - QUERY_AFTER),
+        to_millis(now),
+        BATCH,
+    )
+    .await?;
+    let outcomes: Vec<Option<Seen>> = futures_util::stream::iter(due)
+        .map(|order| async move {
+            let provider = provider_for(state, &order)?;
+            let no = OrderNo::parse(&order.order_no)?;
+            Some(query_and_settle(state, provider.as_ref(), &no).await)
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    let mut pass = QueryPass::default();
+    for seen in outcomes.into_iter().flatten() {
+        pass.checked += 1;
+        match seen {
+            Seen::Settled => pass.settled += 1,
+            Seen::NotPaid => pass.still_pending += 1,
+            Seen::Failed => pass.failed += 1,
+        }
+    }
+    Ok(pass)
+}
+
+/// Expiry: a pending order past its expiry is queried once more; unless paid, it is closed
+/// here first (so the checkout never shows it as payable again) and then at the provider. A
+/// payment that slipped in between (the provider refuses the close) is settled and, the order
+/// being closed by then, flagged `payment.late`.
+pub async fn expire_orders(state: &AppState) -> anyhow::Result<ExpirePass> {
+    let due = orders::pending_expired(state.db.pool(), to_millis(state.clock.now()), BATCH).await?;
+    let outcomes: Vec<Option<ExpireOutcome>> = futures_util::stream::iter(due)
+        .map(|order| async move {
+            let provider = provider_for(state, &order)?;
+            let no = OrderNo::parse(&order.order_no)?;
+            Some(expire_one(state, provider.as_ref(), &no).await)
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    let mut pass = ExpirePass::default();
+    for outcome in outcomes.into_iter().flatten() {
+        pass.checked += 1;
+        match outcome {
+            ExpireOutcome::Closed => pass.closed += 1,
+            ExpireOutcome::Settled => pass.settled += 1,
+            ExpireOutcome::Failed => pass.failed += 1,
+        }
+    }
+    Ok(pass)
+}
+
+enum ExpireOutcome {
+    Closed,
+    Settled,
+    Failed,
+}
+
+async fn expire_one(
+    state: &AppState,
+    provider: &dyn PaymentProvider,
+    no: &OrderNo,
+) -> ExpireOutcome {
+    match query_and_settle(state, provider, no).await {
+        Seen::Settled => return ExpireOutcome::Settled,
+        // Unknown at the provider right now: leave it pending, the next pass asks again.
+        Seen::Failed => return ExpireOutcome::Failed,
+        Seen::NotPaid => {}
+    }
+    let reason = CloseReason::Expired;
+    match lifecycle::close_locally(&state.db, no, reason, state.clock.now()).await {
+        Ok(true) => {}
+        // Paid or closed meanwhile (a notification won the race): nothing more to do.
+        Ok(false) => return ExpireOutcome::Settled,
+        Err(e) => {
+            tracing::error!(order_no = %no, error = %e, "closing an expired order failed");
+            return ExpireOutcome::Failed;
+        }
+    }
+    match provider.close(no).await {
+        Ok(()) => {
+            tracing::info!(order_no = %no, "expired order closed here and at the provider");
+            ExpireOutcome::Closed
+        }
+        Err(ProviderError::Rejected(e)) => {
+            // Typically "already paid": the buyer paid between the query and the close.
+            tracing::warn!(order_no = %no, error = format!("{e:#}"), "the provider refused the close; asking again");
+            match query_and_settle(state, provider, no).await {
+                Seen::Settled => ExpireOutcome::Settled,
+                _ => ExpireOutcome::Closed,
+            }
+        }
+        Err(ProviderError::Unavailable(e)) => {
+            // Closed here; the provider refuses payment after the time_expire it was given,
+            // and a payment reported anyway is honoured as late.
+            tracing::warn!(order_no = %no, error = format!("{e:#}"), "provider unavailable for the close of an expired order");
+            ExpireOutcome::Closed
+        }
+    }
+}
+
+/// Certificate mode: fetch the platform certificates of every provider that uses them.
+pub async fn refresh_platform_keys(state: &AppState) -> anyhow::Result<u64> {
+    let mut keys = 0;
+    for id in [ProviderId::Wechatpay, ProviderId::Alipay] {
+        if let Some(provider) = state.providers.get(id) {
+            keys += provider.refresh_keys().await? as u64;
+        }
+    }
+    Ok(keys)
+}
+
+/// Entitlement expiry: marks entitlements past `valid_until` expired.
+pub async fn expire_entitlements(state: &AppState) -> anyhow::Result<u64> {
+    Ok(crate::entitlements::expire_due(&state.db, state.clock.now(), BATCH).await?)
+}
+
+/// Runs jobs under the lease, on a schedule or on demand.
+#[derive(Clone)]
+pub struct Runner {
+    state: AppState,
+    holder: Arc<str>,
+}
+
+impl Runner {
+    /// `holder` names this instance in the lease rows (host, process and a random suffix).
+    pub fn new(state: AppState) -> Runner {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "paygate".to_owned());
+        let holder = format!(
+            "{host}-{}-{}",
+            std::process::id(),
+            hex::encode(rand::random::<[u8; 4]>())
+        );
+        Runner {
+            state,
+            holder: holder.into(),
+        }
+    }
+
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    /// One pass of `job`, without the lease: the CLI and tests.
+    pub async fn run_once(&self, job: Job) -> anyhow::Result<serde_json::Value> {
+        let state = &self.state;
+        Ok(match job {
+            Job::ActiveQuery => serde_json::to_value(active_query(state).await?)?,
+            Job::Expire => serde_json::to_value(expire_orders(state).await?)?,
+            Job::PlatformKeys => serde_json::json!({"keys": refresh_platform_keys(state).await?}),
+            Job::EntitlementExpiry => {
+                serde_json::json!({"expired": expire_entitlements(state).await?})
+            }
+        })
+    }
+
+    /// Runs `slot` of `job` if this instance takes it; `None` when another instance has it or
+    /// it already ran.
+    pub async fn run_slot(&self, job: Job, slot: i64) -> anyhow::Result<Option<serde_json::Value>> {
+        let now = to_millis(self.state.clock.now());
+        let Some(taken) = lease::take(
+            &self.state.db,
+            job.name(),
+            &self.holder,
+            slot,
+            now,
+            job.lease().num_milliseconds(),
+        )
+        .await?
+        else {
+            return Ok(None);
+        };
+        let result = self.run_once(job).await;
+        let outcome = match &result {
+            Ok(report) => report.to_string(),
+            Err(e) => serde_json::json!({"error": format!("{e:#}")}).to_string(),
+        };
+        self.finish(job, taken, &outcome).await;
+        result.map(Some)
+    }
+
+    async fn finish(&self, job: Job, taken: Taken, outcome: &str) {
+        let now = to_millis(self.state.clock.now());
+        if let Err(e) = lease::finish(&self.state.db, job.name(), taken, outcome, now).await {
+            tracing::error!(job = job.name(), error = %e, "recording a job run failed");
+        }
+    }
+
+    /// The slot containing now.
+    pub async fn run_scheduled(&self, job: Job) -> anyhow::Result<Option<serde_json::Value>> {
+        self.run_slot(job, job.slot_of(self.state.clock.now()))
+            .await
+    }
+
+    /// Starts the scheduler with every job; the platform keys are also fetched once at once.
+    pub async fn start(self) -> anyhow::Result<JobScheduler> {
+        let scheduler = JobScheduler::new().await?;
+        for job in Job::ALL {
+            let runner = self.clone();
+            scheduler
+                .add(CronJob::new_async(job.schedule(), move |_, _| {
+                    let runner = runner.clone();
+                    Box::pin(async move { runner.log_run(job).await })
+                })?)
+                .await?;
+        }
+        scheduler.start().await?;
+        let runner = self.clone();
+        tokio::spawn(async move {
+            // Give the listener a moment, so an embedded sandbox already answers.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if let Err(e) = runner.run_once(Job::PlatformKeys).await {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "fetching platform keys at start failed"
+                );
+            }
+        });
+        Ok(scheduler)
+    }
+
+    async fn log_run(&self, job: Job) {
+        match self.run_scheduled(job).await {
+            Ok(Some(report)) => tracing::info!(job = job.name(), %report, "job ran"),
+            Ok(None) => tracing::debug!(job = job.name(), "job slot taken by another instance"),
+            Err(e) => tracing::error!(job = job.name(), error = format!("{e:#}"), "job failed"),
+        }
+    }
+}

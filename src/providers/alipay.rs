@@ -1,0 +1,258 @@
+//! Alipay adapter over the `paygate-alipay` crate: `qr` (precreate, a server call), `page` and
+//! `wap` (a signed gateway URL the browser opens), `app` (a signed order string for the SDK).
+
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use paygate_alipay::{
+    Client, Error as ClientError, OrderRequest, QueryResponse, Signer, TradeStatus as AlipayStatus,
+    Verifier, verify_trade_notification,
+};
+
+use super::{
+    Callback, CallbackError, NewPayment, PaymentInstructions, PaymentProvider, ProviderError,
+    TradeStatus,
+};
+use crate::clock::SharedClock;
+use crate::config::{AlipayConfig, Config};
+use crate::domain::{Channel, Fen, OrderNo, ProviderId};
+use crate::settle::PaidTrade;
+
+/// Key material, read once at start-up.
+pub struct AlipayKeys {
+    pub signer: Signer,
+    pub alipay_public_key: Verifier,
+}
+
+impl AlipayKeys {
+    pub fn load(config: &Config, a: &AlipayConfig) -> anyhow::Result<AlipayKeys> {
+        let read = |p: &std::path::Path| {
+            let path = config.resolve(p);
+            std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+        };
+        let signer = Signer::from_pem_or_base64(&read(&a.app_private_key_file)?)
+            .context("alipay.app_private_key_file is not an RSA private key (PKCS#1 or PKCS#8)")?;
+        let alipay_public_key = Verifier::from_pem_or_base64(&read(&a.alipay_public_key_file)?)
+            .context("alipay.alipay_public_key_file is not an RSA public key")?;
+        Ok(AlipayKeys {
+            signer,
+            alipay_public_key,
+        })
+    }
+}
+
+pub struct Alipay {
+    client: Client,
+    app_id: String,
+    seller_id: Option<String>,
+    notify_url: String,
+    alipay_public_key: Arc<Verifier>,
+    clock: SharedClock,
+}
+
+impl Alipay {
+    pub fn new(
+        a: &AlipayConfig,
+        keys: AlipayKeys,
+        public_url: &str,
+        http: reqwest::Client,
+        clock: SharedClock,
+    ) -> Alipay {
+        let alipay_public_key = Arc::new(keys.alipay_public_key);
+        let client_clock = clock.clone();
+        let client = Client::new(
+            http,
+            &a.gateway_url,
+            &a.app_id,
+            Arc::new(keys.signer),
+            alipay_public_key.clone(),
+            Arc::new(move || client_clock.now()),
+        );
+        Alipay {
+            client,
+            app_id: a.app_id.clone(),
+            seller_id: a.seller_id.clone(),
+            notify_url: format!("{public_url}/webhooks/alipay"),
+            alipay_public_key,
+            clock,
+        }
+    }
+
+    fn paid_trade(
+        &self,
+        order_no: OrderNo,
+        trade_no: &str,
+        total_fen: i64,
+        paid_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<PaidTrade, String> {
+        if trade_no.is_empty() {
+            return Err("paid trade without trade_no".into());
+        }
+        Ok(PaidTrade {
+            order_no,
+            provider: ProviderId::Alipay,
+            provider_txn_id: trade_no.to_owned(),
+            amount: Fen::new(total_fen).map_err(|_| "negative amount")?,
+            // Alipay trades are always in yuan; `trans_currency` is for cross-border only.
+            currency: "CNY".to_owned(),
+            trade_type: None,
+            bank_type: None,
+            paid_at: paid_at.unwrap_or_else(|| self.clock.now()),
+        })
+    }
+
+    fn status_of(&self, order_no: &OrderNo, q: QueryResponse) -> Result<TradeStatus, String> {
+        if q.out_trade_no != order_no.as_str() {
+            return Err("query answered about another order".into());
+        }
+        Ok(match q.trade_status {
+            s if s.is_paid() => TradeStatus::Paid(self.paid_trade(
+                order_no.clone(),
+                &q.trade_no,
+                q.total_fen,
+                q.paid_at,
+            )?),
+            AlipayStatus::WaitBuyerPay => TradeStatus::Pending,
+            // Also the state of a fully refunded trade; the order's own status tells them apart.
+            AlipayStatus::TradeClosed => TradeStatus::Closed,
+            other => TradeStatus::Unknown(other.as_str().to_owned()),
+        })
+    }
+}
+
+fn provider_error(e: ClientError) -> ProviderError {
+    if e.is_unavailable() {
+        ProviderError::Unavailable(e.into())
+    } else {
+        ProviderError::Rejected(e.into())
+    }
+}
+
+fn is_trade_not_exist(e: &ClientError) -> bool {
+    e.api().is_some_and(|api| api.is_trade_not_exist())
+}
+
+#[async_trait::async_trait]
+impl PaymentProvider for Alipay {
+    fn id(&self) -> ProviderId {
+        ProviderId::Alipay
+    }
+
+    fn supports(&self, channel: Channel) -> bool {
+        matches!(
+            channel,
+            Channel::Qr | Channel::Page | Channel::Wap | Channel::App
+        )
+    }
+
+    async fn create(&self, p: &NewPayment) -> Result<PaymentInstructions, ProviderError> {
+        // The allowlist of design.md §1; the crate's biz_content type has no other fields.
+        let request = OrderRequest {
+            out_trade_no: p.order_no.to_string(),
+            total_fen: p.amount.get(),
+            subject: p.description.clone(),
+            time_expire: p.expires_at,
+            notify_url: self.notify_url.clone(),
+        };
+        let mut out = PaymentInstructions::new();
+        match p.channel {
+            Channel::Qr => {
+                let answer = self
+                    .client
+                    .precreate(&request)
+                    .await
+                    .map_err(provider_error)?;
+                out.insert("qr_code".into(), answer.qr_code.into());
+            }
+            Channel::Page | Channel::Wap => {
+                let url = if p.channel == Channel::Page {
+                    self.client.page_pay_url(&request)
+                } else {
+                    self.client.wap_pay_url(&request)
+                };
+                out.insert("pay_url".into(), url.map_err(provider_error)?.into());
+            }
+            Channel::App => {
+                let order_string = self
+                    .client
+                    .app_order_string(&request)
+                    .map_err(provider_error)?;
+                out.insert("order_string".into(), order_string.into());
+            }
+            other => {
+                return Err(ProviderError::Rejected(anyhow!(
+                    "alipay has no channel {}",
+                    other.as_str()
+                )));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn query(&self, order_no: &OrderNo) -> Result<TradeStatus, ProviderError> {
+        match self.client.query(order_no.as_str()).await {
+            Ok(q) => self
+                .status_of(order_no, q)
+                .map_err(|m| ProviderError::Rejected(anyhow!(m))),
+            // A QR code nobody scanned, or a page/wap URL nobody opened: no trade yet.
+            Err(e) if is_trade_not_exist(&e) => Ok(TradeStatus::Pending),
+            Err(e) => Err(provider_error(e)),
+        }
+    }
+
+    async fn close(&self, order_no: &OrderNo) -> Result<(), ProviderError> {
+        match self.client.close(order_no.as_str()).await {
+            Ok(_) => Ok(()),
+            // Alipay never created the trade, so there is nothing to close there; once the
+            // order is closed here, a later payment is refused by its expiry at Alipay.
+            Err(e) if is_trade_not_exist(&e) => Ok(()),
+            Err(e) => Err(provider_error(e)),
+        }
+    }
+
+    async fn verify_callback(
+        &self,
+        _headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Callback, CallbackError> {
+        let n = verify_trade_notification(body, &self.alipay_public_key)
+            .map_err(|e| CallbackError::Unverified(e.to_string()))?;
+        if n.app_id != self.app_id {
+            return Err(CallbackError::Mismatch("app_id is not ours".into()));
+        }
+        // Strict: when a payee is configured, a notification must name it.
+        if let Some(seller) = &self.seller_id
+            && n.seller_id.as_deref() != Some(seller.as_str())
+        {
+            return Err(CallbackError::Mismatch("seller_id is not ours".into()));
+        }
+        let order_no = OrderNo::parse(&n.out_trade_no)
+            .ok_or_else(|| CallbackError::Mismatch("out_trade_no is not one of ours".into()))?;
+        if !n.trade_status.is_paid() {
+            // Only TRADE_SUCCESS / TRADE_FINISHED settle anything; any other state is answered
+            // `fail` so nothing is mistaken for an acknowledged payment.
+            return Err(CallbackError::Mismatch(format!(
+                "trade_status {} does not settle",
+                n.trade_status.as_str()
+            )));
+        }
+        // The amount is compared with the order's, exactly, inside the settlement.
+        self.paid_trade(order_no, &n.trade_no, n.total_fen, n.paid_at)
+            .map(Callback::Paid)
+            .map_err(CallbackError::Mismatch)
+    }
+
+    fn answer(&self, outcome: &Result<(), CallbackError>) -> Response {
+        // Alipay reads the body: exactly `success` stops the retries, anything else is a failure.
+        let status = match outcome {
+            Ok(()) => return (StatusCode::OK, "success").into_response(),
+            Err(CallbackError::Unverified(_) | CallbackError::Mismatch(_)) => {
+                StatusCode::BAD_REQUEST
+            }
+            Err(CallbackError::Temporary(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        (status, "fail").into_response()
+    }
+}

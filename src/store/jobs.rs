@@ -1,0 +1,89 @@
+//! The job lease (design.md §10): a row per job with its holder, the holder's expiry, a fencing
+//! counter and the last slot taken. One conditional upsert takes a slot, on both backends, so
+//! however many instances fire at once, each slot of each job runs on one of them.
+
+use super::Db;
+
+/// A slot this instance took: run it, then [`finish`] it with the same fence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Taken {
+    pub slot: i64,
+    pub fence: i64,
+}
+
+/// Takes `slot` of `job` for `holder` when no earlier-or-equal slot was taken and the lease is
+/// free (expired, or already ours). `None`: another instance has it, or it already ran.
+pub async fn take(
+    db: &Db,
+    job: &str,
+    holder: &str,
+    slot: i64,
+    now_ms: i64,
+    lease_ms: i64,
+) -> Result<Option<Taken>, sqlx::Error> {
+    let mut tx = db.begin_write().await?;
+    // On PostgreSQL a concurrent taker waits on the row lock and re-checks the WHERE against
+    // the committed row, so exactly one of them sees its slot move forward.
+    let fence: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO job_lease (job, holder, expires_at, fence, last_slot)
+         VALUES ($1, $2, $3, 1, $4)
+         ON CONFLICT (job) DO UPDATE
+            SET holder = excluded.holder, expires_at = excluded.expires_at,
+                fence = job_lease.fence + 1, last_slot = excluded.last_slot
+          WHERE job_lease.last_slot < excluded.last_slot
+            AND (job_lease.expires_at <= $5 OR job_lease.holder = excluded.holder)
+         RETURNING fence",
+    )
+    .bind(job)
+    .bind(holder)
+    .bind(now_ms + lease_ms)
+    .bind(slot)
+    .bind(now_ms)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(fence) = fence else {
+        tx.rollback().await?;
+        return Ok(None);
+    };
+    sqlx::query(
+        "INSERT INTO job_run (job, slot, holder, fence, started_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(job)
+    .bind(slot)
+    .bind(holder)
+    .bind(fence)
+    .bind(now_ms)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Some(Taken { slot, fence }))
+}
+
+/// Records the run's outcome and frees the lease, if this fence still holds it (a holder that
+/// overran its lease and was superseded frees nothing).
+pub async fn finish(
+    db: &Db,
+    job: &str,
+    taken: Taken,
+    outcome: &str,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin_write().await?;
+    sqlx::query(
+        "UPDATE job_run SET finished_at = $1, outcome = $2 WHERE job = $3 AND slot = $4 AND fence = $5",
+    )
+    .bind(now_ms)
+    .bind(outcome)
+    .bind(job)
+    .bind(taken.slot)
+    .bind(taken.fence)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("UPDATE job_lease SET expires_at = $1 WHERE job = $2 AND fence = $3")
+        .bind(now_ms)
+        .bind(job)
+        .bind(taken.fence)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await
+}
