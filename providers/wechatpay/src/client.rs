@@ -8,7 +8,10 @@ use std::time::Duration;
 use reqwest::Method;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, USER_AGENT};
 
-use crate::model::{CloseRequest, ErrorBody, NativeOrderRequest, NativeOrderResponse, Transaction};
+use crate::model::{
+    AppOrderRequest, CloseRequest, ErrorBody, H5OrderRequest, H5OrderResponse, JsapiOrderRequest,
+    NativeOrderRequest, NativeOrderResponse, PrepayResponse, Transaction,
+};
 use crate::sign::{MerchantCredentials, new_nonce};
 use crate::verify::{
     HEADER_SERIAL, HEADER_SIGNATURE, PlatformKeys, SignatureHeaders, VerifyError, verify_signed,
@@ -159,10 +162,41 @@ impl Client {
         &self,
         request: &NativeOrderRequest,
     ) -> Result<NativeOrderResponse, ClientError> {
+        self.create("/v3/pay/transactions/native", request).await
+    }
+
+    /// `POST /v3/pay/transactions/jsapi` → `prepay_id`, for `jsapi_pay_params`. Sent once, as
+    /// [`Client::native_order`]. The request carries `payer.openid`; it is never logged here.
+    pub async fn jsapi_order(
+        &self,
+        request: &JsapiOrderRequest,
+    ) -> Result<PrepayResponse, ClientError> {
+        self.create("/v3/pay/transactions/jsapi", request).await
+    }
+
+    /// `POST /v3/pay/transactions/h5` → `h5_url`. Sent once, as [`Client::native_order`]. The
+    /// request carries the payer's IP; it is never logged here.
+    pub async fn h5_order(&self, request: &H5OrderRequest) -> Result<H5OrderResponse, ClientError> {
+        self.create("/v3/pay/transactions/h5", request).await
+    }
+
+    /// `POST /v3/pay/transactions/app` → `prepay_id`, for `app_pay_params`. Sent once, as
+    /// [`Client::native_order`].
+    pub async fn app_order(
+        &self,
+        request: &AppOrderRequest,
+    ) -> Result<PrepayResponse, ClientError> {
+        self.create("/v3/pay/transactions/app", request).await
+    }
+
+    /// One order creation: signed, sent once, verified, parsed.
+    async fn create<Req, Resp>(&self, path: &str, request: &Req) -> Result<Resp, ClientError>
+    where
+        Req: serde::Serialize,
+        Resp: serde::de::DeserializeOwned,
+    {
         let body = serde_json::to_vec(request).map_err(ClientError::Decode)?;
-        let response = self
-            .send(Method::POST, "/v3/pay/transactions/native", Some(body))
-            .await?;
+        let response = self.send(Method::POST, path, Some(body)).await?;
         json_of(response)
     }
 

@@ -11,7 +11,7 @@
 //! - [`cipher`]: AEAD_AES_256_GCM with the APIv3 key.
 //! - [`notify`]: callbacks: verify, then parse, then decrypt.
 //! - [`model`]: wire types; requests from an allowlist, responses without payer fields.
-//! - [`client`]: native order, query, close, platform certificates.
+//! - [`client`]: native, JSAPI, H5 and App orders, query, close.
 //!
 //! Wire facts and their sources: `wechatpay-v3.md` of the shared design docs.
 
@@ -28,9 +28,10 @@ pub use cipher::{ApiV3Key, ApiV3KeyLength, DecryptError};
 pub use client::{Client, ClientError, Clock, RetryPolicy};
 pub use keys::{KeyError, Signer, Verifier, certificate_serial_hex, generate_key_pair};
 pub use model::{
-    CertificatesResponse, CloseRequest, EncryptedResource, ErrorBody, NativeOrderRequest,
-    NativeOrderResponse, Notification, OrderAmount, PlatformCertificate, TradeState, Transaction,
-    TransactionAmount,
+    AppOrderRequest, CertificatesResponse, CloseRequest, EncryptedResource, ErrorBody, H5Info,
+    H5OrderRequest, H5OrderResponse, H5SceneInfo, JsapiOrderRequest, NativeOrderRequest,
+    NativeOrderResponse, Notification, OrderAmount, Payer, PlatformCertificate, PrepayResponse,
+    TradeState, Transaction, TransactionAmount,
 };
 pub use notify::{NotifyError, VerifiedNotification, decrypt_resource, verify_notification};
 pub use sign::{
