@@ -13,7 +13,7 @@ use axum::extract::{OriginalUri, Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
-use chrono::{FixedOffset, SecondsFormat, Utc};
+use chrono::{FixedOffset, SecondsFormat};
 use paygate_wechatpay::verify::{HEADER_REQUEST_ID, MAX_SKEW_SECONDS};
 use paygate_wechatpay::{ApiV3Key, Authorization, Signer, Verifier, signed_headers};
 use rand::Rng as _;
@@ -271,6 +271,12 @@ impl From<ApiError> for Answer {
 }
 
 impl Sandbox {
+    /// An API answer: after `api_latency_ms`, signed.
+    async fn respond(&self, answer: Result<Answer, ApiError>) -> Response {
+        self.api_latency().await;
+        self.signed(answer.unwrap_or_else(Answer::from))
+    }
+
     /// Signs an answer with the platform key over the exact bytes sent.
     fn signed(&self, answer: Answer) -> Response {
         let wechat = &self.inner.wechat;
@@ -282,7 +288,7 @@ impl Sandbox {
         let headers = signed_headers(
             &wechat.platform_signer,
             &wechat.platform_key_id,
-            Utc::now().timestamp(),
+            self.now().timestamp(),
             &nonce,
             &signed_body,
         );
@@ -372,7 +378,7 @@ impl Sandbox {
         {
             return Err(ApiError::sign_error());
         }
-        if Utc::now().timestamp().abs_diff(authorization.timestamp) >= MAX_SKEW_SECONDS as u64 {
+        if self.now().timestamp().abs_diff(authorization.timestamp) >= MAX_SKEW_SECONDS as u64 {
             return Err(ApiError::sign_error());
         }
         let canonical_url = path_and_query
@@ -399,7 +405,7 @@ async fn native_order(
     let answer = sandbox
         .authenticate(&Method::POST, &uri, &headers, &body)
         .and_then(|auth| sandbox.create_native_order(&auth, &body));
-    sandbox.signed(answer.unwrap_or_else(Answer::from))
+    sandbox.respond(answer).await
 }
 
 /// Fields paygate may send (design §1.1: only the order number and the amount leave, plus
@@ -615,7 +621,7 @@ async fn query_order(
                 .ok_or_else(ApiError::order_not_exist)?;
             Ok(Answer::json(&order.transaction_json()))
         });
-    sandbox.signed(answer.unwrap_or_else(Answer::from))
+    sandbox.respond(answer).await
 }
 
 /// `POST /v3/pay/transactions/out-trade-no/{out_trade_no}/close` → 204, re-entrant.
@@ -655,15 +661,17 @@ async fn close_order(
                 }
             }
         });
-    sandbox.signed(answer.unwrap_or_else(Answer::from))
+    sandbox.respond(answer).await
 }
 
 async fn not_found(State(sandbox): State<Sandbox>) -> Response {
-    sandbox.signed(Answer::from(ApiError::new(
-        StatusCode::NOT_FOUND,
-        "RESOURCE_NOT_EXISTS",
-        "sandbox: this WeChat Pay API is not simulated",
-    )))
+    sandbox
+        .respond(Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "RESOURCE_NOT_EXISTS",
+            "sandbox: this WeChat Pay API is not simulated",
+        )))
+        .await
 }
 
 /// Why the buyer could not pay.
@@ -703,7 +711,7 @@ impl Sandbox {
                 OrderState::NotPay => {}
             }
             let beijing = FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset");
-            let now = Utc::now().with_timezone(&beijing);
+            let now = self.now().with_timezone(&beijing);
             order.state = OrderState::Success(Payment {
                 transaction_id: new_transaction_id(&now.format("%Y%m%d").to_string()),
                 success_time: now.to_rfc3339_opts(SecondsFormat::Secs, false),
@@ -712,12 +720,7 @@ impl Sandbox {
             (order.transaction_json(), order.params.notify_url.clone())
         };
         tracing::info!(out_trade_no, "sandbox: WeChat order paid");
-        crate::delivery::spawn(
-            self.clone(),
-            out_trade_no.to_owned(),
-            notify_url,
-            transaction.clone(),
-        );
+        self.notify_wechat(out_trade_no.to_owned(), notify_url, transaction.clone());
         Ok(transaction)
     }
 

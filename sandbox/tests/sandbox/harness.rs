@@ -59,6 +59,15 @@ pub async fn start() -> Harness {
 }
 
 pub async fn start_with_divisor(time_divisor: u32) -> Harness {
+    start_with(time_divisor, paygate_sandbox::system_clock(), Arc::new(now)).await
+}
+
+/// The sandbox on `clock`, and a client whose own clock is `client_clock` (unix seconds).
+pub async fn start_with(
+    time_divisor: u32,
+    clock: paygate_sandbox::SandboxClock,
+    client_clock: paygate_wechatpay::Clock,
+) -> Harness {
     let sandbox = Sandbox::new(SandboxConfig {
         wechatpay: WechatSandboxConfig {
             mchid: MCHID.to_owned(),
@@ -70,11 +79,12 @@ pub async fn start_with_divisor(time_divisor: u32) -> Harness {
             platform_key_id: PLATFORM_KEY_ID.to_owned(),
         },
         time_divisor,
+        clock,
     })
     .unwrap();
     let base = serve(sandbox.router()).await;
     let http = reqwest::Client::new();
-    let client = client_with_clock(&base, Arc::new(now));
+    let client = client_with_clock(&base, client_clock);
     Harness {
         sandbox,
         base,

@@ -4,5 +4,6 @@
 mod api;
 mod callbacks;
 mod cashier;
+mod faults;
 mod harness;
 mod keys_dir;
