@@ -1,9 +1,10 @@
 //! paygate's sandbox: a local simulator of WeChat Pay APIv3 that speaks the wire protocol with
 //! real crypto, so the gateway runs and is tested on one machine with no merchant account.
 //!
-//! - [`wechat`]: `/sandbox/wechatpay/v3/…` (native order, query, close): every request's
-//!   `Authorization` verified with the merchant public key, every answer signed with the
-//!   simulator's platform key, errors as WeChat answers them; an in-memory ledger of orders.
+//! - [`wechat`]: `/sandbox/wechatpay/v3/…` (native, JSAPI, H5 and App orders, query, close):
+//!   every request's `Authorization` verified with the merchant public key, every answer signed
+//!   with the simulator's platform key, errors as WeChat answers them; an in-memory ledger of
+//!   orders. [`wechat_order`] holds the per-channel privacy allowlists.
 //! - [`cashier`]: `/sandbox/cashier/{out_trade_no}` (amount, QR code, Pay button) and
 //!   `/sandbox/pay/{out_trade_no}` (the buyer pays).
 //! - [`delivery`]: the signed, encrypted `TRANSACTION.SUCCESS` callback, retried on WeChat's
@@ -31,6 +32,7 @@ pub mod faults;
 pub mod keys_dir;
 pub mod outbox;
 pub mod wechat;
+pub mod wechat_order;
 
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 

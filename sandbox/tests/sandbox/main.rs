@@ -4,6 +4,7 @@
 mod api;
 mod callbacks;
 mod cashier;
+mod channels;
 mod faults;
 mod harness;
 mod keys_dir;
