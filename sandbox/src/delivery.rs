@@ -1,7 +1,8 @@
 //! The `TRANSACTION.SUCCESS` callback: envelope per wechatpay-v3.md §3, the transaction
-//! AES-256-GCM-encrypted under the APIv3 key, headers signed with the platform key; POSTed to
-//! the order's notify_url until it is acknowledged (200 or 204), on WeChat's retry schedule
-//! ([`crate::outbox`] runs the schedule and the notification faults).
+//! AES-256-GCM-encrypted under the APIv3 key, headers signed with the platform key that signs
+//! now (public-key id, or the newest certificate after a rotation); POSTed to the order's
+//! notify_url until it is acknowledged (200 or 204), on WeChat's retry schedule ([`crate::outbox`]
+//! runs the schedule and the notification faults).
 
 use chrono::{FixedOffset, SecondsFormat};
 use paygate_wechatpay::model::{AEAD_AES_256_GCM, EVENT_TRANSACTION_SUCCESS, EncryptedResource};
@@ -77,6 +78,7 @@ impl Sandbox {
         timestamp: i64,
     ) -> SignedNotification {
         let wechat = &self.inner.wechat;
+        let (serial, signer) = wechat.platform.signing();
         // WeChat's resource nonces are 12 characters; the AAD is non-empty ("transaction"),
         // since the official Java sample rejects an empty one.
         let resource_nonce = &paygate_wechatpay::new_nonce()[..12];
@@ -103,8 +105,8 @@ impl Sandbox {
         };
         let body = serde_json::to_string(&envelope).unwrap_or_default();
         let headers = signed_headers(
-            &wechat.platform_signer,
-            &wechat.platform_key_id,
+            &signer,
+            &serial,
             timestamp,
             &paygate_wechatpay::new_nonce(),
             body.as_bytes(),

@@ -1,10 +1,11 @@
 //! paygate's sandbox: a local simulator of WeChat Pay APIv3 that speaks the wire protocol with
 //! real crypto, so the gateway runs and is tested on one machine with no merchant account.
 //!
-//! - [`wechat`]: `/sandbox/wechatpay/v3/…` (native, JSAPI, H5 and App orders, query, close):
-//!   every request's `Authorization` verified with the merchant public key, every answer signed
-//!   with the simulator's platform key, errors as WeChat answers them; an in-memory ledger of
-//!   orders. [`wechat_order`] holds the per-channel privacy allowlists.
+//! - [`wechat`]: `/sandbox/wechatpay/v3/…` (native, JSAPI, H5 and App orders, query, close,
+//!   `/v3/certificates`): every request's `Authorization` verified with the merchant public
+//!   key, every answer signed with the simulator's platform key, errors as WeChat answers them;
+//!   an in-memory ledger of orders. [`wechat_order`] holds the per-channel privacy allowlists,
+//!   [`wechat_platform`] the platform key, its certificates and their rotation.
 //! - [`cashier`]: `/sandbox/cashier/{out_trade_no}` (amount, QR code, Pay button) and
 //!   `/sandbox/pay/{out_trade_no}` (the buyer pays).
 //! - [`delivery`]: the signed, encrypted `TRANSACTION.SUCCESS` callback, retried on WeChat's
@@ -33,6 +34,7 @@ pub mod keys_dir;
 pub mod outbox;
 pub mod wechat;
 pub mod wechat_order;
+pub mod wechat_platform;
 
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
@@ -50,6 +52,7 @@ pub use delivery::{DeliveryRecord, SignedNotification};
 pub use faults::{Faults, REORDER_WINDOW_MS};
 pub use keys_dir::{PlatformKeyFiles, load_or_create_platform_key, wechat_config_from_keys_dir};
 pub use wechat::{CapturedRequest, PayError, WechatSandboxConfig};
+pub use wechat_platform::{PlatformCertificateKey, PlatformMode};
 
 /// "Now", as the sandbox reads it. The gateway hands the embedded sandbox its own clock, so a
 /// test that moves a fake clock moves both sides; see [`system_clock`].
@@ -107,9 +110,10 @@ impl Sandbox {
             .timeout(std::time::Duration::from_secs(5))
             .user_agent("Mozilla/4.0 (paygate-sandbox WeChat Pay notifier)")
             .build()?;
+        let now = (config.clock)();
         Ok(Sandbox {
             inner: Arc::new(Inner {
-                wechat: wechat::WechatSim::new(config.wechatpay)?,
+                wechat: wechat::WechatSim::new(config.wechatpay, now)?,
                 alipay: OnceLock::new(),
                 time_divisor: config.time_divisor,
                 clock: config.clock,
@@ -190,12 +194,13 @@ impl Sandbox {
 
     /// The WeChat Pay platform key id (`PUB_KEY_ID_…`) the sandbox signs with.
     pub fn wechat_platform_key_id(&self) -> &str {
-        &self.inner.wechat.platform_key_id
+        self.inner.wechat.platform.key_id()
     }
 
     /// The WeChat Pay platform public key (SPKI PEM), for the gateway's `platform_public_keys`.
+    /// It stays the key of [`Sandbox::wechat_platform_key_id`] through certificate rotations.
     pub fn wechat_platform_public_key_pem(&self) -> String {
-        self.inner.wechat.platform_signer.public_key_pem()
+        self.inner.wechat.platform.public_key_pem()
     }
 
     /// The public keys and ids, as `GET /sandbox/keys` shows them.
@@ -204,6 +209,8 @@ impl Sandbox {
             wechatpay: WechatKeys {
                 platform_key_id: self.wechat_platform_key_id().to_owned(),
                 public_key_pem: self.wechat_platform_public_key_pem(),
+                signing_serial: self.wechat_signing_serial(),
+                certificates: self.wechat_platform_certificates(),
             },
             alipay: self
                 .alipay_public_key_pem()
@@ -233,8 +240,14 @@ pub struct AlipayKeys {
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct WechatKeys {
+    /// The `PUB_KEY_ID_…` of the public-key mode, and its key (SPKI PEM).
     pub platform_key_id: String,
     pub public_key_pem: String,
+    /// The `Wechatpay-Serial` answers and notifications carry now: the key id in public-key
+    /// mode, the newest certificate's serial in certificate mode.
+    pub signing_serial: String,
+    /// The platform certificates `/v3/certificates` lists, oldest first.
+    pub certificates: Vec<PlatformCertificateKey>,
 }
 
 async fn get_notifications(State(sandbox): State<Sandbox>) -> Response {

@@ -1,6 +1,6 @@
 //! WeChat Pay APIv3 as the merchant sees it: `/sandbox/wechatpay/v3/…`: the ledger, request
-//! authentication, signed answers, query, close and the buyer paying. Order creation per
-//! channel is in [`crate::wechat_order`].
+//! authentication, signed answers, query, close, `/v3/certificates` and the buyer paying. Order
+//! creation per channel is in [`crate::wechat_order`].
 //!
 //! Requests are checked in WeChat's order: headers (400 `INVALID_REQUEST`), then the signature
 //! (401 `SIGN_ERROR`), then the parameters (400 `PARAM_ERROR`, …). Every answer, errors and 204s
@@ -15,13 +15,14 @@ use axum::extract::{OriginalUri, Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
-use chrono::{FixedOffset, SecondsFormat};
+use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
 use paygate_wechatpay::verify::{HEADER_REQUEST_ID, MAX_SKEW_SECONDS};
 use paygate_wechatpay::{ApiV3Key, Authorization, Signer, Verifier, signed_headers};
 use rand::Rng as _;
 use serde_json::{Value, json};
 
 use crate::wechat_order::{self, OrderParams};
+use crate::wechat_platform::{self, Platform};
 use crate::{Sandbox, lock};
 
 /// Where the WeChat API lives in the sandbox. The merchant signs the path after it (`/v3/…`),
@@ -62,8 +63,8 @@ pub(crate) struct WechatSim {
     merchant_serial: String,
     merchant_key: Verifier,
     pub(crate) apiv3_key: ApiV3Key,
-    pub(crate) platform_signer: Signer,
-    pub(crate) platform_key_id: String,
+    /// The platform key (`PUB_KEY_ID_…`) and certificates; what signs now.
+    pub(crate) platform: Platform,
     pub(crate) orders: Mutex<HashMap<String, Order>>,
     /// Every API request received, for tests that check what the gateway sends.
     requests: Mutex<Vec<CapturedRequest>>,
@@ -83,7 +84,10 @@ pub struct CapturedRequest {
 }
 
 impl WechatSim {
-    pub(crate) fn new(config: WechatSandboxConfig) -> anyhow::Result<WechatSim> {
+    pub(crate) fn new(
+        config: WechatSandboxConfig,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<WechatSim> {
         let merchant_key = Verifier::from_pem(&config.merchant_public_key_pem)
             .map_err(|e| anyhow::anyhow!("merchant public key: {e}"))?;
         let platform_signer = Signer::from_pem(&config.platform_private_key_pem)
@@ -100,8 +104,7 @@ impl WechatSim {
             merchant_serial: config.merchant_serial,
             merchant_key,
             apiv3_key,
-            platform_signer,
-            platform_key_id: config.platform_key_id,
+            platform: Platform::new(config.platform_key_id, platform_signer, now)?,
             orders: Mutex::new(HashMap::new()),
             requests: Mutex::new(Vec::new()),
         })
@@ -193,6 +196,15 @@ pub(crate) fn routes() -> Router<Sandbox> {
         .route(
             "/sandbox/wechatpay/v3/pay/transactions/app",
             post(wechat_order::app_order),
+        )
+        .route("/sandbox/wechatpay/v3/certificates", get(certificates))
+        .route(
+            "/sandbox/wechatpay/rotate-platform-key",
+            post(wechat_platform::rotate_platform_key),
+        )
+        .route(
+            "/sandbox/wechatpay/platform-mode",
+            post(wechat_platform::set_platform_mode),
         )
         .route(
             "/sandbox/wechatpay/v3/pay/transactions/out-trade-no/{out_trade_no}",
@@ -293,17 +305,17 @@ impl Sandbox {
         self.signed(answer.unwrap_or_else(Answer::from))
     }
 
-    /// Signs an answer with the platform key over the exact bytes sent.
+    /// Signs an answer with the platform key that signs now, over the exact bytes sent.
     fn signed(&self, answer: Answer) -> Response {
-        let wechat = &self.inner.wechat;
+        let (serial, signer) = self.inner.wechat.platform.signing();
         let nonce = paygate_wechatpay::new_nonce();
         let mut signed_body = answer.body.clone();
         if self.faults().corrupt_response_signature {
             signed_body.extend_from_slice(b" ");
         }
         let headers = signed_headers(
-            &wechat.platform_signer,
-            &wechat.platform_key_id,
+            &signer,
+            &serial,
             self.now().timestamp(),
             &nonce,
             &signed_body,
@@ -487,6 +499,23 @@ async fn close_order(
                     Ok(Answer::no_content())
                 }
             }
+        });
+    sandbox.respond(answer).await
+}
+
+/// `GET /v3/certificates`: the listed platform certificates, each encrypted under the APIv3
+/// key, signed like every answer (with the certificate that signs now in certificate mode).
+async fn certificates(
+    State(sandbox): State<Sandbox>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> Response {
+    let answer = sandbox
+        .authenticate(&Method::GET, &uri, &headers, b"")
+        .map(|_| {
+            let wechat = &sandbox.inner.wechat;
+            let listing = wechat.platform.listing(&wechat.apiv3_key);
+            Answer::json(&serde_json::to_value(listing).unwrap_or_default())
         });
     sandbox.respond(answer).await
 }

@@ -8,3 +8,4 @@ mod channels;
 mod faults;
 mod harness;
 mod keys_dir;
+mod platform;
