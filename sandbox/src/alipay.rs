@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -16,7 +15,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::any;
-use chrono::{SecondsFormat, Utc};
+use chrono::SecondsFormat;
 use paygate_alipay::simulator::{
     GatewayRequestError, error_response, escape_slashes, parse_gateway_request, sign_notification,
     verify_gateway_request,
@@ -26,6 +25,8 @@ use rand::Rng as _;
 use serde_json::{Value, json};
 
 use crate::delivery::DeliveryRecord;
+use crate::faults::Faults;
+use crate::outbox::Payload;
 use crate::wechat::{CashierView, PayError, random_hex};
 use crate::{Sandbox, lock};
 
@@ -96,7 +97,7 @@ impl AlipaySim {
 }
 
 #[derive(Debug, Clone)]
-struct AlipayOrder {
+pub(crate) struct AlipayOrder {
     out_trade_no: String,
     /// Alipay's trade number: 28 digits, the creation date first.
     trade_no: String,
@@ -322,6 +323,7 @@ async fn gateway(
         "alipay.trade.page.pay" | "alipay.trade.wap.pay" | "alipay.trade.app.pay"
     );
     let outcome = sandbox.handle(sim, &method, &params);
+    sandbox.api_latency().await;
     match outcome {
         // 302, as Alipay's gateway sends the browser on to its cashier.
         Ok(Outcome::Redirect(location)) => match HeaderValue::from_str(&location) {
@@ -555,7 +557,7 @@ impl Sandbox {
                 TradeState::Closed => Err(Failure::business("ACQ.TRADE_HAS_CLOSE", "交易已经关闭")),
             };
         }
-        let now = Utc::now();
+        let now = self.now();
         let order = AlipayOrder {
             out_trade_no: out_trade_no.clone(),
             trade_no: new_trade_no(&beijing_time(now)),
@@ -633,7 +635,7 @@ impl Sandbox {
                 TradeState::WaitBuyerPay => {}
             }
             order.state = TradeState::Success(Payment {
-                gmt_payment: beijing_time(Utc::now()),
+                gmt_payment: beijing_time(self.now()),
                 buyer_id: new_buyer_id(),
                 buyer_logon_id: new_buyer_logon_id(),
             });
@@ -641,9 +643,15 @@ impl Sandbox {
         };
         tracing::info!(out_trade_no, "sandbox: Alipay trade paid");
         if let Some(notify_url) = order.notify_url.clone() {
-            let sandbox = self.clone();
-            let order = order.clone();
-            tokio::spawn(async move { deliver(sandbox, order, notify_url).await });
+            self.enqueue_notification(
+                random_hex(34),
+                order.out_trade_no.clone(),
+                notify_url,
+                Payload::Alipay {
+                    order: Box::new(order.clone()),
+                },
+                &RETRY_SCHEDULE_SECS,
+            );
         }
         Ok(order.trade_json())
     }
@@ -693,7 +701,7 @@ impl Sandbox {
         let mut params = Params::new();
         for (key, value) in [
             ("notify_id", notify_id.to_owned()),
-            ("notify_time", beijing_time(Utc::now())),
+            ("notify_time", beijing_time(self.now())),
             ("notify_type", "trade_status_sync".to_owned()),
             ("app_id", sim.app_id.clone()),
             ("auth_app_id", sim.app_id.clone()),
@@ -748,59 +756,43 @@ impl Sandbox {
     }
 }
 
-/// Sends the notification until a copy is answered `success`, on Alipay's schedule.
-async fn deliver(sandbox: Sandbox, order: AlipayOrder, notify_url: String) {
-    let Some(sim) = sandbox.inner.alipay.get() else {
-        return;
-    };
-    let notify_id = random_hex(34);
-    let out_trade_no = order.out_trade_no.clone();
-    let divisor = u64::from(sandbox.time_divisor());
-    for attempt in 1..=(RETRY_SCHEDULE_SECS.len() as u32 + 1) {
-        let faults = sandbox.faults();
-        // The same notify_id, each copy signed afresh, all at once.
+impl Sandbox {
+    /// One delivery attempt of a `trade_status_sync`: every copy at once, the same notify_id,
+    /// each signed afresh. True when a copy was answered `success`.
+    pub(crate) async fn send_alipay(
+        &self,
+        notify_id: &str,
+        attempt: u32,
+        order: &AlipayOrder,
+        notify_url: &str,
+        faults: &Faults,
+    ) -> bool {
+        let Some(sim) = self.inner.alipay.get() else {
+            return false;
+        };
         let mut copies = tokio::task::JoinSet::new();
         for _ in 0..faults.copies() {
-            let body = sandbox.alipay_notification(sim, &order, &notify_id);
-            let (sandbox, notify_url) = (sandbox.clone(), notify_url.clone());
+            let body = self.alipay_notification(sim, order, notify_id);
+            let (sandbox, notify_url) = (self.clone(), notify_url.to_owned());
             copies.spawn(async move { sandbox.post_alipay(&notify_url, body).await });
         }
         let mut acknowledged = false;
         while let Some(joined) = copies.join_next().await {
             let (status, success) = joined.unwrap_or((None, false));
             acknowledged |= success;
-            sandbox.record(DeliveryRecord {
-                notification_id: notify_id.clone(),
-                out_trade_no: out_trade_no.clone(),
+            self.record(DeliveryRecord {
+                notification_id: notify_id.to_owned(),
+                out_trade_no: order.out_trade_no.clone(),
                 attempt,
                 probe: false,
                 status,
                 acknowledged: success,
-                at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, false),
+                dropped: false,
+                at: self.now().to_rfc3339_opts(SecondsFormat::Millis, false),
             });
         }
-        if acknowledged {
-            tracing::info!(
-                out_trade_no,
-                attempt,
-                "sandbox: Alipay notification acknowledged"
-            );
-            return;
-        }
-        let Some(delay) = RETRY_SCHEDULE_SECS.get(attempt as usize - 1) else {
-            break;
-        };
-        tracing::info!(
-            out_trade_no,
-            attempt,
-            "sandbox: Alipay notification not answered `success`, will retry"
-        );
-        tokio::time::sleep(Duration::from_millis(delay * 1000 / divisor)).await;
+        acknowledged
     }
-    tracing::warn!(
-        out_trade_no,
-        "sandbox: Alipay notification never acknowledged, giving up"
-    );
 }
 
 /// 28 digits like Alipay's `2019091622001458860515315453`: the date, `2200`, 16 more digits.

@@ -1,16 +1,18 @@
 //! The `TRANSACTION.SUCCESS` callback: envelope per wechatpay-v3.md §3, the transaction
-//! AES-256-GCM-encrypted under the APIv3 key, headers signed with the platform key; POSTed to
-//! the order's notify_url until it is acknowledged (200 or 204), on WeChat's retry schedule.
+//! AES-256-GCM-encrypted under the APIv3 key, headers signed with the platform key that signs
+//! now (public-key id, or the newest certificate after a rotation); POSTed to the order's
+//! notify_url until it is acknowledged (200 or 204), on WeChat's retry schedule ([`crate::outbox`]
+//! runs the schedule and the notification faults).
 
-use std::time::Duration;
-
-use chrono::{FixedOffset, SecondsFormat, Utc};
+use chrono::{FixedOffset, SecondsFormat};
 use paygate_wechatpay::model::{AEAD_AES_256_GCM, EVENT_TRANSACTION_SUCCESS, EncryptedResource};
 use paygate_wechatpay::verify::HEADER_SIGNATURE;
 use paygate_wechatpay::{Notification, SIGNATURE_PROBE_PREFIX, signed_headers};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::faults::Faults;
+use crate::outbox::Payload;
 use crate::wechat::random_hex;
 use crate::{Sandbox, lock};
 
@@ -48,6 +50,9 @@ pub struct DeliveryRecord {
     pub status: Option<u16>,
     /// Whether this answer counts as an acknowledgement (200 or 204).
     pub acknowledged: bool,
+    /// Lost on purpose by the `drop_notifications` fault: nothing was sent.
+    #[serde(default)]
+    pub dropped: bool,
     /// When the answer came, RFC 3339.
     pub at: String,
 }
@@ -73,6 +78,7 @@ impl Sandbox {
         timestamp: i64,
     ) -> SignedNotification {
         let wechat = &self.inner.wechat;
+        let (serial, signer) = wechat.platform.signing();
         // WeChat's resource nonces are 12 characters; the AAD is non-empty ("transaction"),
         // since the official Java sample rejects an empty one.
         let resource_nonce = &paygate_wechatpay::new_nonce()[..12];
@@ -80,7 +86,8 @@ impl Sandbox {
         let beijing = FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset");
         let envelope = Notification {
             id: id.to_owned(),
-            create_time: Utc::now()
+            create_time: self
+                .now()
                 .with_timezone(&beijing)
                 .to_rfc3339_opts(SecondsFormat::Secs, false),
             event_type: EVENT_TRANSACTION_SUCCESS.to_owned(),
@@ -98,8 +105,8 @@ impl Sandbox {
         };
         let body = serde_json::to_string(&envelope).unwrap_or_default();
         let headers = signed_headers(
-            &wechat.platform_signer,
-            &wechat.platform_key_id,
+            &signer,
+            &serial,
             timestamp,
             &paygate_wechatpay::new_nonce(),
             body.as_bytes(),
@@ -136,80 +143,74 @@ impl Sandbox {
     }
 }
 
-/// Starts delivering the callback for a paid order in the background.
-pub(crate) fn spawn(
-    sandbox: Sandbox,
-    out_trade_no: String,
-    notify_url: String,
-    transaction: Value,
-) {
-    tokio::spawn(async move {
-        deliver(sandbox, out_trade_no, notify_url, transaction).await;
-    });
-}
+impl Sandbox {
+    /// Starts delivering the callback for a paid order in the background.
+    pub(crate) fn notify_wechat(
+        &self,
+        out_trade_no: String,
+        notify_url: String,
+        transaction: Value,
+    ) {
+        self.enqueue_notification(
+            new_notification_id(),
+            out_trade_no,
+            notify_url,
+            Payload::Wechat { transaction },
+            &RETRY_SCHEDULE_SECS,
+        );
+    }
 
-async fn deliver(sandbox: Sandbox, out_trade_no: String, notify_url: String, transaction: Value) {
-    let id = new_notification_id();
-    let divisor = u64::from(sandbox.time_divisor());
-    for attempt in 1..=(RETRY_SCHEDULE_SECS.len() as u32 + 1) {
-        let faults = sandbox.faults();
+    /// One delivery attempt: a probe first when that fault is on, then every copy at once, the
+    /// same notification (same id), each copy signed afresh. True when a copy was acknowledged.
+    pub(crate) async fn send_wechat(
+        &self,
+        id: &str,
+        attempt: u32,
+        out_trade_no: &str,
+        notify_url: &str,
+        transaction: &Value,
+        faults: &Faults,
+    ) -> bool {
         let record = |probe: bool, status: Option<u16>| DeliveryRecord {
-            notification_id: id.clone(),
-            out_trade_no: out_trade_no.clone(),
+            notification_id: id.to_owned(),
+            out_trade_no: out_trade_no.to_owned(),
             attempt,
             probe,
             status,
             acknowledged: matches!(status, Some(200 | 204)),
-            at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, false),
+            dropped: false,
+            at: self.now().to_rfc3339_opts(SecondsFormat::Millis, false),
         };
 
         if faults.signature_probe {
-            let mut probe = sandbox.notification_with_id(&id, &transaction, Utc::now().timestamp());
+            let mut probe = self.notification_with_id(id, transaction, self.now().timestamp());
             for (name, value) in &mut probe.headers {
                 if name == HEADER_SIGNATURE {
                     *value = format!("{SIGNATURE_PROBE_PREFIX}{}", random_hex(64));
                 }
             }
-            let status = sandbox.post(&notify_url, &probe).await;
-            sandbox.record(record(true, status));
+            let status = self.post(notify_url, &probe).await;
+            self.record(record(true, status));
         }
 
-        // The same notification (same id), each copy signed afresh, all at once.
         let mut copies = tokio::task::JoinSet::new();
         for _ in 0..faults.copies() {
-            let notification =
-                sandbox.notification_with_id(&id, &transaction, Utc::now().timestamp());
-            let (sandbox, notify_url) = (sandbox.clone(), notify_url.clone());
+            let notification = self.notification_with_id(id, transaction, self.now().timestamp());
+            let (sandbox, notify_url) = (self.clone(), notify_url.to_owned());
             copies.spawn(async move { sandbox.post(&notify_url, &notification).await });
         }
         let mut acknowledged = false;
         while let Some(joined) = copies.join_next().await {
             let entry = record(false, joined.unwrap_or(None));
             acknowledged |= entry.acknowledged;
-            sandbox.record(entry);
+            self.record(entry);
         }
-        if acknowledged {
-            tracing::info!(out_trade_no, attempt, "sandbox: callback acknowledged");
-            return;
-        }
-        let Some(delay) = RETRY_SCHEDULE_SECS.get(attempt as usize - 1) else {
-            break;
-        };
-        tracing::info!(
-            out_trade_no,
-            attempt,
-            "sandbox: callback not acknowledged, will retry"
-        );
-        tokio::time::sleep(Duration::from_millis(delay * 1000 / divisor)).await;
+        acknowledged
     }
-    tracing::warn!(
-        out_trade_no,
-        "sandbox: callback never acknowledged, giving up"
-    );
 }
 
 /// A 36-character id like WeChat's (`3119dfba-e649-5eec-ab1e-3412bc4d2e17`).
-fn new_notification_id() -> String {
+pub(crate) fn new_notification_id() -> String {
     let hex = random_hex(32);
     format!(
         "{}-{}-{}-{}-{}",

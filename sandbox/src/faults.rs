@@ -1,29 +1,145 @@
 //! Faults a test can switch on (`PUT /sandbox/faults`). Every field has a harmless default, so a
 //! test sends only what it wants; an unknown field is refused, so a typo never passes silently.
-//! New faults (dropped share, delay, reordering, API errors and latency, corrupted response
-//! signatures) slot in as further fields.
+//! Unless a field says otherwise it applies to both halves, WeChat Pay and Alipay.
 
+use std::time::Duration;
+
+use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// How long the `reorder` fault holds notifications before releasing the batch (real time).
+pub const REORDER_WINDOW_MS: u64 = 300;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Faults {
     /// Send each callback this many times at once (0 and 1 both mean once), as WeChat may when
     /// several of its servers deliver the same notification within seconds.
     pub duplicate_notifications: u32,
-    /// Before each real callback, send one whose `Wechatpay-Signature` starts with
+    /// WeChat only. Before each real callback, send one whose `Wechatpay-Signature` starts with
     /// `WECHATPAY/SIGNTEST/`; the merchant must answer it with a non-2xx.
     pub signature_probe: bool,
-    /// The next N WeChat API requests (order, query, close) answer a signed 500 `SYSTEM_ERROR`
-    /// before anything else is looked at; counts down as they are used.
+    /// The next N API requests (WeChat: any; Alipay: any signed `gateway.do` call) answer the
+    /// provider's system error before anything else is looked at; counts down as they are used.
     pub api_errors: u32,
-    /// Sign every WeChat API answer over other bytes, so that a verifying client refuses it.
+    /// Sign every API answer over other bytes, so that a verifying client refuses it.
     pub corrupt_response_signature: bool,
+    /// Share (0..=1) of notification delivery attempts that are lost: nothing is sent, the
+    /// attempt is recorded unacknowledged with `dropped: true`, and the notification stays on
+    /// its retry schedule, so it gets through once the share is lowered (or at once with
+    /// `POST /sandbox/notifications/resend`).
+    pub drop_notifications: f64,
+    /// Every delivery attempt first waits this long (real milliseconds, not divided by
+    /// `time_divisor`).
+    pub delay_notifications_ms: u64,
+    /// Hold notifications and release them newest first: an attempt that finds no batch open
+    /// opens one for [`REORDER_WINDOW_MS`]; every attempt made meanwhile joins it; when the
+    /// window closes the batch is sent one after another in reverse order of joining (each
+    /// answered before the next goes), so a newer notification arrives before an older one.
+    pub reorder: bool,
+    /// Share (0..=1) of API requests answered with the provider's system error (WeChat: signed
+    /// 500 `SYSTEM_ERROR`; Alipay: signed `code` 20000 `isp.unknow-error`), drawn per request
+    /// after the counted `api_errors` are used up.
+    pub api_error_rate: f64,
+    /// Every API answer is held this long before it goes out (real milliseconds).
+    pub api_latency_ms: u64,
 }
 
 impl Faults {
     /// How many copies of each callback go out.
     pub fn copies(&self) -> u32 {
         self.duplicate_notifications.max(1)
+    }
+
+    /// What `PUT /sandbox/faults` refuses with 400: a share outside 0..=1 (or not a number).
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, share) in [
+            ("drop_notifications", self.drop_notifications),
+            ("api_error_rate", self.api_error_rate),
+        ] {
+            if !(0.0..=1.0).contains(&share) {
+                return Err(format!("{name} must be a share between 0 and 1"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The wait before each delivery attempt.
+    pub fn notification_delay(&self) -> Duration {
+        Duration::from_millis(self.delay_notifications_ms)
+    }
+
+    /// The wait before each API answer.
+    pub fn api_latency(&self) -> Duration {
+        Duration::from_millis(self.api_latency_ms)
+    }
+
+    /// Draws whether this delivery attempt is lost.
+    pub fn drop_this_attempt(&self) -> bool {
+        draw(self.drop_notifications)
+    }
+}
+
+/// True with probability `share`: never at 0 (or below, or NaN), always at 1 (or above).
+pub(crate) fn draw(share: f64) -> bool {
+    share >= 1.0 || (share > 0.0 && rand::rng().random::<f64>() < share)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{Faults, draw};
+
+    #[test]
+    fn shares_outside_zero_to_one_are_refused() {
+        for bad in [-0.1, 1.01, f64::NAN, f64::INFINITY] {
+            let faults = Faults {
+                drop_notifications: bad,
+                ..Faults::default()
+            };
+            assert!(faults.validate().is_err(), "{bad}");
+            let faults = Faults {
+                api_error_rate: bad,
+                ..Faults::default()
+            };
+            assert!(faults.validate().is_err(), "{bad}");
+        }
+        let edges = Faults {
+            drop_notifications: 1.0,
+            api_error_rate: 0.0,
+            ..Faults::default()
+        };
+        assert_eq!(edges.validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_share_of_zero_never_fires_and_one_always_does() {
+        for _ in 0..1000 {
+            assert!(!draw(0.0));
+            assert!(draw(1.0));
+            assert!(!draw(f64::NAN));
+        }
+    }
+
+    #[test]
+    fn the_defaults_change_nothing() {
+        let faults = Faults::default();
+        assert_eq!(faults.copies(), 1);
+        assert_eq!(faults.notification_delay(), Duration::ZERO);
+        assert_eq!(faults.api_latency(), Duration::ZERO);
+        assert!(!faults.drop_this_attempt());
+        assert!(!faults.reorder);
+    }
+
+    #[test]
+    fn the_configured_waits_are_the_milliseconds_given() {
+        let faults = Faults {
+            delay_notifications_ms: 1500,
+            api_latency_ms: 250,
+            ..Faults::default()
+        };
+        assert_eq!(faults.notification_delay(), Duration::from_millis(1500));
+        assert_eq!(faults.api_latency(), Duration::from_millis(250));
     }
 }

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
-use paygate_sandbox::{Sandbox, SandboxConfig, wechat_config_from_keys_dir};
+use paygate_sandbox::{Sandbox, SandboxConfig, system_clock, wechat_config_from_keys_dir};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -41,6 +41,7 @@ async fn main() -> anyhow::Result<()> {
     let sandbox = Sandbox::new(SandboxConfig {
         wechatpay,
         time_divisor: args.time_divisor,
+        clock: system_clock(),
     })?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let base = format!("http://{}", listener.local_addr()?);

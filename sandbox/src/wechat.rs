@@ -1,4 +1,6 @@
-//! WeChat Pay APIv3 as the merchant sees it: `/sandbox/wechatpay/v3/pay/transactions/…`.
+//! WeChat Pay APIv3 as the merchant sees it: `/sandbox/wechatpay/v3/…`: the ledger, request
+//! authentication, signed answers, query, close, `/v3/certificates` and the buyer paying. Order
+//! creation per channel is in [`crate::wechat_order`].
 //!
 //! Requests are checked in WeChat's order: headers (400 `INVALID_REQUEST`), then the signature
 //! (401 `SIGN_ERROR`), then the parameters (400 `PARAM_ERROR`, …). Every answer, errors and 204s
@@ -13,12 +15,14 @@ use axum::extract::{OriginalUri, Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
-use chrono::{FixedOffset, SecondsFormat, Utc};
+use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
 use paygate_wechatpay::verify::{HEADER_REQUEST_ID, MAX_SKEW_SECONDS};
 use paygate_wechatpay::{ApiV3Key, Authorization, Signer, Verifier, signed_headers};
 use rand::Rng as _;
 use serde_json::{Value, json};
 
+use crate::wechat_order::{self, OrderParams};
+use crate::wechat_platform::{self, Platform};
 use crate::{Sandbox, lock};
 
 /// Where the WeChat API lives in the sandbox. The merchant signs the path after it (`/v3/…`),
@@ -59,9 +63,9 @@ pub(crate) struct WechatSim {
     merchant_serial: String,
     merchant_key: Verifier,
     pub(crate) apiv3_key: ApiV3Key,
-    pub(crate) platform_signer: Signer,
-    pub(crate) platform_key_id: String,
-    orders: Mutex<HashMap<String, Order>>,
+    /// The platform key (`PUB_KEY_ID_…`) and certificates; what signs now.
+    pub(crate) platform: Platform,
+    pub(crate) orders: Mutex<HashMap<String, Order>>,
     /// Every API request received, for tests that check what the gateway sends.
     requests: Mutex<Vec<CapturedRequest>>,
 }
@@ -80,7 +84,10 @@ pub struct CapturedRequest {
 }
 
 impl WechatSim {
-    pub(crate) fn new(config: WechatSandboxConfig) -> anyhow::Result<WechatSim> {
+    pub(crate) fn new(
+        config: WechatSandboxConfig,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<WechatSim> {
         let merchant_key = Verifier::from_pem(&config.merchant_public_key_pem)
             .map_err(|e| anyhow::anyhow!("merchant public key: {e}"))?;
         let platform_signer = Signer::from_pem(&config.platform_private_key_pem)
@@ -97,8 +104,7 @@ impl WechatSim {
             merchant_serial: config.merchant_serial,
             merchant_key,
             apiv3_key,
-            platform_signer,
-            platform_key_id: config.platform_key_id,
+            platform: Platform::new(config.platform_key_id, platform_signer, now)?,
             orders: Mutex::new(HashMap::new()),
             requests: Mutex::new(Vec::new()),
         })
@@ -109,21 +115,12 @@ impl WechatSim {
 #[derive(Debug, Clone)]
 pub(crate) struct Order {
     pub(crate) params: OrderParams,
-    pub(crate) code_url: String,
+    /// The create answer's value: `code_url` (Native), `prepay_id` (JSAPI, App) or `h5_url`.
+    pub(crate) prepay: String,
+    /// What the cashier's QR code holds: the code_url, JSAPI's `package`, the App prepay_id or
+    /// the h5_url.
+    pub(crate) qr: String,
     pub(crate) state: OrderState,
-}
-
-/// What a re-order must repeat exactly to get the same `code_url` back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct OrderParams {
-    pub(crate) appid: String,
-    pub(crate) mchid: String,
-    pub(crate) description: String,
-    pub(crate) out_trade_no: String,
-    pub(crate) time_expire: Option<String>,
-    pub(crate) notify_url: String,
-    pub(crate) total: i64,
-    pub(crate) currency: String,
 }
 
 #[derive(Debug, Clone)]
@@ -164,7 +161,7 @@ impl Order {
             }
             OrderState::Success(payment) => {
                 t["transaction_id"] = json!(payment.transaction_id);
-                t["trade_type"] = json!("NATIVE");
+                t["trade_type"] = json!(p.channel.trade_type());
                 t["trade_state"] = json!("SUCCESS");
                 t["trade_state_desc"] = json!("支付成功");
                 t["bank_type"] = json!("OTHERS");
@@ -186,7 +183,28 @@ pub(crate) fn routes() -> Router<Sandbox> {
     Router::new()
         .route(
             "/sandbox/wechatpay/v3/pay/transactions/native",
-            post(native_order),
+            post(wechat_order::native_order),
+        )
+        .route(
+            "/sandbox/wechatpay/v3/pay/transactions/jsapi",
+            post(wechat_order::jsapi_order),
+        )
+        .route(
+            "/sandbox/wechatpay/v3/pay/transactions/h5",
+            post(wechat_order::h5_order),
+        )
+        .route(
+            "/sandbox/wechatpay/v3/pay/transactions/app",
+            post(wechat_order::app_order),
+        )
+        .route("/sandbox/wechatpay/v3/certificates", get(certificates))
+        .route(
+            "/sandbox/wechatpay/rotate-platform-key",
+            post(wechat_platform::rotate_platform_key),
+        )
+        .route(
+            "/sandbox/wechatpay/platform-mode",
+            post(wechat_platform::set_platform_mode),
         )
         .route(
             "/sandbox/wechatpay/v3/pay/transactions/out-trade-no/{out_trade_no}",
@@ -208,7 +226,11 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
         ApiError {
             status,
             code,
@@ -216,11 +238,17 @@ impl ApiError {
         }
     }
 
-    fn invalid_request(message: impl Into<String>) -> ApiError {
+    /// The WeChat error code, e.g. `PARAM_ERROR`.
+    #[cfg(test)]
+    pub(crate) fn code(&self) -> &'static str {
+        self.code
+    }
+
+    pub(crate) fn invalid_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "INVALID_REQUEST", message)
     }
 
-    fn sign_error() -> ApiError {
+    pub(crate) fn sign_error() -> ApiError {
         // WeChat says no more than this about why; neither do we.
         ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -229,7 +257,7 @@ impl ApiError {
         )
     }
 
-    fn param(message: impl Into<String>) -> ApiError {
+    pub(crate) fn param(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "PARAM_ERROR", message)
     }
 
@@ -239,13 +267,13 @@ impl ApiError {
 }
 
 /// What a handler answers before it is signed.
-struct Answer {
+pub(crate) struct Answer {
     status: StatusCode,
     body: Vec<u8>,
 }
 
 impl Answer {
-    fn json(value: &Value) -> Answer {
+    pub(crate) fn json(value: &Value) -> Answer {
         Answer {
             status: StatusCode::OK,
             body: serde_json::to_vec(value).unwrap_or_default(),
@@ -271,18 +299,24 @@ impl From<ApiError> for Answer {
 }
 
 impl Sandbox {
-    /// Signs an answer with the platform key over the exact bytes sent.
+    /// An API answer: after `api_latency_ms`, signed.
+    pub(crate) async fn respond(&self, answer: Result<Answer, ApiError>) -> Response {
+        self.api_latency().await;
+        self.signed(answer.unwrap_or_else(Answer::from))
+    }
+
+    /// Signs an answer with the platform key that signs now, over the exact bytes sent.
     fn signed(&self, answer: Answer) -> Response {
-        let wechat = &self.inner.wechat;
+        let (serial, signer) = self.inner.wechat.platform.signing();
         let nonce = paygate_wechatpay::new_nonce();
         let mut signed_body = answer.body.clone();
         if self.faults().corrupt_response_signature {
             signed_body.extend_from_slice(b" ");
         }
         let headers = signed_headers(
-            &wechat.platform_signer,
-            &wechat.platform_key_id,
-            Utc::now().timestamp(),
+            &signer,
+            &serial,
+            self.now().timestamp(),
             &nonce,
             &signed_body,
         );
@@ -316,7 +350,7 @@ impl Sandbox {
 
     /// WeChat's request rules, in WeChat's order. `uri` is the full request URI; the signed
     /// canonical URL is its path and query after [`API_PREFIX`].
-    fn authenticate(
+    pub(crate) fn authenticate(
         &self,
         method: &Method,
         uri: &axum::http::Uri,
@@ -372,7 +406,7 @@ impl Sandbox {
         {
             return Err(ApiError::sign_error());
         }
-        if Utc::now().timestamp().abs_diff(authorization.timestamp) >= MAX_SKEW_SECONDS as u64 {
+        if self.now().timestamp().abs_diff(authorization.timestamp) >= MAX_SKEW_SECONDS as u64 {
             return Err(ApiError::sign_error());
         }
         let canonical_url = path_and_query
@@ -389,201 +423,12 @@ impl Sandbox {
     }
 }
 
-/// `POST /v3/pay/transactions/native`.
-async fn native_order(
-    State(sandbox): State<Sandbox>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let answer = sandbox
-        .authenticate(&Method::POST, &uri, &headers, &body)
-        .and_then(|auth| sandbox.create_native_order(&auth, &body));
-    sandbox.signed(answer.unwrap_or_else(Answer::from))
-}
-
-/// Fields paygate may send (design §1.1: only the order number and the amount leave, plus
-/// merchant ids and the mandatory neutral description). WeChat itself would accept `attach`,
-/// `detail`, `goods_tag`, `scene_info`…; the sandbox refuses them so that a privacy regression
-/// in the gateway fails its tests instead of reaching a provider.
-const ALLOWED_ORDER_FIELDS: &[&str] = &[
-    "appid",
-    "mchid",
-    "description",
-    "out_trade_no",
-    "time_expire",
-    "notify_url",
-    "amount",
-];
-const ALLOWED_AMOUNT_FIELDS: &[&str] = &["total", "currency"];
-
-impl Sandbox {
-    fn create_native_order(&self, auth: &Authorization, body: &[u8]) -> Result<Answer, ApiError> {
-        let wechat = &self.inner.wechat;
-        let request: Value =
-            serde_json::from_slice(body).map_err(|_| ApiError::param("请求体不是合法的JSON"))?;
-        let params = parse_order(&request)?;
-        // "Header mchid must equal body mchid" (WeChat answers this one as a signature error).
-        if params.mchid != auth.mchid {
-            return Err(ApiError::sign_error());
-        }
-        if params.appid != wechat.appid {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "APPID_MCHID_NOT_MATCH",
-                "appid和mch_id不匹配",
-            ));
-        }
-
-        let mut orders = lock(&wechat.orders);
-        if let Some(existing) = orders.get(&params.out_trade_no) {
-            // Re-posting identical parameters is WeChat's way to get the current code_url
-            // again; anything else about an existing number is refused. "Already paid" is read
-            // strictly: an error, never the old code_url, so a gateway can never show a second
-            // QR code for a paid order. (The v3 code for it is unconfirmed; the skill docs say
-            // ORDER_PAID.)
-            return match &existing.state {
-                OrderState::Success(_) => Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "ORDER_PAID",
-                    "该订单已支付",
-                )),
-                OrderState::Closed => Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "ORDER_CLOSED",
-                    "订单已关闭",
-                )),
-                OrderState::NotPay if existing.params != params => Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "OUT_TRADE_NO_USED",
-                    "请求重入时，参数与首次请求时不一致",
-                )),
-                OrderState::NotPay => Ok(Answer::json(&json!({"code_url": existing.code_url}))),
-            };
-        }
-        let code_url = format!(
-            "weixin://wxpay/bizpayurl?pr={}",
-            &paygate_wechatpay::new_nonce()[..7]
-        );
-        tracing::info!(out_trade_no = %params.out_trade_no, "sandbox: WeChat native order created");
-        orders.insert(
-            params.out_trade_no.clone(),
-            Order {
-                params,
-                code_url: code_url.clone(),
-                state: OrderState::NotPay,
-            },
-        );
-        Ok(Answer::json(&json!({"code_url": code_url})))
-    }
-}
-
-fn parse_order(request: &Value) -> Result<OrderParams, ApiError> {
-    let object = request
-        .as_object()
-        .ok_or_else(|| ApiError::param("请求体必须是JSON对象"))?;
-    for key in object.keys() {
-        if !ALLOWED_ORDER_FIELDS.contains(&key.as_str()) {
-            return Err(ApiError::invalid_request(format!(
-                "sandbox: field `{key}` is outside paygate's privacy allowlist"
-            )));
-        }
-    }
-    let text = |key: &str| -> Result<String, ApiError> {
-        match object.get(key) {
-            Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-            Some(Value::String(_)) | None => Err(ApiError::param(format!("缺少参数{key}"))),
-            Some(_) => Err(ApiError::param(format!("{key}参数类型错误"))),
-        }
-    };
-    let appid = text("appid")?;
-    let mchid = text("mchid")?;
-    let description = text("description")?;
-    let out_trade_no = text("out_trade_no")?;
-    let notify_url = text("notify_url")?;
-    let time_expire = match object.get("time_expire") {
-        None => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err(ApiError::param("time_expire参数类型错误")),
-    };
-
-    if appid.len() > 32 || mchid.len() > 32 {
-        return Err(ApiError::param("appid或mchid长度错误"));
-    }
-    // "不能超过127个字符", and WeChat takes only 1–3-byte UTF-8 characters (no emoji).
-    if description.chars().count() > 127 || description.chars().any(|c| c.len_utf8() > 3) {
-        return Err(ApiError::param(
-            "description长度超过127个字符或含有非法字符",
-        ));
-    }
-    if !valid_out_trade_no(&out_trade_no) {
-        return Err(ApiError::param(
-            "out_trade_no要求6-32个字符内，只能是数字、大小写字母_-|*",
-        ));
-    }
-    if !valid_notify_url(&notify_url) {
-        return Err(ApiError::param("notify_url必须是不带参数的http(s)绝对地址"));
-    }
-    if let Some(expire) = &time_expire
-        && chrono::DateTime::parse_from_rfc3339(expire).is_err()
-    {
-        return Err(ApiError::param("time_expire时间格式错误，应为rfc3339格式"));
-    }
-
-    let amount = object
-        .get("amount")
-        .and_then(Value::as_object)
-        .ok_or_else(|| ApiError::param("缺少参数amount"))?;
-    for key in amount.keys() {
-        if !ALLOWED_AMOUNT_FIELDS.contains(&key.as_str()) {
-            return Err(ApiError::invalid_request(format!(
-                "sandbox: field `amount.{key}` is outside paygate's privacy allowlist"
-            )));
-        }
-    }
-    // Integer fen only: 1.5 or "100" is a type error, 0 is "below the minimum".
-    let total = amount
-        .get("total")
-        .and_then(Value::as_i64)
-        .ok_or_else(|| ApiError::param("amount.total必须是整数（分）"))?;
-    if total < 1 {
-        return Err(ApiError::param("amount.total必须大于0"));
-    }
-    let currency = match amount.get("currency") {
-        None => "CNY".to_owned(),
-        Some(Value::String(c)) if c == "CNY" => c.clone(),
-        Some(_) => return Err(ApiError::param("amount.currency仅支持CNY")),
-    };
-
-    Ok(OrderParams {
-        appid,
-        mchid,
-        description,
-        out_trade_no,
-        time_expire,
-        notify_url,
-        total,
-        currency,
-    })
-}
-
 /// 6–32 characters of `[0-9A-Za-z_-|*]`.
 pub(crate) fn valid_out_trade_no(value: &str) -> bool {
     (6..=32).contains(&value.len())
         && value
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'|' | b'*'))
-}
-
-/// Absolute http(s), no query string, at most 255 characters.
-fn valid_notify_url(value: &str) -> bool {
-    let Some(rest) = value
-        .strip_prefix("https://")
-        .or_else(|| value.strip_prefix("http://"))
-    else {
-        return false;
-    };
-    value.len() <= 255 && !rest.is_empty() && !value.contains('?') && !value.contains('#')
 }
 
 /// `GET /v3/pay/transactions/out-trade-no/{out_trade_no}?mchid=…`.
@@ -615,7 +460,7 @@ async fn query_order(
                 .ok_or_else(ApiError::order_not_exist)?;
             Ok(Answer::json(&order.transaction_json()))
         });
-    sandbox.signed(answer.unwrap_or_else(Answer::from))
+    sandbox.respond(answer).await
 }
 
 /// `POST /v3/pay/transactions/out-trade-no/{out_trade_no}/close` → 204, re-entrant.
@@ -655,15 +500,44 @@ async fn close_order(
                 }
             }
         });
-    sandbox.signed(answer.unwrap_or_else(Answer::from))
+    sandbox.respond(answer).await
+}
+
+/// `GET /v3/certificates`: the listed platform certificates, each encrypted under the APIv3
+/// key, signed like every answer (with the certificate that signs now in certificate mode).
+async fn certificates(
+    State(sandbox): State<Sandbox>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> Response {
+    let answer = sandbox
+        .authenticate(&Method::GET, &uri, &headers, b"")
+        .map(|_| {
+            let wechat = &sandbox.inner.wechat;
+            let listing = wechat.platform.listing(&wechat.apiv3_key);
+            Answer::json(&serde_json::to_value(listing).unwrap_or_default())
+        });
+    sandbox.respond(answer).await
 }
 
 async fn not_found(State(sandbox): State<Sandbox>) -> Response {
-    sandbox.signed(Answer::from(ApiError::new(
-        StatusCode::NOT_FOUND,
-        "RESOURCE_NOT_EXISTS",
-        "sandbox: this WeChat Pay API is not simulated",
-    )))
+    sandbox
+        .respond(Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "RESOURCE_NOT_EXISTS",
+            "sandbox: this WeChat Pay API is not simulated",
+        )))
+        .await
+}
+
+impl Sandbox {
+    /// The channel an order was created on, as its `trade_type` (`NATIVE`, `JSAPI`, `MWEB`,
+    /// `APP`); None for an unknown order.
+    pub fn wechat_trade_type(&self, out_trade_no: &str) -> Option<&'static str> {
+        lock(&self.inner.wechat.orders)
+            .get(out_trade_no)
+            .map(|order| order.params.channel.trade_type())
+    }
 }
 
 /// Why the buyer could not pay.
@@ -703,21 +577,22 @@ impl Sandbox {
                 OrderState::NotPay => {}
             }
             let beijing = FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset");
-            let now = Utc::now().with_timezone(&beijing);
+            let now = self.now().with_timezone(&beijing);
+            // A JSAPI buyer is the one whose openid the merchant sent; the other channels learn
+            // who paid only now.
+            let openid = match &order.params.payer_openid {
+                Some(openid) => openid.0.clone(),
+                None => new_openid(),
+            };
             order.state = OrderState::Success(Payment {
                 transaction_id: new_transaction_id(&now.format("%Y%m%d").to_string()),
                 success_time: now.to_rfc3339_opts(SecondsFormat::Secs, false),
-                openid: new_openid(),
+                openid,
             });
             (order.transaction_json(), order.params.notify_url.clone())
         };
         tracing::info!(out_trade_no, "sandbox: WeChat order paid");
-        crate::delivery::spawn(
-            self.clone(),
-            out_trade_no.to_owned(),
-            notify_url,
-            transaction.clone(),
-        );
+        self.notify_wechat(out_trade_no.to_owned(), notify_url, transaction.clone());
         Ok(transaction)
     }
 
@@ -730,7 +605,7 @@ impl Sandbox {
         };
         Some(CashierView {
             total_fen: order.params.total,
-            code_url: order.code_url.clone(),
+            code_url: order.qr.clone(),
             description: order.params.description.clone(),
             state: match order.state {
                 OrderState::NotPay => "NOTPAY",

@@ -49,6 +49,14 @@ impl Harness {
 }
 
 async fn start() -> Harness {
+    start_with_divisor(1000).await
+}
+
+async fn start_with_divisor(time_divisor: u32) -> Harness {
+    start_with(time_divisor, paygate_sandbox::system_clock()).await
+}
+
+async fn start_with(time_divisor: u32, clock: paygate_sandbox::SandboxClock) -> Harness {
     let wechat = |name: &str| {
         std::fs::read_to_string(format!(
             "{}/tests/fixtures/{name}",
@@ -66,7 +74,8 @@ async fn start() -> Harness {
             platform_private_key_pem: wechat("test_platform_key.pem"),
             platform_key_id: "PUB_KEY_ID_0114232134912410000000000000".to_owned(),
         },
-        time_divisor: 1000,
+        time_divisor,
+        clock,
     })
     .unwrap()
     .with_alipay(AlipaySandboxConfig {
@@ -406,6 +415,95 @@ async fn corrupt_response_signature_is_refused_by_the_client() {
         .await
         .unwrap_err();
     assert!(matches!(error, Error::Response(_)), "{error:?}");
+}
+
+#[tokio::test]
+async fn an_api_error_rate_of_one_answers_every_call_with_a_signed_unknown_error() {
+    let h = start().await;
+    h.sandbox.set_faults(Faults {
+        api_error_rate: 1.0,
+        ..Faults::default()
+    });
+    let no = order_no("ERR");
+    for _ in 0..3 {
+        let error = h
+            .client
+            .precreate(&order(&no, 100, NOWHERE))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            api_error(error),
+            ("20000".into(), Some("isp.unknow-error".into()), true)
+        );
+    }
+    let error = h.client.query(&no).await.unwrap_err();
+    assert_eq!(
+        api_error(error),
+        ("20000".into(), Some("isp.unknow-error".into()), true)
+    );
+    h.sandbox.set_faults(Faults::default());
+    // No trade was created by the failed calls.
+    let error = h.client.query(&no).await.unwrap_err();
+    assert_eq!(api_error(error).1.as_deref(), Some("ACQ.TRADE_NOT_EXIST"));
+}
+
+#[tokio::test]
+async fn dropped_alipay_notifications_get_through_on_resend() {
+    // Real retry delays (4 min first), so only the resend can deliver within the test.
+    let h = start_with_divisor(1).await;
+    let receiver = Receiver::start(&[]).await;
+    h.sandbox.set_faults(Faults {
+        drop_notifications: 1.0,
+        ..Faults::default()
+    });
+    let no = order_no("DROP");
+    h.client
+        .precreate(&order(&no, 100, &receiver.url))
+        .await
+        .unwrap();
+    h.sandbox.pay(&no).unwrap();
+    let first = eventually("the first attempt", || {
+        h.sandbox.notifications().first().cloned()
+    })
+    .await;
+    assert!(first.dropped && !first.acknowledged && first.status.is_none());
+    assert!(receiver.received().is_empty());
+    assert_eq!(h.sandbox.pending_notifications(), 1);
+
+    h.sandbox.set_faults(Faults::default());
+    assert_eq!(h.sandbox.resend_pending().await, 1);
+    let last = h.sandbox.notifications().pop().unwrap();
+    assert_eq!(
+        (last.attempt, last.acknowledged, last.dropped),
+        (2, true, false)
+    );
+    assert_eq!(receiver.received().len(), 1);
+    assert_eq!(h.sandbox.pending_notifications(), 0);
+}
+
+#[tokio::test]
+async fn alipay_times_come_from_the_injected_clock() {
+    use chrono::TimeZone as _;
+    let fake = Utc.with_ymd_and_hms(2031, 3, 4, 5, 6, 7).unwrap();
+    let h = start_with(1000, Arc::new(move || fake)).await;
+    let receiver = Receiver::start(&[]).await;
+    let no = order_no("CLOCK");
+    h.client
+        .precreate(&order(&no, 100, &receiver.url))
+        .await
+        .unwrap();
+    let (status, paid) = h.pay(&no).await;
+    assert_eq!(status, 200);
+    assert_eq!(paid["send_pay_date"], "2031-03-04 13:06:07");
+    assert!(paid["trade_no"].as_str().unwrap().starts_with("20310304"));
+    let (body, _, _) = eventually("the notification", || {
+        receiver.received().into_iter().next()
+    })
+    .await;
+    let params = Params::from_form(&body).unwrap();
+    for key in ["notify_time", "gmt_payment", "gmt_create"] {
+        assert_eq!(params.get(key), Some("2031-03-04 13:06:07"), "{key}");
+    }
 }
 
 #[tokio::test]

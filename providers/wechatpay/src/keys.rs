@@ -24,7 +24,7 @@ const MIN_BITS: usize = 2048;
 const MAX_BITS: usize = 8192;
 
 /// What went wrong reading or making a key. Never carries key material.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
     #[error("key text is not PEM")]
     NotPem,
@@ -79,6 +79,19 @@ impl Signer {
     /// A verifier for this key's own signatures.
     pub fn verifier(&self) -> Result<Verifier, KeyError> {
         Verifier::from_public_key(self.public.clone())
+    }
+
+    /// The raw SHA256withRSA signature bytes (certificate signatures are DER, not Base64).
+    pub(crate) fn sign_raw(&self, message: &[u8]) -> Vec<u8> {
+        self.key.sign(message)
+    }
+
+    /// The public key's SubjectPublicKeyInfo DER, as a certificate embeds it.
+    pub(crate) fn public_key_der(&self) -> Result<Vec<u8>, KeyError> {
+        self.public
+            .to_public_key_der()
+            .map(|der| der.as_bytes().to_vec())
+            .map_err(|_| KeyError::Backend)
     }
 }
 

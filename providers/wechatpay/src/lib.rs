@@ -11,10 +11,13 @@
 //! - [`cipher`]: AEAD_AES_256_GCM with the APIv3 key.
 //! - [`notify`]: callbacks: verify, then parse, then decrypt.
 //! - [`model`]: wire types; requests from an allowlist, responses without payer fields.
-//! - [`client`]: native order, query, close, platform certificates.
+//! - [`certificates`]: platform certificate mode: decrypting `/v3/certificates`, and making a
+//!   self-signed certificate (the sandbox's side).
+//! - [`client`]: native, JSAPI, H5 and App orders, query, close, platform certificates.
 //!
 //! Wire facts and their sources: `wechatpay-v3.md` of the shared design docs.
 
+pub mod certificates;
 pub mod cipher;
 pub mod client;
 mod der;
@@ -24,13 +27,15 @@ pub mod notify;
 pub mod sign;
 pub mod verify;
 
+pub use certificates::{CertificateError, decrypt_certificates, self_signed_certificate};
 pub use cipher::{ApiV3Key, ApiV3KeyLength, DecryptError};
 pub use client::{Client, ClientError, Clock, RetryPolicy};
 pub use keys::{KeyError, Signer, Verifier, certificate_serial_hex, generate_key_pair};
 pub use model::{
-    CertificatesResponse, CloseRequest, EncryptedResource, ErrorBody, NativeOrderRequest,
-    NativeOrderResponse, Notification, OrderAmount, PlatformCertificate, TradeState, Transaction,
-    TransactionAmount,
+    AppOrderRequest, CertificatesResponse, CloseRequest, EncryptedResource, ErrorBody, H5Info,
+    H5OrderRequest, H5OrderResponse, H5SceneInfo, JsapiOrderRequest, NativeOrderRequest,
+    NativeOrderResponse, Notification, OrderAmount, Payer, PlatformCertificate, PrepayResponse,
+    TradeState, Transaction, TransactionAmount,
 };
 pub use notify::{NotifyError, VerifiedNotification, decrypt_resource, verify_notification};
 pub use sign::{

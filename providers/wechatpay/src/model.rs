@@ -3,6 +3,8 @@
 //! Response types have no field for payer data (design §1.2): `payer.openid` and `attach` are
 //! dropped by serde while parsing and never enter the gateway.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
 /// `POST /v3/pay/transactions/native`. Only merchant ids, the order number, the amount, one
@@ -19,6 +21,103 @@ pub struct NativeOrderRequest {
     pub notify_url: String,
     pub amount: OrderAmount,
 }
+
+/// `POST /v3/pay/transactions/jsapi` (公众号 / 小程序): the Native fields plus the payer's openid,
+/// which JSAPI makes mandatory. The openid is the one exception to "nothing about a person
+/// leaves" (design §1.1): passed through for this one request, never stored, never logged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JsapiOrderRequest {
+    pub appid: String,
+    pub mchid: String,
+    pub description: String,
+    pub out_trade_no: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_expire: Option<String>,
+    pub notify_url: String,
+    pub amount: OrderAmount,
+    pub payer: Payer,
+}
+
+/// `{"openid": …}`. Its `Debug` never shows the openid, so a request logged by mistake with
+/// `{:?}` still leaks nothing.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payer {
+    pub openid: String,
+}
+
+impl fmt::Debug for Payer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Payer").field("openid", &REDACTED).finish()
+    }
+}
+
+/// `POST /v3/pay/transactions/h5`: the Native fields plus the `scene_info` H5 makes mandatory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct H5OrderRequest {
+    pub appid: String,
+    pub mchid: String,
+    pub description: String,
+    pub out_trade_no: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_expire: Option<String>,
+    pub notify_url: String,
+    pub amount: OrderAmount,
+    pub scene_info: H5SceneInfo,
+}
+
+/// `scene_info` of an H5 order: exactly the payer's IP (string(45), IPv4 or IPv6) and the
+/// `h5_info.type`. None of the optional scene fields (`device_id`, `store_info`, `h5_info`'s
+/// app names and URLs) exist here, so none can be sent. `Debug` hides the IP.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct H5SceneInfo {
+    pub payer_client_ip: String,
+    pub h5_info: H5Info,
+}
+
+impl fmt::Debug for H5SceneInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("H5SceneInfo")
+            .field("payer_client_ip", &REDACTED)
+            .field("h5_info", &self.h5_info)
+            .finish()
+    }
+}
+
+/// `{"type": "iOS" | "Android" | "Wap"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct H5Info {
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// `POST /v3/pay/transactions/app`: exactly the Native fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppOrderRequest {
+    pub appid: String,
+    pub mchid: String,
+    pub description: String,
+    pub out_trade_no: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_expire: Option<String>,
+    pub notify_url: String,
+    pub amount: OrderAmount,
+}
+
+/// `{"prepay_id": "wx…"}` (string(64), valid 2 hours) of a JSAPI or App order; the second stage
+/// is [`crate::MerchantCredentials::jsapi_pay_params`] / `app_pay_params`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrepayResponse {
+    pub prepay_id: String,
+}
+
+/// `{"h5_url": "https://wx.tenpay.com/cgi-bin/mmpayweb-bin/checkmweb?…"}`, valid 5 minutes; the
+/// buyer's browser opens it (a URL-encoded `redirect_url` may be appended).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct H5OrderResponse {
+    pub h5_url: String,
+}
+
+const REDACTED: &str = "[redacted]";
 
 /// Amount in fen (integer, ≥ 1) and currency (`CNY`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -420,6 +420,11 @@ async fn faults_reject_unknown_fields_and_show_the_current_setting() {
             "signature_probe": false,
             "api_errors": 0,
             "corrupt_response_signature": false,
+            "drop_notifications": 0.0,
+            "delay_notifications_ms": 0,
+            "reorder": false,
+            "api_error_rate": 0.0,
+            "api_latency_ms": 0,
         })
     );
     assert_eq!(h.sandbox.faults().duplicate_notifications, 2);

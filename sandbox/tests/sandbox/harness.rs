@@ -59,6 +59,15 @@ pub async fn start() -> Harness {
 }
 
 pub async fn start_with_divisor(time_divisor: u32) -> Harness {
+    start_with(time_divisor, paygate_sandbox::system_clock(), Arc::new(now)).await
+}
+
+/// The sandbox on `clock`, and a client whose own clock is `client_clock` (unix seconds).
+pub async fn start_with(
+    time_divisor: u32,
+    clock: paygate_sandbox::SandboxClock,
+    client_clock: paygate_wechatpay::Clock,
+) -> Harness {
     let sandbox = Sandbox::new(SandboxConfig {
         wechatpay: WechatSandboxConfig {
             mchid: MCHID.to_owned(),
@@ -70,11 +79,12 @@ pub async fn start_with_divisor(time_divisor: u32) -> Harness {
             platform_key_id: PLATFORM_KEY_ID.to_owned(),
         },
         time_divisor,
+        clock,
     })
     .unwrap();
     let base = serve(sandbox.router()).await;
     let http = reqwest::Client::new();
-    let client = client_with_clock(&base, Arc::new(now));
+    let client = client_with_clock(&base, client_clock);
     Harness {
         sandbox,
         base,
@@ -91,6 +101,33 @@ pub fn client_with_clock(base: &str, clock: paygate_wechatpay::Clock) -> Client 
         Arc::new(RwLock::new(platform_keys())),
         clock,
     )
+}
+
+/// POSTs `body` to a WeChat API `path` (`/v3/…`), signed now by the merchant, as the Client
+/// would but with any body; checks the answer is signed, returns its status and JSON.
+pub async fn signed_post(h: &Harness, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let authorization =
+        credentials().authorization("POST", path, now(), &new_nonce(), body.as_bytes());
+    let response = h
+        .http
+        .post(format!("{}/sandbox/wechatpay{path}", h.base))
+        .header("Accept", "application/json")
+        .header("User-Agent", "paygate-tests")
+        .header("Content-Type", "application/json")
+        .header("Authorization", authorization)
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.bytes().await.unwrap();
+    let signature = SignatureHeaders::from_header_map(&headers).expect("answer is signed");
+    assert_eq!(
+        paygate_wechatpay::verify_signed(&platform_keys(), &signature, &body, now()),
+        Ok(())
+    );
+    (status, serde_json::from_slice(&body).unwrap_or_default())
 }
 
 /// Serves a router on 127.0.0.1:0; returns `http://addr`.

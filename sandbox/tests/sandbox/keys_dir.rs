@@ -55,6 +55,7 @@ fn platform_key_is_created_once_and_reused() {
     let sandbox = Sandbox::new(SandboxConfig {
         wechatpay: second,
         time_divisor: 1,
+        clock: paygate_sandbox::system_clock(),
     })
     .unwrap();
     assert_eq!(sandbox.wechat_platform_public_key_pem(), public);

@@ -4,5 +4,8 @@
 mod api;
 mod callbacks;
 mod cashier;
+mod channels;
+mod faults;
 mod harness;
 mod keys_dir;
+mod platform;
