@@ -129,7 +129,7 @@ impl Application {
         let mut sandbox = None;
         if let Some(setup) = options.sandbox {
             // --sandbox replaces the provider sections with the embedded simulator.
-            let embedded = embedded_sandbox(&setup, &public_url)?;
+            let embedded = embedded_sandbox(&setup, &public_url, &options.clock)?;
             providers.register(Arc::new(WechatPay::new(
                 &embedded.wechatpay,
                 embedded.wechat_keys,
@@ -243,7 +243,16 @@ struct EmbeddedSandbox {
     alipay_keys: AlipayKeys,
 }
 
-fn embedded_sandbox(setup: &SandboxSetup, public_url: &str) -> anyhow::Result<EmbeddedSandbox> {
+fn embedded_sandbox(
+    setup: &SandboxSetup,
+    public_url: &str,
+    clock: &SharedClock,
+) -> anyhow::Result<EmbeddedSandbox> {
+    // The simulator reads the gateway's clock: tests that move time move both sides.
+    let sandbox_clock = {
+        let clock = clock.clone();
+        Arc::new(move || clock.now())
+    };
     let alipay_app = paygate_alipay::Signer::from_pem_or_base64(&setup.alipay_app_private_key_pem)?;
     let sandbox = Sandbox::new(SandboxConfig {
         wechatpay: WechatSandboxConfig {
@@ -256,6 +265,7 @@ fn embedded_sandbox(setup: &SandboxSetup, public_url: &str) -> anyhow::Result<Em
             platform_key_id: paygate_sandbox::keys_dir::new_platform_key_id(),
         },
         time_divisor: setup.time_divisor,
+        clock: sandbox_clock,
     })?
     .with_alipay(AlipaySandboxConfig {
         app_id: SANDBOX_ALIPAY_APP_ID.into(),

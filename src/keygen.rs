@@ -488,6 +488,7 @@ mod tests {
         paygate_sandbox::Sandbox::new(paygate_sandbox::SandboxConfig {
             wechatpay: config,
             time_divisor: 1,
+            clock: paygate_sandbox::system_clock(),
         })
         .unwrap();
     }

@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{CHECKOUT_KEY, TestApp};
+use common::TestApp;
 use serde_json::Value;
 
 const EMPLOYER: &str = "emp_privacy_5309";
@@ -75,7 +75,7 @@ async fn a_cancel_sends_wechat_only_the_order_number_and_mchid() {
     let app = TestApp::spawn().await;
     let order = app.create_order(EMPLOYER, "resume-view-30d").await;
     let order_no = order["order_no"].as_str().unwrap();
-    let res = app.cancel(&order_no).await;
+    let res = app.cancel(order_no).await;
     assert_eq!(res.status(), 200);
 
     let requests = app.sandbox.wechat_requests();
@@ -142,3 +142,278 @@ on_both_backends!(
     the_payer_openid_is_never_stored_on_postgres,
     the_payer_openid_is_never_stored
 );
+
+/// Everything any component logs in this test binary, at DEBUG and above (the gateway, the
+/// embedded sandbox, the HTTP stack): "never logged" is checked against this.
+fn captured_logs() -> &'static std::sync::Mutex<Vec<u8>> {
+    use std::sync::{Mutex, OnceLock};
+    static LOGS: OnceLock<&'static Mutex<Vec<u8>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buffer: &'static Mutex<Vec<u8>> = Box::leak(Box::new(Mutex::new(Vec::new())));
+        let writer = move || LogWriter(buffer);
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(writer)
+            .try_init()
+            .expect("the only subscriber of this test binary");
+        buffer
+    })
+}
+
+struct LogWriter(&'static std::sync::Mutex<Vec<u8>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn logs_so_far() -> String {
+    String::from_utf8_lossy(&captured_logs().lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+}
+
+/// `secret` is nowhere: not in the database, the order, the event feed or the logs.
+async fn assert_kept_nowhere(app: &TestApp, order_no: &str, secret: &str) {
+    let dump = app.dump_database().await;
+    assert!(
+        dump.contains(order_no),
+        "the dump really holds the order rows"
+    );
+    assert!(!dump.contains(secret), "{secret:?} stored:\n{dump}");
+    let order = app.order(order_no).await;
+    assert!(!order.to_string().contains(secret), "order JSON: {order}");
+    assert!(!app.events().await.to_string().contains(secret));
+    let logs = logs_so_far();
+    assert!(
+        logs.contains(order_no),
+        "the capture really holds this flow's logs"
+    );
+    assert!(!logs.contains(secret), "{secret:?} logged");
+}
+
+#[tokio::test]
+async fn the_jsapi_openid_goes_to_wechat_for_that_request_only() {
+    captured_logs();
+    let app = TestApp::spawn().await;
+    let openid = "oJsapiPayer00000000000000042";
+    let order = app
+        .create_order_on(
+            EMPLOYER,
+            "wechatpay",
+            "jsapi",
+            serde_json::json!({"payer_openid": openid}),
+        )
+        .await;
+    let order_no = order["order_no"].as_str().unwrap();
+    let requests = app.sandbox.wechat_requests();
+    assert_eq!(requests.len(), 1);
+    let body: Value = serde_json::from_str(&requests[0].body).unwrap();
+    assert_eq!(
+        keys(&body),
+        BTreeSet::from([
+            "appid",
+            "mchid",
+            "description",
+            "out_trade_no",
+            "time_expire",
+            "notify_url",
+            "amount",
+            "payer"
+        ])
+    );
+    assert_eq!(keys(&body["payer"]), BTreeSet::from(["openid"]));
+    assert_eq!(body["payer"]["openid"], openid);
+
+    let tx = app.pay(order_no).await;
+    assert_eq!(
+        tx["payer"]["openid"], openid,
+        "the sandbox's payer is that openid"
+    );
+    app.wait_for_status(order_no, "paid").await;
+    assert_kept_nowhere(&app, order_no, openid).await;
+    assert_nothing_about_the_employer_left(&app);
+}
+
+#[tokio::test]
+async fn the_h5_client_ip_goes_to_wechat_for_that_request_only() {
+    captured_logs();
+    let app = TestApp::spawn().await;
+    let ip = "198.51.100.203";
+    let order = app
+        .create_order_on(
+            EMPLOYER,
+            "wechatpay",
+            "h5",
+            serde_json::json!({"client_ip": ip}),
+        )
+        .await;
+    let order_no = order["order_no"].as_str().unwrap();
+    let requests = app.sandbox.wechat_requests();
+    let body: Value = serde_json::from_str(&requests[0].body).unwrap();
+    assert_eq!(
+        keys(&body["scene_info"]),
+        BTreeSet::from(["payer_client_ip", "h5_info"])
+    );
+    assert_eq!(body["scene_info"]["payer_client_ip"], ip);
+    let tx = app.pay(order_no).await;
+    app.wait_for_status(order_no, "paid").await;
+    assert_kept_nowhere(&app, order_no, ip).await;
+    let openid = tx["payer"]["openid"].as_str().expect("payer.openid");
+    assert_kept_nowhere(&app, order_no, openid).await;
+}
+
+/// The parameters of every gateway.do call the sandbox received, plus those in the URLs and
+/// order strings the gateway handed the buyer: everything that left for Alipay.
+fn alipay_calls(app: &TestApp, orders: &[Value]) -> Vec<Vec<(String, String)>> {
+    let mut calls = app.sandbox.alipay_requests();
+    for order in orders {
+        let payment = &order["payment"];
+        let signed = match (
+            payment["pay_url"].as_str(),
+            payment["order_string"].as_str(),
+        ) {
+            (Some(url), _) => url.split_once('?').expect("a query string").1.to_owned(),
+            (None, Some(order_string)) => order_string.to_owned(),
+            (None, None) => continue,
+        };
+        let params = paygate_alipay::Params::from_form(signed.as_bytes()).expect("form");
+        calls.push(
+            params
+                .iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        );
+    }
+    calls
+}
+
+#[tokio::test]
+async fn alipay_orders_send_only_the_allowlisted_fields() {
+    let app = TestApp::spawn().await;
+    let mut orders = Vec::new();
+    for channel in ["qr", "page", "wap", "app"] {
+        orders.push(
+            app.create_order_on(EMPLOYER, "alipay", channel, serde_json::json!({}))
+                .await,
+        );
+    }
+    let calls = alipay_calls(&app, &orders);
+    assert_eq!(
+        calls.len(),
+        4,
+        "one precreate call, three signed browser/app orders"
+    );
+    for params in &calls {
+        let get = |key: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or_else(|| panic!("no {key}"))
+        };
+        let top: BTreeSet<&str> = params.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            top,
+            BTreeSet::from([
+                "app_id",
+                "method",
+                "format",
+                "charset",
+                "sign_type",
+                "sign",
+                "timestamp",
+                "version",
+                "notify_url",
+                "biz_content"
+            ]),
+            "{params:?}"
+        );
+        assert_eq!(get("app_id"), paygate::app::SANDBOX_ALIPAY_APP_ID);
+        assert_eq!(get("notify_url"), format!("{}/webhooks/alipay", app.url));
+        let biz: Value = serde_json::from_str(get("biz_content")).expect("JSON biz_content");
+        let method = get("method");
+        let product_code = match method {
+            "alipay.trade.precreate" => None,
+            "alipay.trade.page.pay" => Some("FAST_INSTANT_TRADE_PAY"),
+            "alipay.trade.wap.pay" => Some("QUICK_WAP_WAY"),
+            "alipay.trade.app.pay" => Some("QUICK_MSECURITY_PAY"),
+            other => panic!("unexpected method {other}"),
+        };
+        let mut expected =
+            BTreeSet::from(["out_trade_no", "total_amount", "subject", "time_expire"]);
+        if product_code.is_some() {
+            expected.insert("product_code");
+        }
+        assert_eq!(keys(&biz), expected, "{method}");
+        assert_eq!(biz["product_code"].as_str(), product_code);
+        assert_eq!(biz["subject"], "职前通服务");
+        assert_eq!(biz["total_amount"], "199.00");
+        assert!(
+            orders.iter().any(|o| o["order_no"] == biz["out_trade_no"]),
+            "{biz}"
+        );
+        let everything = format!("{params:?}");
+        for secret in [EMPLOYER, "resume-", "简历"] {
+            assert!(!everything.contains(secret), "{secret:?} left for Alipay");
+        }
+    }
+}
+
+#[tokio::test]
+async fn alipay_buyer_fields_are_never_stored_or_logged() {
+    captured_logs();
+    let app = TestApp::spawn().await;
+    let order = app
+        .create_order_on(EMPLOYER, "alipay", "qr", serde_json::json!({}))
+        .await;
+    let order_no = order["order_no"].as_str().unwrap();
+    // The sandbox's own notification carries buyer_id and buyer_logon_id …
+    let trade = app.pay(order_no).await;
+    // … and a query (the cancel path, unless the notification won the race) answers
+    // buyer_user_id and buyer_logon_id.
+    assert_eq!(app.cancel(order_no).await.status(), 409);
+    app.wait_for_status(order_no, "paid").await;
+    let mut secrets = Vec::new();
+    for key in [
+        "buyer_logon_id",
+        "buyer_user_id",
+        "buyer_id",
+        "buyer_open_id",
+    ] {
+        if let Some(value) = trade[key].as_str() {
+            secrets.push(value.to_owned());
+        }
+    }
+    assert!(
+        secrets.len() >= 2,
+        "the sandbox trade names its buyer: {trade}"
+    );
+    // A forged-but-signed duplicate with every payer field Alipay may send.
+    let forged =
+        common::alipay_notification(&order, &[("trade_no", trade["trade_no"].as_str().unwrap())]);
+    assert_eq!(
+        app.post_alipay_callback(&forged).await,
+        (200, "success".to_owned())
+    );
+    secrets.extend(
+        [
+            "2088102177846880",
+            "forged***@example.com",
+            "seller.forged@example.com",
+        ]
+        .map(String::from),
+    );
+    secrets.push("074a1CcTG1LelxKe4xQC0zgNdId0nxi95b5lsNpazWYoCo5".into());
+    for secret in &secrets {
+        assert_kept_nowhere(&app, order_no, secret).await;
+    }
+}

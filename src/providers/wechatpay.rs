@@ -7,8 +7,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use paygate_wechatpay::model::EVENT_TRANSACTION_SUCCESS;
 use paygate_wechatpay::{
-    ApiV3Key, Client, ClientError, MerchantCredentials, NativeOrderRequest, OrderAmount,
-    PlatformKeys, SignatureHeaders, Signer, TradeState, Transaction, Verifier, verify_notification,
+    ApiV3Key, AppOrderRequest, Client, ClientError, H5Info, H5OrderRequest, H5SceneInfo,
+    JsapiOrderRequest, MerchantCredentials, NativeOrderRequest, OrderAmount, Payer, PlatformKeys,
+    SignatureHeaders, Signer, TradeState, Transaction, Verifier, verify_notification,
 };
 
 use super::{
@@ -22,6 +23,8 @@ use crate::settle::PaidTrade;
 
 pub struct WechatPay {
     client: Client,
+    /// Signs the second stage the buyer's client runs (JSAPI `paySign`, App `sign`).
+    credentials: Arc<MerchantCredentials>,
     mchid: String,
     appid: String,
     notify_url: String,
@@ -84,12 +87,13 @@ impl WechatPay {
         let client = Client::new(
             http,
             &w.api_base,
-            creds,
+            creds.clone(),
             platform.clone(),
             Arc::new(move || client_clock.now().timestamp()),
         );
         WechatPay {
             client,
+            credentials: creds,
             mchid: w.mchid.clone(),
             appid: w.appid.clone(),
             notify_url: format!("{public_url}/webhooks/wechatpay"),
@@ -142,6 +146,10 @@ impl WechatPay {
     }
 }
 
+fn to_json(value: &impl serde::Serialize) -> Result<serde_json::Value, ProviderError> {
+    serde_json::to_value(value).map_err(|e| ProviderError::Rejected(e.into()))
+}
+
 fn provider_error(e: ClientError) -> ProviderError {
     if e.is_unavailable() {
         ProviderError::Unavailable(e.into())
@@ -157,13 +165,18 @@ impl PaymentProvider for WechatPay {
     }
 
     fn supports(&self, channel: Channel) -> bool {
-        channel == Channel::Native
+        matches!(
+            channel,
+            Channel::Native | Channel::Jsapi | Channel::H5 | Channel::App
+        )
     }
 
     async fn create(&self, p: &NewPayment) -> Result<PaymentInstructions, ProviderError> {
         // The allowlist of design.md §1: merchant ids, order number, amount, neutral text,
-        // expiry, notify URL. The request type has no other fields.
-        let request = NativeOrderRequest {
+        // expiry, notify URL; the request types have no other fields. JSAPI adds the payer's
+        // openid and H5 the payer's IP, which those channels require: passed through here and
+        // dropped with the request.
+        let base = NativeOrderRequest {
             appid: self.appid.clone(),
             mchid: self.mchid.clone(),
             description: p.description.clone(),
@@ -175,13 +188,107 @@ impl PaymentProvider for WechatPay {
                 currency: "CNY".to_owned(),
             },
         };
-        let answer = self
-            .client
-            .native_order(&request)
-            .await
-            .map_err(provider_error)?;
+        let missing = |what: &str| ProviderError::Rejected(anyhow!("channel needs {what}"));
         let mut out = PaymentInstructions::new();
-        out.insert("code_url".into(), answer.code_url.into());
+        match p.channel {
+            Channel::Native => {
+                let answer = self
+                    .client
+                    .native_order(&base)
+                    .await
+                    .map_err(provider_error)?;
+                out.insert("code_url".into(), answer.code_url.into());
+            }
+            Channel::Jsapi => {
+                let openid = p
+                    .payer
+                    .openid
+                    .clone()
+                    .ok_or_else(|| missing("payer_openid"))?;
+                let request = JsapiOrderRequest {
+                    appid: base.appid,
+                    mchid: base.mchid,
+                    description: base.description,
+                    out_trade_no: base.out_trade_no,
+                    time_expire: base.time_expire,
+                    notify_url: base.notify_url,
+                    amount: base.amount,
+                    payer: Payer { openid },
+                };
+                let answer = self
+                    .client
+                    .jsapi_order(&request)
+                    .await
+                    .map_err(provider_error)?;
+                let js = self.credentials.jsapi_pay_params(
+                    &self.appid,
+                    &answer.prepay_id,
+                    self.clock.now().timestamp(),
+                    &paygate_wechatpay::new_nonce(),
+                );
+                out.insert("prepay_id".into(), answer.prepay_id.into());
+                out.insert("js_params".into(), to_json(&js)?);
+            }
+            Channel::H5 => {
+                let ip = p
+                    .payer
+                    .client_ip
+                    .clone()
+                    .ok_or_else(|| missing("client_ip"))?;
+                let request = H5OrderRequest {
+                    appid: base.appid,
+                    mchid: base.mchid,
+                    description: base.description,
+                    out_trade_no: base.out_trade_no,
+                    time_expire: base.time_expire,
+                    notify_url: base.notify_url,
+                    amount: base.amount,
+                    scene_info: H5SceneInfo {
+                        payer_client_ip: ip,
+                        // A mobile browser page; WeChat also knows `iOS`/`Android` for apps.
+                        h5_info: H5Info {
+                            kind: "Wap".to_owned(),
+                        },
+                    },
+                };
+                let answer = self
+                    .client
+                    .h5_order(&request)
+                    .await
+                    .map_err(provider_error)?;
+                out.insert("h5_url".into(), answer.h5_url.into());
+            }
+            Channel::App => {
+                let request = AppOrderRequest {
+                    appid: base.appid,
+                    mchid: base.mchid,
+                    description: base.description,
+                    out_trade_no: base.out_trade_no,
+                    time_expire: base.time_expire,
+                    notify_url: base.notify_url,
+                    amount: base.amount,
+                };
+                let answer = self
+                    .client
+                    .app_order(&request)
+                    .await
+                    .map_err(provider_error)?;
+                let app = self.credentials.app_pay_params(
+                    &self.appid,
+                    &answer.prepay_id,
+                    self.clock.now().timestamp(),
+                    &paygate_wechatpay::new_nonce(),
+                );
+                out.insert("prepay_id".into(), answer.prepay_id.into());
+                out.insert("app_params".into(), to_json(&app)?);
+            }
+            other => {
+                return Err(ProviderError::Rejected(anyhow!(
+                    "wechatpay has no channel {}",
+                    other.as_str()
+                )));
+            }
+        }
         Ok(out)
     }
 
