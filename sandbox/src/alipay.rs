@@ -437,6 +437,12 @@ impl Sandbox {
                 Ok(Outcome::Success(order.query_fields()))
             }
             "alipay.trade.close" => {
+                if self.faults().pay_before_close
+                    && let Some(no) = biz.get("out_trade_no").and_then(Value::as_str)
+                {
+                    // The buyer's payment lands just before the close: the close is refused.
+                    let _ = self.pay_alipay(no);
+                }
                 let mut orders = lock(&sim.orders);
                 let key = find(&orders, biz)?.out_trade_no.clone();
                 let order = orders.get_mut(&key).ok_or_else(Failure::not_exist)?;

@@ -43,6 +43,10 @@ pub struct Faults {
     pub api_error_rate: f64,
     /// Every API answer is held this long before it goes out (real milliseconds).
     pub api_latency_ms: u64,
+    /// The race a gateway's close must survive: when a close request arrives for an unpaid
+    /// order, the buyer pays it first (its notification starts as usual) and the close is then
+    /// refused as for any paid order (WeChat `ORDER_PAID`, Alipay `ACQ.TRADE_STATUS_ERROR`).
+    pub pay_before_close: bool,
 }
 
 impl Faults {

@@ -482,6 +482,10 @@ async fn close_order(
                 Some(m) if m != auth.mchid => return Err(ApiError::sign_error()),
                 Some(_) => {}
             }
+            if sandbox.faults().pay_before_close {
+                // The buyer's payment lands just before the close: the close is refused.
+                let _ = sandbox.pay(&out_trade_no);
+            }
             let mut orders = lock(&wechat.orders);
             let order = orders
                 .get_mut(&out_trade_no)

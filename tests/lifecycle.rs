@@ -1,0 +1,359 @@
+//! The order lifecycle converges whatever the providers do (design.md §10): notifications
+//! dropped, delayed, reordered; the provider down or slow; payments racing the close; several
+//! instances on one database. Time is moved on the injected clock, never slept through.
+
+mod common;
+
+use chrono::Duration;
+use common::{Backend, CHECKOUT_KEY, TestApp};
+use paygate::jobs::Job;
+use paygate_sandbox::Faults;
+use serde_json::{Value, json};
+
+fn order_no(order: &Value) -> String {
+    order["order_no"].as_str().expect("order_no").to_owned()
+}
+
+/// Orders on both providers, alternating WeChat native and Alipay QR.
+async fn orders_on_both_providers(app: &TestApp, n: usize, employer: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let (provider, channel) = if i % 2 == 0 {
+            ("wechatpay", "native")
+        } else {
+            ("alipay", "qr")
+        };
+        let order = app
+            .create_order_on(employer, provider, channel, json!({}))
+            .await;
+        out.push(order_no(&order));
+    }
+    out
+}
+
+async fn run(app: &TestApp, job: Job) -> Value {
+    app.jobs.run_once(job).await.expect("job pass")
+}
+
+async fn dropped_notifications_are_recovered_by_the_active_query(app: TestApp) {
+    app.sandbox.set_faults(Faults {
+        drop_notifications: 1.0,
+        ..Faults::default()
+    });
+    let orders = orders_on_both_providers(&app, 50, "emp_dropped").await;
+    for no in &orders {
+        app.pay(no).await;
+    }
+    // Every delivery attempt is lost; nothing is settled yet, and a pass before the 2-minute
+    // mark leaves the orders to their notifications.
+    let early = run(&app, Job::ActiveQuery).await;
+    assert_eq!(early["checked"], 0, "{early}");
+    for no in &orders {
+        assert_eq!(app.order(no).await["status"], "pending");
+    }
+
+    app.clock.advance(Duration::minutes(3));
+    let pass = run(&app, Job::ActiveQuery).await;
+    assert_eq!(pass["settled"], 50, "{pass}");
+    for no in &orders {
+        let order = app.order(no).await;
+        assert_eq!(order["status"], "paid");
+        assert_eq!(order["payment_record"]["source"], "query");
+        app.assert_settled_once(no).await;
+    }
+    let entitlements = app.entitlements("emp_dropped").await;
+    assert_eq!(entitlements["entitlements"].as_array().unwrap().len(), 50);
+
+    // The notifications get through at last: all acknowledged, nothing settled twice.
+    app.sandbox.set_faults(Faults::default());
+    app.sandbox.resend_pending().await;
+    common::wait_until("every notification acknowledged", || {
+        let acked: std::collections::HashSet<String> = app
+            .sandbox
+            .notifications()
+            .into_iter()
+            .filter(|d| d.acknowledged)
+            .map(|d| d.out_trade_no)
+            .collect();
+        orders.iter().all(|no| acked.contains(no))
+    })
+    .await;
+    for no in &orders {
+        app.assert_settled_once(no).await;
+    }
+    assert_eq!(run(&app, Job::ActiveQuery).await["checked"], 0);
+}
+on_both_backends!(
+    dropped_notifications_are_recovered_by_the_active_query_on_sqlite,
+    dropped_notifications_are_recovered_by_the_active_query_on_postgres,
+    dropped_notifications_are_recovered_by_the_active_query
+);
+
+#[tokio::test]
+async fn unpaid_orders_past_expiry_are_closed_here_and_at_the_provider() {
+    let app = TestApp::spawn().await;
+    let wechat = order_no(
+        &app.create_order_on("emp_expiry", "wechatpay", "native", json!({}))
+            .await,
+    );
+    let alipay = order_no(
+        &app.create_order_on("emp_expiry", "alipay", "qr", json!({}))
+            .await,
+    );
+    // A page order nobody opened: Alipay has no trade, so it is closed here only.
+    let unopened = order_no(
+        &app.create_order_on("emp_expiry", "alipay", "page", json!({}))
+            .await,
+    );
+
+    let pass = run(&app, Job::Expire).await;
+    assert_eq!(pass["checked"], 0, "nothing has expired yet: {pass}");
+    app.clock.advance(Duration::minutes(16));
+    let pass = run(&app, Job::Expire).await;
+    assert_eq!(pass["closed"], 3, "{pass}");
+    for no in [&wechat, &alipay, &unopened] {
+        let order = app.order(no).await;
+        assert_eq!(order["status"], "closed", "{order}");
+        assert_eq!(
+            app.count(
+                "SELECT COUNT(*) FROM outbox_event WHERE order_no = $1 AND event_type = 'order.closed'",
+                no
+            )
+            .await,
+            1
+        );
+    }
+    // Closed at the sandbox too: the buyer can no longer pay there.
+    for no in [&wechat, &alipay] {
+        let res = app
+            .http
+            .post(format!("{}/sandbox/pay/{no}", app.url))
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_client_error(), "{no}: {}", res.status());
+    }
+    assert_eq!(run(&app, Job::Expire).await["checked"], 0, "nothing left");
+}
+
+#[tokio::test]
+async fn a_payment_racing_the_close_is_honoured_and_flagged_late() {
+    let app = TestApp::spawn().await;
+    let mut orders = Vec::new();
+    for (provider, channel) in [("wechatpay", "native"), ("alipay", "qr")] {
+        orders.push(order_no(
+            &app.create_order_on("emp_race", provider, channel, json!({}))
+                .await,
+        ));
+    }
+    // The buyer pays one second before the close request reaches the provider, and the
+    // notification is lost: the close is refused and the expiry job must notice the payment.
+    app.sandbox.set_faults(Faults {
+        pay_before_close: true,
+        drop_notifications: 1.0,
+        ..Faults::default()
+    });
+    app.clock.advance(Duration::minutes(16));
+    let pass = run(&app, Job::Expire).await;
+    assert_eq!(pass["settled"], 2, "{pass}");
+    for no in &orders {
+        let order = app.order(no).await;
+        assert_eq!(order["status"], "paid", "{order}");
+        assert_eq!(order["late_payment"], true, "{order}");
+        app.assert_settled_once(no).await;
+        assert_eq!(
+            app.count(
+                "SELECT COUNT(*) FROM outbox_event WHERE order_no = $1 AND event_type = 'payment.late'",
+                no
+            )
+            .await,
+            1
+        );
+    }
+    assert_eq!(
+        app.entitlements("emp_race").await["entitlements"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn an_outage_is_retried_with_back_off_and_the_orders_converge() {
+    let app = TestApp::spawn().await;
+    let orders = orders_on_both_providers(&app, 4, "emp_outage").await;
+    app.sandbox.set_faults(Faults {
+        drop_notifications: 1.0,
+        ..Faults::default()
+    });
+    for no in &orders {
+        app.pay(no).await;
+    }
+    app.sandbox.set_faults(Faults {
+        drop_notifications: 1.0,
+        api_error_rate: 1.0,
+        ..Faults::default()
+    });
+    app.clock.advance(Duration::minutes(3));
+    let queries_before = query_count(&app);
+    let pass = run(&app, Job::ActiveQuery).await;
+    assert_eq!(pass["failed"], 4, "{pass}");
+    for no in &orders {
+        assert_eq!(app.order(no).await["status"], "pending");
+    }
+    // Each order was asked more than once (bounded retries), never endlessly.
+    let asked = query_count(&app) - queries_before;
+    assert!((8..=4 * 5).contains(&asked), "{asked} queries for 4 orders");
+
+    // Creating an order during the outage: 502, nothing left behind, and the same
+    // Idempotency-Key works once the provider is back.
+    let body = json!({"employer_id": "emp_outage", "plan": "resume-download-50",
+        "provider": "wechatpay", "channel": "native"})
+    .to_string();
+    let res = app.post_order(CHECKOUT_KEY, "outage-create", &body).await;
+    assert_eq!(res.status(), 502);
+    let answer: Value = res.json().await.unwrap();
+    assert_eq!(answer["error"]["code"], "provider_unavailable");
+
+    app.sandbox.set_faults(Faults {
+        drop_notifications: 1.0,
+        ..Faults::default()
+    });
+    let pass = run(&app, Job::ActiveQuery).await;
+    assert_eq!(pass["settled"], 4, "{pass}");
+    for no in &orders {
+        app.assert_settled_once(no).await;
+    }
+    let res = app.post_order(CHECKOUT_KEY, "outage-create", &body).await;
+    assert_eq!(res.status(), 201);
+}
+
+#[tokio::test]
+async fn a_provider_too_slow_to_answer_is_a_timeout_and_the_order_converges_later() {
+    let app = TestApp::spawn().await;
+    let orders = orders_on_both_providers(&app, 2, "emp_slow").await;
+    app.sandbox.set_faults(Faults {
+        drop_notifications: 1.0,
+        ..Faults::default()
+    });
+    for no in &orders {
+        app.pay(no).await;
+    }
+    // Slower than the gateway's provider timeout (2 s in tests).
+    app.sandbox.set_faults(Faults {
+        drop_notifications: 1.0,
+        api_latency_ms: 2_500,
+        ..Faults::default()
+    });
+    app.clock.advance(Duration::minutes(3));
+    let pass = run(&app, Job::ActiveQuery).await;
+    assert_eq!(pass["failed"], 2, "{pass}");
+    app.sandbox.set_faults(Faults {
+        drop_notifications: 1.0,
+        ..Faults::default()
+    });
+    let pass = run(&app, Job::ActiveQuery).await;
+    assert_eq!(pass["settled"], 2, "{pass}");
+}
+
+/// WeChat queries and Alipay query calls the sandbox has received.
+fn query_count(app: &TestApp) -> usize {
+    let wechat = app
+        .sandbox
+        .wechat_requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path.contains("/out-trade-no/"))
+        .count();
+    let alipay = app
+        .sandbox
+        .alipay_requests()
+        .into_iter()
+        .filter(|p| {
+            p.iter()
+                .any(|(k, v)| k == "method" && v == "alipay.trade.query")
+        })
+        .count();
+    wechat + alipay
+}
+
+#[tokio::test]
+async fn expired_entitlements_are_marked_and_never_used() {
+    let app = TestApp::spawn().await;
+    // resume-view-30d: unlimited views for 30 days.
+    let order = app.create_order("emp_ent_expiry", "resume-view-30d").await;
+    let no = order_no(&order);
+    app.pay(&no).await;
+    app.wait_for_status(&no, "paid").await;
+    let (status, _) = app.access("emp_ent_expiry", "r1", "view").await;
+    assert_eq!(status, 200);
+
+    app.clock.advance(Duration::days(31));
+    // Before the job runs, the expired entitlement already grants nothing.
+    let (status, body) = app.access("emp_ent_expiry", "r2", "view").await;
+    assert_eq!(status, 403, "{body}");
+    let pass = run(&app, Job::EntitlementExpiry).await;
+    assert_eq!(pass["expired"], 1, "{pass}");
+    let list = app.entitlements("emp_ent_expiry").await;
+    assert_eq!(list["entitlements"][0]["status"], "expired");
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM outbox_event WHERE order_no = $1 AND event_type = 'entitlement.expired'",
+            &no
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM entitlement_audit WHERE kind = $1",
+            "expired"
+        )
+        .await,
+        1
+    );
+    assert_eq!(run(&app, Job::EntitlementExpiry).await["expired"], 0);
+    let (status, _) = app.access("emp_ent_expiry", "r1", "view").await;
+    assert_eq!(status, 403, "not even a résumé seen before");
+}
+
+/// Two gateways on one PostgreSQL fire every job at the same slots: each slot runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_postgres_run_each_scheduled_slot_once() {
+    let Some(a) = TestApp::spawn_on(Backend::Postgres).await else {
+        return;
+    };
+    let b = a.spawn_sibling().await;
+    assert_ne!(a.jobs.holder(), b.jobs.holder());
+
+    a.clock.advance(Duration::minutes(3));
+    b.clock.advance(Duration::minutes(3));
+
+    let base = Job::ActiveQuery.slot_of(paygate::clock::Clock::now(a.clock.as_ref()));
+    let mut runs = 0;
+    for job in Job::ALL {
+        for k in 0..3 {
+            let slot = base + k * job.period().num_milliseconds();
+            let (ra, rb) = tokio::join!(a.jobs.run_slot(job, slot), b.jobs.run_slot(job, slot));
+            let (ra, rb) = (ra.expect("run on A"), rb.expect("run on B"));
+            assert!(
+                ra.is_some() != rb.is_some(),
+                "{} slot {k}: exactly one instance runs it (A {ra:?}, B {rb:?})",
+                job.name()
+            );
+            runs += 1;
+            // The same slot again, on either: already ran.
+            assert!(a.jobs.run_slot(job, slot).await.unwrap().is_none());
+            assert!(b.jobs.run_slot(job, slot).await.unwrap().is_none());
+        }
+    }
+    assert_eq!(
+        a.count(
+            "SELECT COUNT(*) FROM job_run WHERE finished_at IS NOT NULL AND holder <> $1",
+            ""
+        )
+        .await,
+        runs
+    );
+}
