@@ -44,6 +44,10 @@ pub struct SandboxSetup {
     pub alipay_private_key_pem: String,
     /// Callback retry delays are divided by this.
     pub time_divisor: u32,
+    /// WeChat Pay platform certificate mode: the sandbox signs with certificates and the
+    /// gateway fetches them from `/v3/certificates` (`fetch_platform_certificates = true`)
+    /// instead of trusting the `PUB_KEY_ID` public key.
+    pub wechat_certificate_mode: bool,
 }
 
 pub const SANDBOX_MCHID: &str = "1900000001";
@@ -74,6 +78,7 @@ impl SandboxSetup {
             alipay_app_private_key_pem: alipay_app.expose_secret().to_owned(),
             alipay_private_key_pem: alipay_platform.expose_secret().to_owned(),
             time_divisor,
+            wechat_certificate_mode: false,
         })
     }
 }
@@ -282,13 +287,18 @@ fn embedded_sandbox(
         merchant_private_key_file: "(generated)".into(),
         apiv3_key_file: "(generated)".into(),
         platform_public_keys: vec![],
-        fetch_platform_certificates: false,
+        fetch_platform_certificates: setup.wechat_certificate_mode,
     };
     let mut platform = paygate_wechatpay::PlatformKeys::new();
-    platform.insert(
-        sandbox.wechat_platform_key_id(),
-        paygate_wechatpay::Verifier::from_pem(&sandbox.wechat_platform_public_key_pem())?,
-    );
+    if setup.wechat_certificate_mode {
+        // Nothing trusted up front: the keys come from /v3/certificates once serving.
+        sandbox.use_wechat_platform_certificates();
+    } else {
+        platform.insert(
+            sandbox.wechat_platform_key_id(),
+            paygate_wechatpay::Verifier::from_pem(&sandbox.wechat_platform_public_key_pem())?,
+        );
+    }
     let wechat_keys = WechatKeys {
         signer: paygate_wechatpay::Signer::from_pem(&setup.merchant_private_key_pem)?,
         apiv3_key: paygate_wechatpay::ApiV3Key::new(setup.apiv3_key.as_bytes())

@@ -357,3 +357,105 @@ async fn two_instances_on_one_postgres_run_each_scheduled_slot_once() {
         runs
     );
 }
+
+/// Certificate mode across a rotation: a notification signed with the old certificate that
+/// arrives after WeChat rotated, and one signed with the new certificate (a serial the gateway
+/// has never seen, so it fetches the certificates once), both settle.
+#[tokio::test]
+async fn certificate_rotation_mid_stream_settles_old_and_new_signatures() {
+    use paygate::clock::Clock;
+    let app = TestApp::spawn_certificate_mode().await;
+    let first = app.sandbox.wechat_signing_serial();
+    assert!(
+        !first.starts_with("PUB_KEY_ID_"),
+        "certificate mode signs with a serial"
+    );
+    let fetched = run(&app, Job::PlatformKeys).await;
+    assert_eq!(fetched["keys"], 1, "{fetched}");
+
+    let mut orders = Vec::new();
+    for _ in 0..3 {
+        orders.push(
+            app.create_order_on("emp_rotation", "wechatpay", "native", json!({}))
+                .await,
+        );
+    }
+    // Paid and notified before the rotation.
+    app.pay(&order_no(&orders[0])).await;
+    app.wait_for_status(&order_no(&orders[0]), "paid").await;
+
+    // In flight across the rotation: signed with the old certificate, delivered after it.
+    let tx = common::transaction_json(&orders[1], "4200000000202611290000000501", 19900);
+    let old = app
+        .sandbox
+        .wechat_notification(&tx, app.clock.now().timestamp());
+
+    let second = app
+        .sandbox
+        .rotate_wechat_platform_key()
+        .expect("rotate the sandbox's platform key");
+    assert_ne!(first, second);
+    assert_eq!(
+        app.sandbox.wechat_platform_serials(),
+        vec![first, second.clone()]
+    );
+    // Past the refresh rate limit, still inside the old notification's 5-minute window.
+    app.clock.advance(Duration::seconds(10));
+
+    // Signed with the new certificate: unknown serial → one fetch → verified.
+    let newest = order_no(&orders[2]);
+    app.pay(&newest).await;
+    let paid = app.wait_for_status(&newest, "paid").await;
+    assert_eq!(paid["payment_record"]["source"], "notification");
+
+    let res = app.post_wechat_callback(&old.headers, &old.body).await;
+    assert_eq!(res.status(), 204, "the old certificate still verifies");
+    for order in &orders {
+        app.assert_settled_once(&order_no(order)).await;
+    }
+    assert_eq!(run(&app, Job::PlatformKeys).await["keys"], 2);
+}
+
+/// An unknown serial that no fetch explains is refused, and it cannot make the gateway fetch
+/// again and again.
+#[tokio::test]
+async fn an_unknown_serial_in_certificate_mode_is_refused_after_one_fetch() {
+    use paygate::clock::Clock;
+    let app = TestApp::spawn_certificate_mode().await;
+    let order = app
+        .create_order_on("emp_rotation", "wechatpay", "native", json!({}))
+        .await;
+    let tx = common::transaction_json(&order, "4200000000202611290000000502", 19900);
+    let fetches = || {
+        app.sandbox
+            .wechat_requests()
+            .iter()
+            .filter(|r| r.path == "/v3/certificates")
+            .count()
+    };
+    // The order's creation fetched the certificates (no key was known yet); past the rate
+    // limit, the first unknown serial fetches again, the next four do not.
+    let before = fetches();
+    assert_eq!(before, 1);
+    app.clock.advance(Duration::seconds(10));
+    for _ in 0..5 {
+        let mut signed = app
+            .sandbox
+            .wechat_notification(&tx, app.clock.now().timestamp());
+        for (name, value) in signed.headers.iter_mut() {
+            if name.eq_ignore_ascii_case("Wechatpay-Serial") {
+                *value = "5157F09EFDC096DE15EBE81A47057A7232F1B8E1".into();
+            }
+        }
+        let res = app
+            .post_wechat_callback(&signed.headers, &signed.body)
+            .await;
+        assert_eq!(res.status(), 401);
+    }
+    assert_eq!(
+        fetches() - before,
+        1,
+        "one fetch within the rate limit, not one per callback"
+    );
+    app.assert_unsettled(&order_no(&order)).await;
+}

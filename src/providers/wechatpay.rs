@@ -9,7 +9,7 @@ use paygate_wechatpay::model::EVENT_TRANSACTION_SUCCESS;
 use paygate_wechatpay::{
     ApiV3Key, AppOrderRequest, Client, ClientError, H5Info, H5OrderRequest, H5SceneInfo,
     JsapiOrderRequest, MerchantCredentials, NativeOrderRequest, OrderAmount, Payer, PlatformKeys,
-    SignatureHeaders, Signer, TradeState, Transaction, Verifier, verify_notification,
+    SignatureHeaders, Signer, TradeState, Transaction, Verifier, VerifyError, verify_notification,
 };
 
 use super::{
@@ -31,7 +31,15 @@ pub struct WechatPay {
     platform: Arc<RwLock<PlatformKeys>>,
     apiv3_key: ApiV3Key,
     clock: SharedClock,
+    /// `fetch_platform_certificates`: platform keys come from `/v3/certificates`.
+    certificate_mode: bool,
+    /// When the certificates were last fetched (gateway clock); one fetch at a time.
+    last_refresh: tokio::sync::Mutex<Option<chrono::DateTime<chrono::Utc>>>,
 }
+
+/// An unknown `Wechatpay-Serial` on a callback triggers a certificate fetch at most this often,
+/// so forged serials cannot turn callbacks into a stream of requests to WeChat.
+const MIN_REFRESH_INTERVAL: chrono::Duration = chrono::Duration::seconds(5);
 
 /// Key material, read once at start-up.
 pub struct WechatKeys {
@@ -84,13 +92,18 @@ impl WechatPay {
         });
         let platform = Arc::new(RwLock::new(keys.platform));
         let client_clock = clock.clone();
-        let client = Client::new(
+        let mut client = Client::new(
             http,
             &w.api_base,
             creds.clone(),
             platform.clone(),
             Arc::new(move || client_clock.now().timestamp()),
         );
+        if w.fetch_platform_certificates {
+            // Lets the first download (and one just after a rotation) be checked against the
+            // certificates it lists, which only WeChat can encrypt under our APIv3 key.
+            client = client.with_apiv3_key(keys.apiv3_key.clone());
+        }
         WechatPay {
             client,
             credentials: creds,
@@ -100,7 +113,109 @@ impl WechatPay {
             platform,
             apiv3_key: keys.apiv3_key,
             clock,
+            certificate_mode: w.fetch_platform_certificates,
+            last_refresh: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// Fetches `/v3/certificates` and adds every listed key beside the ones already known
+    /// (old and new side by side across a rotation). Answers how many keys are known.
+    async fn fetch_certificates(&self) -> anyhow::Result<usize> {
+        let mut last = self.last_refresh.lock().await;
+        let listing = self
+            .client
+            .certificates()
+            .await
+            .context("fetching /v3/certificates")?;
+        let certificates = paygate_wechatpay::decrypt_certificates(&listing, &self.apiv3_key)
+            .context("decrypting /v3/certificates")?;
+        let known = {
+            let mut keys = self.platform.write().unwrap_or_else(|e| e.into_inner());
+            for (serial, verifier, _expires) in certificates {
+                keys.insert(&serial, verifier);
+            }
+            keys.len()
+        };
+        *last = Some(self.clock.now());
+        tracing::info!(known, "wechatpay platform certificates refreshed");
+        Ok(known)
+    }
+
+    /// Certificate mode: an unknown serial may be a key WeChat just rotated in. Fetch once
+    /// (unless a fetch happened within [`MIN_REFRESH_INTERVAL`]); true when a fetch ran.
+    async fn refresh_for_unknown_serial(&self) -> bool {
+        if !self.certificate_mode {
+            return false;
+        }
+        let recent = self
+            .last_refresh
+            .lock()
+            .await
+            .is_some_and(|at| self.clock.now() - at < MIN_REFRESH_INTERVAL);
+        if recent {
+            return false;
+        }
+        match self.fetch_certificates().await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "certificate refresh for an unknown serial failed"
+                );
+                false
+            }
+        }
+    }
+
+    /// Certificate mode before any key is known (start-up, before the first scheduled fetch):
+    /// fetch first, so the answer to this call can be verified.
+    async fn ensure_keys(&self) {
+        let empty = self
+            .platform
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty();
+        if empty {
+            self.refresh_for_unknown_serial().await;
+        }
+    }
+
+    /// One API call: keys first if needed, and an answer signed by a serial we do not know yet
+    /// (WeChat rotated) refreshes the certificates so the next attempt verifies; that answer
+    /// itself stays unverified, so the outcome is unknown: unavailable, try again.
+    async fn call<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, ClientError>>,
+    ) -> Result<T, ProviderError> {
+        self.ensure_keys().await;
+        match call.await {
+            Ok(answer) => Ok(answer),
+            Err(e) => Err(self.client_error(e).await),
+        }
+    }
+
+    async fn client_error(&self, e: ClientError) -> ProviderError {
+        if matches!(e, ClientError::Verify(VerifyError::UnknownSerial(_)))
+            && self.refresh_for_unknown_serial().await
+        {
+            return ProviderError::Unavailable(e.into());
+        }
+        provider_error(e)
+    }
+
+    fn verify(
+        &self,
+        signature: &SignatureHeaders,
+        body: &[u8],
+    ) -> Result<paygate_wechatpay::VerifiedNotification, paygate_wechatpay::NotifyError> {
+        let keys = self.platform.read().unwrap_or_else(|e| e.into_inner());
+        verify_notification(
+            &keys,
+            signature,
+            body,
+            self.clock.now().timestamp(),
+            &self.apiv3_key,
+        )
     }
 
     /// Checks a verified transaction against our merchant; keeps only what we store.
@@ -192,11 +307,7 @@ impl PaymentProvider for WechatPay {
         let mut out = PaymentInstructions::new();
         match p.channel {
             Channel::Native => {
-                let answer = self
-                    .client
-                    .native_order(&base)
-                    .await
-                    .map_err(provider_error)?;
+                let answer = self.call(self.client.native_order(&base)).await?;
                 out.insert("code_url".into(), answer.code_url.into());
             }
             Channel::Jsapi => {
@@ -215,11 +326,7 @@ impl PaymentProvider for WechatPay {
                     amount: base.amount,
                     payer: Payer { openid },
                 };
-                let answer = self
-                    .client
-                    .jsapi_order(&request)
-                    .await
-                    .map_err(provider_error)?;
+                let answer = self.call(self.client.jsapi_order(&request)).await?;
                 let js = self.credentials.jsapi_pay_params(
                     &self.appid,
                     &answer.prepay_id,
@@ -251,11 +358,7 @@ impl PaymentProvider for WechatPay {
                         },
                     },
                 };
-                let answer = self
-                    .client
-                    .h5_order(&request)
-                    .await
-                    .map_err(provider_error)?;
+                let answer = self.call(self.client.h5_order(&request)).await?;
                 out.insert("h5_url".into(), answer.h5_url.into());
             }
             Channel::App => {
@@ -268,11 +371,7 @@ impl PaymentProvider for WechatPay {
                     notify_url: base.notify_url,
                     amount: base.amount,
                 };
-                let answer = self
-                    .client
-                    .app_order(&request)
-                    .await
-                    .map_err(provider_error)?;
+                let answer = self.call(self.client.app_order(&request)).await?;
                 let app = self.credentials.app_pay_params(
                     &self.appid,
                     &answer.prepay_id,
@@ -293,10 +392,11 @@ impl PaymentProvider for WechatPay {
     }
 
     async fn query(&self, order_no: &OrderNo) -> Result<TradeStatus, ProviderError> {
+        self.ensure_keys().await;
         let tx = match self.client.query_by_out_trade_no(order_no.as_str()).await {
             Ok(tx) => tx,
             Err(e) if e.api_code() == Some("ORDER_NOT_EXIST") => return Ok(TradeStatus::Pending),
-            Err(e) => return Err(provider_error(e)),
+            Err(e) => return Err(self.client_error(e).await),
         };
         if tx.out_trade_no != order_no.as_str() {
             return Err(ProviderError::Rejected(anyhow!(
@@ -318,10 +418,7 @@ impl PaymentProvider for WechatPay {
     }
 
     async fn close(&self, order_no: &OrderNo) -> Result<(), ProviderError> {
-        self.client
-            .close(order_no.as_str())
-            .await
-            .map_err(provider_error)
+        self.call(self.client.close(order_no.as_str())).await
     }
 
     async fn verify_callback(
@@ -331,10 +428,13 @@ impl PaymentProvider for WechatPay {
     ) -> Result<Callback, CallbackError> {
         let signature = SignatureHeaders::from_header_map(headers)
             .map_err(|e| CallbackError::Unverified(e.to_string()))?;
-        let now = self.clock.now().timestamp();
-        let verified = {
-            let keys = self.platform.read().unwrap_or_else(|e| e.into_inner());
-            verify_notification(&keys, &signature, body, now, &self.apiv3_key)
+        let verified = match self.verify(&signature, body) {
+            Err(paygate_wechatpay::NotifyError::Verify(VerifyError::UnknownSerial(_)))
+                if self.refresh_for_unknown_serial().await =>
+            {
+                self.verify(&signature, body)
+            }
+            other => other,
         }
         .map_err(|e| CallbackError::Unverified(e.to_string()))?;
         if verified.notification.event_type != EVENT_TRANSACTION_SUCCESS {
@@ -350,6 +450,13 @@ impl PaymentProvider for WechatPay {
                 tx.trade_state.as_str()
             ))),
         }
+    }
+
+    async fn refresh_keys(&self) -> anyhow::Result<usize> {
+        if !self.certificate_mode {
+            return Ok(0);
+        }
+        self.fetch_certificates().await
     }
 
     fn answer(&self, outcome: &Result<(), CallbackError>) -> Response {

@@ -81,15 +81,23 @@ impl TestApp {
             Backend::Sqlite => format!("sqlite://{}", dir.path().join("paygate.db").display()),
             Backend::Postgres => fresh_postgres_url().await?,
         };
-        Some(TestApp::spawn_at(&db_url, dir).await)
+        Some(TestApp::spawn_at(&db_url, dir, false).await)
+    }
+
+    /// WeChat Pay in platform certificate mode: the gateway trusts no platform key until it
+    /// has fetched `/v3/certificates` from the sandbox.
+    pub async fn spawn_certificate_mode() -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db_url = format!("sqlite://{}", dir.path().join("paygate.db").display());
+        TestApp::spawn_at(&db_url, dir, true).await
     }
 
     /// Another instance (its own port, sandbox and clock) on the same database as `self`.
     pub async fn spawn_sibling(&self) -> TestApp {
-        TestApp::spawn_at(&self.db_url, tempfile::tempdir().expect("temp dir")).await
+        TestApp::spawn_at(&self.db_url, tempfile::tempdir().expect("temp dir"), false).await
     }
 
-    async fn spawn_at(db_url: &str, dir: tempfile::TempDir) -> TestApp {
+    async fn spawn_at(db_url: &str, dir: tempfile::TempDir, certificate_mode: bool) -> TestApp {
         let mut config = Config::from_toml_with_env("", Vec::new(), dir.path().to_owned())
             .expect("default config");
         config.database.url = db_url.to_owned();
@@ -109,6 +117,7 @@ impl TestApp {
             alipay_app_private_key_pem: MERCHANT_KEY.into(),
             alipay_private_key_pem: PLATFORM_KEY.into(),
             time_divisor: 1000,
+            wechat_certificate_mode: certificate_mode,
         };
         let clock = Arc::new(OffsetClock::default());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

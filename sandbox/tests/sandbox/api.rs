@@ -425,6 +425,7 @@ async fn faults_reject_unknown_fields_and_show_the_current_setting() {
             "reorder": false,
             "api_error_rate": 0.0,
             "api_latency_ms": 0,
+            "pay_before_close": false,
         })
     );
     assert_eq!(h.sandbox.faults().duplicate_notifications, 2);

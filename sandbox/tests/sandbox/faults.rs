@@ -235,3 +235,28 @@ async fn the_injected_clock_is_the_sandboxs_now_everywhere() {
         record.at
     );
 }
+
+#[tokio::test]
+async fn pay_before_close_pays_the_order_and_refuses_the_close() {
+    let h = start().await;
+    let receiver = Receiver::start(&[]).await;
+    let out_trade_no = order_no("PC");
+    h.client
+        .native_order(&order(&out_trade_no, 100, &receiver.url))
+        .await
+        .unwrap();
+    h.sandbox.set_faults(Faults {
+        pay_before_close: true,
+        ..Faults::default()
+    });
+    match h.client.close(&out_trade_no).await {
+        Err(ClientError::Api { code, .. }) => assert_eq!(code, "ORDER_PAID"),
+        other => panic!("the close must be refused as for a paid order, got {other:?}"),
+    }
+    let tx = h.client.query_by_out_trade_no(&out_trade_no).await.unwrap();
+    assert_eq!(tx.trade_state, paygate_wechatpay::TradeState::Success);
+    eventually("the payment's notification", || {
+        receiver.received().first().cloned()
+    })
+    .await;
+}
