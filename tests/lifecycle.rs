@@ -459,3 +459,44 @@ async fn an_unknown_serial_in_certificate_mode_is_refused_after_one_fetch() {
     );
     app.assert_unsettled(&order_no(&order)).await;
 }
+
+/// `serve` starts every job on its cron schedule (the schedules parse) and stops cleanly.
+#[tokio::test]
+async fn the_scheduler_starts_every_job_and_shuts_down() {
+    let app = TestApp::spawn().await;
+    let mut scheduler = app.jobs.clone().start().await.expect("scheduler starts");
+    scheduler.shutdown().await.expect("scheduler stops");
+}
+
+/// `paygate sync-pending` and `paygate run-job` run one pass and print it as JSON.
+#[test]
+fn the_cli_runs_one_pass_of_a_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("cli.db").display());
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_paygate"))
+            .args(args)
+            .env("PAYGATE_DATABASE__URL", &db)
+            .env_remove("PAYGATE_CONFIG")
+            .output()
+            .expect("run paygate")
+    };
+    let out = run(&["sync-pending"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pass: Value = serde_json::from_slice(&out.stdout).expect("JSON pass");
+    assert_eq!(pass["checked"], 0);
+    let out = run(&["run-job", "entitlement_expiry"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pass: Value = serde_json::from_slice(&out.stdout).expect("JSON pass");
+    assert_eq!(pass["expired"], 0);
+    let out = run(&["run-job", "no_such_job"]);
+    assert!(!out.status.success());
+}
