@@ -91,10 +91,11 @@ impl Job {
         (to_millis(at) + period / 2).div_euclid(period) * period
     }
 
-    /// How long a taker holds the lease: a run that takes longer may overlap the next one,
-    /// which is harmless (every pass converges) but not expected.
+    /// How long a taker holds the lease: long enough for a pass, short enough that an instance
+    /// that dies mid-run delays the next runs by at most this. A run that takes longer may
+    /// overlap the next one, which is harmless (every pass converges) but not expected.
     fn lease(self) -> chrono::Duration {
-        self.period() * 5
+        self.period().min(chrono::Duration::minutes(5))
     }
 }
 
@@ -399,6 +400,49 @@ impl Runner {
             Ok(Some(report)) => tracing::info!(job = job.name(), %report, "job ran"),
             Ok(None) => tracing::debug!(job = job.name(), "job slot taken by another instance"),
             Err(e) => tracing::error!(job = job.name(), error = format!("{e:#}"), "job failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn instances_whose_clocks_differ_by_under_half_a_period_agree_on_the_slot() {
+        let boundary = Utc.with_ymd_and_hms(2026, 11, 29, 12, 0, 0).unwrap();
+        let early = boundary - chrono::Duration::seconds(20);
+        let late = boundary + chrono::Duration::seconds(20);
+        assert_eq!(
+            Job::ActiveQuery.slot_of(early),
+            Job::ActiveQuery.slot_of(late)
+        );
+        assert_eq!(Job::ActiveQuery.slot_of(late), to_millis(boundary));
+        // The next firing a minute later is the next slot.
+        assert_eq!(
+            Job::ActiveQuery.slot_of(late + chrono::Duration::minutes(1)),
+            to_millis(boundary) + 60_000
+        );
+        let hourly = Job::EntitlementExpiry;
+        assert_eq!(
+            hourly.slot_of(boundary + chrono::Duration::minutes(5)),
+            to_millis(boundary)
+        );
+    }
+
+    #[test]
+    fn every_job_has_a_distinct_name_and_a_lease_no_longer_than_its_period() {
+        let names: std::collections::HashSet<_> = Job::ALL.iter().map(|j| j.name()).collect();
+        assert_eq!(names.len(), Job::ALL.len());
+        for job in Job::ALL {
+            assert!(job.lease() <= job.period(), "{}", job.name());
+            assert!(
+                job.lease() >= chrono::Duration::minutes(1),
+                "{}",
+                job.name()
+            );
         }
     }
 }
