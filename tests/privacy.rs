@@ -63,6 +63,10 @@ async fn an_order_sends_wechat_only_the_allowlisted_fields() {
     assert_eq!(body["amount"]["currency"], "CNY");
     assert_eq!(body["appid"], paygate::app::SANDBOX_APPID);
     assert_eq!(body["mchid"], paygate::app::SANDBOX_MCHID);
+    // The order's own expiry travels with it (RFC 3339, +08:00), so WeChat refuses a late
+    // payment by itself.
+    assert_eq!(body["time_expire"], order["expires_at"]);
+    assert!(body["time_expire"].as_str().unwrap().ends_with("+08:00"));
     assert_eq!(
         body["notify_url"],
         format!("{}/webhooks/wechatpay", app.url)
@@ -357,10 +361,14 @@ async fn alipay_orders_send_only_the_allowlisted_fields() {
         assert_eq!(biz["product_code"].as_str(), product_code);
         assert_eq!(biz["subject"], "职前通服务");
         assert_eq!(biz["total_amount"], "199.00");
-        assert!(
-            orders.iter().any(|o| o["order_no"] == biz["out_trade_no"]),
-            "{biz}"
-        );
+        let order = orders
+            .iter()
+            .find(|o| o["order_no"] == biz["out_trade_no"])
+            .unwrap_or_else(|| panic!("{biz}"));
+        // The order's expiry, as Alipay wants it: Beijing wall time, `yyyy-MM-dd HH:mm:ss`.
+        let expires_at = order["expires_at"].as_str().unwrap();
+        assert!(expires_at.ends_with("+08:00"));
+        assert_eq!(biz["time_expire"], expires_at[..19].replace('T', " "));
         let everything = format!("{params:?}");
         for secret in [EMPLOYER, "resume-", "简历"] {
             assert!(!everything.contains(secret), "{secret:?} left for Alipay");
