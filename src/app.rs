@@ -119,6 +119,7 @@ impl Application {
         options: Options,
     ) -> anyhow::Result<Application> {
         let addr = listener.local_addr()?;
+        crate::telemetry::install();
         let public_url = config.public_url(addr);
         let db = Db::connect(&config.database.url, config.database.max_connections)
             .await

@@ -32,6 +32,7 @@ use crate::providers::{PaymentProvider, ProviderError, TradeStatus};
 use crate::settle::{SettleError, Settled};
 use crate::store::jobs::{self as lease, Taken};
 use crate::store::orders::{self, DueOrder};
+use crate::telemetry;
 
 /// A pending order is queried once it is this old without a notification.
 pub const QUERY_AFTER: chrono::Duration = chrono::Duration::minutes(2);
@@ -196,6 +197,10 @@ pub async fn active_query(state: &AppState) -> anyhow::Result<QueryPass> {
             Seen::Failed => pass.failed += 1,
         }
     }
+    let job = Job::ActiveQuery.name();
+    telemetry::job_orders(job, "settled", pass.settled);
+    telemetry::job_orders(job, "still_pending", pass.still_pending);
+    telemetry::job_orders(job, "failed", pass.failed);
     Ok(pass)
 }
 
@@ -223,6 +228,10 @@ pub async fn expire_orders(state: &AppState) -> anyhow::Result<ExpirePass> {
             ExpireOutcome::Failed => pass.failed += 1,
         }
     }
+    let job = Job::Expire.name();
+    telemetry::job_orders(job, "closed", pass.closed);
+    telemetry::job_orders(job, "settled", pass.settled);
+    telemetry::job_orders(job, "failed", pass.failed);
     Ok(pass)
 }
 
@@ -344,9 +353,11 @@ impl Runner {
         )
         .await?
         else {
+            telemetry::job_run(job.name(), "skipped");
             return Ok(None);
         };
         let result = self.run_once(job).await;
+        telemetry::job_run(job.name(), if result.is_ok() { "ok" } else { "error" });
         let outcome = match &result {
             Ok(report) => report.to_string(),
             Err(e) => serde_json::json!({"error": format!("{e:#}")}).to_string(),

@@ -16,3 +16,4 @@ pub mod lifecycle;
 pub mod providers;
 pub mod settle;
 pub mod store;
+pub mod telemetry;

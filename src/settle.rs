@@ -179,5 +179,6 @@ pub async fn settle(
     }
     tx.commit().await?;
     tracing::info!(order_no, provider = %trade.provider, source = source.as_str(), late, "order settled");
+    crate::telemetry::settled(trade.provider.as_str(), source.as_str(), late);
     Ok(Settled::Now { late })
 }

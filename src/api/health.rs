@@ -10,6 +10,18 @@ pub async fn live() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
 
+/// Prometheus text exposition (design.md §4); unauthenticated like the health checks, so
+/// expose it only where the scraper can reach it. It holds counts, never identifiers.
+pub async fn metrics() -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::telemetry::render(),
+    )
+}
+
 /// Ready when the database answers.
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
     match state.db.ping().await {

@@ -31,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .route("/webhooks/{provider}", post(webhooks::receive))
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
+        .route("/metrics", get(health::metrics))
         .fallback(|| async {
             crate::error::ApiError::NotFound("not_found", "no such route".into())
         })

@@ -18,6 +18,7 @@ use crate::providers::{NewPayment, PayerHints, ProviderError, TradeStatus};
 use crate::settle;
 use crate::store::idempotency::{self, Claim};
 use crate::store::orders::{self, OrderRow};
+use crate::telemetry;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -220,8 +221,14 @@ pub async fn create(
             orders::delete_unaccepted(state.db.pool(), &order.order_no).await?;
             idempotency::release(state.db.pool(), &caller.0.id, &key).await?;
             return Err(match e {
-                ProviderError::Unavailable(e) => ApiError::ProviderUnavailable(e),
-                ProviderError::Rejected(e) => ApiError::ProviderRejected(e),
+                ProviderError::Unavailable(e) => {
+                    telemetry::order_create_failed(provider_id.as_str(), "provider_unavailable");
+                    ApiError::ProviderUnavailable(e)
+                }
+                ProviderError::Rejected(e) => {
+                    telemetry::order_create_failed(provider_id.as_str(), "provider_rejected");
+                    ApiError::ProviderRejected(e)
+                }
             });
         }
     };
@@ -234,6 +241,7 @@ pub async fn create(
     idempotency::complete(&mut tx, &caller.0.id, &key, 201, &body).await?;
     tx.commit().await?;
     tracing::info!(order_no = %order.order_no, provider = %provider_id, channel = channel.as_str(), "order created");
+    telemetry::order_created(provider_id.as_str(), channel.as_str());
     Ok((
         StatusCode::CREATED,
         [(axum::http::header::CONTENT_TYPE, "application/json")],

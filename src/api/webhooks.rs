@@ -9,6 +9,7 @@ use crate::app::AppState;
 use crate::domain::ProviderId;
 use crate::providers::{Callback, CallbackError};
 use crate::settle::{self, SettleError, Source};
+use crate::telemetry;
 
 pub async fn receive(
     State(state): State<AppState>,
@@ -27,6 +28,11 @@ pub async fn receive(
             match settle::settle(&state.db, &trade, Source::Notification, state.clock.now()).await {
                 Ok(settled) => {
                     tracing::info!(order_no = %trade.order_no, provider = %provider.id(), ?settled, "callback settled");
+                    let outcome = match settled {
+                        settle::Settled::Now { .. } => "settled",
+                        settle::Settled::Already => "duplicate",
+                    };
+                    telemetry::callback(provider.id().as_str(), outcome);
                     Ok(())
                 }
                 Err(SettleError::Db(e)) => Err(CallbackError::Temporary(e.into())),
@@ -35,11 +41,18 @@ pub async fn receive(
         }
         Ok(Callback::Ignored(what)) => {
             tracing::info!(provider = %provider.id(), what, "verified callback acknowledged without action");
+            telemetry::callback(provider.id().as_str(), "ignored");
             Ok(())
         }
         Err(e) => Err(e),
     };
     if let Err(e) = &outcome {
+        let kind = match e {
+            CallbackError::Unverified(_) => "unverified",
+            CallbackError::Mismatch(_) => "mismatch",
+            CallbackError::Temporary(_) => "temporary",
+        };
+        telemetry::callback(provider.id().as_str(), kind);
         match e {
             CallbackError::Temporary(cause) => {
                 tracing::error!(provider = %provider.id(), error = format!("{cause:#}"), "callback not processed")

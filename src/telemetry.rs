@@ -1,0 +1,68 @@
+//! Prometheus metrics (`GET /metrics`), through the `metrics` facade: counters at the points
+//! where money moves or could be lost, labelled only with low-cardinality values (provider,
+//! channel, outcome, job) — never an order number, an employer or anything about a payer.
+//!
+//! | metric | labels |
+//! |---|---|
+//! | `paygate_orders_created_total` | provider, channel |
+//! | `paygate_order_create_failures_total` | provider, reason (`provider_unavailable`, `provider_rejected`) |
+//! | `paygate_callbacks_total` | provider, outcome (`settled`, `duplicate`, `ignored`, `unverified`, `mismatch`, `temporary`) |
+//! | `paygate_settlements_total` | provider, source (`notification`, `query`), late (`true`/`false`) |
+//! | `paygate_job_runs_total` | job, outcome (`ok`, `error`, `skipped`: another instance had the slot) |
+//! | `paygate_job_orders_total` | job, result (`settled`, `closed`, `still_pending`, `failed`) |
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide recorder once (every `Application` in a process shares it).
+/// `None` when another recorder was installed first: `/metrics` then says so.
+pub fn install() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| match PrometheusBuilder::new().install_recorder() {
+            Ok(handle) => Some(handle),
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics recorder not installed; /metrics stays empty");
+                None
+            }
+        })
+        .as_ref()
+}
+
+/// The Prometheus text exposition of every metric so far.
+pub fn render() -> String {
+    install().map(PrometheusHandle::render).unwrap_or_default()
+}
+
+pub fn order_created(provider: &str, channel: &str) {
+    metrics::counter!("paygate_orders_created_total", "provider" => provider.to_owned(), "channel" => channel.to_owned())
+        .increment(1);
+}
+
+pub fn order_create_failed(provider: &str, reason: &'static str) {
+    metrics::counter!("paygate_order_create_failures_total", "provider" => provider.to_owned(), "reason" => reason)
+        .increment(1);
+}
+
+pub fn callback(provider: &str, outcome: &'static str) {
+    metrics::counter!("paygate_callbacks_total", "provider" => provider.to_owned(), "outcome" => outcome)
+        .increment(1);
+}
+
+pub fn settled(provider: &str, source: &'static str, late: bool) {
+    metrics::counter!("paygate_settlements_total", "provider" => provider.to_owned(), "source" => source, "late" => if late { "true" } else { "false" })
+        .increment(1);
+}
+
+pub fn job_run(job: &'static str, outcome: &'static str) {
+    metrics::counter!("paygate_job_runs_total", "job" => job, "outcome" => outcome).increment(1);
+}
+
+pub fn job_orders(job: &'static str, result: &'static str, n: u64) {
+    if n > 0 {
+        metrics::counter!("paygate_job_orders_total", "job" => job, "result" => result)
+            .increment(n);
+    }
+}
