@@ -36,7 +36,7 @@ struct Bench {
 
 impl Bench {
     async fn create(&self, i: usize) -> String {
-        let (provider, channel) = if i % 2 == 0 {
+        let (provider, channel) = if i.is_multiple_of(2) {
             ("wechatpay", "native")
         } else {
             ("alipay", "qr")

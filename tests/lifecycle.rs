@@ -18,7 +18,7 @@ fn order_no(order: &Value) -> String {
 async fn orders_on_both_providers(app: &TestApp, n: usize, employer: &str) -> Vec<String> {
     let mut out = Vec::new();
     for i in 0..n {
-        let (provider, channel) = if i % 2 == 0 {
+        let (provider, channel) = if i.is_multiple_of(2) {
             ("wechatpay", "native")
         } else {
             ("alipay", "qr")
