@@ -16,8 +16,6 @@ pub enum CloseReason {
     Cancelled,
     /// Its time ran out.
     Expired,
-    /// The provider reports it closed.
-    ClosedAtProvider,
 }
 
 impl CloseReason {
@@ -25,7 +23,6 @@ impl CloseReason {
         match self {
             CloseReason::Cancelled => "cancelled",
             CloseReason::Expired => "expired",
-            CloseReason::ClosedAtProvider => "closed_at_provider",
         }
     }
 }

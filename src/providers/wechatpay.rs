@@ -122,6 +122,16 @@ impl WechatPay {
     /// (old and new side by side across a rotation). Answers how many keys are known.
     async fn fetch_certificates(&self) -> anyhow::Result<usize> {
         let mut last = self.last_refresh.lock().await;
+        self.fetch_certificates_locked(&mut last).await
+    }
+
+    /// The fetch itself, under the `last_refresh` lock so fetches never run side by side. An
+    /// attempt counts for the rate limit whether or not it succeeds.
+    async fn fetch_certificates_locked(
+        &self,
+        last: &mut Option<chrono::DateTime<chrono::Utc>>,
+    ) -> anyhow::Result<usize> {
+        *last = Some(self.clock.now());
         let listing = self
             .client
             .certificates()
@@ -136,26 +146,21 @@ impl WechatPay {
             }
             keys.len()
         };
-        *last = Some(self.clock.now());
         tracing::info!(known, "wechatpay platform certificates refreshed");
         Ok(known)
     }
 
-    /// Certificate mode: an unknown serial may be a key WeChat just rotated in. Fetch once
-    /// (unless a fetch happened within [`MIN_REFRESH_INTERVAL`]); true when a fetch ran.
+    /// Certificate mode: an unknown serial may be a key WeChat just rotated in. Fetch once,
+    /// unless an attempt was made within [`MIN_REFRESH_INTERVAL`]; true when a fetch succeeded.
     async fn refresh_for_unknown_serial(&self) -> bool {
         if !self.certificate_mode {
             return false;
         }
-        let recent = self
-            .last_refresh
-            .lock()
-            .await
-            .is_some_and(|at| self.clock.now() - at < MIN_REFRESH_INTERVAL);
-        if recent {
+        let mut last = self.last_refresh.lock().await;
+        if last.is_some_and(|at| self.clock.now() - at < MIN_REFRESH_INTERVAL) {
             return false;
         }
-        match self.fetch_certificates().await {
+        match self.fetch_certificates_locked(&mut last).await {
             Ok(_) => true,
             Err(e) => {
                 tracing::warn!(
