@@ -159,7 +159,7 @@ async fn main() {
     }
     clock.advance(chrono::Duration::minutes(3));
     let started = Instant::now();
-    // One pass takes at most 500 orders; the scheduler's next minute takes the rest.
+    // One pass takes at most 10,000 orders; the scheduler's next minute takes the rest.
     let mut settled = 0;
     while settled < n {
         let pass = jobs.run_once(Job::ActiveQuery).await.expect("pass");

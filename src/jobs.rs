@@ -31,13 +31,15 @@ use crate::lifecycle::{self, CloseReason};
 use crate::providers::{PaymentProvider, ProviderError, TradeStatus};
 use crate::settle::{SettleError, Settled};
 use crate::store::jobs::{self as lease, Taken};
-use crate::store::orders::{self, DueOrder};
+use crate::store::orders::{self, Cursor, DueOrder};
 use crate::telemetry;
 
 /// A pending order is queried once it is this old without a notification.
 pub const QUERY_AFTER: chrono::Duration = chrono::Duration::minutes(2);
-/// Orders one pass looks at; the next pass takes the rest.
+/// Orders read from the database at a time.
 const BATCH: i64 = 500;
+/// Batches one pass goes through at most (10,000 orders); the next pass takes the rest.
+const MAX_BATCHES: usize = 20;
 /// Provider calls in flight at once within one pass.
 const CONCURRENCY: usize = 8;
 
@@ -168,28 +170,58 @@ async fn query_and_settle(state: &AppState, provider: &dyn PaymentProvider, no: 
     }
 }
 
+/// Runs `work` over every order `fetch` pages through (keyset order, [`BATCH`] at a time, at
+/// most [`MAX_BATCHES`] per pass), [`CONCURRENCY`] provider calls in flight.
+async fn over_due<T, Page, Work>(
+    state: &AppState,
+    fetch: impl Fn(Cursor) -> Page,
+    work: impl Fn(Arc<dyn PaymentProvider>, OrderNo) -> Work,
+) -> anyhow::Result<Vec<T>>
+where
+    Page: std::future::Future<Output = Result<Vec<DueOrder>, sqlx::Error>>,
+    Work: std::future::Future<Output = T>,
+{
+    let mut cursor = Cursor::start();
+    let mut out = Vec::new();
+    for _ in 0..MAX_BATCHES {
+        let due = fetch(cursor.clone()).await?;
+        let Some(last) = due.last() else { break };
+        cursor = Cursor::after(last);
+        let full = due.len() as i64 >= BATCH;
+        let work = &work;
+        let done: Vec<Option<T>> = futures_util::stream::iter(due)
+            .map(|order| async move {
+                let provider = provider_for(state, &order)?;
+                let no = OrderNo::parse(&order.order_no)?;
+                Some(work(provider, no).await)
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        out.extend(done.into_iter().flatten());
+        if !full {
+            break;
+        }
+    }
+    Ok(out)
+}
+
 /// Active query: pending orders older than [`QUERY_AFTER`] (and not yet expired) are queried;
 /// paid ones settle through the same exactly-once path as a notification.
 pub async fn active_query(state: &AppState) -> anyhow::Result<QueryPass> {
     let now = state.clock.now();
-    let due = orders::pending_created_before(
-        state.db.pool(),
-        to_millis(now - QUERY_AFTER),
-        to_millis(now),
-        BATCH,
+    let (created_before, now_ms) = (to_millis(now - QUERY_AFTER), to_millis(now));
+    let pool = state.db.pool();
+    let outcomes = over_due(
+        state,
+        |cursor| async move {
+            orders::pending_created_before(pool, created_before, now_ms, &cursor, BATCH).await
+        },
+        |provider, no| async move { query_and_settle(state, provider.as_ref(), &no).await },
     )
     .await?;
-    let outcomes: Vec<Option<Seen>> = futures_util::stream::iter(due)
-        .map(|order| async move {
-            let provider = provider_for(state, &order)?;
-            let no = OrderNo::parse(&order.order_no)?;
-            Some(query_and_settle(state, provider.as_ref(), &no).await)
-        })
-        .buffer_unordered(CONCURRENCY)
-        .collect()
-        .await;
     let mut pass = QueryPass::default();
-    for seen in outcomes.into_iter().flatten() {
+    for seen in outcomes {
         pass.checked += 1;
         match seen {
             Seen::Settled => pass.settled += 1,
@@ -209,18 +241,16 @@ pub async fn active_query(state: &AppState) -> anyhow::Result<QueryPass> {
 /// payment that slipped in between (the provider refuses the close) is settled and, the order
 /// being closed by then, flagged `payment.late`.
 pub async fn expire_orders(state: &AppState) -> anyhow::Result<ExpirePass> {
-    let due = orders::pending_expired(state.db.pool(), to_millis(state.clock.now()), BATCH).await?;
-    let outcomes: Vec<Option<ExpireOutcome>> = futures_util::stream::iter(due)
-        .map(|order| async move {
-            let provider = provider_for(state, &order)?;
-            let no = OrderNo::parse(&order.order_no)?;
-            Some(expire_one(state, provider.as_ref(), &no).await)
-        })
-        .buffer_unordered(CONCURRENCY)
-        .collect()
-        .await;
+    let now_ms = to_millis(state.clock.now());
+    let pool = state.db.pool();
+    let outcomes = over_due(
+        state,
+        |cursor| async move { orders::pending_expired(pool, now_ms, &cursor, BATCH).await },
+        |provider, no| async move { expire_one(state, provider.as_ref(), &no).await },
+    )
+    .await?;
     let mut pass = ExpirePass::default();
-    for outcome in outcomes.into_iter().flatten() {
+    for outcome in outcomes {
         pass.checked += 1;
         match outcome {
             ExpireOutcome::Closed => pass.closed += 1,

@@ -543,3 +543,41 @@ on_both_backends!(
     the_lease_blocks_live_holders_and_fences_dead_ones_on_postgres,
     the_lease_blocks_live_holders_and_fences_dead_ones
 );
+
+/// A pass pages through its orders by (time, order_no): every due order once, none twice,
+/// whatever the page size.
+async fn passes_page_through_every_due_order_once(app: TestApp) {
+    use paygate::store::orders::{Cursor, pending_created_before, pending_expired};
+    let created = orders_on_both_providers(&app, 5, "emp_paging").await;
+    app.clock.advance(Duration::minutes(16));
+    let now = paygate::clock::to_millis(paygate::clock::Clock::now(app.clock.as_ref()));
+    for page in [1, 2, 5, 10] {
+        let mut seen = Vec::new();
+        let mut cursor = Cursor::start();
+        loop {
+            let due = pending_expired(app.db.pool(), now, &cursor, page)
+                .await
+                .unwrap();
+            let Some(last) = due.last() else { break };
+            cursor = Cursor::after(last);
+            seen.extend(due.into_iter().map(|d| d.order_no));
+        }
+        let mut sorted = seen.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), seen.len(), "page {page}: an order twice");
+        let mut expected = created.clone();
+        expected.sort();
+        assert_eq!(sorted, expected, "page {page}");
+    }
+    // Not due for the active query: they have expired.
+    let due = pending_created_before(app.db.pool(), now, now, &Cursor::start(), 100)
+        .await
+        .unwrap();
+    assert!(due.is_empty());
+}
+on_both_backends!(
+    passes_page_through_every_due_order_once_on_sqlite,
+    passes_page_through_every_due_order_once_on_postgres,
+    passes_page_through_every_due_order_once
+);

@@ -133,52 +133,90 @@ pub async fn mark_closed(
     Ok(n == 1)
 }
 
-/// An order a job looks at: its number and provider.
+/// An order a job looks at: its number and provider, and its place in the pass's order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DueOrder {
     pub order_no: String,
     pub provider: String,
+    /// The time the pass orders by (`created_at` or `expires_at`).
+    pub key: i64,
 }
 
-fn due_orders(rows: Vec<(String, String)>) -> Vec<DueOrder> {
+/// Where a pass resumes: after this (key, order_no). Keyset paging, so orders that stay
+/// pending (a provider that did not answer) are not met again within one pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub key: i64,
+    pub order_no: String,
+}
+
+impl Cursor {
+    pub fn start() -> Cursor {
+        Cursor {
+            key: i64::MIN,
+            order_no: String::new(),
+        }
+    }
+
+    pub fn after(order: &DueOrder) -> Cursor {
+        Cursor {
+            key: order.key,
+            order_no: order.order_no.clone(),
+        }
+    }
+}
+
+fn due_orders(rows: Vec<(String, String, i64)>) -> Vec<DueOrder> {
     rows.into_iter()
-        .map(|(order_no, provider)| DueOrder { order_no, provider })
+        .map(|(order_no, provider, key)| DueOrder {
+            order_no,
+            provider,
+            key,
+        })
         .collect()
 }
 
 /// Pending orders created at or before `created_before` that have not expired yet: due an
-/// active query. Oldest first.
+/// active query. Oldest first, after `cursor`.
 pub async fn pending_created_before(
     pool: &AnyPool,
     created_before: i64,
     now_ms: i64,
+    cursor: &Cursor,
     limit: i64,
 ) -> Result<Vec<DueOrder>, sqlx::Error> {
     let rows = sqlx::query_as(
-        "SELECT order_no, provider FROM payment_order
+        "SELECT order_no, provider, created_at FROM payment_order
          WHERE status = 'pending' AND created_at <= $1 AND expires_at > $2
-         ORDER BY created_at LIMIT $3",
+           AND (created_at > $3 OR (created_at = $3 AND order_no > $4))
+         ORDER BY created_at, order_no LIMIT $5",
     )
     .bind(created_before)
     .bind(now_ms)
+    .bind(cursor.key)
+    .bind(&cursor.order_no)
     .bind(limit)
     .fetch_all(pool)
     .await?;
     Ok(due_orders(rows))
 }
 
-/// Pending orders whose expiry has passed. Earliest expiry first.
+/// Pending orders whose expiry has passed. Earliest expiry first, after `cursor`.
 pub async fn pending_expired(
     pool: &AnyPool,
     now_ms: i64,
+    cursor: &Cursor,
     limit: i64,
 ) -> Result<Vec<DueOrder>, sqlx::Error> {
     let rows = sqlx::query_as(
-        "SELECT order_no, provider FROM payment_order
+        "SELECT order_no, provider, expires_at FROM payment_order
          WHERE status = 'pending' AND expires_at <= $1
-         ORDER BY expires_at LIMIT $2",
+           AND (expires_at > $2 OR (expires_at = $2 AND order_no > $3))
+         ORDER BY expires_at, order_no LIMIT $4",
     )
     .bind(now_ms)
+    .bind(cursor.key)
+    .bind(&cursor.order_no)
     .bind(limit)
     .fetch_all(pool)
     .await?;
