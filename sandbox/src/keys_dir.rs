@@ -1,6 +1,9 @@
 //! The key directory shared with the gateway. `paygate keys generate DIR` writes the merchant
-//! side (`DIR/wechatpay/…`); the sandbox keeps its own platform key pair in `DIR/sandbox/`,
-//! made on first start and reused after, so a gateway configured once keeps verifying.
+//! side (`DIR/wechatpay/…`, `DIR/alipay/…`); the sandbox keeps its own private keys in
+//! `DIR/sandbox/`, made on first start and reused after, so a gateway configured once keeps
+//! verifying. Their public halves go where the gateway's configuration names them: the WeChat Pay
+//! platform key in `DIR/sandbox/`, the Alipay key at `DIR/alipay/alipay_public_key.pem` (the
+//! `alipay_public_key_file` of the snippet `paygate keys generate` prints).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -9,6 +12,7 @@ use anyhow::Context as _;
 use paygate_wechatpay::{Signer, generate_key_pair};
 use rand::Rng as _;
 
+use crate::alipay::AlipaySandboxConfig;
 use crate::wechat::WechatSandboxConfig;
 
 /// `DIR/sandbox/wechatpay_platform_key.pem`: the simulated WeChat Pay platform private key.
@@ -18,6 +22,24 @@ pub const PLATFORM_PRIVATE_KEY_FILE: &str = "sandbox/wechatpay_platform_key.pem"
 pub const PLATFORM_PUBLIC_KEY_FILE: &str = "sandbox/wechatpay_pub_key.pem";
 /// `DIR/sandbox/wechatpay_pub_key_id.txt`: its `PUB_KEY_ID_…`.
 pub const PLATFORM_KEY_ID_FILE: &str = "sandbox/wechatpay_pub_key_id.txt";
+
+/// `DIR/alipay/app_public_key.pem`: the app public key `paygate keys generate` writes. A keys dir
+/// without it (made before the sandbox served Alipay) gets no Alipay half.
+pub const ALIPAY_APP_PUBLIC_KEY_FILE: &str = "alipay/app_public_key.pem";
+/// `DIR/alipay/app_id.txt`: the app id requests must carry.
+pub const ALIPAY_APP_ID_FILE: &str = "alipay/app_id.txt";
+/// `DIR/sandbox/alipay_private_key.pem`: the simulated Alipay private key (owner-only).
+pub const ALIPAY_PRIVATE_KEY_FILE: &str = "sandbox/alipay_private_key.pem";
+/// `DIR/alipay/alipay_public_key.pem`: its public key, where the gateway's
+/// `alipay_public_key_file` points. In production Alipay's own public key lives there, so the
+/// sandbox only writes it when it is absent or already holds the sandbox's key.
+pub const ALIPAY_PUBLIC_KEY_FILE: &str = "alipay/alipay_public_key.pem";
+/// `DIR/alipay/seller_id.txt`, optional: the payee PID put in notifications, in place of
+/// [`SANDBOX_SELLER_ID`].
+pub const ALIPAY_SELLER_ID_FILE: &str = "alipay/seller_id.txt";
+/// The payee PID (`seller_id`) the standalone sandbox reports unless `DIR/alipay/seller_id.txt`
+/// names another: the shape of a real one (`2088` and 12 digits), owned by nobody.
+pub const SANDBOX_SELLER_ID: &str = "2088000000000001";
 
 /// The simulated platform key, as loaded or generated.
 pub struct PlatformKeyFiles {
@@ -105,6 +127,100 @@ pub fn load_or_create_platform_key(dir: &Path) -> anyhow::Result<PlatformKeyFile
         key_id,
         public_key_path: public_path,
     })
+}
+
+/// The Alipay half for the keys dir: `None` when `DIR/alipay/app_public_key.pem` is absent (the
+/// sandbox then serves WeChat Pay only). Otherwise reads the app public key and
+/// `DIR/alipay/app_id.txt`, the seller id ([`SANDBOX_SELLER_ID`] unless
+/// `DIR/alipay/seller_id.txt` exists), and loads (or first creates) the simulator's Alipay key.
+pub fn alipay_config_from_keys_dir(dir: &Path) -> anyhow::Result<Option<AlipaySandboxConfig>> {
+    let app_public_path = dir.join(ALIPAY_APP_PUBLIC_KEY_FILE);
+    if !app_public_path.exists() {
+        return Ok(None);
+    }
+    let read = |path: &Path| -> anyhow::Result<String> {
+        let text =
+            fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Ok(text.trim().to_owned())
+    };
+    let app_public_key_pem = read(&app_public_path)?;
+    let app_id = read(&dir.join(ALIPAY_APP_ID_FILE))?;
+    let seller_id_path = dir.join(ALIPAY_SELLER_ID_FILE);
+    let seller_id = if seller_id_path.exists() {
+        read(&seller_id_path)?
+    } else {
+        SANDBOX_SELLER_ID.to_owned()
+    };
+    anyhow::ensure!(
+        seller_id.len() == 16
+            && seller_id.starts_with("2088")
+            && seller_id.bytes().all(|b| b.is_ascii_digit()),
+        "{}: a seller id is `2088` and 12 digits",
+        seller_id_path.display()
+    );
+    let alipay_private_key_pem = load_or_create_alipay_key(dir)?;
+    Ok(Some(AlipaySandboxConfig {
+        app_id,
+        app_public_key_pem,
+        alipay_private_key_pem,
+        seller_id,
+    }))
+}
+
+/// Loads `DIR/sandbox/alipay_private_key.pem`, creating it (owner-only) on first use, and writes
+/// its public key to `DIR/alipay/alipay_public_key.pem`. A public key file that holds another
+/// key (Alipay's real one, say) is never overwritten: that is an error.
+fn load_or_create_alipay_key(dir: &Path) -> anyhow::Result<String> {
+    let private_path = dir.join(ALIPAY_PRIVATE_KEY_FILE);
+    let public_path = dir.join(ALIPAY_PUBLIC_KEY_FILE);
+    let existing_public = match fs::read_to_string(&public_path) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", public_path.display())),
+    };
+    let not_ours = || {
+        anyhow::anyhow!(
+            "{} holds a key the sandbox did not make from {}: it may be Alipay's real public \
+             key; move it away (or use another --keys-dir) and start again",
+            public_path.display(),
+            private_path.display()
+        )
+    };
+
+    let private_key_pem = if private_path.exists() {
+        fs::read_to_string(&private_path)
+            .with_context(|| format!("reading {}", private_path.display()))?
+    } else {
+        // Checked before a key is made: a new key can never match a file already there.
+        if existing_public.is_some() {
+            return Err(not_ours());
+        }
+        fs::create_dir_all(dir.join("sandbox"))
+            .with_context(|| format!("creating {}", dir.join("sandbox").display()))?;
+        // Alipay's RSA2 takes any RSA-2048 key; this generator hands back the plain String
+        // that AlipaySandboxConfig holds anyway.
+        let (private_pem, _) =
+            generate_key_pair().map_err(|e| anyhow::anyhow!("generating the Alipay key: {e}"))?;
+        write_private(&private_path, &private_pem)?;
+        private_pem
+    };
+    let public_key_pem = paygate_alipay::Signer::from_pem_or_base64(&private_key_pem)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", private_path.display()))?
+        .public_key_pem();
+    match existing_public {
+        Some(text) if same_public_key(&text, &public_key_pem) => {}
+        Some(_) => return Err(not_ours()),
+        None => fs::write(&public_path, &public_key_pem)
+            .with_context(|| format!("writing {}", public_path.display()))?,
+    }
+    Ok(private_key_pem)
+}
+
+/// Whether `text` is the public key `pem` (compared as keys: line endings and PEM label kind
+/// may differ).
+fn same_public_key(text: &str, pem: &str) -> bool {
+    paygate_alipay::Verifier::from_pem_or_base64(text)
+        .is_ok_and(|verifier| verifier.public_key_pem() == pem)
 }
 
 /// `PUB_KEY_ID_` and 28 digits, like `PUB_KEY_ID_0114232134912410000000000000`.

@@ -50,7 +50,10 @@ use serde::Serialize;
 pub use alipay::AlipaySandboxConfig;
 pub use delivery::{DeliveryRecord, SignedNotification};
 pub use faults::{Faults, REORDER_WINDOW_MS};
-pub use keys_dir::{PlatformKeyFiles, load_or_create_platform_key, wechat_config_from_keys_dir};
+pub use keys_dir::{
+    PlatformKeyFiles, alipay_config_from_keys_dir, load_or_create_platform_key,
+    wechat_config_from_keys_dir,
+};
 pub use wechat::{CapturedRequest, PayError, WechatSandboxConfig};
 pub use wechat_platform::{PlatformCertificateKey, PlatformMode};
 

@@ -1,20 +1,27 @@
-//! `paygate-sandbox`: the WeChat Pay simulator on its own port.
+//! `paygate-sandbox`: the WeChat Pay and Alipay simulator on its own port.
 //!
 //! ```text
 //! paygate keys generate keys          # the merchant side, once
 //! paygate-sandbox --keys-dir keys     # http://127.0.0.1:9090/sandbox/…
 //! ```
+//!
+//! The Alipay half is served when the keys dir has `alipay/app_public_key.pem` (every dir
+//! `paygate keys generate` makes now); an older dir gets WeChat Pay only.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
-use paygate_sandbox::{Sandbox, SandboxConfig, system_clock, wechat_config_from_keys_dir};
+use paygate_sandbox::alipay::GATEWAY_PATH;
+use paygate_sandbox::keys_dir::{ALIPAY_APP_PUBLIC_KEY_FILE, ALIPAY_PUBLIC_KEY_FILE};
+use paygate_sandbox::{
+    Sandbox, SandboxConfig, alipay_config_from_keys_dir, system_clock, wechat_config_from_keys_dir,
+};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "paygate-sandbox",
-    about = "Local WeChat Pay APIv3 simulator for paygate"
+    about = "Local WeChat Pay APIv3 and Alipay gateway simulator for paygate"
 )]
 struct Args {
     /// Address to listen on.
@@ -31,18 +38,24 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let wechatpay = match wechat_config_from_keys_dir(&args.keys_dir) {
-        Ok(config) => config,
+    let configs = wechat_config_from_keys_dir(&args.keys_dir)
+        .and_then(|wechat| Ok((wechat, alipay_config_from_keys_dir(&args.keys_dir)?)));
+    let (wechatpay, alipay) = match configs {
+        Ok(configs) => configs,
         Err(error) => {
             eprintln!("paygate-sandbox: {error:#}");
             std::process::exit(2);
         }
     };
-    let sandbox = Sandbox::new(SandboxConfig {
+    let mut sandbox = Sandbox::new(SandboxConfig {
         wechatpay,
         time_divisor: args.time_divisor,
         clock: system_clock(),
     })?;
+    let seller_id = alipay.as_ref().map(|config| config.seller_id.clone());
+    if let Some(config) = alipay {
+        sandbox = sandbox.with_alipay(config)?;
+    }
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let base = format!("http://{}", listener.local_addr()?);
     println!("paygate-sandbox listening on {base}");
@@ -54,6 +67,20 @@ async fn main() -> anyhow::Result<()> {
             .join(paygate_sandbox::keys_dir::PLATFORM_PUBLIC_KEY_FILE)
             .display()
     );
+    match seller_id {
+        Some(seller_id) => {
+            println!("  Alipay gateway_url: {base}{GATEWAY_PATH}");
+            println!("  Alipay seller_id: {seller_id}");
+            println!(
+                "  Alipay public key: {}",
+                args.keys_dir.join(ALIPAY_PUBLIC_KEY_FILE).display()
+            );
+        }
+        None => println!(
+            "  Alipay: not served ({} not found; `paygate keys generate` into a new DIR writes it)",
+            args.keys_dir.join(ALIPAY_APP_PUBLIC_KEY_FILE).display()
+        ),
+    }
     println!("  public keys: {base}/sandbox/keys");
     axum::serve(listener, sandbox.router())
         .with_graceful_shutdown(shutdown_signal())
