@@ -56,8 +56,10 @@ pub struct GeneratedKeys {
     pub alipay_public_key_file: PathBuf,
     /// `DIR/alipay/app_id.txt`.
     pub alipay_app_id_file: PathBuf,
-    /// `[wechatpay]` and `[alipay]` sections (design §8) pointing at these files; the keys
-    /// that come from the providers (platform public keys) are commented placeholders.
+    /// `[wechatpay]` and `[alipay]` sections (design §8) pointing at these files. The WeChat Pay
+    /// platform key is a commented placeholder; `alipay_public_key_file` names
+    /// `DIR/alipay/alipay_public_key.pem`, which the standalone sandbox writes (in production,
+    /// Alipay's public key goes there).
     pub config_snippet: String,
 }
 
@@ -275,7 +277,6 @@ fn config_snippet(
         .parent()
         .unwrap_or(Path::new(""));
     let keys_dir = wechat_dir.parent().unwrap_or(Path::new(""));
-    let alipay_dir = k.alipay_private_key_file.parent().unwrap_or(Path::new(""));
     Ok(format!(
         "\
 [wechatpay]
@@ -293,8 +294,12 @@ apiv3_key_file = {apiv3}
 gateway_url = \"https://openapi.alipay.com/gateway.do\"
 app_id = {app_id}
 app_private_key_file = {app_key}
-# Upload {app_pub} to Alipay, then save the Alipay public key it shows you here.
-# alipay_public_key_file = {alipay_pub}
+# The standalone sandbox (paygate-sandbox --keys-dir) writes its Alipay public key here. In
+# production, upload {app_pub} to the Alipay open platform and save the Alipay public key it
+# shows you here instead.
+alipay_public_key_file = {alipay_pub}
+# Your PID (2088…), checked on notifications; the standalone sandbox's is this one.
+# seller_id = {seller_id}
 ",
         mchid = toml_string(mchid),
         appid = toml_string(appid),
@@ -307,7 +312,8 @@ app_private_key_file = {app_key}
         app_id = toml_string(alipay_app_id),
         app_key = path(&k.alipay_private_key_file)?,
         app_pub = path(&k.alipay_public_key_file)?,
-        alipay_pub = path(&alipay_dir.join("alipay_public_key.pem"))?,
+        alipay_pub = path(&keys_dir.join(paygate_sandbox::keys_dir::ALIPAY_PUBLIC_KEY_FILE))?,
+        seller_id = toml_string(paygate_sandbox::keys_dir::SANDBOX_SELLER_ID),
     ))
 }
 
@@ -484,12 +490,34 @@ mod tests {
             config.merchant_public_key_pem,
             read(&keys.wechatpay_public_key_file).trim()
         );
+        // Likewise an Alipay key, then the Alipay half reads the app side.
+        fs::copy(
+            &keys.wechatpay_private_key_file,
+            dir.path()
+                .join(paygate_sandbox::keys_dir::ALIPAY_PRIVATE_KEY_FILE),
+        )
+        .unwrap();
+        let alipay = paygate_sandbox::alipay_config_from_keys_dir(dir.path())
+            .unwrap()
+            .expect("keys generate writes the Alipay app key");
+        assert_eq!(alipay.app_id, ALIPAY_APP_ID);
+        assert_eq!(
+            alipay.app_public_key_pem,
+            read(&keys.alipay_public_key_file).trim()
+        );
+        // The public key lands where the snippet's alipay_public_key_file points.
+        let table: toml::Table = toml::from_str(&keys.config_snippet).unwrap();
+        let snippet_path = table["alipay"]["alipay_public_key_file"].as_str().unwrap();
+        paygate_alipay::Verifier::from_pem_or_base64(&read(Path::new(snippet_path))).unwrap();
+
         // The simulator itself takes it: merchant key parses, APIv3 key is 32 bytes.
         paygate_sandbox::Sandbox::new(paygate_sandbox::SandboxConfig {
             wechatpay: config,
             time_divisor: 1,
             clock: paygate_sandbox::system_clock(),
         })
+        .unwrap()
+        .with_alipay(alipay)
         .unwrap();
     }
 
@@ -613,11 +641,27 @@ mod tests {
         let alipay = table["alipay"].as_table().unwrap();
         let mut names: Vec<&str> = alipay.keys().map(String::as_str).collect();
         names.sort();
-        assert_eq!(names, ["app_id", "app_private_key_file", "gateway_url"]);
+        assert_eq!(
+            names,
+            [
+                "alipay_public_key_file",
+                "app_id",
+                "app_private_key_file",
+                "gateway_url"
+            ]
+        );
         assert_eq!(alipay["app_id"].as_str(), Some(ALIPAY_APP_ID));
         assert_eq!(
             alipay["app_private_key_file"].as_str().map(PathBuf::from),
             Some(keys.alipay_private_key_file.clone())
+        );
+        // Where the standalone sandbox writes its Alipay public key.
+        assert_eq!(
+            alipay["alipay_public_key_file"].as_str().map(PathBuf::from),
+            Some(
+                keys.alipay_private_key_file
+                    .with_file_name("alipay_public_key.pem")
+            )
         );
 
         // The placeholders are there, and once uncommented they are valid TOML too.
@@ -625,18 +669,21 @@ mod tests {
             keys.config_snippet
                 .contains("# platform_public_keys = [{ id = ")
         );
-        assert!(keys.config_snippet.contains("# alipay_public_key_file = "));
+        assert!(keys.config_snippet.contains("# seller_id = "));
         let uncommented = keys
             .config_snippet
             .replace("# platform_public_keys", "platform_public_keys")
-            .replace("# alipay_public_key_file", "alipay_public_key_file");
+            .replace("# seller_id", "seller_id");
         let table: toml::Table = toml::from_str(&uncommented).unwrap();
         let platform = &table["wechatpay"]["platform_public_keys"]
             .as_array()
             .unwrap()[0];
         assert!(platform["id"].as_str().unwrap().starts_with("PUB_KEY_ID_"));
         assert!(platform["file"].is_str());
-        assert!(table["alipay"]["alipay_public_key_file"].is_str());
+        assert_eq!(
+            table["alipay"]["seller_id"].as_str(),
+            Some(paygate_sandbox::keys_dir::SANDBOX_SELLER_ID)
+        );
     }
 
     #[test]
