@@ -1,5 +1,5 @@
-//! paygate's sandbox: a local simulator of WeChat Pay APIv3 that speaks the wire protocol with
-//! real crypto, so the gateway runs and is tested on one machine with no merchant account.
+//! paygate's sandbox: a local simulator of WeChat Pay APIv3 and Alipay's OpenAPI gateway that
+//! speaks both wire protocols with real crypto, so the gateway runs and is tested on one machine with no merchant account.
 //!
 //! - [`wechat`]: `/sandbox/wechatpay/v3/…` (native, JSAPI, H5 and App orders, query, close,
 //!   `/v3/certificates`): every request's `Authorization` verified with the merchant public
