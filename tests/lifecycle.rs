@@ -31,19 +31,30 @@ async fn orders_on_both_providers(app: &TestApp, n: usize, employer: &str) -> Ve
     out
 }
 
+/// Notifications are lost from now on (`with` adds further faults).
+fn notifications_lost(app: &TestApp, with: Faults) {
+    app.sandbox.set_faults(Faults {
+        drop_notifications: 1.0,
+        ..with
+    });
+}
+
+/// `n` orders on both providers, paid at the sandbox, whose notifications were all lost.
+async fn paid_but_unreported(app: &TestApp, n: usize, employer: &str) -> Vec<String> {
+    let orders = orders_on_both_providers(app, n, employer).await;
+    notifications_lost(app, Faults::default());
+    for no in &orders {
+        app.pay(no).await;
+    }
+    orders
+}
+
 async fn run(app: &TestApp, job: Job) -> Value {
     app.jobs.run_once(job).await.expect("job pass")
 }
 
 async fn dropped_notifications_are_recovered_by_the_active_query(app: TestApp) {
-    app.sandbox.set_faults(Faults {
-        drop_notifications: 1.0,
-        ..Faults::default()
-    });
-    let orders = orders_on_both_providers(&app, 50, "emp_dropped").await;
-    for no in &orders {
-        app.pay(no).await;
-    }
+    let orders = paid_but_unreported(&app, 50, "emp_dropped").await;
     // Every delivery attempt is lost; nothing is settled yet, and a pass before the 2-minute
     // mark leaves the orders to their notifications.
     let early = run(&app, Job::ActiveQuery).await;
@@ -183,19 +194,14 @@ async fn a_payment_racing_the_close_is_honoured_and_flagged_late() {
 #[tokio::test]
 async fn an_outage_is_retried_with_back_off_and_the_orders_converge() {
     let app = TestApp::spawn().await;
-    let orders = orders_on_both_providers(&app, 4, "emp_outage").await;
-    app.sandbox.set_faults(Faults {
-        drop_notifications: 1.0,
-        ..Faults::default()
-    });
-    for no in &orders {
-        app.pay(no).await;
-    }
-    app.sandbox.set_faults(Faults {
-        drop_notifications: 1.0,
-        api_error_rate: 1.0,
-        ..Faults::default()
-    });
+    let orders = paid_but_unreported(&app, 4, "emp_outage").await;
+    notifications_lost(
+        &app,
+        Faults {
+            api_error_rate: 1.0,
+            ..Faults::default()
+        },
+    );
     app.clock.advance(Duration::minutes(3));
     let queries_before = query_count(&app);
     let pass = run(&app, Job::ActiveQuery).await;
@@ -217,10 +223,7 @@ async fn an_outage_is_retried_with_back_off_and_the_orders_converge() {
     let answer: Value = res.json().await.unwrap();
     assert_eq!(answer["error"]["code"], "provider_unavailable");
 
-    app.sandbox.set_faults(Faults {
-        drop_notifications: 1.0,
-        ..Faults::default()
-    });
+    notifications_lost(&app, Faults::default());
     let pass = run(&app, Job::ActiveQuery).await;
     assert_eq!(pass["settled"], 4, "{pass}");
     for no in &orders {
@@ -233,27 +236,19 @@ async fn an_outage_is_retried_with_back_off_and_the_orders_converge() {
 #[tokio::test]
 async fn a_provider_too_slow_to_answer_is_a_timeout_and_the_order_converges_later() {
     let app = TestApp::spawn().await;
-    let orders = orders_on_both_providers(&app, 2, "emp_slow").await;
-    app.sandbox.set_faults(Faults {
-        drop_notifications: 1.0,
-        ..Faults::default()
-    });
-    for no in &orders {
-        app.pay(no).await;
-    }
+    paid_but_unreported(&app, 2, "emp_slow").await;
     // Slower than the gateway's provider timeout (2 s in tests).
-    app.sandbox.set_faults(Faults {
-        drop_notifications: 1.0,
-        api_latency_ms: 2_500,
-        ..Faults::default()
-    });
+    notifications_lost(
+        &app,
+        Faults {
+            api_latency_ms: 2_500,
+            ..Faults::default()
+        },
+    );
     app.clock.advance(Duration::minutes(3));
     let pass = run(&app, Job::ActiveQuery).await;
     assert_eq!(pass["failed"], 2, "{pass}");
-    app.sandbox.set_faults(Faults {
-        drop_notifications: 1.0,
-        ..Faults::default()
-    });
+    notifications_lost(&app, Faults::default());
     let pass = run(&app, Job::ActiveQuery).await;
     assert_eq!(pass["settled"], 2, "{pass}");
 }

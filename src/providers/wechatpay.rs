@@ -321,16 +321,7 @@ impl PaymentProvider for WechatPay {
                     .openid
                     .clone()
                     .ok_or_else(|| missing("payer_openid"))?;
-                let request = JsapiOrderRequest {
-                    appid: base.appid,
-                    mchid: base.mchid,
-                    description: base.description,
-                    out_trade_no: base.out_trade_no,
-                    time_expire: base.time_expire,
-                    notify_url: base.notify_url,
-                    amount: base.amount,
-                    payer: Payer { openid },
-                };
+                let request = JsapiOrderRequest::new(base, Payer { openid });
                 let answer = self.call(self.client.jsapi_order(&request)).await?;
                 let js = self.credentials.jsapi_pay_params(
                     &self.appid,
@@ -347,35 +338,19 @@ impl PaymentProvider for WechatPay {
                     .client_ip
                     .clone()
                     .ok_or_else(|| missing("client_ip"))?;
-                let request = H5OrderRequest {
-                    appid: base.appid,
-                    mchid: base.mchid,
-                    description: base.description,
-                    out_trade_no: base.out_trade_no,
-                    time_expire: base.time_expire,
-                    notify_url: base.notify_url,
-                    amount: base.amount,
-                    scene_info: H5SceneInfo {
-                        payer_client_ip: ip,
-                        // A mobile browser page; WeChat also knows `iOS`/`Android` for apps.
-                        h5_info: H5Info {
-                            kind: "Wap".to_owned(),
-                        },
+                // A mobile browser page; WeChat also knows `iOS`/`Android` for apps.
+                let scene_info = H5SceneInfo {
+                    payer_client_ip: ip,
+                    h5_info: H5Info {
+                        kind: "Wap".to_owned(),
                     },
                 };
+                let request = H5OrderRequest::new(base, scene_info);
                 let answer = self.call(self.client.h5_order(&request)).await?;
                 out.insert("h5_url".into(), answer.h5_url.into());
             }
             Channel::App => {
-                let request = AppOrderRequest {
-                    appid: base.appid,
-                    mchid: base.mchid,
-                    description: base.description,
-                    out_trade_no: base.out_trade_no,
-                    time_expire: base.time_expire,
-                    notify_url: base.notify_url,
-                    amount: base.amount,
-                };
+                let request = AppOrderRequest::from(base);
                 let answer = self.call(self.client.app_order(&request)).await?;
                 let app = self.credentials.app_pay_params(
                     &self.appid,

@@ -38,6 +38,22 @@ pub struct JsapiOrderRequest {
     pub payer: Payer,
 }
 
+impl JsapiOrderRequest {
+    /// The common order fields (those of a Native order) plus the payer.
+    pub fn new(order: NativeOrderRequest, payer: Payer) -> JsapiOrderRequest {
+        JsapiOrderRequest {
+            appid: order.appid,
+            mchid: order.mchid,
+            description: order.description,
+            out_trade_no: order.out_trade_no,
+            time_expire: order.time_expire,
+            notify_url: order.notify_url,
+            amount: order.amount,
+            payer,
+        }
+    }
+}
+
 /// `{"openid": …}`. Its `Debug` never shows the openid, so a request logged by mistake with
 /// `{:?}` still leaks nothing.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +79,22 @@ pub struct H5OrderRequest {
     pub notify_url: String,
     pub amount: OrderAmount,
     pub scene_info: H5SceneInfo,
+}
+
+impl H5OrderRequest {
+    /// The common order fields (those of a Native order) plus the scene.
+    pub fn new(order: NativeOrderRequest, scene_info: H5SceneInfo) -> H5OrderRequest {
+        H5OrderRequest {
+            appid: order.appid,
+            mchid: order.mchid,
+            description: order.description,
+            out_trade_no: order.out_trade_no,
+            time_expire: order.time_expire,
+            notify_url: order.notify_url,
+            amount: order.amount,
+            scene_info,
+        }
+    }
 }
 
 /// `scene_info` of an H5 order: exactly the payer's IP (string(45), IPv4 or IPv6) and the
@@ -101,6 +133,21 @@ pub struct AppOrderRequest {
     pub time_expire: Option<String>,
     pub notify_url: String,
     pub amount: OrderAmount,
+}
+
+impl From<NativeOrderRequest> for AppOrderRequest {
+    /// The same fields, sent to the App endpoint.
+    fn from(order: NativeOrderRequest) -> AppOrderRequest {
+        AppOrderRequest {
+            appid: order.appid,
+            mchid: order.mchid,
+            description: order.description,
+            out_trade_no: order.out_trade_no,
+            time_expire: order.time_expire,
+            notify_url: order.notify_url,
+            amount: order.amount,
+        }
+    }
 }
 
 /// `{"prepay_id": "wx…"}` (string(64), valid 2 hours) of a JSAPI or App order; the second stage
