@@ -29,6 +29,8 @@ pub struct AppState {
     pub providers: Arc<Registry>,
     pub api_keys: Arc<ApiKeys>,
     pub clock: SharedClock,
+    /// The event push, when `[events] url` is set.
+    pub pusher: Option<Arc<crate::push::Pusher>>,
 }
 
 /// Key material for the embedded sandbox: the merchant side the gateway signs with and the
@@ -176,7 +178,9 @@ impl Application {
             }
         }
 
+        let pusher = crate::push::Pusher::load(&config)?.map(Arc::new);
         let state = AppState {
+            pusher,
             api_keys: Arc::new(ApiKeys::new(&config.api_keys)),
             config: Arc::new(config),
             db,
@@ -225,7 +229,7 @@ impl Application {
             router = router.merge(sim.router());
         }
         let router = router.layer(tower_http::trace::TraceLayer::new_for_http());
-        let mut scheduler = if self.scheduler {
+        let scheduled = if self.scheduler {
             Some(Runner::new(self.state.clone()).start().await?)
         } else {
             None
@@ -233,8 +237,8 @@ impl Application {
         let served = axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)
             .await;
-        if let Some(scheduler) = scheduler.as_mut() {
-            scheduler.shutdown().await?;
+        if let Some(scheduled) = scheduled {
+            scheduled.shutdown().await?;
         }
         Ok(served?)
     }

@@ -110,6 +110,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(a) = &config.alipay {
                 crate::providers::alipay::AlipayKeys::load(&config, a)?;
             }
+            crate::push::Pusher::load(&config)?;
             println!(
                 "config ok: {} api key(s), {} plan(s), wechatpay {}, alipay {}",
                 config.api_keys.len(),

@@ -6,6 +6,7 @@
 //! | `expire` | every minute | [`expire_orders`] |
 //! | `platform_keys` | every 6 hours (and at start) | [`refresh_platform_keys`] |
 //! | `entitlement_expiry` | hourly | [`expire_entitlements`] |
+//! | `events` | every second, when `[events] url` is set | [`crate::push::push_due`] |
 //!
 //! Each pass is a plain async function over [`AppState`], so the CLI (`paygate sync-pending`)
 //! and tests call it directly with whatever clock the state holds. [`Runner`] adds the lease:
@@ -49,14 +50,17 @@ pub enum Job {
     Expire,
     PlatformKeys,
     EntitlementExpiry,
+    /// The event push: not on the cron schedule but a loop, every event claimed on its own.
+    Events,
 }
 
 impl Job {
-    pub const ALL: [Job; 4] = [
+    pub const ALL: [Job; 5] = [
         Job::ActiveQuery,
         Job::Expire,
         Job::PlatformKeys,
         Job::EntitlementExpiry,
+        Job::Events,
     ];
 
     pub fn name(self) -> &'static str {
@@ -65,23 +69,25 @@ impl Job {
             Job::Expire => "expire",
             Job::PlatformKeys => "platform_keys",
             Job::EntitlementExpiry => "entitlement_expiry",
+            Job::Events => "events",
         }
     }
 
-    /// The cron schedule (seconds first), in UTC.
-    fn schedule(self) -> &'static str {
+    /// The cron schedule (seconds first), in UTC; `None` for the push loop.
+    fn schedule(self) -> Option<&'static str> {
         match self {
-            Job::ActiveQuery => "0 * * * * *",
-            Job::Expire => "30 * * * * *",
-            Job::PlatformKeys => "0 0 */6 * * *",
-            Job::EntitlementExpiry => "0 5 * * * *",
+            Job::ActiveQuery => Some("0 * * * * *"),
+            Job::Expire => Some("30 * * * * *"),
+            Job::PlatformKeys => Some("0 0 */6 * * *"),
+            Job::EntitlementExpiry => Some("0 5 * * * *"),
+            Job::Events => None,
         }
     }
 
     /// The time between two runs: slots are numbered in these.
     pub fn period(self) -> chrono::Duration {
         match self {
-            Job::ActiveQuery | Job::Expire => chrono::Duration::minutes(1),
+            Job::ActiveQuery | Job::Expire | Job::Events => chrono::Duration::minutes(1),
             Job::PlatformKeys => chrono::Duration::hours(6),
             Job::EntitlementExpiry => chrono::Duration::hours(1),
         }
@@ -330,6 +336,25 @@ pub async fn expire_entitlements(state: &AppState) -> anyhow::Result<u64> {
     Ok(crate::entitlements::expire_due(&state.db, state.clock.now(), BATCH).await?)
 }
 
+/// How often the push loop looks for due events.
+const PUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// The running schedule: stop it with [`Scheduled::shutdown`].
+pub struct Scheduled {
+    scheduler: JobScheduler,
+    push_loop: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Scheduled {
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(push) = self.push_loop.take() {
+            push.abort();
+        }
+        self.scheduler.shutdown().await?;
+        Ok(())
+    }
+}
+
 /// Runs jobs under the lease, on a schedule or on demand.
 #[derive(Clone)]
 pub struct Runner {
@@ -366,6 +391,7 @@ impl Runner {
             Job::EntitlementExpiry => {
                 serde_json::json!({"expired": expire_entitlements(state).await?})
             }
+            Job::Events => serde_json::to_value(crate::push::push_due(state).await?)?,
         })
     }
 
@@ -409,19 +435,36 @@ impl Runner {
             .await
     }
 
-    /// Starts the scheduler with every job; the platform keys are also fetched once at once.
-    pub async fn start(self) -> anyhow::Result<JobScheduler> {
+    /// Starts the scheduler with every job, and the push loop when `[events] url` is set; the
+    /// platform keys are also fetched once at once.
+    pub async fn start(self) -> anyhow::Result<Scheduled> {
         let scheduler = JobScheduler::new().await?;
         for job in Job::ALL {
+            let Some(schedule) = job.schedule() else {
+                continue;
+            };
             let runner = self.clone();
             scheduler
-                .add(CronJob::new_async(job.schedule(), move |_, _| {
+                .add(CronJob::new_async(schedule, move |_, _| {
                     let runner = runner.clone();
                     Box::pin(async move { runner.log_run(job).await })
                 })?)
                 .await?;
         }
         scheduler.start().await?;
+        let push_loop = self.state.pusher.is_some().then(|| {
+            let runner = self.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(PUSH_EVERY);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = crate::push::push_due(&runner.state).await {
+                        tracing::error!(error = format!("{e:#}"), "event push pass failed");
+                    }
+                }
+            })
+        });
         let runner = self.clone();
         tokio::spawn(async move {
             // Give the listener a moment, so an embedded sandbox already answers.
@@ -433,7 +476,10 @@ impl Runner {
                 );
             }
         });
-        Ok(scheduler)
+        Ok(Scheduled {
+            scheduler,
+            push_loop,
+        })
     }
 
     async fn log_run(&self, job: Job) {

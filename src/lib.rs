@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod keygen;
 pub mod lifecycle;
 pub mod providers;
+pub mod push;
 pub mod settle;
 pub mod store;
 pub mod telemetry;

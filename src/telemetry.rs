@@ -10,6 +10,7 @@
 //! | `paygate_settlements_total` | provider, source (`notification`, `query`), late (`true`/`false`) |
 //! | `paygate_job_runs_total` | job, outcome (`ok`, `error`, `skipped`: another instance had the slot) |
 //! | `paygate_job_orders_total` | job, result (`settled`, `closed`, `still_pending`, `failed`) |
+//! | `paygate_events_pushed_total` | outcome (`delivered`, `failed`) |
 
 use std::sync::OnceLock;
 
@@ -64,5 +65,13 @@ pub fn job_orders(job: &'static str, result: &'static str, n: u64) {
     if n > 0 {
         metrics::counter!("paygate_job_orders_total", "job" => job, "result" => result)
             .increment(n);
+    }
+}
+
+pub fn events_pushed(delivered: u64, failed: u64) {
+    for (outcome, n) in [("delivered", delivered), ("failed", failed)] {
+        if n > 0 {
+            metrics::counter!("paygate_events_pushed_total", "outcome" => outcome).increment(n);
+        }
     }
 }

@@ -459,8 +459,8 @@ async fn an_unknown_serial_in_certificate_mode_is_refused_after_one_fetch() {
 #[tokio::test]
 async fn the_scheduler_starts_every_job_and_shuts_down() {
     let app = TestApp::spawn().await;
-    let mut scheduler = app.jobs.clone().start().await.expect("scheduler starts");
-    scheduler.shutdown().await.expect("scheduler stops");
+    let scheduled = app.jobs.clone().start().await.expect("scheduler starts");
+    scheduled.shutdown().await.expect("scheduler stops");
 }
 
 /// `paygate sync-pending` and `paygate run-job` run one pass and print it as JSON.

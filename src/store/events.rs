@@ -43,6 +43,100 @@ pub async fn append(
     Ok(id)
 }
 
+/// An undelivered event due for a push attempt, with its attempt bookkeeping.
+#[derive(Debug, Clone)]
+pub struct Due {
+    pub event: Event,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+}
+
+/// Undelivered events whose next attempt is due, oldest first.
+pub async fn due_for_push(
+    pool: &sqlx::AnyPool,
+    now_ms: i64,
+    limit: i64,
+) -> Result<Vec<Due>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT event_id, event_type, order_no, payload_json, created_at, attempts, next_attempt_at
+         FROM outbox_event
+         WHERE delivered_at IS NULL AND next_attempt_at <= $1
+         ORDER BY event_id LIMIT $2",
+    )
+    .bind(now_ms)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Due {
+                event: event_from_row(r)?,
+                attempts: r.try_get("attempts")?,
+                next_attempt_at: r.try_get("next_attempt_at")?,
+            })
+        })
+        .collect()
+}
+
+/// Claims one attempt at `due`: moves its next attempt to `claim_until` (so no other instance
+/// pushes it meanwhile) and counts the attempt. False when someone else claimed it first.
+pub async fn claim_push(
+    pool: &sqlx::AnyPool,
+    due: &Due,
+    claim_until: i64,
+) -> Result<bool, sqlx::Error> {
+    let n = sqlx::query(
+        "UPDATE outbox_event SET next_attempt_at = $1, attempts = attempts + 1
+         WHERE event_id = $2 AND delivered_at IS NULL AND next_attempt_at = $3",
+    )
+    .bind(claim_until)
+    .bind(due.event.id)
+    .bind(due.next_attempt_at)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+pub async fn mark_delivered(
+    pool: &sqlx::AnyPool,
+    event_id: i64,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE outbox_event SET delivered_at = $1 WHERE event_id = $2")
+        .bind(now_ms)
+        .bind(event_id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub async fn retry_push_at(
+    pool: &sqlx::AnyPool,
+    event_id: i64,
+    at_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE outbox_event SET next_attempt_at = $1 WHERE event_id = $2 AND delivered_at IS NULL",
+    )
+    .bind(at_ms)
+    .bind(event_id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+fn event_from_row(r: &sqlx::any::AnyRow) -> Result<Event, sqlx::Error> {
+    let payload: String = r.try_get("payload_json")?;
+    Ok(Event {
+        id: r.try_get("event_id")?,
+        event_type: r.try_get("event_type")?,
+        order_no: r.try_get("order_no")?,
+        created_at: crate::clock::rfc3339_beijing_millis(r.try_get("created_at")?),
+        data: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
+    })
+}
+
 pub async fn list_after(
     pool: &sqlx::AnyPool,
     after: i64,
@@ -56,16 +150,5 @@ pub async fn list_after(
     .bind(limit)
     .fetch_all(pool)
     .await?;
-    rows.into_iter()
-        .map(|r| {
-            let payload: String = r.try_get("payload_json")?;
-            Ok(Event {
-                id: r.try_get("event_id")?,
-                event_type: r.try_get("event_type")?,
-                order_no: r.try_get("order_no")?,
-                created_at: crate::clock::rfc3339_beijing_millis(r.try_get("created_at")?),
-                data: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
-            })
-        })
-        .collect()
+    rows.iter().map(event_from_row).collect()
 }

@@ -22,6 +22,16 @@ const MERCHANT_KEY: &str = include_str!("../fixtures/merchant_key.pem");
 const PLATFORM_KEY: &str = include_str!("../fixtures/platform_key.pem");
 pub const APIV3_KEY: &str = "paygateTestApiV3Key0123456789abc";
 
+/// The events HMAC key of [`TestApp::spawn_with_events`].
+pub const EVENTS_SECRET: &str = "whsec_paygate_test_0123456789";
+
+/// What differs between the test apps.
+#[derive(Debug, Default)]
+struct Variant {
+    certificate_mode: bool,
+    events_url: Option<String>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -81,7 +91,7 @@ impl TestApp {
             Backend::Sqlite => format!("sqlite://{}", dir.path().join("paygate.db").display()),
             Backend::Postgres => fresh_postgres_url().await?,
         };
-        Some(TestApp::spawn_at(&db_url, dir, false).await)
+        Some(TestApp::spawn_at(&db_url, dir, Variant::default()).await)
     }
 
     /// WeChat Pay in platform certificate mode: the gateway trusts no platform key until it
@@ -89,18 +99,54 @@ impl TestApp {
     pub async fn spawn_certificate_mode() -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         let db_url = format!("sqlite://{}", dir.path().join("paygate.db").display());
-        TestApp::spawn_at(&db_url, dir, true).await
+        TestApp::spawn_at(
+            &db_url,
+            dir,
+            Variant {
+                certificate_mode: true,
+                ..Variant::default()
+            },
+        )
+        .await
+    }
+
+    /// Events pushed to `url`, signed with [`EVENTS_SECRET`].
+    pub async fn spawn_with_events(url: &str) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db_url = format!("sqlite://{}", dir.path().join("paygate.db").display());
+        TestApp::spawn_at(
+            &db_url,
+            dir,
+            Variant {
+                events_url: Some(url.to_owned()),
+                ..Variant::default()
+            },
+        )
+        .await
     }
 
     /// Another instance (its own port, sandbox and clock) on the same database as `self`.
     pub async fn spawn_sibling(&self) -> TestApp {
-        TestApp::spawn_at(&self.db_url, tempfile::tempdir().expect("temp dir"), false).await
+        TestApp::spawn_at(
+            &self.db_url,
+            tempfile::tempdir().expect("temp dir"),
+            Variant::default(),
+        )
+        .await
     }
 
-    async fn spawn_at(db_url: &str, dir: tempfile::TempDir, certificate_mode: bool) -> TestApp {
+    async fn spawn_at(db_url: &str, dir: tempfile::TempDir, variant: Variant) -> TestApp {
         let mut config = Config::from_toml_with_env("", Vec::new(), dir.path().to_owned())
             .expect("default config");
         config.database.url = db_url.to_owned();
+        if let Some(url) = variant.events_url {
+            let secret = dir.path().join("events.key");
+            std::fs::write(&secret, format!("{EVENTS_SECRET}\n")).expect("events secret");
+            config.events = Some(paygate::config::EventsConfig {
+                url: Some(url),
+                secret_file: Some(secret),
+            });
+        }
         config.api_keys = vec![
             api_key("checkout", CHECKOUT_KEY, &["checkout"]),
             api_key("entitlements", ENTITLEMENTS_KEY, &["entitlements"]),
@@ -117,7 +163,7 @@ impl TestApp {
             alipay_app_private_key_pem: MERCHANT_KEY.into(),
             alipay_private_key_pem: PLATFORM_KEY.into(),
             time_divisor: 1000,
-            wechat_certificate_mode: certificate_mode,
+            wechat_certificate_mode: variant.certificate_mode,
         };
         let clock = Arc::new(OffsetClock::default());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
