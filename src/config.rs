@@ -282,6 +282,18 @@ impl Config {
         {
             return invalid("alipay.app_id must be digits".into());
         }
+        if let Some(events) = &self.events
+            && let Some(url) = &events.url
+        {
+            let http = url::Url::parse(url)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+            if !http {
+                return invalid("events.url must be an http(s) URL".into());
+            }
+            if events.secret_file.is_none() {
+                return invalid("events.url needs events.secret_file (the HMAC key)".into());
+            }
+        }
         let mut ids = HashSet::new();
         for key in &self.api_keys {
             if !ids.insert(&key.id) {
@@ -445,6 +457,18 @@ mod tests {
         .unwrap();
         assert_eq!(c.database.url, "postgres://u@h/db");
         assert_eq!(c.orders.ttl_minutes, 30);
+    }
+
+    #[test]
+    fn an_events_url_must_be_http_and_come_with_a_secret() {
+        let with = |events: &str| load(&format!("[events]\n{events}"), &[]);
+        assert!(with("url = \"https://platform.internal/hooks\"\nsecret_file = \"k\"").is_ok());
+        assert!(with("url = \"ftp://platform.internal/hooks\"\nsecret_file = \"k\"").is_err());
+        assert!(with("url = \"https://platform.internal/hooks\"").is_err());
+        assert!(
+            with("secret_file = \"k\"").is_ok(),
+            "no url: the feed alone"
+        );
     }
 
     #[test]
