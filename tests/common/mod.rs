@@ -30,6 +30,7 @@ pub const EVENTS_SECRET: &str = "whsec_paygate_test_0123456789";
 struct Variant {
     certificate_mode: bool,
     events_url: Option<String>,
+    sibling: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +47,8 @@ pub struct TestApp {
     pub db: paygate::store::Db,
     pub jobs: paygate::jobs::Runner,
     db_url: String,
+    /// False for a sibling: the first instance drops the database.
+    owns_database: bool,
     _dir: tempfile::TempDir,
 }
 
@@ -75,6 +78,45 @@ pub async fn fresh_postgres_url() -> Option<String> {
     let mut url = url::Url::parse(&base).expect("PAYGATE_TEST_POSTGRES_URL is a URL");
     url.set_path(&name);
     Some(url.to_string())
+}
+
+/// Drops a database made by [`fresh_postgres_url`] (its connections included), from a thread of
+/// its own: this runs in `Drop`, inside the test's runtime.
+fn drop_postgres_database(db_url: &str) {
+    let Ok(base) = std::env::var("PAYGATE_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let Some(name) = db_url.rsplit('/').next().map(str::to_owned) else {
+        return;
+    };
+    if !name.starts_with("paygate_t_") {
+        return;
+    }
+    let _ = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            use sqlx::Connection;
+            if let Ok(mut conn) = sqlx::PgConnection::connect(&base).await {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut conn)
+                .await;
+            }
+        });
+    })
+    .join();
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if self.owns_database && self.db_url.starts_with("postgres") {
+            drop_postgres_database(&self.db_url);
+        }
+    }
 }
 
 impl TestApp {
@@ -130,7 +172,10 @@ impl TestApp {
         TestApp::spawn_at(
             &self.db_url,
             tempfile::tempdir().expect("temp dir"),
-            Variant::default(),
+            Variant {
+                sibling: true,
+                ..Variant::default()
+            },
         )
         .await
     }
@@ -193,6 +238,7 @@ impl TestApp {
             clock,
             db,
             db_url: db_url.to_owned(),
+            owns_database: !variant.sibling,
             jobs,
             _dir: dir,
         }
