@@ -220,16 +220,12 @@ pub async fn create(
             // Nothing half-created: drop the order and the claim; the same key works later.
             orders::delete_unaccepted(state.db.pool(), &order.order_no).await?;
             idempotency::release(state.db.pool(), &caller.0.id, &key).await?;
-            return Err(match e {
-                ProviderError::Unavailable(e) => {
-                    telemetry::order_create_failed(provider_id.as_str(), "provider_unavailable");
-                    ApiError::ProviderUnavailable(e)
-                }
-                ProviderError::Rejected(e) => {
-                    telemetry::order_create_failed(provider_id.as_str(), "provider_rejected");
-                    ApiError::ProviderRejected(e)
-                }
-            });
+            let reason = match e {
+                ProviderError::Unavailable(_) => "provider_unavailable",
+                ProviderError::Rejected(_) => "provider_rejected",
+            };
+            telemetry::order_create_failed(provider_id.as_str(), reason);
+            return Err(provider_api_error(e));
         }
     };
     let payment_json = serde_json::Value::Object(instructions).to_string();
