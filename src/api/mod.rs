@@ -4,6 +4,7 @@ pub mod auth;
 pub mod entitlements;
 pub mod events;
 pub mod health;
+pub mod openapi;
 pub mod orders;
 pub mod plans;
 pub mod webhooks;
@@ -32,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
         .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(openapi::serve))
         .fallback(|| async {
             crate::error::ApiError::NotFound("not_found", "no such route".into())
         })

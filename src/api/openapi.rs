@@ -1,0 +1,294 @@
+//! `GET /openapi.json` (design.md §4): the HTTP API as an OpenAPI 3.1 document, generated with
+//! utoipa from the types below. The handlers build their answers as JSON; these types describe
+//! them, and `tests/openapi.rs` checks real answers against them so the two cannot drift apart.
+
+#![allow(dead_code)] // the types and functions exist for the document only
+
+use serde_json::Value;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+#[derive(ToSchema)]
+#[schema(as = CreateOrder)]
+/// `POST /v1/orders`. The price comes from the catalog, never from the caller.
+struct CreateOrder {
+    /// The platform's employer id, `[A-Za-z0-9_-]`, at most 64.
+    employer_id: String,
+    /// A plan id from `GET /v1/plans`.
+    plan: String,
+    /// `wechatpay` or `alipay`.
+    provider: String,
+    /// WeChat Pay: `native`, `jsapi`, `h5`, `app`; Alipay: `qr`, `page`, `wap`, `app`.
+    channel: String,
+    /// `jsapi` only, and required there: passed to WeChat for this request, never stored.
+    payer_openid: Option<String>,
+    /// `h5` only, and required there: passed to WeChat for this request, never stored.
+    client_ip: Option<String>,
+}
+
+#[derive(ToSchema)]
+/// An order.
+struct Order {
+    /// 26 random characters of `[0-9A-Z]`.
+    order_no: String,
+    /// `pending`, `paid`, `partially_refunded`, `refunded` or `closed`.
+    status: String,
+    employer_id: String,
+    plan: String,
+    /// Yuan with two decimals, e.g. `"199.00"`.
+    amount: String,
+    currency: String,
+    provider: String,
+    channel: String,
+    /// What the buyer's client needs, by channel: `code_url` (native); `prepay_id` and
+    /// `js_params` (jsapi); `h5_url` (h5); `prepay_id` and `app_params` (wechat app);
+    /// `qr_code` (alipay qr); `pay_url` (alipay page/wap); `order_string` (alipay app).
+    payment: Value,
+    /// RFC 3339, `+08:00`.
+    expires_at: String,
+    created_at: String,
+    paid_at: Option<String>,
+    closed_at: Option<String>,
+    /// Present (true) when the payment arrived after the order was closed.
+    late_payment: Option<bool>,
+    payment_record: Option<PaymentRecord>,
+    refunds: Option<Vec<Value>>,
+}
+
+#[derive(ToSchema)]
+/// The settled payment of an order.
+struct PaymentRecord {
+    provider_transaction_id: String,
+    amount: String,
+    currency: String,
+    trade_type: Option<String>,
+    bank_type: Option<String>,
+    /// `notification` or `query`.
+    source: String,
+    paid_at: String,
+}
+
+#[derive(ToSchema)]
+/// Every error: a stable `code` and a human message.
+struct ErrorEnvelope {
+    error: ErrorBody,
+}
+
+#[derive(ToSchema)]
+struct ErrorBody {
+    code: String,
+    message: String,
+}
+
+#[derive(ToSchema)]
+/// 409 `order_paid` on cancel: the envelope plus the (paid) order.
+struct OrderPaid {
+    error: ErrorBody,
+    order: Order,
+}
+
+#[derive(ToSchema)]
+struct Plans {
+    plans: Vec<PlanEntry>,
+}
+
+#[derive(ToSchema)]
+struct PlanEntry {
+    plan: String,
+    name: String,
+    price: String,
+    currency: String,
+    grants: Vec<GrantEntry>,
+}
+
+#[derive(ToSchema)]
+struct GrantEntry {
+    /// `view` or `download`.
+    action: String,
+    /// Null: unlimited.
+    quota: Option<i64>,
+    days: i64,
+}
+
+#[derive(ToSchema)]
+struct Entitlements {
+    employer_id: String,
+    entitlements: Vec<EntitlementEntry>,
+}
+
+#[derive(ToSchema)]
+struct EntitlementEntry {
+    entitlement_id: String,
+    order_no: String,
+    plan: String,
+    action: String,
+    quota: Option<i64>,
+    used: i64,
+    remaining: Option<i64>,
+    /// `active`, `expired` or `revoked`.
+    status: String,
+    valid_from: String,
+    valid_until: String,
+}
+
+#[derive(ToSchema)]
+struct ResumeAccess {
+    resume_id: String,
+    /// `view` or `download`.
+    action: String,
+}
+
+#[derive(ToSchema)]
+struct AccessGranted {
+    granted: bool,
+    entitlement_id: String,
+    /// Null when unlimited.
+    remaining: Option<i64>,
+}
+
+#[derive(ToSchema)]
+struct Events {
+    events: Vec<EventEntry>,
+    /// Pass as `after` for the next page.
+    next_after: i64,
+}
+
+#[derive(ToSchema)]
+/// An outbox event; the same shape is pushed to `[events] url`.
+struct EventEntry {
+    /// Gap-free, in commit order: dedupe on it.
+    id: i64,
+    /// `order.paid`, `order.closed`, `entitlement.granted`, `entitlement.expired`,
+    /// `payment.late`, …
+    #[schema(rename = "type")]
+    r#type: String,
+    order_no: Option<String>,
+    created_at: String,
+    data: Value,
+}
+
+#[derive(ToSchema)]
+struct Status {
+    status: String,
+}
+
+#[utoipa::path(get, path = "/v1/plans", tag = "plans",
+    responses((status = 200, body = Plans)), security(("api_key" = [])))]
+fn plans() {}
+
+#[utoipa::path(post, path = "/v1/orders", tag = "orders", request_body = CreateOrder,
+    params(("Idempotency-Key" = String, Header, description = "1 to 255 characters; the same key and body replay the answer")),
+    responses(
+        (status = 201, body = Order),
+        (status = 400, body = ErrorEnvelope, description = "malformed request"),
+        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
+        (status = 409, body = ErrorEnvelope, description = "idempotency_key_in_flight"),
+        (status = 422, body = ErrorEnvelope, description = "unknown plan, provider or channel; idempotency_key_reused"),
+        (status = 502, body = ErrorEnvelope, description = "provider_unavailable or provider_rejected; nothing was created")),
+    security(("api_key" = [])))]
+fn create_order() {}
+
+#[utoipa::path(get, path = "/v1/orders/{order_no}", tag = "orders",
+    params(("order_no" = String, Path)),
+    responses((status = 200, body = Order), (status = 404, body = ErrorEnvelope)),
+    security(("api_key" = [])))]
+fn get_order() {}
+
+#[utoipa::path(post, path = "/v1/orders/{order_no}/cancel", tag = "orders",
+    params(("order_no" = String, Path)),
+    responses((status = 200, body = Order, description = "closed"),
+        (status = 409, body = OrderPaid, description = "the buyer paid: settled, not closed"),
+        (status = 404, body = ErrorEnvelope), (status = 502, body = ErrorEnvelope)),
+    security(("api_key" = [])))]
+fn cancel_order() {}
+
+#[utoipa::path(get, path = "/v1/employers/{employer_id}/entitlements", tag = "entitlements",
+    params(("employer_id" = String, Path)),
+    responses((status = 200, body = Entitlements)), security(("api_key" = [])))]
+fn entitlements() {}
+
+#[utoipa::path(post, path = "/v1/employers/{employer_id}/resume-access", tag = "entitlements",
+    params(("employer_id" = String, Path)), request_body = ResumeAccess,
+    responses((status = 200, body = AccessGranted),
+        (status = 403, body = ErrorEnvelope, description = "no_entitlement")),
+    security(("api_key" = [])))]
+fn resume_access() {}
+
+#[utoipa::path(get, path = "/v1/events", tag = "events",
+    params(("after" = Option<i64>, Query), ("limit" = Option<i64>, Query)),
+    responses((status = 200, body = Events)), security(("api_key" = [])))]
+fn events() {}
+
+#[utoipa::path(post, path = "/webhooks/wechatpay", tag = "webhooks",
+    request_body(content = String, content_type = "application/json", description = "WeChat Pay v3 notification, verified over its raw bytes"),
+    responses((status = 204, description = "accepted (also a duplicate)"),
+        (status = 401, description = "`{\"code\":\"FAIL\"}`: signature, window or serial"),
+        (status = 400, description = "`{\"code\":\"FAIL\"}`: not our merchant or order"),
+        (status = 500, description = "`{\"code\":\"FAIL\"}`: try again")))]
+fn wechatpay_webhook() {}
+
+#[utoipa::path(post, path = "/webhooks/alipay", tag = "webhooks",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Alipay trade_status_sync notification"),
+    responses((status = 200, description = "`success` (also a duplicate)", content_type = "text/plain"),
+        (status = 400, description = "`fail`: verification, app/seller/order/amount mismatch, unpaid status"),
+        (status = 500, description = "`fail`: try again")))]
+fn alipay_webhook() {}
+
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Status)))]
+fn healthz() {}
+
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, body = Status), (status = 503, body = Status)))]
+fn readyz() {}
+
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
+fn metrics() {}
+
+struct BearerKey;
+
+impl Modify for BearerKey {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API key; its scope (checkout, entitlements, finance) decides what it may call",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "paygate", description = "Payments and order gateway of 职前通"),
+    paths(plans, create_order, get_order, cancel_order, entitlements, resume_access, events,
+        wechatpay_webhook, alipay_webhook, healthz, readyz, metrics),
+    components(schemas(CreateOrder, Order, PaymentRecord, ErrorEnvelope, ErrorBody, OrderPaid,
+        Plans, PlanEntry, GrantEntry, Entitlements, EntitlementEntry, ResumeAccess, AccessGranted,
+        Events, EventEntry, Status)),
+    modifiers(&BearerKey)
+)]
+struct ApiDoc;
+
+/// The document, built once.
+pub fn document() -> &'static str {
+    static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DOC.get_or_init(|| {
+        ApiDoc::openapi()
+            .to_json()
+            .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    })
+}
+
+pub async fn serve() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        document(),
+    )
+}
