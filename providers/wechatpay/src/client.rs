@@ -13,7 +13,7 @@ use crate::cipher::ApiV3Key;
 use crate::model::{
     AppOrderRequest, CertificatesResponse, CloseRequest, ErrorBody, H5OrderRequest,
     H5OrderResponse, JsapiOrderRequest, NativeOrderRequest, NativeOrderResponse, PrepayResponse,
-    Transaction,
+    Refund, RefundRequest, Transaction,
 };
 use crate::sign::{MerchantCredentials, new_nonce};
 use crate::verify::{
@@ -218,7 +218,7 @@ impl Client {
         self.create("/v3/pay/transactions/app", request).await
     }
 
-    /// One order creation: signed, sent once, verified, parsed.
+    /// One creation (order or refund): signed, sent once, verified, parsed.
     async fn create<Req, Resp>(&self, path: &str, request: &Req) -> Result<Resp, ClientError>
     where
         Req: serde::Serialize,
@@ -266,6 +266,36 @@ impl Client {
             "/v3/pay/transactions/out-trade-no/{}?mchid={}",
             encode_segment(out_trade_no),
             encode_segment(&self.creds.mchid)
+        );
+        let response = self
+            .send_with_retries(Method::GET, &url, None, Trust::Known)
+            .await?;
+        json_of(response)
+    }
+
+    /// `POST /v3/refund/domestic/refunds` → the refund, usually `PROCESSING` (accepted, not yet
+    /// paid out: the outcome comes as a `REFUND.*` notification or from
+    /// [`Client::refund_by_out_refund_no`]).
+    ///
+    /// Sent once, like an order create: a transport error or 5xx leaves it unknown whether
+    /// WeChat accepted it. WeChat refunds one `out_refund_no` once, so the caller may re-post
+    /// the same request (same number, identical parameters) to learn the answer; a re-post with
+    /// other parameters is refused. Unpaid or unknown order: `Api { status: 404 }`; more than
+    /// is left to refund: `Api { status: 403, code: "NOT_ENOUGH" }` in the sandbox.
+    pub async fn refund(&self, request: &RefundRequest) -> Result<Refund, ClientError> {
+        self.create("/v3/refund/domestic/refunds", request).await
+    }
+
+    /// `GET /v3/refund/domestic/refunds/{out_refund_no}`, retried on transport errors and 5xx
+    /// like [`Client::query_by_out_trade_no`]. An unknown number is `Api { status: 404,
+    /// code: "RESOURCE_NOT_EXISTS" }`.
+    pub async fn refund_by_out_refund_no(
+        &self,
+        out_refund_no: &str,
+    ) -> Result<Refund, ClientError> {
+        let url = format!(
+            "/v3/refund/domestic/refunds/{}",
+            encode_segment(out_refund_no)
         );
         let response = self
             .send_with_retries(Method::GET, &url, None, Trust::Known)
@@ -435,7 +465,8 @@ fn json_of<T: serde::de::DeserializeOwned>(response: Verified) -> Result<T, Clie
 }
 
 /// Percent-encodes everything outside `[0-9A-Za-z_-*.~]`, so the URL sent is exactly the URL
-/// signed (`|`, allowed in out_trade_no, would otherwise be left to the HTTP stack's choice).
+/// signed (`|`, allowed in out_trade_no, and `@`, allowed in out_refund_no, would otherwise be
+/// left to the HTTP stack's choice).
 fn encode_segment(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for byte in value.bytes() {

@@ -13,7 +13,8 @@
 //! - [`model`]: wire types; requests from an allowlist, responses without payer fields.
 //! - [`certificates`]: platform certificate mode: decrypting `/v3/certificates`, and making a
 //!   self-signed certificate (the sandbox's side).
-//! - [`client`]: native, JSAPI, H5 and App orders, query, close, platform certificates.
+//! - [`client`]: native, JSAPI, H5 and App orders, query, close, refund and refund query,
+//!   platform certificates.
 //!
 //! Wire facts and their sources: `wechatpay-v3.md` of the shared design docs.
 
@@ -35,6 +36,7 @@ pub use model::{
     AppOrderRequest, CertificatesResponse, CloseRequest, EncryptedResource, ErrorBody, H5Info,
     H5OrderRequest, H5OrderResponse, H5SceneInfo, JsapiOrderRequest, NativeOrderRequest,
     NativeOrderResponse, Notification, OrderAmount, Payer, PlatformCertificate, PrepayResponse,
+    Refund, RefundAmount, RefundAmounts, RefundNotification, RefundRequest, RefundStatus,
     TradeState, Transaction, TransactionAmount,
 };
 pub use notify::{NotifyError, VerifiedNotification, decrypt_resource, verify_notification};

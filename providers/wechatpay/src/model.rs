@@ -289,6 +289,132 @@ pub const AEAD_AES_256_GCM: &str = "AEAD_AES_256_GCM";
 /// `event_type` of a successful payment (basic payment notifies only on success).
 pub const EVENT_TRANSACTION_SUCCESS: &str = "TRANSACTION.SUCCESS";
 
+/// `event_type` of a refund that reached the buyer.
+pub const EVENT_REFUND_SUCCESS: &str = "REFUND.SUCCESS";
+/// `event_type` of a refund that failed at the buyer's side (e.g. a closed card account); the
+/// merchant must resolve it (offline or a new refund).
+pub const EVENT_REFUND_ABNORMAL: &str = "REFUND.ABNORMAL";
+/// `event_type` of a refund WeChat closed without paying it out.
+pub const EVENT_REFUND_CLOSED: &str = "REFUND.CLOSED";
+
+/// `POST /v3/refund/domestic/refunds`. The allowlist (design §1.1): the order number, the
+/// refund number, the amounts, and optionally a reason and notify URL. There is no field for
+/// `transaction_id`, `funds_account`, `goods_detail` or `amount.from`, so none can be sent.
+///
+/// `out_refund_no` is WeChat's idempotency key: the same number is refunded once, so a retry
+/// re-posts the same number with identical parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundRequest {
+    pub out_trade_no: String,
+    /// string(64) of `[0-9A-Za-z_-|*@]`, unique per merchant.
+    pub out_refund_no: String,
+    /// string(80); shown to the buyer, so it must say nothing about anyone. WeChat forbids
+    /// `null`, so absent rather than null.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// string(256); overrides the refund notify URL set on the merchant platform.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_url: Option<String>,
+    pub amount: RefundAmount,
+}
+
+/// The amounts of a refund request, integers in fen: `refund` ≤ the paid `total`, which must be
+/// the order's total.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundAmount {
+    pub refund: i64,
+    pub total: i64,
+    /// `CNY`.
+    pub currency: String,
+}
+
+/// The answer of a refund create and of `GET /v3/refund/domestic/refunds/{out_refund_no}`.
+/// Deliberately has no `user_received_account` (where the buyer got the money, e.g.
+/// `招商银行信用卡0403`: payer data, design §1.2), no `funds_account` and no `promotion_detail`;
+/// serde drops them while parsing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refund {
+    pub refund_id: String,
+    pub out_refund_no: String,
+    pub transaction_id: String,
+    pub out_trade_no: String,
+    /// `ORIGINAL` / `BALANCE` / `OTHER_BALANCE` / `OTHER_BANKCARD`: the kind of route the money
+    /// took, not an account; kept like a payment's `bank_type`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    pub status: RefundStatus,
+    /// RFC 3339 with offset; present once `SUCCESS`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_time: Option<String>,
+    pub amount: RefundAmounts,
+}
+
+/// Amounts of a refund (answer and notification), integers in fen. `settlement_*`,
+/// `discount_refund` and `from` are dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundAmounts {
+    /// The order's total.
+    pub total: i64,
+    /// This refund.
+    pub refund: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payer_total: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payer_refund: Option<i64>,
+    /// Absent in the notification resource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+}
+
+/// `status` of a refund (`refund_status` in the notification). `PROCESSING` can still become
+/// any of the other three; `SUCCESS` and `CLOSED` are final; `ABNORMAL` needs the merchant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RefundStatus {
+    #[serde(rename = "SUCCESS")]
+    Success,
+    #[serde(rename = "CLOSED")]
+    Closed,
+    #[serde(rename = "PROCESSING")]
+    Processing,
+    #[serde(rename = "ABNORMAL")]
+    Abnormal,
+    /// A status WeChat added after this was written: treat as "not final, ask again".
+    #[serde(rename = "UNKNOWN", other)]
+    Unknown,
+}
+
+impl RefundStatus {
+    /// The wire name (`PROCESSING`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundStatus::Success => "SUCCESS",
+            RefundStatus::Closed => "CLOSED",
+            RefundStatus::Processing => "PROCESSING",
+            RefundStatus::Abnormal => "ABNORMAL",
+            RefundStatus::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+/// The decrypted resource of a `REFUND.*` notification (`original_type` `refund`). Note
+/// `refund_status` here where the refund API answers `status`. Deliberately has no
+/// `user_received_account` (payer data, design §1.2); serde drops it while parsing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundNotification {
+    pub mchid: String,
+    pub out_trade_no: String,
+    pub transaction_id: String,
+    pub out_refund_no: String,
+    pub refund_id: String,
+    pub refund_status: RefundStatus,
+    /// RFC 3339 with offset; present for `SUCCESS`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success_time: Option<String>,
+    pub amount: RefundAmounts,
+}
+
 /// Every 4xx/5xx body: `{"code":"PARAM_ERROR","message":"…"}` (`detail` optional, ignored).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {

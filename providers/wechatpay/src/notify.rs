@@ -2,7 +2,9 @@
 //! resource. Nothing of the body is trusted, or even parsed, before the signature checks out.
 
 use crate::cipher::{ApiV3Key, DecryptError};
-use crate::model::{AEAD_AES_256_GCM, EncryptedResource, Notification, Transaction};
+use crate::model::{
+    AEAD_AES_256_GCM, EncryptedResource, Notification, RefundNotification, Transaction,
+};
 use crate::verify::{PlatformKeys, SignatureHeaders, VerifyError, verify_signed};
 
 /// Why a callback was refused. Answer WeChat with a 4xx/5xx so that it retries.
@@ -21,7 +23,8 @@ pub enum NotifyError {
 }
 
 /// A verified callback: its envelope and the decrypted resource bytes (which may hold payer
-/// data: parse them into a type without payer fields, such as [`Transaction`], and drop them).
+/// data: parse them into a type without payer fields, [`Transaction`] or
+/// [`RefundNotification`], and drop them).
 pub struct VerifiedNotification {
     pub notification: Notification,
     plaintext: Vec<u8>,
@@ -30,6 +33,18 @@ pub struct VerifiedNotification {
 impl VerifiedNotification {
     /// The resource as a [`Transaction`] (for `TRANSACTION.*` events); payer data is dropped.
     pub fn transaction(&self) -> Result<Transaction, NotifyError> {
+        serde_json::from_slice(&self.plaintext).map_err(NotifyError::Resource)
+    }
+
+    /// The resource as a [`RefundNotification`] (for `REFUND.*` events);
+    /// `user_received_account` is dropped.
+    ///
+    /// Like [`VerifiedNotification::transaction`] this reads what AES-GCM authenticated under
+    /// the envelope's own `associated_data` (`refund` in the doc's note, unconfirmed): the AAD
+    /// label and `original_type` are not checked against a fixed value. A transaction resource
+    /// read as a refund fails to parse (`NotifyError::Resource`), so the caller should still
+    /// dispatch on `event_type`.
+    pub fn refund(&self) -> Result<RefundNotification, NotifyError> {
         serde_json::from_slice(&self.plaintext).map_err(NotifyError::Resource)
     }
 

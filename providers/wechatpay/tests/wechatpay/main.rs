@@ -1,9 +1,10 @@
 //! Tests of the pure core: the published vectors (`vectors.rs`) and round trips and tamper cases
 //! with fixture keys (`round_trip.rs`), the JSAPI/H5/App wire types (`channels.rs`) and platform
-//! certificates (`certificates.rs`). One test binary, to link once.
+//! certificates (`certificates.rs`), refunds (`refunds.rs`). One test binary, to link once.
 
 mod certificates;
 mod channels;
 mod fixtures;
+mod refunds;
 mod round_trip;
 mod vectors;
