@@ -1,11 +1,14 @@
-//! The `TRANSACTION.SUCCESS` callback: envelope per wechatpay-v3.md §3, the transaction
-//! AES-256-GCM-encrypted under the APIv3 key, headers signed with the platform key that signs
-//! now (public-key id, or the newest certificate after a rotation); POSTed to the order's
-//! notify_url until it is acknowledged (200 or 204), on WeChat's retry schedule ([`crate::outbox`]
-//! runs the schedule and the notification faults).
+//! The `TRANSACTION.SUCCESS` and `REFUND.*` callbacks: envelope per wechatpay-v3.md §3, the
+//! resource (transaction or refund) AES-256-GCM-encrypted under the APIv3 key, headers signed
+//! with the platform key that signs now (public-key id, or the newest certificate after a
+//! rotation); POSTed to the notify_url until it is acknowledged (200 or 204), on WeChat's retry
+//! schedule ([`crate::outbox`] runs the schedule and the notification faults).
 
 use chrono::{FixedOffset, SecondsFormat};
-use paygate_wechatpay::model::{AEAD_AES_256_GCM, EVENT_TRANSACTION_SUCCESS, EncryptedResource};
+use paygate_wechatpay::model::{
+    AEAD_AES_256_GCM, EVENT_REFUND_ABNORMAL, EVENT_REFUND_CLOSED, EVENT_REFUND_SUCCESS,
+    EVENT_TRANSACTION_SUCCESS, EncryptedResource,
+};
 use paygate_wechatpay::verify::HEADER_SIGNATURE;
 use paygate_wechatpay::{Notification, SIGNATURE_PROBE_PREFIX, signed_headers};
 use serde::{Deserialize, Serialize};
@@ -65,8 +68,10 @@ pub struct SignedNotification {
 }
 
 impl Sandbox {
-    /// Builds the `TRANSACTION.SUCCESS` callback for `transaction` (any JSON: tests may forge
-    /// one), signed at `timestamp` (unix seconds). A fresh notification id each call.
+    /// Builds the callback for `transaction` (any JSON: tests may forge one), signed at
+    /// `timestamp` (unix seconds). A fresh notification id each call. A resource with a
+    /// `refund_status` is a refund (see [`ResourceKind::of`]); anything else a transaction
+    /// (`TRANSACTION.SUCCESS`).
     pub fn wechat_notification(&self, transaction: &Value, timestamp: i64) -> SignedNotification {
         self.notification_with_id(&new_notification_id(), transaction, timestamp)
     }
@@ -79,9 +84,10 @@ impl Sandbox {
     ) -> SignedNotification {
         let wechat = &self.inner.wechat;
         let (serial, signer) = wechat.platform.signing();
-        // WeChat's resource nonces are 12 characters; the AAD is non-empty ("transaction"),
-        // since the official Java sample rejects an empty one.
+        // WeChat's resource nonces are 12 characters; the AAD is non-empty (the original_type,
+        // "transaction" or "refund"), since the official Java sample rejects an empty one.
         let resource_nonce = &paygate_wechatpay::new_nonce()[..12];
+        let kind = ResourceKind::of(transaction);
         let plaintext = serde_json::to_vec(transaction).unwrap_or_default();
         let beijing = FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset");
         let envelope = Notification {
@@ -90,17 +96,19 @@ impl Sandbox {
                 .now()
                 .with_timezone(&beijing)
                 .to_rfc3339_opts(SecondsFormat::Secs, false),
-            event_type: EVENT_TRANSACTION_SUCCESS.to_owned(),
+            event_type: kind.event_type.to_owned(),
             resource_type: "encrypt-resource".to_owned(),
-            summary: Some("支付成功".to_owned()),
+            summary: Some(kind.summary.to_owned()),
             resource: EncryptedResource {
                 algorithm: AEAD_AES_256_GCM.to_owned(),
-                ciphertext: wechat
-                    .apiv3_key
-                    .encrypt(resource_nonce, "transaction", &plaintext),
-                associated_data: Some("transaction".to_owned()),
+                ciphertext: wechat.apiv3_key.encrypt(
+                    resource_nonce,
+                    kind.original_type,
+                    &plaintext,
+                ),
+                associated_data: Some(kind.original_type.to_owned()),
                 nonce: resource_nonce.to_owned(),
-                original_type: Some("transaction".to_owned()),
+                original_type: Some(kind.original_type.to_owned()),
             },
         };
         let body = serde_json::to_string(&envelope).unwrap_or_default();
@@ -143,8 +151,40 @@ impl Sandbox {
     }
 }
 
+/// What a notification says about its resource: event, summary, and `original_type` (also the
+/// AAD).
+struct ResourceKind {
+    event_type: &'static str,
+    summary: &'static str,
+    original_type: &'static str,
+}
+
+impl ResourceKind {
+    /// A refund resource is the one with a `refund_status` (WeChat's refund resource has it, a
+    /// transaction never does); its status picks the event. The outbox carries resources as
+    /// plain JSON, so the kind is read from the resource rather than carried beside it.
+    fn of(resource: &Value) -> ResourceKind {
+        let refund = |event_type, summary| ResourceKind {
+            event_type,
+            summary,
+            original_type: "refund",
+        };
+        match resource.get("refund_status").and_then(Value::as_str) {
+            None => ResourceKind {
+                event_type: EVENT_TRANSACTION_SUCCESS,
+                summary: "支付成功",
+                original_type: "transaction",
+            },
+            Some("SUCCESS") => refund(EVENT_REFUND_SUCCESS, "退款成功"),
+            Some("CLOSED") => refund(EVENT_REFUND_CLOSED, "退款关闭"),
+            Some(_) => refund(EVENT_REFUND_ABNORMAL, "退款异常"),
+        }
+    }
+}
+
 impl Sandbox {
-    /// Starts delivering the callback for a paid order in the background.
+    /// Starts delivering a callback in the background: a paid order's transaction, or a
+    /// refund's resource.
     pub(crate) fn notify_wechat(
         &self,
         out_trade_no: String,

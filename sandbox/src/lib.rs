@@ -2,14 +2,17 @@
 //! speaks both wire protocols with real crypto, so the gateway runs and is tested on one machine with no merchant account.
 //!
 //! - [`wechat`]: `/sandbox/wechatpay/v3/…` (native, JSAPI, H5 and App orders, query, close,
-//!   `/v3/certificates`): every request's `Authorization` verified with the merchant public
-//!   key, every answer signed with the simulator's platform key, errors as WeChat answers them;
+//!   refund, refund query, `/v3/certificates`): every request's `Authorization` verified with
+//!   the merchant public key, every answer signed with the simulator's platform key, errors as
+//!   WeChat answers them;
 //!   an in-memory ledger of orders. [`wechat_order`] holds the per-channel privacy allowlists,
-//!   [`wechat_platform`] the platform key, its certificates and their rotation.
+//!   [`wechat_refund`] refunds and refund queries, [`wechat_platform`] the platform key, its
+//!   certificates and their rotation.
 //! - [`cashier`]: `/sandbox/cashier/{out_trade_no}` (amount, QR code, Pay button) and
 //!   `/sandbox/pay/{out_trade_no}` (the buyer pays).
-//! - [`delivery`]: the signed, encrypted `TRANSACTION.SUCCESS` callback, retried on WeChat's
-//!   schedule (scaled by `time_divisor`), each attempt recorded (`/sandbox/notifications`).
+//! - [`delivery`]: the signed, encrypted `TRANSACTION.SUCCESS` and `REFUND.SUCCESS` callbacks,
+//!   retried on WeChat's schedule (scaled by `time_divisor`), each attempt recorded
+//!   (`/sandbox/notifications`).
 //! - [`outbox`]: every notification not yet acknowledged (both providers), its retry loop, the
 //!   notification faults (dropped, delayed, reordered) and `resend` (deliver now).
 //! - [`alipay`]: `/sandbox/alipay/gateway.do` (precreate, page/wap pay, query, close), enabled
@@ -35,6 +38,7 @@ pub mod outbox;
 pub mod wechat;
 pub mod wechat_order;
 pub mod wechat_platform;
+pub mod wechat_refund;
 
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 

@@ -1,6 +1,6 @@
 //! WeChat Pay APIv3 as the merchant sees it: `/sandbox/wechatpay/v3/…`: the ledger, request
 //! authentication, signed answers, query, close, `/v3/certificates` and the buyer paying. Order
-//! creation per channel is in [`crate::wechat_order`].
+//! creation per channel is in [`crate::wechat_order`], refunds in [`crate::wechat_refund`].
 //!
 //! Requests are checked in WeChat's order: headers (400 `INVALID_REQUEST`), then the signature
 //! (401 `SIGN_ERROR`), then the parameters (400 `PARAM_ERROR`, …). Every answer, errors and 204s
@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 
 use crate::wechat_order::{self, OrderParams};
 use crate::wechat_platform::{self, Platform};
+use crate::wechat_refund::{self, RefundEntry};
 use crate::{Sandbox, lock};
 
 /// Where the WeChat API lives in the sandbox. The merchant signs the path after it (`/v3/…`),
@@ -121,6 +122,8 @@ pub(crate) struct Order {
     /// the h5_url.
     pub(crate) qr: String,
     pub(crate) state: OrderState,
+    /// Every refund accepted for it, oldest first (only ever for a paid order).
+    pub(crate) refunds: Vec<RefundEntry>,
 }
 
 #[derive(Debug, Clone)]
@@ -162,8 +165,15 @@ impl Order {
             OrderState::Success(payment) => {
                 t["transaction_id"] = json!(payment.transaction_id);
                 t["trade_type"] = json!(p.channel.trade_type());
-                t["trade_state"] = json!("SUCCESS");
-                t["trade_state_desc"] = json!("支付成功");
+                // 转入退款 once refunds were accepted for the whole total (processing or not).
+                let refunded: i64 = self.refunds.iter().map(RefundEntry::amount).sum();
+                if refunded >= p.total {
+                    t["trade_state"] = json!("REFUND");
+                    t["trade_state_desc"] = json!("转入退款");
+                } else {
+                    t["trade_state"] = json!("SUCCESS");
+                    t["trade_state_desc"] = json!("支付成功");
+                }
                 t["bank_type"] = json!("OTHERS");
                 t["success_time"] = json!(payment.success_time);
                 t["payer"] = json!({"openid": payment.openid});
@@ -213,6 +223,14 @@ pub(crate) fn routes() -> Router<Sandbox> {
         .route(
             "/sandbox/wechatpay/v3/pay/transactions/out-trade-no/{out_trade_no}/close",
             post(close_order),
+        )
+        .route(
+            "/sandbox/wechatpay/v3/refund/domestic/refunds",
+            post(wechat_refund::create_refund),
+        )
+        .route(
+            "/sandbox/wechatpay/v3/refund/domestic/refunds/{out_refund_no}",
+            get(wechat_refund::query_refund),
         )
         .route("/sandbox/wechatpay/{*rest}", any(not_found))
 }
@@ -556,7 +574,8 @@ pub enum PayError {
 }
 
 impl Sandbox {
-    /// Every WeChat Pay API request (order, query, close) received so far, in arrival order.
+    /// Every WeChat Pay API request (order, query, close, refund, …) received so far, in arrival
+    /// order.
     pub fn wechat_requests(&self) -> Vec<CapturedRequest> {
         lock(&self.inner.wechat.requests).clone()
     }

@@ -239,6 +239,7 @@ impl Sandbox {
                 prepay: prepay.clone(),
                 qr,
                 state: OrderState::NotPay,
+                refunds: Vec::new(),
             },
         );
         Ok(Answer::json(&json!({ (field): prepay })))
@@ -274,7 +275,7 @@ fn new_prepay_id(sandbox: &Sandbox) -> String {
     )
 }
 
-fn refuse_outside_allowlist(
+pub(crate) fn refuse_outside_allowlist(
     object: &Map<String, Value>,
     prefix: &str,
     allowed: &[&str],
@@ -328,7 +329,7 @@ fn parse_order(request: &Value, channel: Channel) -> Result<OrderParams, ApiErro
             "out_trade_no要求6-32个字符内，只能是数字、大小写字母_-|*",
         ));
     }
-    if !valid_notify_url(&notify_url) {
+    if !valid_notify_url(&notify_url, 255) {
         return Err(ApiError::param("notify_url必须是不带参数的http(s)绝对地址"));
     }
     if let Some(expire) = &time_expire
@@ -435,15 +436,15 @@ fn parse_h5_scene(scene: Option<&Value>) -> Result<(Private, String), ApiError> 
     Ok((Private(ip), kind))
 }
 
-/// Absolute http(s), no query string, at most 255 characters.
-fn valid_notify_url(value: &str) -> bool {
+/// Absolute http(s), no query string, at most `max_len` characters (orders 255, refunds 256).
+pub(crate) fn valid_notify_url(value: &str, max_len: usize) -> bool {
     let Some(rest) = value
         .strip_prefix("https://")
         .or_else(|| value.strip_prefix("http://"))
     else {
         return false;
     };
-    value.len() <= 255 && !rest.is_empty() && !value.contains('?') && !value.contains('#')
+    value.len() <= max_len && !rest.is_empty() && !value.contains('?') && !value.contains('#')
 }
 
 #[cfg(test)]

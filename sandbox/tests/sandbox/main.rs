@@ -9,3 +9,4 @@ mod faults;
 mod harness;
 mod keys_dir;
 mod platform;
+mod refunds;
