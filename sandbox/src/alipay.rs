@@ -5,6 +5,9 @@
 //! `{"<method>_response":{…},"sign":"…"}`, `/` written as `\/`, signed with the simulator's
 //! "Alipay" key over exactly the node bytes emitted. Paying an order (the cashier) sends a
 //! form-encoded `trade_status_sync` notification (V1 rule) until it is answered `success`.
+//! Refunds and the refund query live in the `refund` submodule.
+
+mod refund;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -29,6 +32,7 @@ use crate::faults::Faults;
 use crate::outbox::Payload;
 use crate::wechat::{CashierView, PayError, random_hex};
 use crate::{Sandbox, lock};
+use refund::AlipayRefund;
 
 /// Where the Alipay gateway lives in the sandbox (`[alipay] gateway_url` =
 /// `{public_url}/sandbox/alipay/gateway.do`).
@@ -108,6 +112,8 @@ pub(crate) struct AlipayOrder {
     qr_code: String,
     gmt_create: String,
     state: TradeState,
+    /// Refunds made, oldest first (only a paid trade has any).
+    refunds: Vec<AlipayRefund>,
 }
 
 #[derive(Debug, Clone)]
@@ -128,9 +134,16 @@ impl AlipayOrder {
     fn status(&self) -> &'static str {
         match self.state {
             TradeState::WaitBuyerPay => "WAIT_BUYER_PAY",
+            // A fully refunded trade is closed (alipay.md §5); a partly refunded one is not.
+            TradeState::Success(_) if self.refunded_fen() >= self.total_fen => "TRADE_CLOSED",
             TradeState::Success(_) => "TRADE_SUCCESS",
             TradeState::Closed => "TRADE_CLOSED",
         }
+    }
+
+    /// Everything refunded so far: Alipay's cumulative `refund_fee`.
+    fn refunded_fen(&self) -> i64 {
+        self.refunds.iter().map(|r| r.refund_fen).sum()
     }
 
     fn amount(&self) -> String {
@@ -309,6 +322,8 @@ async fn gateway(
             | "alipay.trade.app.pay"
             | "alipay.trade.query"
             | "alipay.trade.close"
+            | "alipay.trade.refund"
+            | "alipay.trade.fastpay.refund.query"
     );
     if !known {
         return unsigned_error(&Failure::invalid(
@@ -462,6 +477,8 @@ impl Sandbox {
                     )),
                 }
             }
+            "alipay.trade.refund" => self.alipay_refund(sim, biz),
+            "alipay.trade.fastpay.refund.query" => self.alipay_refund_query(sim, biz),
             _ => Err(Failure::invalid("isv.invalid-method", "不存在的方法名")),
         }
     }
@@ -573,6 +590,7 @@ impl Sandbox {
             qr_code: format!("https://qr.alipay.com/bax0{}", random_base36(20)),
             gmt_create: beijing_time(now),
             state: TradeState::WaitBuyerPay,
+            refunds: Vec::new(),
         };
         tracing::info!(out_trade_no = %out_trade_no, method, "sandbox: Alipay trade created");
         orders.insert(out_trade_no, order.clone());
@@ -620,6 +638,15 @@ fn find<'a>(
 }
 
 impl Sandbox {
+    /// What has been refunded on the Alipay trade `out_trade_no` (0 before any refund), or
+    /// `None` when the ledger does not hold it.
+    pub fn alipay_refunded_fen(&self, out_trade_no: &str) -> Option<i64> {
+        let sim = self.inner.alipay.get()?;
+        lock(&sim.orders)
+            .get(out_trade_no)
+            .map(AlipayOrder::refunded_fen)
+    }
+
     /// Whether the Alipay ledger holds `out_trade_no`.
     pub(crate) fn alipay_has(&self, out_trade_no: &str) -> bool {
         self.inner

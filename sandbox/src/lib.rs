@@ -15,9 +15,10 @@
 //!   (`/sandbox/notifications`).
 //! - [`outbox`]: every notification not yet acknowledged (both providers), its retry loop, the
 //!   notification faults (dropped, delayed, reordered) and `resend` (deliver now).
-//! - [`alipay`]: `/sandbox/alipay/gateway.do` (precreate, page/wap pay, query, close), enabled
-//!   with [`Sandbox::with_alipay`]: app signatures verified, answers signed with the simulator's
-//!   Alipay key, `trade_status_sync` notifications until answered `success`.
+//! - [`alipay`]: `/sandbox/alipay/gateway.do` (precreate, page/wap pay, query, close, refund,
+//!   refund query), enabled with [`Sandbox::with_alipay`]: app signatures verified, answers
+//!   signed with the simulator's Alipay key, `trade_status_sync` notifications until answered
+//!   `success`.
 //! - [`faults`]: switches a test flips (`/sandbox/faults`).
 //! - [`keys_dir`]: the key files the standalone binary and `paygate serve --sandbox` read.
 //!

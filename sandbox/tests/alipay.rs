@@ -10,8 +10,8 @@ use axum::extract::State;
 use axum::routing::post;
 use chrono::Utc;
 use paygate_alipay::{
-    Client, Error, OrderChannel, OrderRequest, Params, Retry, Signer, TradeStatus, Verifier,
-    order_request, verify_trade_notification,
+    Client, Error, OrderChannel, OrderRequest, Params, RefundRequest, RefundStatus, Retry, Signer,
+    TradeStatus, Verifier, order_request, refund_request, verify_trade_notification,
 };
 use paygate_sandbox::{AlipaySandboxConfig, Faults, Sandbox, SandboxConfig, WechatSandboxConfig};
 use serde_json::Value;
@@ -527,6 +527,259 @@ async fn keys_endpoint_shows_the_alipay_public_key() {
             .public_key_pem()
     );
     assert!(keys["wechatpay"]["public_key_pem"].is_string());
+}
+
+/// A trade of `total_fen` the buyer has paid.
+async fn paid_trade(h: &Harness, prefix: &str, total_fen: i64) -> String {
+    let no = order_no(prefix);
+    h.client
+        .precreate(&order(&no, total_fen, NOWHERE))
+        .await
+        .unwrap();
+    assert_eq!(h.pay(&no).await.0, 200);
+    no
+}
+
+/// An `alipay.trade.refund` with the business content `biz` as given (the crate's builder
+/// always sends `out_request_no` and only allowlisted fields), signed with the app key; the raw
+/// answer text.
+async fn raw_refund(h: &Harness, biz: Value) -> String {
+    let request = refund_request(
+        APP_ID,
+        &Signer::from_pem_or_base64(APP_KEY).unwrap(),
+        &RefundRequest {
+            out_trade_no: "P1".to_owned(),
+            out_request_no: "R1".to_owned(),
+            refund_fen: 1,
+            refund_reason: None,
+        },
+        Utc::now(),
+    )
+    .unwrap();
+    let mut params = request.params().clone();
+    params.remove("sign");
+    params.insert("biz_content", biz.to_string());
+    let sign = Signer::from_pem_or_base64(APP_KEY)
+        .unwrap()
+        .sign(params.sign_content(&["sign"]).as_bytes())
+        .unwrap();
+    params.insert("sign", sign);
+    h.http
+        .post(h.gateway())
+        .header(
+            "Content-Type",
+            "application/x-www-form-urlencoded;charset=utf-8",
+        )
+        .body(params.to_form())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+fn refund_node(raw: &str) -> Value {
+    serde_json::from_str::<Value>(raw).unwrap()["alipay_trade_refund_response"].clone()
+}
+
+#[tokio::test]
+async fn a_full_refund_closes_the_trade() {
+    let h = start().await;
+    let no = paid_trade(&h, "FULL", 19900).await;
+    assert_eq!(h.sandbox.alipay_refunded_fen(&no), Some(0));
+    let refund = h
+        .client
+        .refund(&no, &no, 19900, Some("订单退款"))
+        .await
+        .unwrap();
+    assert!(refund.fund_change);
+    assert_eq!(refund.refund_fee_fen, 19900);
+    assert!(refund.gmt_refund_pay.is_some());
+    assert_eq!(h.sandbox.alipay_refunded_fen(&no), Some(19900));
+
+    let queried = h.client.query(&no).await.unwrap();
+    assert_eq!(queried.trade_status, TradeStatus::TradeClosed);
+    // A closed trade takes no further refund, but the same refund again is still answered.
+    let error = h.client.refund(&no, "R2", 1, None).await.unwrap_err();
+    assert_eq!(
+        api_error(error),
+        ("40004".into(), Some("ACQ.TRADE_STATUS_ERROR".into()), true)
+    );
+    let again = h.client.refund(&no, &no, 19900, None).await.unwrap();
+    assert_eq!((again.fund_change, again.refund_fee_fen), (false, 19900));
+}
+
+#[tokio::test]
+async fn a_refund_without_out_request_no_is_a_full_refund_numbered_by_the_order() {
+    let h = start().await;
+    let no = paid_trade(&h, "NOREQ", 19900).await;
+    // Without out_request_no, anything but the whole amount is refused.
+    let partial = refund_node(
+        &raw_refund(
+            &h,
+            serde_json::json!({"out_trade_no": no, "refund_amount": "50.00"}),
+        )
+        .await,
+    );
+    assert_eq!(partial["sub_code"], "ACQ.REFUND_AMT_NOT_EQUAL_TOTAL");
+
+    let raw = raw_refund(
+        &h,
+        serde_json::json!({"out_trade_no": no, "refund_amount": "199.00"}),
+    )
+    .await;
+    let node = refund_node(&raw);
+    assert_eq!(node["code"], "10000");
+    assert_eq!(node["fund_change"], "Y");
+    assert_eq!(node["refund_fee"], "199.00");
+    // Alipay's answer carries the masked payer login, for the gateway to drop.
+    assert!(node["buyer_logon_id"].as_str().unwrap().contains("****"));
+    assert!(raw.starts_with(
+        "{\"alipay_trade_refund_response\":{\"code\":\"10000\",\"msg\":\"Success\",\"buyer_logon_id\""
+    ));
+
+    let found = h.client.refund_query(&no, &no).await.unwrap();
+    assert_eq!(found.refund_status, RefundStatus::Success);
+    assert_eq!(found.refund_fen, Some(19900));
+}
+
+#[tokio::test]
+async fn two_partial_refunds_then_an_over_refund_is_refused() {
+    let h = start().await;
+    let no = paid_trade(&h, "PART", 19900).await;
+    let first = h.client.refund(&no, "R1", 5000, None).await.unwrap();
+    assert_eq!((first.fund_change, first.refund_fee_fen), (true, 5000));
+    let second = h.client.refund(&no, "R2", 10000, None).await.unwrap();
+    assert_eq!((second.fund_change, second.refund_fee_fen), (true, 15000));
+    assert_eq!(
+        h.client.query(&no).await.unwrap().trade_status,
+        TradeStatus::TradeSuccess
+    );
+
+    let error = h.client.refund(&no, "R3", 4901, None).await.unwrap_err();
+    assert_eq!(
+        api_error(error),
+        (
+            "40004".into(),
+            Some("ACQ.REFUND_AMT_NOT_EQUAL_TOTAL".into()),
+            true
+        )
+    );
+    assert_eq!(h.sandbox.alipay_refunded_fen(&no), Some(15000));
+    // The refused refund is unknown to the refund query.
+    let refused = h.client.refund_query(&no, "R3").await.unwrap();
+    assert_eq!(refused.refund_status, RefundStatus::NotFound);
+
+    // Exactly what is left brings the trade to TRADE_CLOSED.
+    let last = h.client.refund(&no, "R3", 4900, None).await.unwrap();
+    assert_eq!((last.fund_change, last.refund_fee_fen), (true, 19900));
+    assert_eq!(
+        h.client.query(&no).await.unwrap().trade_status,
+        TradeStatus::TradeClosed
+    );
+}
+
+#[tokio::test]
+async fn the_same_out_request_no_again_moves_no_money() {
+    let h = start().await;
+    let no = paid_trade(&h, "IDEM", 19900).await;
+    let first = h.client.refund(&no, "R1", 5000, None).await.unwrap();
+    let repeat = h.client.refund(&no, "R1", 5000, None).await.unwrap();
+    assert!(first.fund_change);
+    assert!(!repeat.fund_change);
+    assert_eq!(repeat.refund_fee_fen, 5000);
+    assert_eq!(repeat.gmt_refund_pay, first.gmt_refund_pay);
+    assert_eq!(h.sandbox.alipay_refunded_fen(&no), Some(5000));
+    // The same number with another amount is not the same refund.
+    let error = h.client.refund(&no, "R1", 6000, None).await.unwrap_err();
+    assert_eq!(
+        api_error(error).1.as_deref(),
+        Some("ACQ.DISCORDANT_REPEAT_REQUEST")
+    );
+    assert_eq!(h.sandbox.alipay_refunded_fen(&no), Some(5000));
+}
+
+#[tokio::test]
+async fn refunds_of_unpaid_or_unknown_trades_are_refused() {
+    let h = start().await;
+    let no = order_no("UNPAID");
+    h.client
+        .precreate(&order(&no, 19900, NOWHERE))
+        .await
+        .unwrap();
+    let error = h.client.refund(&no, "R1", 100, None).await.unwrap_err();
+    assert_eq!(
+        api_error(error),
+        ("40004".into(), Some("ACQ.TRADE_STATUS_ERROR".into()), true)
+    );
+    h.client.close(&no).await.unwrap();
+    let error = h.client.refund(&no, "R1", 100, None).await.unwrap_err();
+    assert_eq!(
+        api_error(error).1.as_deref(),
+        Some("ACQ.TRADE_STATUS_ERROR")
+    );
+    assert_eq!(h.sandbox.alipay_refunded_fen(&no), Some(0));
+
+    let unknown = order_no("NONE");
+    let error = h
+        .client
+        .refund(&unknown, "R1", 100, None)
+        .await
+        .unwrap_err();
+    assert!(error.api().unwrap().is_trade_not_exist());
+    let error = h.client.refund_query(&unknown, "R1").await.unwrap_err();
+    assert!(error.api().unwrap().is_trade_not_exist());
+    assert_eq!(h.sandbox.alipay_refunded_fen(&unknown), None);
+}
+
+#[tokio::test]
+async fn the_refund_query_answers_each_refunds_own_amount() {
+    let h = start().await;
+    let no = paid_trade(&h, "RQ", 19900).await;
+    h.client.refund(&no, "R1", 5000, None).await.unwrap();
+    h.client.refund(&no, "R2", 2500, None).await.unwrap();
+    let second = h.client.refund_query(&no, "R2").await.unwrap();
+    assert_eq!(second.refund_status, RefundStatus::Success);
+    assert_eq!(second.refund_fen, Some(2500));
+    assert_eq!(second.total_fen, Some(19900));
+    assert_eq!(second.out_request_no, "R2");
+    let unknown = h.client.refund_query(&no, "R9").await.unwrap();
+    assert_eq!(unknown.refund_status, RefundStatus::NotFound);
+    assert_eq!(unknown.refund_fen, None);
+}
+
+#[tokio::test]
+async fn refund_fields_outside_the_allowlist_and_api_faults_are_answered_as_for_any_call() {
+    let h = start().await;
+    let no = paid_trade(&h, "RFLT", 19900).await;
+    let node = refund_node(
+        &raw_refund(
+            &h,
+            serde_json::json!({"out_trade_no": no, "refund_amount": "1.00", "out_request_no": "R1", "goods_detail": []}),
+        )
+        .await,
+    );
+    assert_eq!(node["sub_code"], "ACQ.INVALID_PARAMETER");
+
+    h.sandbox.set_faults(Faults {
+        api_errors: 1,
+        ..Faults::default()
+    });
+    let error = h.client.refund(&no, "R1", 100, None).await.unwrap_err();
+    assert!(error.is_unavailable());
+    assert_eq!(h.sandbox.alipay_refunded_fen(&no), Some(0));
+
+    h.sandbox.set_faults(Faults {
+        corrupt_response_signature: true,
+        ..Faults::default()
+    });
+    let error = h.client.refund(&no, "R1", 100, None).await.unwrap_err();
+    assert!(matches!(error, Error::Response(_)), "{error:?}");
+    h.sandbox.set_faults(Faults::default());
+    // The refund went through although its answer was refused: the same number is safe.
+    let again = h.client.refund(&no, "R1", 100, None).await.unwrap();
+    assert_eq!((again.fund_change, again.refund_fee_fen), (false, 100));
 }
 
 /// A tiny merchant: answers each notification with the next scripted body, then `success` once

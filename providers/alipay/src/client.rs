@@ -7,12 +7,13 @@ use chrono::{DateTime, Utc};
 
 use crate::keys::{Signer, Verifier};
 use crate::request::{
-    OrderChannel, OrderRequest, RequestError, SignedRequest, TradeCall, order_request,
-    trade_request,
+    OrderChannel, OrderRequest, RefundRequest, RequestError, SignedRequest, TradeCall,
+    order_request, refund_query_request, refund_request, trade_request,
 };
 use crate::response::{
-    ApiError, CloseResponse, PrecreateResponse, QueryResponse, ResponseError, read_close_response,
-    read_precreate_response, read_query_response,
+    ApiError, CloseResponse, PrecreateResponse, QueryResponse, RefundQueryResponse, RefundResponse,
+    ResponseError, read_close_response, read_precreate_response, read_query_response,
+    read_refund_query_response, read_refund_response,
 };
 
 /// The instant requests are stamped with (injected, so tests can fix it).
@@ -67,8 +68,9 @@ impl Error {
     }
 }
 
-/// How queries and closes are retried when Alipay is unavailable. Creates are never retried
-/// here: the caller decides, after a query, whether a new attempt is safe.
+/// How queries, closes and refund queries are retried when Alipay is unavailable. Creates
+/// (orders, refunds) are never retried here: the caller decides, after a query, whether a new
+/// attempt is safe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retry {
     /// Attempts in all, the first included.
@@ -147,18 +149,98 @@ impl Client {
 
     /// `alipay.trade.query`, retried while Alipay is unavailable.
     pub async fn query(&self, out_trade_no: &str) -> Result<QueryResponse, Error> {
-        self.with_retries(TradeCall::Query, out_trade_no, |raw| {
-            read_query_response(raw, &self.alipay_public_key, out_trade_no)
-        })
+        self.with_retries(
+            out_trade_no,
+            |now| {
+                trade_request(
+                    TradeCall::Query,
+                    &self.app_id,
+                    &self.signer,
+                    out_trade_no,
+                    now,
+                )
+            },
+            |raw| read_query_response(raw, &self.alipay_public_key, out_trade_no),
+        )
         .await
     }
 
     /// `alipay.trade.close`, retried while Alipay is unavailable. Closing a trade that is
     /// already closed, or that Alipay never created, comes back as an [`ApiError`].
     pub async fn close(&self, out_trade_no: &str) -> Result<CloseResponse, Error> {
-        self.with_retries(TradeCall::Close, out_trade_no, |raw| {
-            read_close_response(raw, &self.alipay_public_key, out_trade_no)
-        })
+        self.with_retries(
+            out_trade_no,
+            |now| {
+                trade_request(
+                    TradeCall::Close,
+                    &self.app_id,
+                    &self.signer,
+                    out_trade_no,
+                    now,
+                )
+            },
+            |raw| read_close_response(raw, &self.alipay_public_key, out_trade_no),
+        )
+        .await
+    }
+
+    /// `alipay.trade.refund` of `refund_fen` (this refund, not the total) from our paid order
+    /// `out_trade_no`, numbered `out_request_no`. Sent once, like a create.
+    ///
+    /// Posting the same `out_request_no` again is safe at Alipay: a refund already made is not
+    /// made twice but answered 10000 with `fund_change=N` and the unchanged cumulative
+    /// `refund_fee`. So after an unavailable error, or a `fund_change=N`, either ask
+    /// [`Client::refund_query`] or post the same refund again; never a new `out_request_no` for
+    /// the same refund. `reason` must be a neutral text (see [`RefundRequest::refund_reason`]).
+    pub async fn refund(
+        &self,
+        out_trade_no: &str,
+        out_request_no: &str,
+        refund_fen: i64,
+        reason: Option<&str>,
+    ) -> Result<RefundResponse, Error> {
+        let refund = RefundRequest {
+            out_trade_no: out_trade_no.to_owned(),
+            out_request_no: out_request_no.to_owned(),
+            refund_fen,
+            refund_reason: reason.map(str::to_owned),
+        };
+        let request = refund_request(&self.app_id, &self.signer, &refund, (self.clock)())?;
+        let raw = self.post(&request).await?;
+        Ok(read_refund_response(
+            &raw,
+            &self.alipay_public_key,
+            out_trade_no,
+        )?)
+    }
+
+    /// `alipay.trade.fastpay.refund.query` of refund `out_request_no` of `out_trade_no`,
+    /// retried while Alipay is unavailable. alipay.md: ask no sooner than 10 s after the refund.
+    pub async fn refund_query(
+        &self,
+        out_trade_no: &str,
+        out_request_no: &str,
+    ) -> Result<RefundQueryResponse, Error> {
+        self.with_retries(
+            out_trade_no,
+            |now| {
+                refund_query_request(
+                    &self.app_id,
+                    &self.signer,
+                    out_trade_no,
+                    out_request_no,
+                    now,
+                )
+            },
+            |raw| {
+                read_refund_query_response(
+                    raw,
+                    &self.alipay_public_key,
+                    out_trade_no,
+                    out_request_no,
+                )
+            },
+        )
         .await
     }
 
@@ -191,23 +273,18 @@ impl Client {
         )?)
     }
 
+    /// Calls that change nothing (or nothing twice), retried while Alipay is unavailable.
     async fn with_retries<T>(
         &self,
-        call: TradeCall,
         out_trade_no: &str,
+        build: impl Fn(DateTime<Utc>) -> Result<SignedRequest, RequestError>,
         read: impl Fn(&str) -> Result<T, ResponseError>,
     ) -> Result<T, Error> {
         let mut delay = self.retry.first_delay;
         let mut attempt = 1;
         loop {
             // Signed afresh each time: the timestamp is part of the signature.
-            let request = trade_request(
-                call,
-                &self.app_id,
-                &self.signer,
-                out_trade_no,
-                (self.clock)(),
-            )?;
+            let request = build((self.clock)())?;
             let result = match self.post(&request).await {
                 Ok(raw) => read(&raw).map_err(Error::from),
                 Err(error) => Err(error),
@@ -215,7 +292,7 @@ impl Client {
             match result {
                 Err(error) if error.is_unavailable() && attempt < self.retry.attempts => {
                     tracing::warn!(
-                        method = call.method(),
+                        method = request.method(),
                         out_trade_no,
                         attempt,
                         error = %error,

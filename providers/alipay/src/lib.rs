@@ -5,8 +5,9 @@
 //! - [`keys`]: the app private key ([`Signer`]) and Alipay's public key ([`Verifier`]), parsed
 //!   once; SHA256withRSA on aws-lc-rs, or on `rsa` with the `pure-rust` feature.
 //! - [`params`]: flat parameters, form decoding (exactly once) and the sign string.
-//! - [`request`]: signed precreate / page / wap / app pay, query and close requests. Only the
-//!   order number, the amount, the neutral subject, the product code and the expiry leave.
+//! - [`request`]: signed precreate / page / wap / app pay, query, close, refund and refund query
+//!   requests. Only the order number, the amount, the neutral subject, the product code, the
+//!   expiry, and for refunds the refund's number and a neutral reason leave.
 //! - [`response`]: the raw `*_response` node cut out and verified before it is parsed; typed
 //!   answers with amounts in exact fen and no payer fields.
 //! - [`notify`]: trade notifications (V1 rule) and gateway-type messages (V2 rule).
@@ -33,12 +34,13 @@ pub use notify::{
 };
 pub use params::{FormError, Params};
 pub use request::{
-    OrderChannel, OrderRequest, RequestError, SignedRequest, TradeCall, order_request,
-    response_key, trade_request,
+    OrderChannel, OrderRequest, RefundCall, RefundRequest, RequestError, SignedRequest, TradeCall,
+    order_request, refund_query_request, refund_request, response_key, trade_request,
 };
 pub use response::{
-    ApiError, CloseResponse, PrecreateResponse, QueryResponse, ResponseError, TradeStatus,
-    extract_signed_content, read_close_response, read_precreate_response, read_query_response,
+    ApiError, CloseResponse, PrecreateResponse, QueryResponse, RefundQueryResponse, RefundResponse,
+    RefundStatus, ResponseError, TradeStatus, extract_signed_content, read_close_response,
+    read_precreate_response, read_query_response, read_refund_query_response, read_refund_response,
     verify_response,
 };
 pub use time::{beijing_time, parse_beijing_time};

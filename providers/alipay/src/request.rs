@@ -2,8 +2,10 @@
 //!
 //! Privacy (design §1): the business content types below are the whole allowlist. An order
 //! carries its number, the amount, the configured neutral subject, the product code where
-//! needed and the expiry; a query or close carries the order number. There is no field for
-//! `body`, `passback_params`, `goods_detail`, buyer ids or anything else, so none can be sent.
+//! needed and the expiry; a query or close carries the order number; a refund carries the order
+//! number, the refund's amount and number and, at most, a neutral reason; a refund query the
+//! two numbers. There is no field for `body`, `passback_params`, `goods_detail`, buyer ids or
+//! anything else, so none can be sent.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -26,6 +28,10 @@ pub enum RequestError {
     Subject,
     #[error("notify_url must be an http(s) URL of at most 256 characters without a query")]
     NotifyUrl,
+    #[error("out_request_no must be 1-64 characters of [A-Za-z0-9_]")]
+    OutRequestNo,
+    #[error("refund_reason must be 1-256 characters")]
+    RefundReason,
     #[error(transparent)]
     Sign(#[from] SignFailed),
 }
@@ -85,6 +91,24 @@ impl TradeCall {
     }
 }
 
+/// Calls about a refund of an existing trade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefundCall {
+    /// `alipay.trade.refund`
+    Refund,
+    /// `alipay.trade.fastpay.refund.query`
+    Query,
+}
+
+impl RefundCall {
+    pub fn method(self) -> &'static str {
+        match self {
+            RefundCall::Refund => "alipay.trade.refund",
+            RefundCall::Query => "alipay.trade.fastpay.refund.query",
+        }
+    }
+}
+
 /// The node a method's synchronous answer sits in: `alipay.trade.query` →
 /// `alipay_trade_query_response`.
 pub fn response_key(method: &str) -> String {
@@ -106,6 +130,24 @@ pub struct OrderRequest {
     pub notify_url: String,
 }
 
+/// Everything a refund may tell Alipay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundRequest {
+    /// The paid order; same rule as [`OrderRequest::out_trade_no`].
+    pub out_trade_no: String,
+    /// The refund's own number, `[A-Za-z0-9_]`, at most 64: the idempotency key at Alipay. A new
+    /// value for each refund; a retry of the same refund must reuse it (Alipay then answers
+    /// `fund_change=N` instead of refunding twice). Alipay takes a refund without one as a full
+    /// refund numbered `out_trade_no`; we always send one, so pass `out_trade_no` for that.
+    pub out_request_no: String,
+    /// This refund's amount in fen (not the cumulative total), 1 to 10 000 000 000.
+    pub refund_fen: i64,
+    /// A neutral text chosen by the caller, such as "订单退款". It goes to Alipay and may be shown
+    /// to the buyer, so it must say nothing about a person (design §1): never the employer, the
+    /// plan, a complaint or a free text typed by someone.
+    pub refund_reason: Option<String>,
+}
+
 #[derive(Serialize)]
 struct OrderBizContent<'a> {
     out_trade_no: &'a str,
@@ -119,6 +161,21 @@ struct OrderBizContent<'a> {
 #[derive(Serialize)]
 struct TradeBizContent<'a> {
     out_trade_no: &'a str,
+}
+
+#[derive(Serialize)]
+struct RefundBizContent<'a> {
+    out_trade_no: &'a str,
+    refund_amount: String,
+    out_request_no: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refund_reason: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct RefundQueryBizContent<'a> {
+    out_trade_no: &'a str,
+    out_request_no: &'a str,
 }
 
 /// A request with its `sign`, ready to go out in the form its method needs.
@@ -211,6 +268,49 @@ pub fn trade_request(
     )
 }
 
+/// Builds and signs `alipay.trade.refund`: exactly `out_trade_no`, `refund_amount` (yuan),
+/// `out_request_no` and, when given, `refund_reason`.
+pub fn refund_request(
+    app_id: &str,
+    signer: &Signer,
+    refund: &RefundRequest,
+    now: DateTime<Utc>,
+) -> Result<SignedRequest, RequestError> {
+    check_out_trade_no(&refund.out_trade_no)?;
+    check_out_request_no(&refund.out_request_no)?;
+    if !(1..=MAX_ORDER_FEN).contains(&refund.refund_fen) {
+        return Err(RequestError::Amount);
+    }
+    if let Some(reason) = &refund.refund_reason {
+        check_refund_reason(reason)?;
+    }
+    let biz = RefundBizContent {
+        out_trade_no: &refund.out_trade_no,
+        refund_amount: fen_to_yuan(refund.refund_fen).map_err(|_| RequestError::Amount)?,
+        out_request_no: &refund.out_request_no,
+        refund_reason: refund.refund_reason.as_deref(),
+    };
+    signed(RefundCall::Refund.method(), app_id, None, &biz, signer, now)
+}
+
+/// Builds and signs `alipay.trade.fastpay.refund.query` of refund `out_request_no` of our order
+/// `out_trade_no`.
+pub fn refund_query_request(
+    app_id: &str,
+    signer: &Signer,
+    out_trade_no: &str,
+    out_request_no: &str,
+    now: DateTime<Utc>,
+) -> Result<SignedRequest, RequestError> {
+    check_out_trade_no(out_trade_no)?;
+    check_out_request_no(out_request_no)?;
+    let biz = RefundQueryBizContent {
+        out_trade_no,
+        out_request_no,
+    };
+    signed(RefundCall::Query.method(), app_id, None, &biz, signer, now)
+}
+
 fn signed(
     method: &'static str,
     app_id: &str,
@@ -253,6 +353,31 @@ fn check_out_trade_no(out_trade_no: &str) -> Result<(), RequestError> {
         Ok(())
     } else {
         Err(RequestError::OutTradeNo)
+    }
+}
+
+fn check_out_request_no(out_request_no: &str) -> Result<(), RequestError> {
+    // alipay.md gives only "≤64"; strict reading: the same characters as `out_trade_no`.
+    let ok = (1..=64).contains(&out_request_no.len())
+        && out_request_no
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(RequestError::OutRequestNo)
+    }
+}
+
+fn check_refund_reason(reason: &str) -> Result<(), RequestError> {
+    // The 256-character limit is Alipay's published field size ([?]: not in alipay.md).
+    let ok = !reason.trim().is_empty()
+        && reason.chars().count() <= 256
+        && !reason.chars().any(char::is_control);
+    if ok {
+        Ok(())
+    } else {
+        Err(RequestError::RefundReason)
     }
 }
 

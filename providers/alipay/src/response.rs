@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::keys::Verifier;
 use crate::money::{AmountError, yuan_to_fen};
-use crate::request::{OrderChannel, TradeCall, response_key};
+use crate::request::{OrderChannel, RefundCall, TradeCall, response_key};
 use crate::time::parse_beijing_time;
 
 /// The code of a call that succeeded.
@@ -45,6 +45,8 @@ pub enum ResponseError {
     },
     #[error("response is about another order")]
     OtherOrder,
+    #[error("response is about another refund")]
+    OtherRefund,
 }
 
 /// A call Alipay answered with a code other than 10000.
@@ -237,6 +239,49 @@ pub struct CloseResponse {
     pub trade_no: Option<String>,
 }
 
+/// `alipay.trade.refund` answered 10000: the request was accepted. Payer fields
+/// (`buyer_logon_id`, `buyer_user_id`) have no place here: serde drops them while parsing.
+///
+/// Only `fund_change: true` proves that this call moved money. `false` is the answer to a
+/// refund already made (the same `out_request_no` again), and alipay.md also allows it for one
+/// not settled yet: either way, confirm with a refund query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundResponse {
+    pub out_trade_no: String,
+    pub trade_no: String,
+    /// `fund_change` `Y`.
+    pub fund_change: bool,
+    /// `refund_fee`: everything refunded on this trade so far, this refund included. Not this
+    /// refund's amount.
+    pub refund_fee_fen: i64,
+    /// `gmt_refund_pay`, when Alipay gives it.
+    pub gmt_refund_pay: Option<DateTime<Utc>>,
+}
+
+/// Where a refund stands, as `alipay.trade.fastpay.refund.query` tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RefundStatus {
+    /// `REFUND_SUCCESS`: the money went back.
+    Success,
+    /// No `refund_status`: Alipay has not received the refund, or it failed (alipay.md §5).
+    /// Re-posting the same `out_request_no` is safe.
+    NotFound,
+    /// A `refund_status` we do not know; neither done nor safely absent.
+    Unknown,
+}
+
+/// `alipay.trade.fastpay.refund.query` answered 10000.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundQueryResponse {
+    pub out_trade_no: String,
+    pub out_request_no: String,
+    /// `refund_amount`: this refund's amount (present whenever the status is `Success`).
+    pub refund_fen: Option<i64>,
+    /// `total_amount`: the trade's amount.
+    pub total_fen: Option<i64>,
+    pub refund_status: RefundStatus,
+}
+
 #[derive(Deserialize)]
 struct PrecreateWire {
     out_trade_no: Option<String>,
@@ -257,6 +302,24 @@ struct QueryWire {
 struct CloseWire {
     out_trade_no: Option<String>,
     trade_no: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RefundWire {
+    out_trade_no: Option<String>,
+    trade_no: Option<String>,
+    fund_change: Option<String>,
+    refund_fee: Option<String>,
+    gmt_refund_pay: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RefundQueryWire {
+    out_trade_no: Option<String>,
+    out_request_no: Option<String>,
+    refund_amount: Option<String>,
+    total_amount: Option<String>,
+    refund_status: Option<String>,
 }
 
 /// Verifies and reads the answer to a precreate of `out_trade_no`.
@@ -334,6 +397,101 @@ pub fn read_close_response(
         out_trade_no: wire.out_trade_no,
         trade_no: wire.trade_no,
     })
+}
+
+/// Verifies and reads the answer to a refund of `out_trade_no`. `fund_change` must be `Y` or
+/// `N` and `refund_fee` an exact amount; anything else is rejected rather than guessed.
+pub fn read_refund_response(
+    raw: &str,
+    verifier: &Verifier,
+    out_trade_no: &str,
+) -> Result<RefundResponse, ResponseError> {
+    let wire: RefundWire = parse_node(raw, RefundCall::Refund.method(), verifier)?;
+    let answered = wire
+        .out_trade_no
+        .ok_or(ResponseError::Field("out_trade_no"))?;
+    if answered != out_trade_no {
+        return Err(ResponseError::OtherOrder);
+    }
+    let fund_change = match wire.fund_change.as_deref() {
+        Some("Y") => true,
+        Some("N") => false,
+        _ => return Err(ResponseError::Field("fund_change")),
+    };
+    let refund_fee = wire.refund_fee.ok_or(ResponseError::Field("refund_fee"))?;
+    Ok(RefundResponse {
+        out_trade_no: answered,
+        trade_no: wire.trade_no.ok_or(ResponseError::Field("trade_no"))?,
+        fund_change,
+        refund_fee_fen: amount("refund_fee", &refund_fee)?,
+        gmt_refund_pay: optional_time("gmt_refund_pay", wire.gmt_refund_pay)?,
+    })
+}
+
+/// Verifies and reads the answer to a refund query of `out_request_no` of `out_trade_no`.
+///
+/// An unknown refund may come back as little as `{"code":"10000","msg":"Success"}`, so the two
+/// numbers are taken from the request when absent, and must match it when present.
+pub fn read_refund_query_response(
+    raw: &str,
+    verifier: &Verifier,
+    out_trade_no: &str,
+    out_request_no: &str,
+) -> Result<RefundQueryResponse, ResponseError> {
+    let wire: RefundQueryWire = parse_node(raw, RefundCall::Query.method(), verifier)?;
+    if wire
+        .out_trade_no
+        .as_deref()
+        .is_some_and(|o| o != out_trade_no)
+    {
+        return Err(ResponseError::OtherOrder);
+    }
+    if wire
+        .out_request_no
+        .as_deref()
+        .is_some_and(|o| o != out_request_no)
+    {
+        return Err(ResponseError::OtherRefund);
+    }
+    let refund_status = match wire.refund_status.as_deref() {
+        None | Some("") => RefundStatus::NotFound,
+        Some("REFUND_SUCCESS") => RefundStatus::Success,
+        Some(_) => RefundStatus::Unknown,
+    };
+    let refund_fen = wire
+        .refund_amount
+        .map(|text| amount("refund_amount", &text))
+        .transpose()?;
+    // A success without its amount cannot be booked.
+    if refund_status == RefundStatus::Success && refund_fen.is_none() {
+        return Err(ResponseError::Field("refund_amount"));
+    }
+    Ok(RefundQueryResponse {
+        out_trade_no: out_trade_no.to_owned(),
+        out_request_no: out_request_no.to_owned(),
+        refund_fen,
+        total_fen: wire
+            .total_amount
+            .map(|text| amount("total_amount", &text))
+            .transpose()?,
+        refund_status,
+    })
+}
+
+fn amount(field: &'static str, text: &str) -> Result<i64, ResponseError> {
+    yuan_to_fen(text).map_err(|source| ResponseError::Amount { field, source })
+}
+
+fn optional_time(
+    field: &'static str,
+    text: Option<String>,
+) -> Result<Option<DateTime<Utc>>, ResponseError> {
+    match text.filter(|t| !t.is_empty()) {
+        Some(text) => Ok(Some(
+            parse_beijing_time(&text).ok_or(ResponseError::Field(field))?,
+        )),
+        None => Ok(None),
+    }
 }
 
 fn parse_node<T: DeserializeOwned>(

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use paygate_alipay::simulator::{error_response, sign_response, verify_gateway_request};
-use paygate_alipay::{Client, Error, Params, Retry, Signer, TradeStatus, Verifier};
+use paygate_alipay::{Client, Error, Params, RefundStatus, Retry, Signer, TradeStatus, Verifier};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -264,4 +264,76 @@ async fn browser_urls_and_the_app_order_string_are_built_without_a_server_call()
     }
     assert!(page.starts_with(&gateway.url));
     assert_eq!(gateway.count(), 0);
+}
+
+#[tokio::test]
+async fn a_refund_posts_the_signed_refund_once_and_reads_the_cumulative_fee() {
+    let gateway = FakeGateway::start(vec![ok(
+        "alipay.trade.refund",
+        &format!(
+            r#"{{"code":"10000","msg":"Success","buyer_logon_id":"159****5620","fund_change":"Y","gmt_refund_pay":"2026-11-29 00:30:05","out_trade_no":"{ORDER}","refund_fee":"50.00","send_back_fee":"50.00","trade_no":"2026112922001411111111111111"}}"#
+        ),
+    )])
+    .await;
+    let answer = gateway
+        .client()
+        .refund(ORDER, "R1", 5000, Some("订单退款"))
+        .await
+        .unwrap();
+    assert!(answer.fund_change);
+    assert_eq!(answer.refund_fee_fen, 5000);
+
+    let requests = gateway.requests.lock().unwrap();
+    let params = Params::from_form(&requests[0].body).unwrap();
+    assert_eq!(params.get("method"), Some("alipay.trade.refund"));
+    assert_eq!(
+        params.get("biz_content"),
+        Some(
+            r#"{"out_trade_no":"P2026112900AB12","refund_amount":"50.00","out_request_no":"R1","refund_reason":"订单退款"}"#
+        )
+    );
+    assert_eq!(verify_gateway_request(&params, &APP_PUBLIC_KEY), Ok(()));
+}
+
+#[tokio::test]
+async fn a_refund_is_sent_once_even_when_alipay_is_unavailable() {
+    let gateway = FakeGateway::start(vec![
+        ok(
+            "alipay.trade.refund",
+            r#"{"code":"20000","msg":"Service Currently Unavailable","sub_code":"isp.unknow-error"}"#,
+        ),
+        query_ok(),
+    ])
+    .await;
+    let error = gateway
+        .client()
+        .refund(ORDER, "R1", 5000, None)
+        .await
+        .unwrap_err();
+    assert!(error.is_unavailable());
+    assert_eq!(gateway.count(), 1);
+}
+
+#[tokio::test]
+async fn a_refund_query_is_retried_after_a_5xx_and_then_reads_the_refund() {
+    let gateway = FakeGateway::start(vec![
+        (503, String::new()),
+        ok(
+            "alipay.trade.fastpay.refund.query",
+            &format!(
+                r#"{{"code":"10000","msg":"Success","out_request_no":"R1","out_trade_no":"{ORDER}","refund_amount":"50.00","refund_status":"REFUND_SUCCESS","total_amount":"199.00"}}"#
+            ),
+        ),
+    ])
+    .await;
+    let answer = gateway.client().refund_query(ORDER, "R1").await.unwrap();
+    assert_eq!(answer.refund_status, RefundStatus::Success);
+    assert_eq!(answer.refund_fen, Some(5000));
+    assert_eq!(gateway.count(), 2);
+    let requests = gateway.requests.lock().unwrap();
+    let params = Params::from_form(&requests[1].body).unwrap();
+    assert_eq!(
+        params.get("biz_content"),
+        Some(r#"{"out_trade_no":"P2026112900AB12","out_request_no":"R1"}"#)
+    );
 }

@@ -2,7 +2,8 @@
 
 use paygate_alipay::simulator::verify_gateway_request;
 use paygate_alipay::{
-    OrderChannel, Params, RequestError, SignedRequest, TradeCall, order_request, trade_request,
+    OrderChannel, Params, RefundRequest, RequestError, SignedRequest, TradeCall, order_request,
+    refund_query_request, refund_request, trade_request,
 };
 use serde_json::{Value, json};
 
@@ -218,5 +219,126 @@ fn inputs_alipay_would_refuse_are_caught_before_signing() {
     assert_eq!(
         trade_request(TradeCall::Query, "", &APP_KEY, "P1", now()).unwrap_err(),
         RequestError::AppId
+    );
+}
+
+fn refund(refund_fen: i64, refund_reason: Option<&str>) -> RefundRequest {
+    RefundRequest {
+        out_trade_no: "P2026112900AB12".into(),
+        out_request_no: "R2026112900AB12_1".into(),
+        refund_fen,
+        refund_reason: refund_reason.map(str::to_owned),
+    }
+}
+
+#[test]
+fn a_refund_carries_exactly_the_order_number_amount_refund_number_and_neutral_reason() {
+    let request = refund_request(APP_ID, &APP_KEY, &refund(5050, Some("订单退款")), now()).unwrap();
+    let params = request.params();
+    assert_eq!(request.method(), "alipay.trade.refund");
+    assert_eq!(
+        keys(params),
+        [
+            "app_id",
+            "biz_content",
+            "charset",
+            "format",
+            "method",
+            "sign",
+            "sign_type",
+            "timestamp",
+            "version"
+        ]
+    );
+    assert_eq!(params.get("method"), Some("alipay.trade.refund"));
+    assert_eq!(params.get("timestamp"), Some("2026-11-29 00:30:00"));
+    // The exact text that was signed and goes out, field order included.
+    assert_eq!(
+        params.get("biz_content"),
+        Some(
+            r#"{"out_trade_no":"P2026112900AB12","refund_amount":"50.50","out_request_no":"R2026112900AB12_1","refund_reason":"订单退款"}"#
+        )
+    );
+    assert_eq!(params.get("sign").unwrap().len(), 344);
+    assert_eq!(verify_gateway_request(params, &APP_PUBLIC_KEY), Ok(()));
+    let body = Params::from_form(request.form_body().as_bytes()).unwrap();
+    assert_eq!(&body, params);
+
+    let without_reason = refund_request(APP_ID, &APP_KEY, &refund(1, None), now()).unwrap();
+    assert_eq!(
+        without_reason.params().get("biz_content"),
+        Some(
+            r#"{"out_trade_no":"P2026112900AB12","refund_amount":"0.01","out_request_no":"R2026112900AB12_1"}"#
+        )
+    );
+}
+
+#[test]
+fn a_refund_query_carries_the_order_number_and_the_refund_number_only() {
+    let request = refund_query_request(
+        APP_ID,
+        &APP_KEY,
+        "P2026112900AB12",
+        "R2026112900AB12_1",
+        now(),
+    )
+    .unwrap();
+    let params = request.params();
+    assert_eq!(
+        params.get("method"),
+        Some("alipay.trade.fastpay.refund.query")
+    );
+    assert_eq!(
+        params.get("biz_content"),
+        Some(r#"{"out_trade_no":"P2026112900AB12","out_request_no":"R2026112900AB12_1"}"#)
+    );
+    assert_eq!(params.get("notify_url"), None);
+    assert_eq!(verify_gateway_request(params, &APP_PUBLIC_KEY), Ok(()));
+}
+
+#[test]
+fn refunds_alipay_would_refuse_are_caught_before_signing() {
+    let reject = |edit: fn(&mut RefundRequest)| {
+        let mut r = refund(100, None);
+        edit(&mut r);
+        refund_request(APP_ID, &APP_KEY, &r, now()).unwrap_err()
+    };
+    assert_eq!(reject(|r| r.refund_fen = 0), RequestError::Amount);
+    assert_eq!(reject(|r| r.refund_fen = -1), RequestError::Amount);
+    assert_eq!(
+        reject(|r| r.refund_fen = 10_000_000_001),
+        RequestError::Amount
+    );
+    assert_eq!(
+        reject(|r| r.out_request_no = String::new()),
+        RequestError::OutRequestNo
+    );
+    assert_eq!(
+        reject(|r| r.out_request_no = "R-1".into()),
+        RequestError::OutRequestNo
+    );
+    assert_eq!(
+        reject(|r| r.out_request_no = "R".repeat(65)),
+        RequestError::OutRequestNo
+    );
+    assert_eq!(
+        reject(|r| r.out_trade_no = "P 1".into()),
+        RequestError::OutTradeNo
+    );
+    assert_eq!(
+        reject(|r| r.refund_reason = Some(" ".into())),
+        RequestError::RefundReason
+    );
+    assert_eq!(
+        reject(|r| r.refund_reason = Some("退".repeat(257))),
+        RequestError::RefundReason
+    );
+    assert_eq!(
+        reject(|r| r.refund_reason = Some("a\nb".into())),
+        RequestError::RefundReason
+    );
+    assert_eq!(
+        refund_query_request(APP_ID, &APP_KEY, "P1", "", now()).unwrap_err(),
+        RequestError::OutRequestNo
     );
 }

@@ -3,8 +3,9 @@
 use chrono::{TimeZone, Utc};
 use paygate_alipay::simulator::{error_response, escape_slashes, sign_response};
 use paygate_alipay::{
-    AmountError, ApiError, QueryResponse, ResponseError, TradeStatus, read_close_response,
-    read_precreate_response, read_query_response, verify_response,
+    AmountError, ApiError, QueryResponse, RefundQueryResponse, RefundResponse, RefundStatus,
+    ResponseError, TradeStatus, read_close_response, read_precreate_response, read_query_response,
+    read_refund_query_response, read_refund_response, verify_response,
 };
 
 use crate::fixtures::{ALIPAY_KEY, ALIPAY_PUBLIC_KEY, APP_KEY};
@@ -235,6 +236,170 @@ fn a_query_answer_is_not_accepted_as_the_answer_to_another_method() {
         verify_response(&raw, "alipay.trade.close", &ALIPAY_PUBLIC_KEY),
         Err(ResponseError::MissingNode(_))
     ));
+}
+
+const REFUND: &str = "R2026112900AB12_1";
+
+/// A refund answer as Alipay writes it: payer fields included, `/` escaped, signed over the
+/// escaped bytes.
+fn signed_refund(fund_change: &str, refund_fee: &str) -> String {
+    let node = escape_slashes(&format!(
+        r#"{{"code":"10000","msg":"Success","buyer_logon_id":"159****5620","buyer_user_id":"2088101117955611","fund_change":"{fund_change}","gmt_refund_pay":"2026-11-29 10:15:42","out_trade_no":"{ORDER}","refund_fee":"{refund_fee}","send_back_fee":"50.00","store_name":"望京店/1号","trade_no":"2026112922001411111111111111"}}"#
+    ));
+    assert!(node.contains(r#"望京店\/1号"#));
+    sign_response("alipay.trade.refund", &node, &ALIPAY_KEY).unwrap()
+}
+
+#[test]
+fn a_signed_refund_answer_reads_to_the_cumulative_fee_with_payer_fields_dropped() {
+    let raw = signed_refund("Y", "150.00");
+    let answer = read_refund_response(&raw, &ALIPAY_PUBLIC_KEY, ORDER).unwrap();
+    assert_eq!(
+        answer,
+        RefundResponse {
+            out_trade_no: ORDER.into(),
+            trade_no: "2026112922001411111111111111".into(),
+            fund_change: true,
+            refund_fee_fen: 15000,
+            // 10:15:42 in Beijing.
+            gmt_refund_pay: Some(Utc.with_ymd_and_hms(2026, 11, 29, 2, 15, 42).unwrap()),
+        }
+    );
+    let shown = format!("{answer:?}");
+    for payer_data in ["159****5620", "2088101117955611"] {
+        assert!(!shown.contains(payer_data), "{payer_data} leaked");
+    }
+}
+
+#[test]
+fn a_refund_answered_fund_change_n_reads_as_no_money_moved_by_this_call() {
+    let raw = signed_refund("N", "150.00");
+    let answer = read_refund_response(&raw, &ALIPAY_PUBLIC_KEY, ORDER).unwrap();
+    assert!(!answer.fund_change);
+    assert_eq!(answer.refund_fee_fen, 15000);
+}
+
+#[test]
+fn a_refund_answer_with_an_odd_fund_change_or_inexact_fee_is_rejected() {
+    assert_eq!(
+        read_refund_response(&signed_refund("y", "150.00"), &ALIPAY_PUBLIC_KEY, ORDER),
+        Err(ResponseError::Field("fund_change"))
+    );
+    assert_eq!(
+        read_refund_response(&signed_refund("Y", "150.001"), &ALIPAY_PUBLIC_KEY, ORDER),
+        Err(ResponseError::Amount {
+            field: "refund_fee",
+            source: AmountError::TooPrecise
+        })
+    );
+    assert_eq!(
+        read_refund_response(&signed_refund("Y", "150.00"), &ALIPAY_PUBLIC_KEY, "P0"),
+        Err(ResponseError::OtherOrder)
+    );
+    // Tampered after signing, even with the escapes undone: refused.
+    let tampered = signed_refund("N", "150.00").replace(r#"\/"#, "/");
+    assert_eq!(
+        read_refund_response(&tampered, &ALIPAY_PUBLIC_KEY, ORDER),
+        Err(ResponseError::BadSignature)
+    );
+}
+
+#[test]
+fn a_refund_refused_for_the_sellers_balance_is_a_signed_api_error() {
+    let raw = sign_response(
+        "alipay.trade.refund",
+        &format!(
+            r#"{{"code":"40004","msg":"Business Failed","sub_code":"ACQ.SELLER_BALANCE_NOT_ENOUGH","sub_msg":"卖家余额不足","out_trade_no":"{ORDER}","refund_fee":"0.00","send_back_fee":"0.00"}}"#
+        ),
+        &ALIPAY_KEY,
+    )
+    .unwrap();
+    assert_eq!(
+        read_refund_response(&raw, &ALIPAY_PUBLIC_KEY, ORDER),
+        Err(ResponseError::Api(ApiError {
+            code: "40004".into(),
+            sub_code: Some("ACQ.SELLER_BALANCE_NOT_ENOUGH".into()),
+            signed: true,
+        }))
+    );
+    let unsigned = error_response(
+        r#"{"code":"40004","msg":"Business Failed","sub_code":"ACQ.SELLER_BALANCE_NOT_ENOUGH"}"#,
+    );
+    assert_eq!(
+        read_refund_response(&unsigned, &ALIPAY_PUBLIC_KEY, ORDER),
+        Err(ResponseError::Api(ApiError {
+            code: "40004".into(),
+            sub_code: Some("ACQ.SELLER_BALANCE_NOT_ENOUGH".into()),
+            signed: false,
+        }))
+    );
+}
+
+fn signed_refund_query(node: &str) -> String {
+    sign_response("alipay.trade.fastpay.refund.query", node, &ALIPAY_KEY).unwrap()
+}
+
+#[test]
+fn a_refund_query_reads_this_refunds_amount_and_success() {
+    let raw = signed_refund_query(&format!(
+        r#"{{"code":"10000","msg":"Success","out_request_no":"{REFUND}","out_trade_no":"{ORDER}","refund_amount":"50.00","refund_status":"REFUND_SUCCESS","total_amount":"199.00","trade_no":"2026112922001411111111111111"}}"#
+    ));
+    assert_eq!(
+        read_refund_query_response(&raw, &ALIPAY_PUBLIC_KEY, ORDER, REFUND),
+        Ok(RefundQueryResponse {
+            out_trade_no: ORDER.into(),
+            out_request_no: REFUND.into(),
+            refund_fen: Some(5000),
+            total_fen: Some(19900),
+            refund_status: RefundStatus::Success,
+        })
+    );
+}
+
+#[test]
+fn a_refund_query_without_refund_status_is_a_refund_alipay_does_not_have() {
+    let raw = signed_refund_query(r#"{"code":"10000","msg":"Success"}"#);
+    assert_eq!(
+        read_refund_query_response(&raw, &ALIPAY_PUBLIC_KEY, ORDER, REFUND),
+        Ok(RefundQueryResponse {
+            out_trade_no: ORDER.into(),
+            out_request_no: REFUND.into(),
+            refund_fen: None,
+            total_fen: None,
+            refund_status: RefundStatus::NotFound,
+        })
+    );
+    let other = signed_refund_query(&format!(
+        r#"{{"code":"10000","msg":"Success","out_request_no":"{REFUND}","out_trade_no":"{ORDER}","refund_status":"REFUND_PROCESSING"}}"#
+    ));
+    assert_eq!(
+        read_refund_query_response(&other, &ALIPAY_PUBLIC_KEY, ORDER, REFUND)
+            .unwrap()
+            .refund_status,
+        RefundStatus::Unknown
+    );
+}
+
+#[test]
+fn a_refund_query_about_another_refund_or_a_success_without_amount_is_rejected() {
+    let raw = signed_refund_query(&format!(
+        r#"{{"code":"10000","msg":"Success","out_request_no":"{REFUND}","out_trade_no":"{ORDER}","refund_amount":"50.00","refund_status":"REFUND_SUCCESS"}}"#
+    ));
+    assert_eq!(
+        read_refund_query_response(&raw, &ALIPAY_PUBLIC_KEY, ORDER, "R2"),
+        Err(ResponseError::OtherRefund)
+    );
+    assert_eq!(
+        read_refund_query_response(&raw, &ALIPAY_PUBLIC_KEY, "P0", REFUND),
+        Err(ResponseError::OtherOrder)
+    );
+    let no_amount = signed_refund_query(&format!(
+        r#"{{"code":"10000","msg":"Success","out_request_no":"{REFUND}","out_trade_no":"{ORDER}","refund_status":"REFUND_SUCCESS"}}"#
+    ));
+    assert_eq!(
+        read_refund_query_response(&no_amount, &ALIPAY_PUBLIC_KEY, ORDER, REFUND),
+        Err(ResponseError::Field("refund_amount"))
+    );
 }
 
 fn sign_of(raw: &str) -> String {
