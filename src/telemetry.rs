@@ -11,6 +11,7 @@
 //! | `paygate_job_runs_total` | job, outcome (`ok`, `error`, `skipped`: another instance had the slot) |
 //! | `paygate_job_orders_total` | job, result (`settled`, `closed`, `still_pending`, `failed`) |
 //! | `paygate_events_pushed_total` | outcome (`delivered`, `failed`) |
+//! | `paygate_provider_call_seconds` (summary) | provider, call (`create`, `query`, `close`), outcome (`ok`, `unavailable`, `rejected`) |
 
 use std::sync::OnceLock;
 
@@ -74,4 +75,14 @@ pub fn events_pushed(delivered: u64, failed: u64) {
             metrics::counter!("paygate_events_pushed_total", "outcome" => outcome).increment(n);
         }
     }
+}
+
+pub fn provider_call(
+    provider: &str,
+    call: &'static str,
+    outcome: &'static str,
+    took: std::time::Duration,
+) {
+    metrics::histogram!("paygate_provider_call_seconds", "provider" => provider.to_owned(), "call" => call, "outcome" => outcome)
+        .record(took.as_secs_f64());
 }

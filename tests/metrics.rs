@@ -146,6 +146,41 @@ async fn metrics_count_orders_callbacks_settlements_and_job_runs() {
         ),
         1
     );
+    // Every provider call is timed by outcome: one native create, one precreate, the queries of
+    // the active-query pass.
+    let calls = "paygate_provider_call_seconds_count";
+    assert_eq!(
+        value(
+            &m,
+            calls,
+            &[
+                r#"provider="wechatpay""#,
+                r#"call="create""#,
+                r#"outcome="ok""#
+            ]
+        ),
+        1
+    );
+    assert_eq!(
+        value(
+            &m,
+            calls,
+            &[
+                r#"provider="alipay""#,
+                r#"call="create""#,
+                r#"outcome="ok""#
+            ]
+        ),
+        1
+    );
+    assert_eq!(
+        value(
+            &m,
+            calls,
+            &[r#"provider="alipay""#, r#"call="query""#, r#"outcome="ok""#]
+        ),
+        1
+    );
     for secret in [
         order_no.as_str(),
         queried_no.as_str(),

@@ -113,11 +113,76 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// Registers `provider`; every call it makes to its provider is timed for `/metrics`.
     pub fn register(&mut self, provider: Arc<dyn PaymentProvider>) {
-        self.providers.insert(provider.id(), provider);
+        self.providers
+            .insert(provider.id(), Arc::new(Measured { inner: provider }));
     }
 
     pub fn get(&self, id: ProviderId) -> Option<&Arc<dyn PaymentProvider>> {
         self.providers.get(&id)
+    }
+}
+
+/// Times every call to the provider (create, query, close, key refresh) by outcome, so an
+/// operator sees a slow or failing provider before the orders pile up.
+struct Measured {
+    inner: Arc<dyn PaymentProvider>,
+}
+
+impl Measured {
+    async fn timed<T>(
+        &self,
+        call: &'static str,
+        f: impl std::future::Future<Output = Result<T, ProviderError>>,
+    ) -> Result<T, ProviderError> {
+        let started = std::time::Instant::now();
+        let result = f.await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(ProviderError::Unavailable(_)) => "unavailable",
+            Err(ProviderError::Rejected(_)) => "rejected",
+        };
+        crate::telemetry::provider_call(self.inner.id().as_str(), call, outcome, started.elapsed());
+        result
+    }
+}
+
+#[async_trait::async_trait]
+impl PaymentProvider for Measured {
+    fn id(&self) -> ProviderId {
+        self.inner.id()
+    }
+
+    fn supports(&self, channel: Channel) -> bool {
+        self.inner.supports(channel)
+    }
+
+    async fn create(&self, payment: &NewPayment) -> Result<PaymentInstructions, ProviderError> {
+        self.timed("create", self.inner.create(payment)).await
+    }
+
+    async fn query(&self, order_no: &OrderNo) -> Result<TradeStatus, ProviderError> {
+        self.timed("query", self.inner.query(order_no)).await
+    }
+
+    async fn close(&self, order_no: &OrderNo) -> Result<(), ProviderError> {
+        self.timed("close", self.inner.close(order_no)).await
+    }
+
+    async fn verify_callback(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Callback, CallbackError> {
+        self.inner.verify_callback(headers, body).await
+    }
+
+    fn answer(&self, outcome: &Result<(), CallbackError>) -> Response {
+        self.inner.answer(outcome)
+    }
+
+    async fn refresh_keys(&self) -> anyhow::Result<usize> {
+        self.inner.refresh_keys().await
     }
 }
