@@ -43,11 +43,26 @@ async fn pays_through(provider: &str, channel: &str, extra: Value, payment_keys:
     order
 }
 
-fn merchant_verifier() -> paygate_wechatpay::Verifier {
-    paygate_wechatpay::Signer::from_pem(MERCHANT_KEY)
+/// `params[sign]` is the merchant key's signature over the `fields`, one line each, as the
+/// WeChat client checks it (JSAPI `paySign`, App `sign`).
+fn assert_merchant_signed(params: &Value, fields: &[&str], sign: &str) {
+    let message: String = fields
+        .iter()
+        .map(|f| {
+            format!(
+                "{}\n",
+                params[*f].as_str().unwrap_or_else(|| panic!("no {f}"))
+            )
+        })
+        .collect();
+    let verifier = paygate_wechatpay::Signer::from_pem(MERCHANT_KEY)
         .unwrap()
         .verifier()
-        .unwrap()
+        .unwrap();
+    assert!(
+        verifier.verify_base64(message.as_bytes(), params[sign].as_str().unwrap()),
+        "{sign} verifies with the merchant public key"
+    );
 }
 
 #[tokio::test]
@@ -78,17 +93,10 @@ async fn wechat_jsapi_with_signed_js_params() {
         js["package"],
         format!("prepay_id={}", p["prepay_id"].as_str().unwrap())
     );
-    // paySign over appId\ntimeStamp\nnonceStr\npackage\n with the merchant key.
-    let message = format!(
-        "{}\n{}\n{}\n{}\n",
-        js["appId"].as_str().unwrap(),
-        js["timeStamp"].as_str().unwrap(),
-        js["nonceStr"].as_str().unwrap(),
-        js["package"].as_str().unwrap()
-    );
-    assert!(
-        merchant_verifier().verify_base64(message.as_bytes(), js["paySign"].as_str().unwrap()),
-        "paySign verifies with the merchant public key"
+    assert_merchant_signed(
+        js,
+        &["appId", "timeStamp", "nonceStr", "package"],
+        "paySign",
     );
 }
 
@@ -118,17 +126,7 @@ async fn wechat_app_with_signed_app_params() {
     assert_eq!(a["partnerid"], paygate::app::SANDBOX_MCHID);
     assert_eq!(a["prepayid"], p["prepay_id"]);
     assert_eq!(a["package"], "Sign=WXPay");
-    let message = format!(
-        "{}\n{}\n{}\n{}\n",
-        a["appid"].as_str().unwrap(),
-        a["timestamp"].as_str().unwrap(),
-        a["noncestr"].as_str().unwrap(),
-        a["prepayid"].as_str().unwrap()
-    );
-    assert!(
-        merchant_verifier().verify_base64(message.as_bytes(), a["sign"].as_str().unwrap()),
-        "sign verifies with the merchant public key"
-    );
+    assert_merchant_signed(a, &["appid", "timestamp", "noncestr", "prepayid"], "sign");
 }
 
 #[tokio::test]
