@@ -10,7 +10,8 @@
 //!   expiry, and for refunds the refund's number and a neutral reason leave.
 //! - [`response`]: the raw `*_response` node cut out and verified before it is parsed; typed
 //!   answers with amounts in exact fen and no payer fields.
-//! - [`notify`]: trade notifications (V1 rule) and gateway-type messages (V2 rule).
+//! - [`notify`]: trade notifications (V1 rule), payments and refunds alike, and gateway-type
+//!   messages (V2 rule).
 //! - [`simulator`]: Alipay's side, for the sandbox.
 //!
 //! Wire facts and their sources: `docs/alipay.md` of the shared design docs.
@@ -43,4 +44,4 @@ pub use response::{
     read_precreate_response, read_query_response, read_refund_query_response, read_refund_response,
     verify_response,
 };
-pub use time::{beijing_time, parse_beijing_time};
+pub use time::{beijing_time, parse_beijing_time, parse_beijing_time_with_fraction};

@@ -13,7 +13,7 @@ use crate::keys::Verifier;
 use crate::money::{AmountError, yuan_to_fen};
 use crate::params::{FormError, Params};
 use crate::response::TradeStatus;
-use crate::time::parse_beijing_time;
+use crate::time::{parse_beijing_time, parse_beijing_time_with_fraction};
 
 /// Why a notification was not accepted. Whatever the reason, it changes nothing and is
 /// answered `fail`.
@@ -70,8 +70,13 @@ pub fn verify_params(
 }
 
 /// What the gateway keeps of a trade notification. Payer fields (`buyer_id`,
-/// `buyer_logon_id`, `buyer_open_id`, …), `subject`, `passback_params` and the fund breakdown
-/// are dropped here and never reach it.
+/// `buyer_logon_id`, `buyer_open_id`, `seller_email`, …), `subject`, `passback_params` and the
+/// fund breakdown are dropped here and never reach it.
+///
+/// A refund sends another `trade_status_sync` for the same trade (alipay.md §6): the payment
+/// fields again, `trade_status` `TRADE_SUCCESS` after a partial refund or `TRADE_CLOSED` after
+/// a full one, plus `refund_fee`, `out_biz_no` and `gmt_refund` (and `gmt_close` once closed).
+/// A notification with `refund_fee` or `out_biz_no` is about a refund, not a payment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TradeNotification {
     pub notify_id: String,
@@ -85,6 +90,15 @@ pub struct TradeNotification {
     pub total_fen: i64,
     /// `gmt_payment`, present once the buyer has paid.
     pub paid_at: Option<DateTime<Utc>>,
+    /// `refund_fee`: everything refunded on the trade so far (cumulative, not this refund's
+    /// amount), exact fen. Present on refund notifications.
+    pub refund_fee_fen: Option<i64>,
+    /// `out_biz_no`: on a refund notification, the refund's `out_request_no`.
+    pub out_biz_no: Option<String>,
+    /// `gmt_refund`: when the refund was made (milliseconds kept when Alipay sends them).
+    pub gmt_refund: Option<DateTime<Utc>>,
+    /// `gmt_close`: when the trade closed (a full refund closes it).
+    pub gmt_close: Option<DateTime<Utc>>,
 }
 
 /// Verifies a `trade_status_sync` notification body (V1 rule) and reads what the gateway keeps.
@@ -114,6 +128,20 @@ pub fn verify_trade_notification(
             None => Ok(None),
         }
     };
+    // Real refund notifications write these two with milliseconds (`… 17:17:05.296`); the
+    // other times never show a fraction, so they stay strict.
+    let refund_time = |key: &'static str| -> Result<Option<DateTime<Utc>>, NotifyError> {
+        match params.non_empty(key) {
+            Some(t) => parse_beijing_time_with_fraction(t)
+                .map(Some)
+                .ok_or(NotifyError::Field(key)),
+            None => Ok(None),
+        }
+    };
+    let refund_fee_fen = match params.non_empty("refund_fee") {
+        Some(text) => Some(yuan_to_fen(text).map_err(NotifyError::Amount)?),
+        None => None,
+    };
     Ok(TradeNotification {
         notify_id: text("notify_id")?,
         notify_time: time("notify_time")?.ok_or(NotifyError::Field("notify_time"))?,
@@ -124,6 +152,10 @@ pub fn verify_trade_notification(
         trade_status: TradeStatus::parse(&text("trade_status")?),
         total_fen: yuan_to_fen(&text("total_amount")?).map_err(NotifyError::Amount)?,
         paid_at: time("gmt_payment")?,
+        refund_fee_fen,
+        out_biz_no: params.non_empty("out_biz_no").map(str::to_owned),
+        gmt_refund: refund_time("gmt_refund")?,
+        gmt_close: refund_time("gmt_close")?,
     })
 }
 

@@ -43,6 +43,107 @@ fn a_notification_signed_with_the_alipay_key_verifies_and_reads_what_the_gateway
     assert_eq!(n.app_id, "2021000000000000");
     assert_eq!(n.seller_id.as_deref(), Some("2088000000000000"));
     assert_eq!(n.paid_at.unwrap().to_rfc3339(), "2026-11-28T16:31:07+00:00");
+    // A payment notification says nothing about refunds.
+    assert_eq!(
+        (n.refund_fee_fen, n.out_biz_no, n.gmt_refund, n.gmt_close),
+        (None, None, None, None)
+    );
+}
+
+/// The payment fields again (payer fields included, as Alipay sends them), plus a refund's.
+fn refund_fields(trade_status: &str, refund_fee: &str, out_biz_no: &str) -> Params {
+    let mut f = fields("199.00");
+    f.insert("notify_time", "2026-11-30 10:00:01");
+    f.insert("notify_id", "2026113000222100001000000000000002");
+    f.insert("trade_status", trade_status);
+    f.insert("refund_fee", refund_fee);
+    f.insert("out_biz_no", out_biz_no);
+    // Real refund notifications carry milliseconds here.
+    f.insert("gmt_refund", "2026-11-30 10:00:00.296");
+    f
+}
+
+#[test]
+fn a_partial_refund_notification_reads_the_cumulative_refund_fee_and_the_refund_number() {
+    let body = sign_notification(
+        refund_fields("TRADE_SUCCESS", "50.00", "RF2026113000AB12"),
+        &ALIPAY_KEY,
+    )
+    .unwrap();
+    let n = verify_trade_notification(body.as_bytes(), &ALIPAY_PUBLIC_KEY).unwrap();
+    assert_eq!(n.trade_status, TradeStatus::TradeSuccess);
+    assert_eq!(n.out_trade_no, "P2026112900AB12");
+    assert_eq!(n.total_fen, 19900);
+    assert_eq!(n.refund_fee_fen, Some(5000));
+    assert_eq!(n.out_biz_no.as_deref(), Some("RF2026113000AB12"));
+    assert_eq!(
+        n.gmt_refund.unwrap().to_rfc3339(),
+        "2026-11-30T02:00:00.296+00:00"
+    );
+    assert_eq!(n.gmt_close, None);
+    // Still the paid trade: gmt_payment comes along.
+    assert_eq!(n.paid_at.unwrap().to_rfc3339(), "2026-11-28T16:31:07+00:00");
+    // The payer fields the body carries have nowhere to go.
+    assert!(body.contains("buyer_id=") && body.contains("buyer_logon_id="));
+    let kept = format!("{n:?}");
+    assert!(!kept.contains("2088102534368455") && !kept.contains("xud***"));
+}
+
+#[test]
+fn a_full_refund_notification_reads_as_a_closed_trade_with_its_close_time() {
+    let mut f = refund_fields("TRADE_CLOSED", "199.00", "P2026112900AB12");
+    f.insert("gmt_refund", "2026-11-30 10:00:00");
+    f.insert("gmt_close", "2026-11-30 10:00:00");
+    let body = sign_notification(f, &ALIPAY_KEY).unwrap();
+    let n = verify_trade_notification(body.as_bytes(), &ALIPAY_PUBLIC_KEY).unwrap();
+    assert_eq!(n.trade_status, TradeStatus::TradeClosed);
+    assert_eq!(n.refund_fee_fen, Some(19900));
+    assert_eq!(n.out_biz_no.as_deref(), Some("P2026112900AB12"));
+    let at = "2026-11-30T02:00:00+00:00";
+    assert_eq!(n.gmt_refund.unwrap().to_rfc3339(), at);
+    assert_eq!(n.gmt_close.unwrap().to_rfc3339(), at);
+    assert!(n.paid_at.is_some());
+}
+
+#[test]
+fn a_refund_fee_finer_than_a_fen_is_refused_not_rounded() {
+    let body =
+        sign_notification(refund_fields("TRADE_SUCCESS", "1.001", "RF1"), &ALIPAY_KEY).unwrap();
+    assert_eq!(
+        verify_trade_notification(body.as_bytes(), &ALIPAY_PUBLIC_KEY),
+        Err(NotifyError::Amount(AmountError::TooPrecise))
+    );
+}
+
+#[test]
+fn an_empty_refund_fee_is_absent_and_malformed_refund_times_are_refused() {
+    let mut f = fields("199.00");
+    f.insert("refund_fee", "");
+    f.insert("out_biz_no", "");
+    let body = sign_notification(f, &ALIPAY_KEY).unwrap();
+    let n = verify_trade_notification(body.as_bytes(), &ALIPAY_PUBLIC_KEY).unwrap();
+    assert_eq!((n.refund_fee_fen, n.out_biz_no), (None, None));
+
+    for (key, value) in [
+        ("gmt_refund", "2026-11-30T10:00:00"),
+        ("gmt_refund", "2026-11-30 10:00:00."),
+        ("gmt_close", "30/11/2026 10:00:00"),
+    ] {
+        let mut f = refund_fields("TRADE_SUCCESS", "50.00", "RF1");
+        f.insert(key, value);
+        let body = sign_notification(f, &ALIPAY_KEY).unwrap();
+        assert_eq!(
+            verify_trade_notification(body.as_bytes(), &ALIPAY_PUBLIC_KEY),
+            Err(NotifyError::Field(key)),
+            "{value}"
+        );
+    }
+    let body =
+        sign_notification(refund_fields("TRADE_SUCCESS", "-1.00", "RF1"), &ALIPAY_KEY).unwrap();
+    assert_eq!(
+        verify_trade_notification(body.as_bytes(), &ALIPAY_PUBLIC_KEY),
+        Err(NotifyError::Amount(AmountError::Negative))
+    );
 }
 
 #[test]
