@@ -41,12 +41,34 @@ pub struct Faults {
     /// 500 `SYSTEM_ERROR`; Alipay: signed `code` 20000 `isp.unknow-error`), drawn per request
     /// after the counted `api_errors` are used up.
     pub api_error_rate: f64,
-    /// Every API answer is held this long before it goes out (real milliseconds).
+    /// Every API answer is held this long before it goes out (real milliseconds). The request
+    /// has already been handled when the wait starts: an order, close or refund it makes is
+    /// made, so a client that gives up meanwhile sees a timeout from a provider that acted.
+    /// This is the fault for "the provider acted but its answer timed out"; a system error
+    /// (`api_errors`, `api_error_rate`) is the one for "the provider did nothing".
     pub api_latency_ms: u64,
     /// The race a gateway's close must survive: when a close request arrives for an unpaid
     /// order, the buyer pays it first (its notification starts as usual) and the close is then
     /// refused as for any paid order (WeChat `ORDER_PAID`, Alipay `ACQ.TRADE_STATUS_ERROR`).
     pub pay_before_close: bool,
+    /// WeChat only. How WeChat refunds that complete while it is set end: `success` (the
+    /// default), `closed` or `abnormal`. Read when a `PROCESSING` refund completes, not when it
+    /// is created.
+    pub wechat_refund_outcome: WechatRefundOutcome,
+}
+
+/// The end state of a WeChat refund (wechatpay-v3.md §5: `SUCCESS|CLOSED|PROCESSING|ABNORMAL`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WechatRefundOutcome {
+    /// `SUCCESS` with a `success_time`, notified `REFUND.SUCCESS`.
+    #[default]
+    Success,
+    /// `CLOSED` (退款关闭), notified `REFUND.CLOSED`: no money moved, the amount is free again.
+    Closed,
+    /// `ABNORMAL` (退款异常, e.g. the buyer's card is gone), notified `REFUND.ABNORMAL`: the
+    /// sandbox also frees the amount.
+    Abnormal,
 }
 
 impl Faults {
@@ -93,7 +115,7 @@ pub(crate) fn draw(share: f64) -> bool {
 mod tests {
     use std::time::Duration;
 
-    use super::{Faults, draw};
+    use super::{Faults, WechatRefundOutcome, draw};
 
     #[test]
     fn shares_outside_zero_to_one_are_refused() {
@@ -134,6 +156,27 @@ mod tests {
         assert_eq!(faults.api_latency(), Duration::ZERO);
         assert!(!faults.drop_this_attempt());
         assert!(!faults.reorder);
+        assert_eq!(faults.wechat_refund_outcome, WechatRefundOutcome::Success);
+    }
+
+    #[test]
+    fn refund_outcomes_are_lowercase_words_and_old_fault_bodies_still_parse() {
+        let faults: Faults = serde_json::from_str(r#"{"api_latency_ms": 5}"#).unwrap();
+        assert_eq!(faults.wechat_refund_outcome, WechatRefundOutcome::Success);
+        for (text, outcome) in [
+            ("success", WechatRefundOutcome::Success),
+            ("closed", WechatRefundOutcome::Closed),
+            ("abnormal", WechatRefundOutcome::Abnormal),
+        ] {
+            let body = format!(r#"{{"wechat_refund_outcome": "{text}"}}"#);
+            let faults: Faults = serde_json::from_str(&body).unwrap();
+            assert_eq!(faults.wechat_refund_outcome, outcome);
+            assert_eq!(
+                serde_json::to_value(&faults).unwrap()["wechat_refund_outcome"],
+                text
+            );
+        }
+        assert!(serde_json::from_str::<Faults>(r#"{"wechat_refund_outcome": "CLOSED"}"#).is_err());
     }
 
     #[test]

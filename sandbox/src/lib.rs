@@ -54,7 +54,7 @@ use serde::Serialize;
 
 pub use alipay::AlipaySandboxConfig;
 pub use delivery::{DeliveryRecord, SignedNotification};
-pub use faults::{Faults, REORDER_WINDOW_MS};
+pub use faults::{Faults, REORDER_WINDOW_MS, WechatRefundOutcome};
 pub use keys_dir::{
     PlatformKeyFiles, alipay_config_from_keys_dir, load_or_create_platform_key,
     wechat_config_from_keys_dir,

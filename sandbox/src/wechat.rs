@@ -165,9 +165,9 @@ impl Order {
             OrderState::Success(payment) => {
                 t["transaction_id"] = json!(payment.transaction_id);
                 t["trade_type"] = json!(p.channel.trade_type());
-                // 转入退款 once refunds were accepted for the whole total (processing or not).
-                let refunded: i64 = self.refunds.iter().map(RefundEntry::amount).sum();
-                if refunded >= p.total {
+                // 转入退款 once refunds were accepted for the whole total (processing or
+                // succeeded; a closed or abnormal one gave its amount back).
+                if self.refunded_fen() >= p.total {
                     t["trade_state"] = json!("REFUND");
                     t["trade_state_desc"] = json!("转入退款");
                 } else {

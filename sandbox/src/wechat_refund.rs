@@ -2,10 +2,12 @@
 //! {out_refund_no}` (wechatpay-v3.md §5), with paygate's privacy allowlist.
 //!
 //! A refund is accepted as `PROCESSING`; [`REFUND_SETTLE_SECS`] later (divided by
-//! `time_divisor`), or at once with [`Sandbox::complete_wechat_refunds`], it becomes `SUCCESS`
-//! and, when the request named a `notify_url`, a `REFUND.SUCCESS` notification goes out through
-//! the same outbox, retry schedule and faults as payment notifications. The refunds live in
-//! their order ([`Order::refunds`]), under the one ledger lock.
+//! `time_divisor`), or at once with [`Sandbox::complete_wechat_refunds`], it completes: `SUCCESS`,
+//! or `CLOSED` / `ABNORMAL` while the `wechat_refund_outcome` fault says so. A
+//! `REFUND.SUCCESS` / `REFUND.CLOSED` / `REFUND.ABNORMAL` notification then goes out through the
+//! same outbox, retry schedule and faults as payment notifications: to the request's
+//! `notify_url` when it named one; an API refund without a `notify_url` is not notified. The
+//! refunds live in their order ([`Order::refunds`]), under the one ledger lock.
 //!
 //! Checks, in order: the allowlist and field rules (400 `INVALID_REQUEST` / `PARAM_ERROR`); a
 //! known `out_refund_no` (identical parameters → the same refund as it is now, anything else →
@@ -23,6 +25,7 @@ use chrono::{FixedOffset, SecondsFormat};
 use rand::Rng as _;
 use serde_json::{Map, Value, json};
 
+use crate::faults::WechatRefundOutcome;
 use crate::wechat::{Answer, ApiError, Order, OrderState};
 use crate::wechat_order::{refuse_outside_allowlist, valid_notify_url};
 use crate::{Sandbox, lock};
@@ -68,21 +71,43 @@ pub(crate) struct RefundEntry {
     params: RefundParams,
     refund_id: String,
     create_time: String,
-    /// Set when it succeeded; `None` while `PROCESSING`.
-    success_time: Option<String>,
+    state: RefundState,
+    /// Where its `REFUND.*` notification goes: the request's `notify_url`, or for a portal
+    /// refund the order's; `None`: not notified.
+    notify_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum RefundState {
+    Processing,
+    Success { success_time: String },
+    Closed,
+    Abnormal,
 }
 
 impl RefundEntry {
-    /// Counts against what is left to refund (every refund does: none is ever closed here).
-    pub(crate) fn amount(&self) -> i64 {
-        self.params.refund
+    /// What it takes from the amount left to refund: its amount while `PROCESSING` or once
+    /// `SUCCESS`; nothing once `CLOSED` or `ABNORMAL` (the amount is free for a new refund).
+    fn counted_fen(&self) -> i64 {
+        match self.state {
+            RefundState::Processing | RefundState::Success { .. } => self.params.refund,
+            RefundState::Closed | RefundState::Abnormal => 0,
+        }
     }
 
     fn status(&self) -> &'static str {
-        if self.success_time.is_some() {
-            "SUCCESS"
-        } else {
-            "PROCESSING"
+        match self.state {
+            RefundState::Processing => "PROCESSING",
+            RefundState::Success { .. } => "SUCCESS",
+            RefundState::Closed => "CLOSED",
+            RefundState::Abnormal => "ABNORMAL",
+        }
+    }
+
+    fn success_time(&self) -> Option<&str> {
+        match &self.state {
+            RefundState::Success { success_time } => Some(success_time),
+            _ => None,
         }
     }
 
@@ -112,7 +137,7 @@ impl RefundEntry {
             },
             "promotion_detail": [],
         });
-        if let Some(success_time) = &self.success_time {
+        if let Some(success_time) = self.success_time() {
             refund["success_time"] = json!(success_time);
         }
         refund
@@ -136,7 +161,7 @@ impl RefundEntry {
                 "payer_refund": p.refund,
             },
         });
-        if let Some(success_time) = &self.success_time {
+        if let Some(success_time) = self.success_time() {
             resource["success_time"] = json!(success_time);
         }
         resource
@@ -202,8 +227,7 @@ impl Sandbox {
         if params.refund > params.total {
             return Err(ApiError::param("退款金额不能大于订单金额"));
         }
-        let refunded: i64 = order.refunds.iter().map(RefundEntry::amount).sum();
-        if params.refund > params.total - refunded {
+        if params.refund > params.total - order.refunded_fen() {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "NOT_ENOUGH",
@@ -217,36 +241,48 @@ impl Sandbox {
                 "订单退款次数超过50次",
             ));
         }
+        let notify_url = params.notify_url.clone();
+        let entry = self.accept_wechat_refund(order, params, notify_url);
+        Ok(Answer::json(&entry.answer_json(transaction_id(order))))
+    }
 
+    /// Records a new `PROCESSING` refund of `order` (checked by the caller) and starts its
+    /// completion timer; the refund as recorded.
+    fn accept_wechat_refund(
+        &self,
+        order: &mut Order,
+        params: RefundParams,
+        notify_url: Option<String>,
+    ) -> RefundEntry {
         let beijing = FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset");
         let now = self.now().with_timezone(&beijing);
         let entry = RefundEntry {
             refund_id: new_refund_id(&now.format("%Y%m%d").to_string()),
             create_time: now.to_rfc3339_opts(SecondsFormat::Secs, false),
-            success_time: None,
+            state: RefundState::Processing,
+            notify_url,
             params,
         };
-        let answer = entry.answer_json(transaction_id(order));
         let out_refund_no = entry.params.out_refund_no.clone();
         tracing::info!(
             out_trade_no = %entry.params.out_trade_no,
             out_refund_no = %out_refund_no,
             "sandbox: WeChat refund accepted"
         );
-        order.refunds.push(entry);
-        drop(orders);
+        order.refunds.push(entry.clone());
 
         let (sandbox, divisor) = (self.clone(), u64::from(self.time_divisor()));
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(REFUND_SETTLE_SECS * 1000 / divisor)).await;
             sandbox.settle_wechat_refund(&out_refund_no);
         });
-        Ok(Answer::json(&answer))
+        entry
     }
 
-    /// A `PROCESSING` refund succeeds now: `success_time` is set and, when the request named a
-    /// notify_url, its `REFUND.SUCCESS` notification starts. False when there is no such refund
-    /// or it already succeeded.
+    /// A `PROCESSING` refund completes now, as the `wechat_refund_outcome` fault says:
+    /// `SUCCESS` (with a `success_time`), `CLOSED` or `ABNORMAL`; its `REFUND.*` notification
+    /// starts when it has somewhere to go. False when there is no such refund or it already
+    /// completed.
     fn settle_wechat_refund(&self, out_refund_no: &str) -> bool {
         let wechat = &self.inner.wechat;
         let beijing = FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset");
@@ -254,8 +290,9 @@ impl Sandbox {
             .now()
             .with_timezone(&beijing)
             .to_rfc3339_opts(SecondsFormat::Secs, false);
-        // The notification is queued under the ledger lock, so whoever reads SUCCESS can count
-        // on it being on its way.
+        let outcome = self.faults().wechat_refund_outcome;
+        // The notification is queued under the ledger lock, so whoever reads the final status
+        // can count on it being on its way.
         let mut orders = lock(&wechat.orders);
         let Some(order) = orders.values_mut().find(|order| {
             order
@@ -266,16 +303,22 @@ impl Sandbox {
             return false;
         };
         let transaction_id = transaction_id(order).to_owned();
-        let Some(refund) = order
-            .refunds
-            .iter_mut()
-            .find(|r| r.params.out_refund_no == out_refund_no && r.success_time.is_none())
-        else {
+        let Some(refund) = order.refunds.iter_mut().find(|r| {
+            r.params.out_refund_no == out_refund_no && r.state == RefundState::Processing
+        }) else {
             return false;
         };
-        refund.success_time = Some(success_time);
-        tracing::info!(out_refund_no, "sandbox: WeChat refund succeeded");
-        if let Some(notify_url) = refund.params.notify_url.clone() {
+        refund.state = match outcome {
+            WechatRefundOutcome::Success => RefundState::Success { success_time },
+            WechatRefundOutcome::Closed => RefundState::Closed,
+            WechatRefundOutcome::Abnormal => RefundState::Abnormal,
+        };
+        tracing::info!(
+            out_refund_no,
+            status = refund.status(),
+            "sandbox: WeChat refund completed"
+        );
+        if let Some(notify_url) = refund.notify_url.clone() {
             self.notify_wechat(
                 refund.params.out_trade_no.clone(),
                 notify_url,
@@ -285,13 +328,14 @@ impl Sandbox {
         true
     }
 
-    /// Every `PROCESSING` WeChat refund succeeds now (and its notification starts), without
-    /// waiting for [`REFUND_SETTLE_SECS`]; how many did.
+    /// Every `PROCESSING` WeChat refund completes now (`SUCCESS`, or what the
+    /// `wechat_refund_outcome` fault says) and its notification starts, without waiting for
+    /// [`REFUND_SETTLE_SECS`]; how many did.
     pub fn complete_wechat_refunds(&self) -> usize {
         let processing: Vec<String> = lock(&self.inner.wechat.orders)
             .values()
             .flat_map(|order| &order.refunds)
-            .filter(|refund| refund.success_time.is_none())
+            .filter(|refund| refund.state == RefundState::Processing)
             .map(|refund| refund.params.out_refund_no.clone())
             .collect();
         processing
@@ -314,6 +358,13 @@ impl Sandbox {
                     .collect()
             })
             .unwrap_or_default()
+    }
+}
+
+impl Order {
+    /// What its refunds take from the total: `PROCESSING` and `SUCCESS` ones.
+    pub(crate) fn refunded_fen(&self) -> i64 {
+        self.refunds.iter().map(RefundEntry::counted_fen).sum()
     }
 }
 

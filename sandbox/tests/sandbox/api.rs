@@ -426,6 +426,7 @@ async fn faults_reject_unknown_fields_and_show_the_current_setting() {
             "api_error_rate": 0.0,
             "api_latency_ms": 0,
             "pay_before_close": false,
+            "wechat_refund_outcome": "success",
         })
     );
     assert_eq!(h.sandbox.faults().duplicate_notifications, 2);

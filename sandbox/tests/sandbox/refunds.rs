@@ -1,10 +1,12 @@
-//! WeChat refunds: create and query with the crate's Client, the ledger rules, and the
-//! `REFUND.SUCCESS` notification.
+//! WeChat refunds: create and query with the crate's Client, the ledger rules, the
+//! `REFUND.SUCCESS` notification, and the `CLOSED` / `ABNORMAL` outcomes of the
+//! `wechat_refund_outcome` fault.
 
+use paygate_sandbox::{Faults, WechatRefundOutcome};
 use paygate_wechatpay::model::EVENT_REFUND_SUCCESS;
 use paygate_wechatpay::{
-    ApiV3Key, ClientError, RefundAmount, RefundRequest, RefundStatus, SignatureHeaders, TradeState,
-    verify_notification,
+    ApiV3Key, ClientError, RefundAmount, RefundNotification, RefundRequest, RefundStatus,
+    SignatureHeaders, TradeState, VerifiedNotification, verify_notification,
 };
 use serde_json::{Value, json};
 
@@ -15,7 +17,11 @@ use crate::harness::{
 
 const NOTIFY: &str = "http://127.0.0.1:9/webhooks/wechatpay";
 
-fn assert_api_error(result: Result<impl std::fmt::Debug, ClientError>, status: u16, code: &str) {
+pub fn assert_api_error(
+    result: Result<impl std::fmt::Debug, ClientError>,
+    status: u16,
+    code: &str,
+) {
     match result {
         Err(ClientError::Api {
             status: s, code: c, ..
@@ -25,7 +31,7 @@ fn assert_api_error(result: Result<impl std::fmt::Debug, ClientError>, status: u
 }
 
 /// A paid order of `total` fen whose payment notification goes to `notify_url`.
-async fn paid_order(h: &Harness, prefix: &str, total: i64, notify_url: &str) -> String {
+pub async fn paid_order(h: &Harness, prefix: &str, total: i64, notify_url: &str) -> String {
     let out_trade_no = order_no(prefix);
     h.client
         .native_order(&order(&out_trade_no, total, notify_url))
@@ -35,7 +41,12 @@ async fn paid_order(h: &Harness, prefix: &str, total: i64, notify_url: &str) -> 
     out_trade_no
 }
 
-fn refund_of(out_trade_no: &str, out_refund_no: &str, refund: i64, total: i64) -> RefundRequest {
+pub fn refund_of(
+    out_trade_no: &str,
+    out_refund_no: &str,
+    refund: i64,
+    total: i64,
+) -> RefundRequest {
     RefundRequest {
         out_trade_no: out_trade_no.to_owned(),
         out_refund_no: out_refund_no.to_owned(),
@@ -375,5 +386,177 @@ async fn at_most_fifty_refunds_per_order() {
             .await,
         403,
         "RULE_LIMIT",
+    );
+}
+
+/// The first notification `receiver` got whose event is `event_type`, verified and decrypted
+/// as the gateway would.
+pub async fn refund_notification(
+    receiver: &Receiver,
+    event_type: &str,
+) -> (VerifiedNotification, RefundNotification) {
+    let received = eventually(event_type, || {
+        receiver.received().into_iter().find(|r| {
+            serde_json::from_slice::<Value>(&r.body)
+                .is_ok_and(|body| body["event_type"] == event_type)
+        })
+    })
+    .await;
+    assert_eq!(received.status, 204, "the receiver verified it");
+    let headers = SignatureHeaders::from_header_map(&received.headers).unwrap();
+    let key = ApiV3Key::new(APIV3_KEY.as_bytes()).unwrap();
+    let verified =
+        verify_notification(&platform_keys(), &headers, &received.body, now(), &key).unwrap();
+    let refund = verified.refund().unwrap();
+    (verified, refund)
+}
+
+#[tokio::test]
+async fn closed_and_abnormal_refunds_notify_their_status_and_free_the_amount() {
+    for (outcome, status, event, summary) in [
+        (
+            WechatRefundOutcome::Closed,
+            RefundStatus::Closed,
+            "REFUND.CLOSED",
+            "退款关闭",
+        ),
+        (
+            WechatRefundOutcome::Abnormal,
+            RefundStatus::Abnormal,
+            "REFUND.ABNORMAL",
+            "退款异常",
+        ),
+    ] {
+        let h = start_with_divisor(1).await;
+        let receiver = Receiver::start(&[]).await;
+        let out_trade_no = paid_order(&h, "RFX", 19900, &receiver.url).await;
+        let out_refund_no = order_no("RFX");
+        let mut request = refund_of(&out_trade_no, &out_refund_no, 19900, 19900);
+        request.notify_url = Some(receiver.url.clone());
+        let accepted = h.client.refund(&request).await.unwrap();
+        assert_eq!(accepted.status, RefundStatus::Processing);
+        assert_eq!(
+            h.client
+                .query_by_out_trade_no(&out_trade_no)
+                .await
+                .unwrap()
+                .trade_state,
+            TradeState::Refund,
+            "a processing refund of the total is 转入退款"
+        );
+
+        // The outcome is read when the refund completes, not when it was accepted.
+        h.sandbox.set_faults(Faults {
+            wechat_refund_outcome: outcome,
+            ..Faults::default()
+        });
+        assert_eq!(h.sandbox.complete_wechat_refunds(), 1);
+        let done = h
+            .client
+            .refund_by_out_refund_no(&out_refund_no)
+            .await
+            .unwrap();
+        assert_eq!(done.status, status);
+        assert_eq!(done.success_time, None);
+        assert_eq!(done.refund_id, accepted.refund_id);
+
+        let (verified, refund) = refund_notification(&receiver, event).await;
+        let envelope = &verified.notification;
+        assert_eq!(envelope.summary.as_deref(), Some(summary));
+        assert_eq!(envelope.resource.original_type.as_deref(), Some("refund"));
+        assert_eq!(envelope.resource.associated_data.as_deref(), Some("refund"));
+        assert_eq!(refund.refund_status, status);
+        assert_eq!(refund.out_refund_no, out_refund_no);
+        assert_eq!(refund.success_time, None);
+        assert_eq!((refund.amount.total, refund.amount.refund), (19900, 19900));
+        assert!(
+            !receiver
+                .received()
+                .iter()
+                .any(|r| { String::from_utf8_lossy(&r.body).contains(EVENT_REFUND_SUCCESS) })
+        );
+
+        // No money moved: the trade is paid again, and the whole amount can be refunded anew.
+        let paid = h.client.query_by_out_trade_no(&out_trade_no).await.unwrap();
+        assert_eq!(paid.trade_state, TradeState::Success, "{outcome:?}");
+        h.sandbox.set_faults(Faults::default());
+        let again = h
+            .client
+            .refund(&refund_of(&out_trade_no, &order_no("RFX"), 19900, 19900))
+            .await
+            .unwrap();
+        assert_eq!(again.status, RefundStatus::Processing);
+        assert_eq!(h.sandbox.complete_wechat_refunds(), 1);
+        assert_eq!(
+            h.client
+                .query_by_out_trade_no(&out_trade_no)
+                .await
+                .unwrap()
+                .trade_state,
+            TradeState::Refund
+        );
+        let statuses: Vec<_> = h
+            .sandbox
+            .wechat_refunds(&out_trade_no)
+            .iter()
+            .map(|r| r["status"].clone())
+            .collect();
+        assert_eq!(statuses, [json!(status), json!("SUCCESS")]);
+    }
+}
+
+#[tokio::test]
+async fn refunds_that_complete_by_themselves_take_the_outcome_set_by_put_faults() {
+    let h = start().await; // 60 s → 60 ms
+    let response = h
+        .http
+        .put(format!("{}/sandbox/faults", h.base))
+        .json(&json!({"wechat_refund_outcome": "closed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        h.sandbox.faults().wechat_refund_outcome,
+        WechatRefundOutcome::Closed
+    );
+    let out_trade_no = paid_order(&h, "RFT", 500, NOTIFY).await;
+    let out_refund_no = order_no("RFT");
+    h.client
+        .refund(&refund_of(&out_trade_no, &out_refund_no, 500, 500))
+        .await
+        .unwrap();
+    let mut status = RefundStatus::Processing;
+    for _ in 0..500 {
+        status = h
+            .client
+            .refund_by_out_refund_no(&out_refund_no)
+            .await
+            .unwrap()
+            .status;
+        if status != RefundStatus::Processing {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, RefundStatus::Closed);
+
+    for bad in [
+        json!({"wechat_refund_outcome": "CLOSED"}),
+        json!({"wechat_refund_outcome": 1}),
+    ] {
+        let response = h
+            .http
+            .put(format!("{}/sandbox/faults", h.base))
+            .json(&bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{bad}");
+    }
+    assert_eq!(
+        h.sandbox.faults().wechat_refund_outcome,
+        WechatRefundOutcome::Closed,
+        "a refused body changes nothing"
     );
 }
