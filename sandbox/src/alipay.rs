@@ -4,8 +4,9 @@
 //! app signature is checked with the app public key; every answer is
 //! `{"<method>_response":{…},"sign":"…"}`, `/` written as `\/`, signed with the simulator's
 //! "Alipay" key over exactly the node bytes emitted. Paying an order (the cashier) sends a
-//! form-encoded `trade_status_sync` notification (V1 rule) until it is answered `success`.
-//! Refunds and the refund query live in the `refund` submodule.
+//! form-encoded `trade_status_sync` notification (V1 rule) until it is answered `success`;
+//! so does every refund, with its `refund_fee`, `out_biz_no` and `gmt_refund`. Refunds and the
+//! refund query live in the `refund` submodule.
 
 mod refund;
 
@@ -675,18 +676,27 @@ impl Sandbox {
             order.clone()
         };
         tracing::info!(out_trade_no, "sandbox: Alipay trade paid");
-        if let Some(notify_url) = order.notify_url.clone() {
-            self.enqueue_notification(
-                random_hex(34),
-                order.out_trade_no.clone(),
-                notify_url,
-                Payload::Alipay {
-                    order: Box::new(order.clone()),
-                },
-                &RETRY_SCHEDULE_SECS,
-            );
-        }
+        self.notify_alipay(&order, None);
         Ok(order.trade_json())
+    }
+
+    /// Starts a `trade_status_sync` about `order` as it is now (a snapshot): its payment, or
+    /// with `refund` the refund of that `out_request_no`. Nothing when the trade named no
+    /// notify_url.
+    fn notify_alipay(&self, order: &AlipayOrder, refund: Option<&str>) {
+        let Some(notify_url) = order.notify_url.clone() else {
+            return;
+        };
+        self.enqueue_notification(
+            random_hex(34),
+            order.out_trade_no.clone(),
+            notify_url,
+            Payload::Alipay {
+                order: Box::new(order.clone()),
+                refund: refund.map(str::to_owned),
+            },
+            &RETRY_SCHEDULE_SECS,
+        );
     }
 
     pub(crate) fn alipay_cashier_view(&self, out_trade_no: &str) -> Option<CashierView> {
@@ -725,12 +735,41 @@ impl Sandbox {
             .map(|sim| sim.signer.public_key_pem())
     }
 
-    /// The `trade_status_sync` form body for a paid trade, signed now.
-    fn alipay_notification(&self, sim: &AlipaySim, order: &AlipayOrder, notify_id: &str) -> String {
+    /// The `trade_status_sync` form body for a paid trade, signed now: its payment, or with
+    /// `refund` the refund of that `out_request_no` (`refund_fee` counts the refunds up to and
+    /// including it).
+    fn alipay_notification(
+        &self,
+        sim: &AlipaySim,
+        order: &AlipayOrder,
+        refund: Option<&str>,
+        notify_id: &str,
+    ) -> String {
         let TradeState::Success(payment) = &order.state else {
             return String::new();
         };
         let amount = order.amount();
+        let mut trade_status = "TRADE_SUCCESS";
+        let mut refund_fields = Vec::new();
+        if let Some(out_request_no) = refund {
+            let Some(at) = order
+                .refunds
+                .iter()
+                .position(|r| r.out_request_no == out_request_no)
+            else {
+                return String::new();
+            };
+            let this = &order.refunds[at];
+            let refund_fee: i64 = order.refunds[..=at].iter().map(|r| r.refund_fen).sum();
+            refund_fields.push(("refund_fee", fen_to_yuan(refund_fee).unwrap_or_default()));
+            refund_fields.push(("out_biz_no", this.out_request_no.clone()));
+            refund_fields.push(("gmt_refund", this.gmt_refund()));
+            // A fully refunded trade is closed (alipay.md §6).
+            if refund_fee >= order.total_fen {
+                trade_status = "TRADE_CLOSED";
+                refund_fields.push(("gmt_close", beijing_time(this.refunded_at)));
+            }
+        }
         let mut params = Params::new();
         for (key, value) in [
             ("notify_id", notify_id.to_owned()),
@@ -743,7 +782,7 @@ impl Sandbox {
             ("seller_id", sim.seller_id.clone()),
             ("out_trade_no", order.out_trade_no.clone()),
             ("trade_no", order.trade_no.clone()),
-            ("trade_status", "TRADE_SUCCESS".to_owned()),
+            ("trade_status", trade_status.to_owned()),
             ("total_amount", amount.clone()),
             ("receipt_amount", amount.clone()),
             ("invoice_amount", amount.clone()),
@@ -758,7 +797,10 @@ impl Sandbox {
                 "fund_bill_list",
                 json!([{"amount": amount, "fundChannel": "ALIPAYACCOUNT"}]).to_string(),
             ),
-        ] {
+        ]
+        .into_iter()
+        .chain(refund_fields)
+        {
             params.insert(key, value);
         }
         sign_notification(params, &sim.signer).unwrap_or_default()
@@ -790,13 +832,15 @@ impl Sandbox {
 }
 
 impl Sandbox {
-    /// One delivery attempt of a `trade_status_sync`: every copy at once, the same notify_id,
-    /// each signed afresh. True when a copy was answered `success`.
+    /// One delivery attempt of a `trade_status_sync` (the payment, or with `refund` that
+    /// refund): every copy at once, the same notify_id, each signed afresh. True when a copy
+    /// was answered `success`.
     pub(crate) async fn send_alipay(
         &self,
         notify_id: &str,
         attempt: u32,
         order: &AlipayOrder,
+        refund: Option<&str>,
         notify_url: &str,
         faults: &Faults,
     ) -> bool {
@@ -805,7 +849,7 @@ impl Sandbox {
         };
         let mut copies = tokio::task::JoinSet::new();
         for _ in 0..faults.copies() {
-            let body = self.alipay_notification(sim, order, notify_id);
+            let body = self.alipay_notification(sim, order, refund, notify_id);
             let (sandbox, notify_url) = (self.clone(), notify_url.to_owned());
             copies.spawn(async move { sandbox.post_alipay(&notify_url, body).await });
         }

@@ -23,8 +23,12 @@ use crate::{Sandbox, lock};
 pub(crate) enum Payload {
     /// WeChat's `TRANSACTION.SUCCESS`, the transaction to encrypt.
     Wechat { transaction: Value },
-    /// Alipay's `trade_status_sync` of a paid trade.
-    Alipay { order: Box<AlipayOrder> },
+    /// Alipay's `trade_status_sync` of a paid trade, a snapshot taken when it was queued: its
+    /// payment, or with `refund` the refund of that `out_request_no`.
+    Alipay {
+        order: Box<AlipayOrder>,
+        refund: Option<String>,
+    },
 }
 
 #[derive(Clone)]
@@ -159,9 +163,16 @@ impl Sandbox {
                 )
                 .await
             }
-            Payload::Alipay { order } => {
-                self.send_alipay(id, attempt, order, &entry.notify_url, &faults)
-                    .await
+            Payload::Alipay { order, refund } => {
+                self.send_alipay(
+                    id,
+                    attempt,
+                    order,
+                    refund.as_deref(),
+                    &entry.notify_url,
+                    &faults,
+                )
+                .await
             }
         };
         // Answered: the next held attempt may go.

@@ -19,22 +19,45 @@
 //! - The refund query answers `refund_status=REFUND_SUCCESS` with that refund's `refund_amount`,
 //!   or, for an `out_request_no` it does not know, only `code` and `msg` [?: the shape of
 //!   Alipay's "not found" answer is not confirmed; this is the leanest a client must accept].
-//!
-//! No refund notification (`trade_status_sync` with `out_biz_no`) is sent: alipay.md is unsure
-//! Alipay sends one for every refund, and the gateway relies on the API answers.
+//! - Every new refund sends its own `trade_status_sync` (own `notify_id`) to the trade's
+//!   notify_url, through the same outbox, retry schedule and faults as the payment's: the
+//!   payment fields again (payer fields included, for the gateway to drop), `trade_status`
+//!   `TRADE_SUCCESS` after a partial refund or `TRADE_CLOSED` once fully refunded (then with
+//!   `gmt_close`), `refund_fee` (cumulative), `out_biz_no` (the refund's `out_request_no`) and
+//!   `gmt_refund`. alipay.md §6 is unsure Alipay notifies every full refund [?]: the sandbox
+//!   always does, and a gateway must not depend on it either way. A repeated refund
+//!   (`fund_change=N`) notifies nothing.
 
+use chrono::{DateTime, FixedOffset, Utc};
 use serde_json::{Map, Value, json};
 
-use super::{AlipaySim, Failure, Outcome, TradeState, find};
+use super::{AlipayOrder, AlipaySim, Failure, Outcome, TradeState, find};
 use crate::{Sandbox, lock};
 
 /// One refund of a paid trade.
 #[derive(Debug, Clone)]
 pub(crate) struct AlipayRefund {
-    out_request_no: String,
+    pub(super) out_request_no: String,
     pub(super) refund_fen: i64,
-    /// When the money went back, `yyyy-MM-dd HH:mm:ss` Beijing time.
-    gmt_refund_pay: String,
+    /// When the money went back.
+    pub(super) refunded_at: DateTime<Utc>,
+}
+
+impl AlipayRefund {
+    /// The refund answer's `gmt_refund_pay`: `yyyy-MM-dd HH:mm:ss` Beijing time.
+    fn gmt_refund_pay(&self) -> String {
+        paygate_alipay::beijing_time(self.refunded_at)
+    }
+
+    /// The notification's `gmt_refund`: with milliseconds, as real refund notifications carry
+    /// it (`2020-01-08 17:17:05.296`), so a gateway's parser meets that form here first.
+    pub(super) fn gmt_refund(&self) -> String {
+        let beijing = FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset");
+        self.refunded_at
+            .with_timezone(&beijing)
+            .format("%Y-%m-%d %H:%M:%S%.3f")
+            .to_string()
+    }
 }
 
 /// Business fields paygate may send in a refund (design §1.1): the trade, the amount, the
@@ -99,7 +122,7 @@ impl Sandbox {
                     "不一致的请求",
                 ));
             }
-            let gmt_refund_pay = done.gmt_refund_pay.clone();
+            let gmt_refund_pay = done.gmt_refund_pay();
             return Ok(refund_answer(order, &buyer, false, 0, &gmt_refund_pay));
         }
         if order.status() != "TRADE_SUCCESS" {
@@ -112,25 +135,39 @@ impl Sandbox {
                 "撤销或退款金额与订单金额不一致",
             ));
         }
-        let gmt_refund_pay = paygate_alipay::beijing_time(self.now());
-        order.refunds.push(AlipayRefund {
-            out_request_no: out_request_no.clone(),
-            refund_fen,
-            gmt_refund_pay: gmt_refund_pay.clone(),
-        });
-        tracing::info!(
-            out_trade_no = %order.out_trade_no,
-            out_request_no = %out_request_no,
-            refund_fen,
-            "sandbox: Alipay trade refunded"
-        );
+        let refund = self.record_alipay_refund(order, out_request_no, refund_fen);
         Ok(refund_answer(
             order,
             &buyer,
             true,
             refund_fen,
-            &gmt_refund_pay,
+            &refund.gmt_refund_pay(),
         ))
+    }
+
+    /// Records a new refund of the paid `order` (checked by the caller) and queues its
+    /// notification when the trade named a notify_url, under the ledger lock like WeChat's, so
+    /// whoever reads the refund can count on its notification being on its way.
+    fn record_alipay_refund(
+        &self,
+        order: &mut AlipayOrder,
+        out_request_no: String,
+        refund_fen: i64,
+    ) -> AlipayRefund {
+        let refund = AlipayRefund {
+            out_request_no,
+            refund_fen,
+            refunded_at: self.now(),
+        };
+        order.refunds.push(refund.clone());
+        tracing::info!(
+            out_trade_no = %order.out_trade_no,
+            out_request_no = %refund.out_request_no,
+            refund_fen,
+            "sandbox: Alipay trade refunded"
+        );
+        self.notify_alipay(order, Some(&refund.out_request_no));
+        refund
     }
 
     /// `alipay.trade.fastpay.refund.query`.

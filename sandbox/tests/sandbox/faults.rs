@@ -260,3 +260,53 @@ async fn pay_before_close_pays_the_order_and_refuses_the_close() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn api_latency_holds_the_answer_of_a_refund_already_made() {
+    let h = start().await;
+    let out_trade_no = order_no("LT");
+    h.client
+        .native_order(&order(&out_trade_no, 19900, NOTIFY))
+        .await
+        .unwrap();
+    h.sandbox.pay(&out_trade_no).unwrap();
+    h.sandbox.set_faults(Faults {
+        api_latency_ms: 3_000,
+        ..Faults::default()
+    });
+    // A gateway that gives up after 300 ms, as on a provider that acted and then timed out.
+    let impatient = paygate_wechatpay::Client::new(
+        reqwest::Client::builder()
+            .timeout(std::time::Duration::from_millis(300))
+            .build()
+            .unwrap(),
+        &format!("{}/sandbox/wechatpay", h.base),
+        crate::harness::credentials(),
+        Arc::new(std::sync::RwLock::new(platform_keys())),
+        Arc::new(now),
+    );
+    let request = paygate_wechatpay::RefundRequest {
+        out_trade_no: out_trade_no.clone(),
+        out_refund_no: order_no("LTR"),
+        reason: None,
+        notify_url: None,
+        amount: paygate_wechatpay::RefundAmount {
+            refund: 19900,
+            total: 19900,
+            currency: "CNY".to_owned(),
+        },
+    };
+    match impatient.refund(&request).await {
+        Err(ClientError::Transport(error)) => assert!(error.is_timeout(), "{error:?}"),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    // The refund was made before the wait began.
+    let made = h.sandbox.wechat_refunds(&out_trade_no);
+    assert_eq!(made.len(), 1);
+    assert_eq!(made[0]["out_refund_no"], request.out_refund_no.as_str());
+
+    h.sandbox.set_faults(Faults::default());
+    let again = h.client.refund(&request).await.unwrap();
+    assert_eq!(again.refund_id, made[0]["refund_id"].as_str().unwrap());
+    assert_eq!(h.sandbox.wechat_refunds(&out_trade_no).len(), 1);
+}

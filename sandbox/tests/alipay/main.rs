@@ -1,5 +1,8 @@
 //! The Alipay half: gateway.do driven with paygate-alipay's own Client, as the gateway drives
-//! it, and the `trade_status_sync` notification received by a tiny merchant.
+//! it, and the `trade_status_sync` notification received by a tiny merchant. Refund
+//! notifications are in their own module, on the harness below.
+
+mod refund_notifications;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -16,10 +19,10 @@ use paygate_alipay::{
 use paygate_sandbox::{AlipaySandboxConfig, Faults, Sandbox, SandboxConfig, WechatSandboxConfig};
 use serde_json::Value;
 
-const APP_KEY: &str = include_str!("fixtures/test_app_private_key_pkcs8.pem");
-const APP_PUB: &str = include_str!("fixtures/test_app_public_key.pem");
-const ALIPAY_KEY: &str = include_str!("fixtures/test_alipay_private_key.pem");
-const ALIPAY_PUB: &str = include_str!("fixtures/test_alipay_public_key.pem");
+const APP_KEY: &str = include_str!("../fixtures/test_app_private_key_pkcs8.pem");
+const APP_PUB: &str = include_str!("../fixtures/test_app_public_key.pem");
+const ALIPAY_KEY: &str = include_str!("../fixtures/test_alipay_private_key.pem");
+const ALIPAY_PUB: &str = include_str!("../fixtures/test_alipay_public_key.pem");
 const APP_ID: &str = "2021000122671080";
 const SELLER_ID: &str = "2088102177846880";
 const SUBJECT: &str = "职前通服务";
@@ -780,6 +783,39 @@ async fn refund_fields_outside_the_allowlist_and_api_faults_are_answered_as_for_
     // The refund went through although its answer was refused: the same number is safe.
     let again = h.client.refund(&no, "R1", 100, None).await.unwrap();
     assert_eq!((again.fund_change, again.refund_fee_fen), (false, 100));
+}
+
+#[tokio::test]
+async fn api_latency_holds_the_answer_of_a_refund_already_made() {
+    let h = start().await;
+    let no = paid_trade(&h, "LAT", 19900).await;
+    h.sandbox.set_faults(Faults {
+        api_latency_ms: 3_000,
+        ..Faults::default()
+    });
+    // A gateway that gives up after 300 ms, as on a provider that acted and then timed out.
+    let impatient = Client::new(
+        reqwest::Client::builder()
+            .timeout(Duration::from_millis(300))
+            .build()
+            .unwrap(),
+        h.gateway(),
+        APP_ID,
+        Arc::new(Signer::from_pem_or_base64(APP_KEY).unwrap()),
+        Arc::new(Verifier::from_pem_or_base64(ALIPAY_PUB).unwrap()),
+        Arc::new(Utc::now),
+    );
+    let error = impatient.refund(&no, "R1", 5000, None).await.unwrap_err();
+    assert!(
+        matches!(&error, Error::Transport(e) if e.is_timeout()),
+        "{error:?}"
+    );
+    // The refund was made before the wait began.
+    assert_eq!(h.sandbox.alipay_refunded_fen(&no), Some(5000));
+
+    h.sandbox.set_faults(Faults::default());
+    let again = h.client.refund(&no, "R1", 5000, None).await.unwrap();
+    assert_eq!((again.fund_change, again.refund_fee_fen), (false, 5000));
 }
 
 /// A tiny merchant: answers each notification with the next scripted body, then `success` once
