@@ -36,6 +36,7 @@ pub mod delivery;
 pub mod faults;
 pub mod keys_dir;
 pub mod outbox;
+pub mod portal;
 pub mod wechat;
 pub mod wechat_order;
 pub mod wechat_platform;
@@ -59,6 +60,7 @@ pub use keys_dir::{
     PlatformKeyFiles, alipay_config_from_keys_dir, load_or_create_platform_key,
     wechat_config_from_keys_dir,
 };
+pub use portal::{PortalProvider, PortalRefund, PortalRefundError, PortalRefundStatus};
 pub use wechat::{CapturedRequest, PayError, WechatSandboxConfig};
 pub use wechat_platform::{PlatformCertificateKey, PlatformMode};
 
@@ -149,6 +151,7 @@ impl Sandbox {
             .merge(wechat::routes())
             .merge(alipay::routes())
             .merge(cashier::routes())
+            .merge(portal::routes())
             .route("/sandbox/notifications", get(get_notifications))
             .route("/sandbox/notifications/resend", post(resend_notifications))
             .route("/sandbox/faults", get(get_faults).put(put_faults))

@@ -6,7 +6,9 @@
 //! or `CLOSED` / `ABNORMAL` while the `wechat_refund_outcome` fault says so. A
 //! `REFUND.SUCCESS` / `REFUND.CLOSED` / `REFUND.ABNORMAL` notification then goes out through the
 //! same outbox, retry schedule and faults as payment notifications: to the request's
-//! `notify_url` when it named one; an API refund without a `notify_url` is not notified. The
+//! `notify_url` when it named one; a refund made at the merchant portal
+//! ([`crate::portal`]) goes to the order's own notify_url, standing in for the refund URL of
+//! the merchant platform settings; an API refund without a `notify_url` is not notified. The
 //! refunds live in their order ([`Order::refunds`]), under the one ledger lock.
 //!
 //! Checks, in order: the allowlist and field rules (400 `INVALID_REQUEST` / `PARAM_ERROR`); a
@@ -25,7 +27,11 @@ use chrono::{FixedOffset, SecondsFormat};
 use rand::Rng as _;
 use serde_json::{Map, Value, json};
 
+use crate::cashier::yuan;
 use crate::faults::WechatRefundOutcome;
+use crate::portal::{
+    PortalProvider, PortalRefund, PortalRefundError, PortalRefundStatus, portal_refund_no,
+};
 use crate::wechat::{Answer, ApiError, Order, OrderState};
 use crate::wechat_order::{refuse_outside_allowlist, valid_notify_url};
 use crate::{Sandbox, lock};
@@ -358,6 +364,56 @@ impl Sandbox {
                     .collect()
             })
             .unwrap_or_default()
+    }
+}
+
+impl Sandbox {
+    /// A refund made at the merchant portal, outside paygate: a `PROCESSING` refund numbered
+    /// `PORTAL…` that completes like any other and notifies the order's notify_url. `None`
+    /// when the WeChat ledger does not hold `out_trade_no`.
+    pub(crate) fn wechat_portal_refund(
+        &self,
+        out_trade_no: &str,
+        amount_fen: i64,
+    ) -> Option<Result<PortalRefund, PortalRefundError>> {
+        let mut orders = lock(&self.inner.wechat.orders);
+        let order = orders.get_mut(out_trade_no)?;
+        Some(self.wechat_portal_refund_of(order, amount_fen))
+    }
+
+    fn wechat_portal_refund_of(
+        &self,
+        order: &mut Order,
+        amount_fen: i64,
+    ) -> Result<PortalRefund, PortalRefundError> {
+        if !matches!(order.state, OrderState::Success(_)) {
+            return Err(PortalRefundError::NotPaid);
+        }
+        let left_fen = order.params.total - order.refunded_fen();
+        if amount_fen > left_fen {
+            return Err(PortalRefundError::NotEnough { left_fen });
+        }
+        if order.refunds.len() >= MAX_REFUNDS_PER_ORDER {
+            return Err(PortalRefundError::TooManyRefunds);
+        }
+        let params = RefundParams {
+            out_trade_no: order.params.out_trade_no.clone(),
+            out_refund_no: portal_refund_no(),
+            reason: None,
+            notify_url: None,
+            refund: amount_fen,
+            total: order.params.total,
+            currency: order.params.currency.clone(),
+        };
+        let notify_url = Some(order.params.notify_url.clone());
+        let entry = self.accept_wechat_refund(order, params, notify_url);
+        Ok(PortalRefund {
+            provider: PortalProvider::Wechatpay,
+            out_trade_no: entry.params.out_trade_no,
+            refund_no: entry.params.out_refund_no,
+            amount: yuan(amount_fen),
+            status: PortalRefundStatus::Processing,
+        })
     }
 }
 

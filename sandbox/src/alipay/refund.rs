@@ -19,19 +19,22 @@
 //! - The refund query answers `refund_status=REFUND_SUCCESS` with that refund's `refund_amount`,
 //!   or, for an `out_request_no` it does not know, only `code` and `msg` [?: the shape of
 //!   Alipay's "not found" answer is not confirmed; this is the leanest a client must accept].
-//! - Every new refund sends its own `trade_status_sync` (own `notify_id`) to the trade's
-//!   notify_url, through the same outbox, retry schedule and faults as the payment's: the
-//!   payment fields again (payer fields included, for the gateway to drop), `trade_status`
-//!   `TRADE_SUCCESS` after a partial refund or `TRADE_CLOSED` once fully refunded (then with
-//!   `gmt_close`), `refund_fee` (cumulative), `out_biz_no` (the refund's `out_request_no`) and
-//!   `gmt_refund`. alipay.md §6 is unsure Alipay notifies every full refund [?]: the sandbox
-//!   always does, and a gateway must not depend on it either way. A repeated refund
-//!   (`fund_change=N`) notifies nothing.
+//! - Every new refund (this API's, or one made at the portal, [`crate::portal`]) sends its own
+//!   `trade_status_sync` (own `notify_id`) to the trade's notify_url, through the same outbox,
+//!   retry schedule and faults as the payment's: the payment fields again (payer fields
+//!   included, for the gateway to drop), `trade_status` `TRADE_SUCCESS` after a partial refund
+//!   or `TRADE_CLOSED` once fully refunded (then with `gmt_close`), `refund_fee` (cumulative),
+//!   `out_biz_no` (the refund's `out_request_no`) and `gmt_refund`. alipay.md §6 is unsure
+//!   Alipay notifies every full refund [?]: the sandbox always does, and a gateway must not
+//!   depend on it either way. A repeated refund (`fund_change=N`) notifies nothing.
 
 use chrono::{DateTime, FixedOffset, Utc};
 use serde_json::{Map, Value, json};
 
 use super::{AlipayOrder, AlipaySim, Failure, Outcome, TradeState, find};
+use crate::portal::{
+    PortalProvider, PortalRefund, PortalRefundError, PortalRefundStatus, portal_refund_no,
+};
 use crate::{Sandbox, lock};
 
 /// One refund of a paid trade.
@@ -168,6 +171,33 @@ impl Sandbox {
         );
         self.notify_alipay(order, Some(&refund.out_request_no));
         refund
+    }
+
+    /// A refund made at the merchant portal: done at once, numbered `PORTAL…`, notified like
+    /// any refund. `None` when the Alipay ledger does not hold `out_trade_no`.
+    pub(crate) fn alipay_portal_refund(
+        &self,
+        out_trade_no: &str,
+        amount_fen: i64,
+    ) -> Option<Result<PortalRefund, PortalRefundError>> {
+        let sim = self.inner.alipay.get()?;
+        let mut orders = lock(&sim.orders);
+        let order = orders.get_mut(out_trade_no)?;
+        if !matches!(order.state, TradeState::Success(_)) {
+            return Some(Err(PortalRefundError::NotPaid));
+        }
+        let left_fen = order.total_fen - order.refunded_fen();
+        if amount_fen > left_fen {
+            return Some(Err(PortalRefundError::NotEnough { left_fen }));
+        }
+        let refund = self.record_alipay_refund(order, portal_refund_no(), amount_fen);
+        Some(Ok(PortalRefund {
+            provider: PortalProvider::Alipay,
+            out_trade_no: order.out_trade_no.clone(),
+            refund_no: refund.out_request_no,
+            amount: yuan(amount_fen),
+            status: PortalRefundStatus::Success,
+        }))
     }
 
     /// `alipay.trade.fastpay.refund.query`.

@@ -1,7 +1,8 @@
 //! The Alipay half: gateway.do driven with paygate-alipay's own Client, as the gateway drives
 //! it, and the `trade_status_sync` notification received by a tiny merchant. Refund
-//! notifications are in their own module, on the harness below.
+//! notifications and portal refunds are in their own modules, on the harness below.
 
+mod portal;
 mod refund_notifications;
 
 use std::collections::VecDeque;

@@ -9,4 +9,5 @@ mod faults;
 mod harness;
 mod keys_dir;
 mod platform;
+mod portal;
 mod refunds;
