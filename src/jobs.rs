@@ -6,6 +6,7 @@
 //! | `expire` | every minute | [`expire_orders`] |
 //! | `platform_keys` | every 6 hours (and at start) | [`refresh_platform_keys`] |
 //! | `entitlement_expiry` | hourly | [`expire_entitlements`] |
+//! | `refunds` | every minute | [`crate::refunds::query_due`] |
 //! | `events` | every second, when `[events] url` is set | [`crate::push::push_due`] |
 //!
 //! Each pass is a plain async function over [`AppState`], so the CLI (`paygate sync-pending`)
@@ -28,9 +29,8 @@ use tokio_cron_scheduler::{Job as CronJob, JobScheduler};
 use crate::app::AppState;
 use crate::clock::to_millis;
 use crate::domain::{OrderNo, ProviderId};
-use crate::lifecycle::{self, CloseReason};
-use crate::providers::{PaymentProvider, ProviderError, TradeStatus};
-use crate::settle::{SettleError, Settled};
+use crate::lifecycle::{self, CloseReason, Closing, Seen, SeenError};
+use crate::providers::{PaymentProvider, ProviderError};
 use crate::store::jobs::{self as lease, Taken};
 use crate::store::orders::{self, Cursor, DueOrder};
 use crate::telemetry;
@@ -50,16 +50,18 @@ pub enum Job {
     Expire,
     PlatformKeys,
     EntitlementExpiry,
+    Refunds,
     /// The event push: not on the cron schedule but a loop, every event claimed on its own.
     Events,
 }
 
 impl Job {
-    pub const ALL: [Job; 5] = [
+    pub const ALL: [Job; 6] = [
         Job::ActiveQuery,
         Job::Expire,
         Job::PlatformKeys,
         Job::EntitlementExpiry,
+        Job::Refunds,
         Job::Events,
     ];
 
@@ -69,6 +71,7 @@ impl Job {
             Job::Expire => "expire",
             Job::PlatformKeys => "platform_keys",
             Job::EntitlementExpiry => "entitlement_expiry",
+            Job::Refunds => "refunds",
             Job::Events => "events",
         }
     }
@@ -80,6 +83,7 @@ impl Job {
             Job::Expire => Some("30 * * * * *"),
             Job::PlatformKeys => Some("0 0 */6 * * *"),
             Job::EntitlementExpiry => Some("0 5 * * * *"),
+            Job::Refunds => Some("15 * * * * *"),
             Job::Events => None,
         }
     }
@@ -87,7 +91,9 @@ impl Job {
     /// The time between two runs: slots are numbered in these.
     pub fn period(self) -> chrono::Duration {
         match self {
-            Job::ActiveQuery | Job::Expire | Job::Events => chrono::Duration::minutes(1),
+            Job::ActiveQuery | Job::Expire | Job::Refunds | Job::Events => {
+                chrono::Duration::minutes(1)
+            }
             Job::PlatformKeys => chrono::Duration::hours(6),
             Job::EntitlementExpiry => chrono::Duration::hours(1),
         }
@@ -127,15 +133,8 @@ pub struct ExpirePass {
     pub failed: u64,
 }
 
-/// What the provider said about one order, after settling a payment it reported.
-enum Seen {
-    Settled,
-    NotPaid,
-    Failed,
-}
-
 fn provider_for(state: &AppState, order: &DueOrder) -> Option<Arc<dyn PaymentProvider>> {
-    let provider = ProviderId::parse(&order.provider).and_then(|id| state.providers.get(id));
+    let provider = state.providers.get(order.provider);
     if provider.is_none() {
         tracing::warn!(order_no = %order.order_no, provider = %order.provider,
             "order of a provider that is not configured; left alone");
@@ -143,35 +142,33 @@ fn provider_for(state: &AppState, order: &DueOrder) -> Option<Arc<dyn PaymentPro
     provider.cloned()
 }
 
-/// Queries one order and settles it if the provider reports it paid.
-async fn query_and_settle(state: &AppState, provider: &dyn PaymentProvider, no: &OrderNo) -> Seen {
-    match provider.query(no).await {
-        Ok(TradeStatus::Paid(trade)) => {
-            match lifecycle::settle_queried(&state.db, &trade, state.clock.now()).await {
-                Ok(Settled::Now { late }) => {
-                    tracing::info!(order_no = %no, late, "active query settled an order");
-                    Seen::Settled
-                }
-                Ok(Settled::Already) => Seen::Settled,
-                Err(SettleError::Db(e)) => {
-                    tracing::error!(order_no = %no, error = %e, "settling a queried payment failed");
-                    Seen::Failed
-                }
-                Err(e) => {
-                    // A verified answer that does not fit the order: for finance, not for retries.
-                    tracing::error!(order_no = %no, error = %e, "queried payment does not fit the order");
-                    Seen::Failed
-                }
-            }
-        }
-        Ok(_) => Seen::NotPaid,
+/// Queries one order and settles what the provider reports; a failure is logged here, once.
+async fn query_and_settle(
+    state: &AppState,
+    provider: &dyn PaymentProvider,
+    no: &OrderNo,
+) -> Option<Seen> {
+    match lifecycle::query_and_settle(state, provider, no).await {
+        Ok(seen) => Some(seen),
         Err(e) => {
-            let kind = match e {
+            log_seen_error(no, provider, &e);
+            None
+        }
+    }
+}
+
+fn log_seen_error(no: &OrderNo, provider: &dyn PaymentProvider, e: &SeenError) {
+    match e {
+        SeenError::Provider(p) => {
+            let kind = match p {
                 ProviderError::Unavailable(_) => "unavailable",
                 ProviderError::Rejected(_) => "rejected",
             };
-            tracing::warn!(order_no = %no, provider = %provider.id(), kind, error = format!("{:#}", anyhow::Error::from(e)), "query failed; the next pass asks again");
-            Seen::Failed
+            tracing::warn!(order_no = %no, provider = %provider.id(), kind, error = %crate::error::chain(e), "query failed; the next pass asks again");
+        }
+        // A verified answer that does not fit the order: for finance, not for retries.
+        other => {
+            tracing::error!(order_no = %no, error = %crate::error::chain(other), "settling a queried order failed")
         }
     }
 }
@@ -192,14 +189,13 @@ where
     for _ in 0..MAX_BATCHES {
         let due = fetch(cursor.clone()).await?;
         let Some(last) = due.last() else { break };
-        cursor = Cursor::after(last);
+        cursor = Cursor::after(last.key, last.order_no.as_str());
         let full = due.len() as i64 >= BATCH;
         let work = &work;
         let done: Vec<Option<T>> = futures_util::stream::iter(due)
             .map(|order| async move {
                 let provider = provider_for(state, &order)?;
-                let no = OrderNo::parse(&order.order_no)?;
-                Some(work(provider, no).await)
+                Some(work(provider, order.order_no).await)
             })
             .buffer_unordered(CONCURRENCY)
             .collect()
@@ -230,9 +226,9 @@ pub async fn active_query(state: &AppState) -> anyhow::Result<QueryPass> {
     for seen in outcomes {
         pass.checked += 1;
         match seen {
-            Seen::Settled => pass.settled += 1,
-            Seen::NotPaid => pass.still_pending += 1,
-            Seen::Failed => pass.failed += 1,
+            Some(Seen::Settled) => pass.settled += 1,
+            Some(Seen::NotPaid) => pass.still_pending += 1,
+            None => pass.failed += 1,
         }
     }
     let job = Job::ActiveQuery.name();
@@ -282,40 +278,16 @@ async fn expire_one(
     provider: &dyn PaymentProvider,
     no: &OrderNo,
 ) -> ExpireOutcome {
-    match query_and_settle(state, provider, no).await {
-        Seen::Settled => return ExpireOutcome::Settled,
-        // Unknown at the provider right now: leave it pending, the next pass asks again.
-        Seen::Failed => return ExpireOutcome::Failed,
-        Seen::NotPaid => {}
-    }
-    let reason = CloseReason::Expired;
-    match lifecycle::close_locally(&state.db, no, reason, state.clock.now()).await {
-        Ok(true) => {}
-        // Paid or closed meanwhile (a notification won the race): nothing more to do.
-        Ok(false) => return ExpireOutcome::Settled,
+    match lifecycle::query_then_close(state, provider, no, CloseReason::Expired).await {
+        Ok(Closing::Closed) => {
+            tracing::info!(order_no = %no, "expired order closed");
+            ExpireOutcome::Closed
+        }
+        Ok(Closing::Paid) => ExpireOutcome::Settled,
+        // Unknown at the provider right now: left pending, the next pass asks again.
         Err(e) => {
-            tracing::error!(order_no = %no, error = %e, "closing an expired order failed");
-            return ExpireOutcome::Failed;
-        }
-    }
-    match provider.close(no).await {
-        Ok(()) => {
-            tracing::info!(order_no = %no, "expired order closed here and at the provider");
-            ExpireOutcome::Closed
-        }
-        Err(ProviderError::Rejected(e)) => {
-            // Typically "already paid": the buyer paid between the query and the close.
-            tracing::warn!(order_no = %no, error = format!("{e:#}"), "the provider refused the close; asking again");
-            match query_and_settle(state, provider, no).await {
-                Seen::Settled => ExpireOutcome::Settled,
-                _ => ExpireOutcome::Closed,
-            }
-        }
-        Err(ProviderError::Unavailable(e)) => {
-            // Closed here; the provider refuses payment after the time_expire it was given,
-            // and a payment reported anyway is honoured as late.
-            tracing::warn!(order_no = %no, error = format!("{e:#}"), "provider unavailable for the close of an expired order");
-            ExpireOutcome::Closed
+            log_seen_error(no, provider, &e);
+            ExpireOutcome::Failed
         }
     }
 }
@@ -391,6 +363,7 @@ impl Runner {
             Job::EntitlementExpiry => {
                 serde_json::json!({"expired": expire_entitlements(state).await?})
             }
+            Job::Refunds => serde_json::to_value(crate::refunds::query_due(state).await?)?,
             Job::Events => serde_json::to_value(crate::push::push_due(state).await?)?,
         })
     }

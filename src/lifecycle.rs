@@ -1,11 +1,13 @@
-//! Moves of an order that several paths share: the cancel endpoint, the active query and the
-//! expiry job close orders and settle what a provider reports through these, so each move is
-//! written once.
+//! Moves of an order that several paths share: the cancel use case, the active query and the
+//! expiry job ask the provider, settle what it reports and close orders through these, so each
+//! move is written once.
 
 use chrono::{DateTime, Utc};
 
+use crate::app::AppState;
 use crate::clock::to_millis;
 use crate::domain::OrderNo;
+use crate::providers::{PaymentProvider, ProviderError, TradeStatus};
 use crate::settle::{self, PaidTrade, SettleError, Settled, Source};
 use crate::store::{Db, events, orders};
 
@@ -37,7 +39,7 @@ pub async fn close_locally(
 ) -> Result<bool, sqlx::Error> {
     let now_ms = to_millis(now);
     let mut tx = db.begin_write().await?;
-    let closed = orders::mark_closed(&mut tx, order_no.as_str(), now_ms).await?;
+    let closed = orders::mark_closed(&mut tx, order_no, now_ms).await?;
     if closed {
         let data = serde_json::json!({"order_no": order_no, "reason": reason.as_str()});
         events::append(
@@ -61,4 +63,101 @@ pub async fn settle_queried(
     now: DateTime<Utc>,
 ) -> Result<Settled, SettleError> {
     settle::settle(db, trade, Source::Query, now).await
+}
+
+/// What the provider said about one order, once what it reported was settled.
+#[derive(Debug)]
+pub enum Seen {
+    /// Paid (or paid and refunded): settled here now, or before.
+    Settled,
+    NotPaid,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SeenError {
+    #[error("asking the provider failed")]
+    Provider(#[from] ProviderError),
+    #[error("the provider reports a payment that does not fit the order")]
+    DoesNotFit(#[source] SettleError),
+    #[error("database error")]
+    Db(#[from] sqlx::Error),
+}
+
+/// Asks the provider about one order and settles what it reports: a payment through the one
+/// settlement path; a trade paid and then fully refunded (both reports missed) as paid, then
+/// refunded, so its entitlement follows the money: never closed silently.
+pub async fn query_and_settle(
+    state: &AppState,
+    provider: &dyn PaymentProvider,
+    no: &OrderNo,
+) -> Result<Seen, SeenError> {
+    let now = state.clock.now();
+    let fits = |r: Result<Settled, SettleError>| match r {
+        Ok(_) => Ok(Seen::Settled),
+        Err(SettleError::Db(e)) => Err(SeenError::Db(e)),
+        Err(e) => Err(SeenError::DoesNotFit(e)),
+    };
+    match provider.query(no).await? {
+        TradeStatus::Paid(trade) => fits(settle_queried(&state.db, &trade, now).await),
+        TradeStatus::Refunded(trade) => {
+            match crate::refunds::settle_refunded_trade(state, &trade).await {
+                Ok(()) => Ok(Seen::Settled),
+                Err(crate::refunds::RefundSettleError::Db(e)) => Err(SeenError::Db(e)),
+                Err(e) => {
+                    tracing::error!(order_no = %no, error = %e, "a refunded trade could not be recorded");
+                    Ok(Seen::Settled)
+                }
+            }
+        }
+        TradeStatus::Pending | TradeStatus::Closed | TradeStatus::Unknown(_) => Ok(Seen::NotPaid),
+    }
+}
+
+/// How closing an order ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closing {
+    /// Closed here and (unless the provider was unreachable) at the provider.
+    Closed,
+    /// The buyer had paid: settled instead (late, if the close here came first).
+    Paid,
+}
+
+/// The query-then-close that cancel and expiry share. Ask first (a paid order is settled, not
+/// closed); otherwise close here first, so the order is never shown as payable again, then at
+/// the provider. A payment that slipped in between (the provider refuses the close) is
+/// settled; the order being closed by then, it is flagged `payment.late`. A provider that
+/// cannot be reached for the close leaves the order closed here: the provider refuses payment
+/// after the `time_expire` it was given, and a payment reported anyway is honoured as late.
+pub async fn query_then_close(
+    state: &AppState,
+    provider: &dyn PaymentProvider,
+    no: &OrderNo,
+    reason: CloseReason,
+) -> Result<Closing, SeenError> {
+    if let Seen::Settled = query_and_settle(state, provider, no).await? {
+        return Ok(Closing::Paid);
+    }
+    if !close_locally(&state.db, no, reason, state.clock.now()).await? {
+        // Paid or closed meanwhile (a notification won the race).
+        let order = orders::get(state.db.pool(), no).await?;
+        return Ok(match order.map(|o| o.status.is_settled()) {
+            Some(true) => Closing::Paid,
+            _ => Closing::Closed,
+        });
+    }
+    match provider.close(no).await {
+        Ok(()) => Ok(Closing::Closed),
+        Err(ProviderError::Rejected(e)) => {
+            // Typically "already paid": the buyer paid between the query and the close.
+            tracing::warn!(order_no = %no, error = format!("{e:#}"), "the provider refused the close; asking again");
+            match query_and_settle(state, provider, no).await {
+                Ok(Seen::Settled) => Ok(Closing::Paid),
+                _ => Ok(Closing::Closed),
+            }
+        }
+        Err(ProviderError::Unavailable(e)) => {
+            tracing::warn!(order_no = %no, error = format!("{e:#}"), "provider unavailable for a close; closed here");
+            Ok(Closing::Closed)
+        }
+    }
 }

@@ -4,7 +4,7 @@
 //! concurrently it is reported.
 
 use crate::clock::{rfc3339_beijing_millis, to_millis};
-use crate::domain::{Fen, Grant, OrderNo, ProviderId};
+use crate::domain::{Currency, Fen, OrderNo, ProviderId};
 use crate::entitlements;
 use crate::store::{self, Db, events, orders};
 
@@ -15,7 +15,7 @@ pub struct PaidTrade {
     pub provider: ProviderId,
     pub provider_txn_id: String,
     pub amount: Fen,
-    pub currency: String,
+    pub currency: Currency,
     pub trade_type: Option<String>,
     pub bank_type: Option<String>,
     pub paid_at: chrono::DateTime<chrono::Utc>,
@@ -29,7 +29,7 @@ pub enum Source {
 }
 
 impl Source {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Source::Notification => "notification",
             Source::Query => "query",
@@ -70,47 +70,37 @@ pub async fn settle(
     let paid_ms = to_millis(trade.paid_at);
     let mut tx = db.begin_write().await?;
     // The gate: only a pending or closed order with the same amount, provider and currency
-    // moves to paid. `late_payment` reads the row's old status (SET sees the old row).
-    let flipped: Option<(i64, String, String, String)> = sqlx::query_as(
-        "UPDATE payment_order
-         SET late_payment = CASE WHEN status = 'closed' THEN 1 ELSE 0 END,
-             status = 'paid', paid_at = $1, updated_at = $2
-         WHERE order_no = $3 AND status IN ('pending', 'closed')
-           AND amount_fen = $4 AND provider = $5 AND currency = $6
-         RETURNING late_payment, employer_id, plan_id, grants_json",
-    )
-    .bind(paid_ms)
-    .bind(now_ms)
-    .bind(trade.order_no.as_str())
-    .bind(trade.amount.get())
-    .bind(trade.provider.as_str())
-    .bind(&trade.currency)
-    .fetch_optional(&mut *tx)
-    .await?;
-
-    let Some((late, employer_id, plan_id, grants_json)) = flipped else {
+    // moves to paid.
+    let facts = orders::PaidFacts {
+        order_no: &trade.order_no,
+        amount: trade.amount,
+        provider: trade.provider,
+        currency: trade.currency,
+        paid_ms,
+    };
+    let Some(flipped) = orders::mark_paid(&mut tx, &facts, now_ms).await? else {
         // Nothing moved: tell a duplicate from a report that does not fit the order.
-        let order = orders::get(&mut *tx, trade.order_no.as_str()).await?;
+        let order = orders::get(&mut *tx, &trade.order_no).await?;
+        let payment = orders::payment_of(&mut *tx, &trade.order_no).await?;
         tx.rollback().await?;
         let Some(order) = order else {
             return Err(SettleError::UnknownOrder);
         };
-        if order.amount_fen != trade.amount.get() {
+        if order.amount != trade.amount {
             return Err(SettleError::AmountMismatch {
-                expected: Fen::new(order.amount_fen).unwrap_or(Fen::ZERO),
+                expected: order.amount,
                 reported: trade.amount,
             });
         }
-        if order.provider != trade.provider.as_str() || order.currency != trade.currency {
+        if order.provider != trade.provider || order.currency != trade.currency {
             return Err(SettleError::Mismatch);
         }
-        let payment = orders::payment_of(db.pool(), trade.order_no.as_str()).await?;
         return match payment {
             Some(p) if p.provider_txn_id == trade.provider_txn_id => Ok(Settled::Already),
             _ => Err(SettleError::ConflictingTransaction),
         };
     };
-    let late = late != 0;
+    let late = flipped.late;
 
     let payment_id = crate::domain::ids::prefixed_id("pay");
     let inserted = sqlx::query(
@@ -123,7 +113,7 @@ pub async fn settle(
     .bind(trade.provider.as_str())
     .bind(&trade.provider_txn_id)
     .bind(trade.amount.get())
-    .bind(&trade.currency)
+    .bind(trade.currency.as_str())
     .bind(&trade.trade_type)
     .bind(&trade.bank_type)
     .bind(source.as_str())
@@ -140,14 +130,12 @@ pub async fn settle(
         });
     }
 
-    let grants: Vec<Grant> = serde_json::from_str(&grants_json)
-        .map_err(|e| SettleError::Db(sqlx::Error::Decode(Box::new(e))))?;
     let granted = entitlements::grant(
         &mut tx,
-        &employer_id,
-        trade.order_no.as_str(),
-        &plan_id,
-        &grants,
+        &flipped.employer_id,
+        &trade.order_no,
+        &flipped.plan_id,
+        &flipped.grants,
         now,
     )
     .await?;
@@ -155,8 +143,8 @@ pub async fn settle(
     let order_no = trade.order_no.as_str();
     let paid = serde_json::json!({
         "order_no": order_no,
-        "employer_id": employer_id,
-        "plan": plan_id,
+        "employer_id": flipped.employer_id,
+        "plan": flipped.plan_id,
         "amount": trade.amount,
         "provider": trade.provider,
         "provider_transaction_id": trade.provider_txn_id,

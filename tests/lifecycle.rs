@@ -554,8 +554,8 @@ async fn passes_page_through_every_due_order_once(app: TestApp) {
                 .await
                 .unwrap();
             let Some(last) = due.last() else { break };
-            cursor = Cursor::after(last);
-            seen.extend(due.into_iter().map(|d| d.order_no));
+            cursor = Cursor::after(last.key, last.order_no.as_str());
+            seen.extend(due.into_iter().map(|d| d.order_no.to_string()));
         }
         let mut sorted = seen.clone();
         sorted.sort();

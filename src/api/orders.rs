@@ -1,4 +1,5 @@
-//! Orders: create (idempotent), read, cancel.
+//! Orders: create (idempotent), read, cancel. Each handler parses, calls a use case in
+//! [`crate::checkout`], and renders.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -6,19 +7,17 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use super::auth::{Caller, Scope};
+use super::idempotent::{self, Claimed};
 use crate::app::AppState;
-use crate::clock::{rfc3339_beijing_millis, to_millis};
-use crate::domain::{Channel, EmployerId, OrderNo, ProviderId};
+use crate::checkout::{self, CheckoutError, NewOrder, OwnedClaim};
+use crate::clock::rfc3339_beijing_millis;
+use crate::domain::{Channel, EmployerId, OrderNo, OrderStatus, ProviderId};
 use crate::error::{ApiError, envelope};
-use crate::lifecycle::{self, CloseReason};
-use crate::providers::{NewPayment, PayerHints, ProviderError, TradeStatus};
-use crate::settle;
-use crate::store::idempotency::{self, Claim};
+use crate::providers::{PayerHints, ProviderError};
 use crate::store::orders::{self, OrderRow};
-use crate::telemetry;
+use crate::store::refunds;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -98,17 +97,7 @@ pub async fn create(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::Checkout)?;
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .filter(|k| !k.is_empty() && k.len() <= 255)
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "missing_idempotency_key",
-                "Idempotency-Key header (1 to 255 characters) is required",
-            )
-        })?
-        .to_owned();
+    let key = idempotent::key(&headers)?;
     // Validate everything before writing anything.
     let value: serde_json::Value = super::json_body(&body)?;
     let req: CreateOrder = serde_json::from_value(value.clone())
@@ -126,7 +115,7 @@ pub async fn create(
             "provider must be wechatpay or alipay".into(),
         )
     })?;
-    let provider = configured_provider(&state, provider_id)?;
+    let provider = checkout::provider(&state, provider_id).map_err(checkout_error)?;
     let channel = Channel::parse(&req.channel)
         .filter(|c| provider.supports(*c))
         .ok_or_else(|| {
@@ -135,109 +124,35 @@ pub async fn create(
                 format!("{provider_id} does not offer channel {:?}", req.channel),
             )
         })?;
-
     let payer = payer_hints(channel, &req)?;
 
-    // serde_json's map is ordered, so this is a canonical form of the request. The payer
-    // fields are left out: a replay is recognised by everything else.
-    let mut canonical = value.clone();
+    // The payer fields are left out of the request's fingerprint: a replay is recognised by
+    // everything else, and nothing about the payer reaches the database.
+    let mut canonical = value;
     if let Some(object) = canonical.as_object_mut() {
         for field in PAYER_FIELDS {
             object.remove(field);
         }
     }
-    let request_hash = hex::encode(Sha256::digest(canonical.to_string().as_bytes()));
-    let now = state.clock.now();
-    match idempotency::claim(
-        state.db.pool(),
-        &caller.0.id,
-        &key,
-        &request_hash,
-        to_millis(now),
-    )
-    .await?
-    {
-        Claim::Owned => {}
-        Claim::Replay { status, body } => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-            let body: serde_json::Value =
-                serde_json::from_str(&body).map_err(anyhow::Error::from)?;
-            return Ok((status, Json(body)).into_response());
-        }
-        Claim::Mismatch => {
-            return Err(ApiError::Unprocessable(
-                "idempotency_key_reused",
-                "this Idempotency-Key was used with a different request body".into(),
-            ));
-        }
-        Claim::InFlight => {
-            return Err(ApiError::Conflict(
-                "idempotency_key_in_flight",
-                "a request with this Idempotency-Key is still being processed; retry shortly"
-                    .into(),
-            ));
-        }
-    }
-
-    let now_ms = to_millis(now);
-    let expires_at = now + chrono::Duration::minutes(state.config.orders.ttl_minutes);
-    let order = OrderRow {
-        order_no: OrderNo::generate().to_string(),
-        employer_id: employer.to_string(),
-        plan_id: plan.id.clone(),
-        grants_json: serde_json::to_string(&plan.grants).map_err(anyhow::Error::from)?,
-        amount_fen: plan.price.get(),
-        currency: "CNY".to_owned(),
-        provider: provider_id.as_str().to_owned(),
-        channel: channel.as_str().to_owned(),
-        status: "pending".to_owned(),
-        payment_json: None,
-        late_payment: false,
-        refunded_fen: 0,
-        expires_at: to_millis(expires_at),
-        paid_at: None,
-        closed_at: None,
-        created_at: now_ms,
-        updated_at: now_ms,
+    let claim = match idempotent::claim(&state, &caller, &key, "orders", &canonical).await? {
+        Claimed::Owned => OwnedClaim {
+            api_key_id: &caller.0.id,
+            key: &key,
+        },
+        Claimed::Answered(response) => return Ok(response),
     };
-    // The order exists before the provider hears of it, so even an instant callback finds it.
-    if let Err(e) = orders::insert(state.db.pool(), &order).await {
-        let _ = idempotency::release(state.db.pool(), &caller.0.id, &key).await;
-        return Err(e.into());
-    }
-    let payment = NewPayment {
-        order_no: OrderNo::parse(&order.order_no)
-            .ok_or_else(|| anyhow::anyhow!("generated order_no"))?,
-        amount: plan.price,
+    let request = NewOrder {
+        employer,
+        plan,
+        provider: provider_id,
         channel,
-        description: state.config.orders.description.clone(),
-        expires_at,
         payer,
     };
-    let instructions = match provider.create(&payment).await {
-        Ok(i) => i,
-        Err(e) => {
-            // Nothing half-created: drop the order and the claim; the same key works later.
-            orders::delete_unaccepted(state.db.pool(), &order.order_no).await?;
-            idempotency::release(state.db.pool(), &caller.0.id, &key).await?;
-            let reason = match e {
-                ProviderError::Unavailable(_) => "provider_unavailable",
-                ProviderError::Rejected(_) => "provider_rejected",
-            };
-            telemetry::order_create_failed(provider_id.as_str(), reason);
-            return Err(provider_api_error(e));
-        }
-    };
-    let payment_json = serde_json::Value::Object(instructions).to_string();
-    let mut order = order;
-    order.payment_json = Some(payment_json.clone());
-    let body = order_json(&order, None).to_string();
-    let mut tx = state.db.begin_write().await?;
-    orders::set_payment_json(&mut tx, &order.order_no, &payment_json, now_ms).await?;
-    idempotency::complete(&mut tx, &caller.0.id, &key, 201, &body).await?;
-    tx.commit().await?;
-    tracing::info!(order_no = %order.order_no, provider = %provider_id, channel = channel.as_str(), "order created");
-    telemetry::order_created(provider_id.as_str(), channel.as_str());
+    let (_, body) = checkout::create(&state, request, claim, |o| {
+        order_json(o, None, &[]).to_string()
+    })
+    .await
+    .map_err(checkout_error)?;
     Ok((
         StatusCode::CREATED,
         [(axum::http::header::CONTENT_TYPE, "application/json")],
@@ -246,9 +161,12 @@ pub async fn create(
         .into_response())
 }
 
-/// The order as the API shows it; `payment_record` adds the settled payment.
-pub fn order_json(o: &OrderRow, payment_record: Option<&orders::PaymentRow>) -> serde_json::Value {
-    let amount = crate::domain::Fen::new(o.amount_fen).unwrap_or(crate::domain::Fen::ZERO);
+/// The order as the API shows it; `payment_record` adds the settled payment, with its refunds.
+pub fn order_json(
+    o: &OrderRow,
+    payment_record: Option<&orders::PaymentRow>,
+    refunds: &[refunds::RefundRow],
+) -> serde_json::Value {
     let payment: serde_json::Value = o
         .payment_json
         .as_deref()
@@ -259,7 +177,7 @@ pub fn order_json(o: &OrderRow, payment_record: Option<&orders::PaymentRow>) -> 
         "status": o.status,
         "employer_id": o.employer_id,
         "plan": o.plan_id,
-        "amount": amount,
+        "amount": o.amount,
         "currency": o.currency,
         "provider": o.provider,
         "channel": o.channel,
@@ -279,30 +197,43 @@ pub fn order_json(o: &OrderRow, payment_record: Option<&orders::PaymentRow>) -> 
     if let Some(p) = payment_record {
         v["payment_record"] = serde_json::json!({
             "provider_transaction_id": p.provider_txn_id,
-            "amount": crate::domain::Fen::new(p.amount_fen).unwrap_or(crate::domain::Fen::ZERO),
+            "amount": p.amount,
             "currency": p.currency,
             "trade_type": p.trade_type,
             "bank_type": p.bank_type,
             "source": p.source,
             "paid_at": rfc3339_beijing_millis(p.paid_at),
         });
-        v["refunds"] = serde_json::json!([]);
+        v["refunded_amount"] = serde_json::json!(o.refunded);
+        v["refunds"] = refunds.iter().map(super::refunds::refund_json).collect();
     }
     v
 }
 
-async fn load(state: &AppState, order_no: &str) -> Result<(OrderNo, OrderRow), ApiError> {
-    let not_found = || ApiError::NotFound("order_not_found", "no such order".into());
-    let no = OrderNo::parse(order_no).ok_or_else(not_found)?;
-    let order = orders::get(state.db.pool(), no.as_str())
-        .await?
-        .ok_or_else(not_found)?;
-    Ok((no, order))
+fn order_not_found() -> ApiError {
+    ApiError::NotFound("order_not_found", "no such order".into())
 }
 
-async fn full_json(state: &AppState, order: &OrderRow) -> Result<serde_json::Value, ApiError> {
-    let payment = orders::payment_of(state.db.pool(), &order.order_no).await?;
-    Ok(order_json(order, payment.as_ref()))
+pub(super) fn order_no(text: &str) -> Result<OrderNo, ApiError> {
+    OrderNo::parse(text).ok_or_else(order_not_found)
+}
+
+async fn load(state: &AppState, order_no: &str) -> Result<OrderRow, ApiError> {
+    let no = self::order_no(order_no)?;
+    orders::get(state.db.pool(), &no)
+        .await?
+        .ok_or_else(order_not_found)
+}
+
+/// The order with its payment and refunds, as `GET /v1/orders/{order_no}` shows it.
+pub(super) async fn full_json(
+    state: &AppState,
+    order: &OrderRow,
+) -> Result<serde_json::Value, ApiError> {
+    let pool = state.db.pool();
+    let payment = orders::payment_of(pool, &order.order_no).await?;
+    let refunds = refunds::of_order(pool, &order.order_no).await?;
+    Ok(order_json(order, payment.as_ref(), &refunds))
 }
 
 pub async fn get(
@@ -311,7 +242,7 @@ pub async fn get(
     Path(order_no): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(Scope::Checkout)?;
-    let (_, order) = load(&state, &order_no).await?;
+    let order = load(&state, &order_no).await?;
     Ok(Json(full_json(&state, &order).await?))
 }
 
@@ -321,64 +252,41 @@ fn paid_conflict(order: serde_json::Value) -> Response {
     (StatusCode::CONFLICT, Json(body)).into_response()
 }
 
-/// Closes an unpaid order at the provider, then here. If the buyer paid meanwhile, the
-/// payment is settled and the answer is 409 with the (paid) order.
+/// Closes an unpaid order at the provider and here. If the buyer paid meanwhile, the payment
+/// is settled and the answer is 409 with the (paid) order.
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
     Path(order_no): Path<String>,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::Checkout)?;
-    let (no, order) = load(&state, &order_no).await?;
-    match order.status.as_str() {
-        "pending" => {}
-        "closed" => return Ok(Json(full_json(&state, &order).await?).into_response()),
-        _ => return Ok(paid_conflict(full_json(&state, &order).await?)),
-    }
-    let provider_id =
-        ProviderId::parse(&order.provider).ok_or_else(|| anyhow::anyhow!("stored provider"))?;
-    let provider = configured_provider(&state, provider_id)?;
-    // Ask before closing: a paid order must be honoured, not closed.
-    let status = provider.query(&no).await.map_err(provider_api_error)?;
-    if let TradeStatus::Paid(trade) = status {
-        settle_reported(&state, &trade).await?;
-    } else {
-        provider.close(&no).await.map_err(provider_api_error)?;
-        lifecycle::close_locally(&state.db, &no, CloseReason::Cancelled, state.clock.now()).await?;
-    }
-    let order = orders::get(state.db.pool(), no.as_str())
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("order vanished"))?;
+    let no = self::order_no(&order_no)?;
+    let order = checkout::cancel(&state, &no)
+        .await
+        .map_err(checkout_error)?;
     let json = full_json(&state, &order).await?;
-    Ok(if order.status == "closed" {
-        Json(json).into_response()
-    } else {
-        paid_conflict(json)
+    Ok(match order.status {
+        OrderStatus::Closed => Json(json).into_response(),
+        _ => paid_conflict(json),
     })
 }
 
-fn configured_provider(
-    state: &AppState,
-    id: ProviderId,
-) -> Result<std::sync::Arc<dyn crate::providers::PaymentProvider>, ApiError> {
-    state.providers.get(id).cloned().ok_or_else(|| {
-        ApiError::Unprocessable("provider_disabled", format!("{id} is not configured"))
-    })
-}
-
-fn provider_api_error(e: ProviderError) -> ApiError {
+pub(super) fn provider_api_error(e: ProviderError) -> ApiError {
     match e {
         ProviderError::Unavailable(e) => ApiError::ProviderUnavailable(e),
         ProviderError::Rejected(e) => ApiError::ProviderRejected(e),
     }
 }
 
-async fn settle_reported(state: &AppState, trade: &settle::PaidTrade) -> Result<(), ApiError> {
-    match lifecycle::settle_queried(&state.db, trade, state.clock.now()).await {
-        Ok(_) => Ok(()),
-        Err(settle::SettleError::Db(e)) => Err(e.into()),
-        Err(e) => Err(ApiError::Internal(anyhow::anyhow!(
-            "provider reported a payment that does not fit: {e}"
-        ))),
+fn checkout_error(e: CheckoutError) -> ApiError {
+    match e {
+        CheckoutError::UnknownOrder => order_not_found(),
+        CheckoutError::ProviderDisabled(id) => {
+            ApiError::Unprocessable("provider_disabled", format!("{id} is not configured"))
+        }
+        CheckoutError::Provider(p) => provider_api_error(p),
+        CheckoutError::DoesNotFit(e) => ApiError::Internal(e),
+        CheckoutError::Db(e) => ApiError::Database(e),
+        CheckoutError::Internal(e) => ApiError::Internal(e),
     }
 }

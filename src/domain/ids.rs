@@ -19,11 +19,7 @@ impl OrderNo {
     pub const LEN: usize = 26;
 
     pub fn generate() -> OrderNo {
-        let mut rng = rand::rng();
-        let text = (0..Self::LEN)
-            .map(|_| ORDER_NO_ALPHABET[rng.random_range(0..ORDER_NO_ALPHABET.len())] as char)
-            .collect();
-        OrderNo(text)
+        OrderNo(random_alnum(Self::LEN))
     }
 
     /// Accepts what paygate issues: 26–32 characters of `[0-9A-Z]`.
@@ -41,6 +37,48 @@ impl OrderNo {
 }
 
 impl fmt::Display for OrderNo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn random_alnum(len: usize) -> String {
+    let mut rng = rand::rng();
+    (0..len)
+        .map(|_| ORDER_NO_ALPHABET[rng.random_range(0..ORDER_NO_ALPHABET.len())] as char)
+        .collect()
+}
+
+/// paygate's refund number: `RF` and 26 random `[0-9A-Z]` (28 characters). It is also the
+/// provider's `out_refund_no` (WeChat, ≤ 64 of `[0-9A-Za-z_-|*@]`) and `out_request_no`
+/// (Alipay, ≤ 64) for refunds paygate starts, and says nothing about anyone.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct RefundId(String);
+
+impl RefundId {
+    const PREFIX: &'static str = "RF";
+    pub const LEN: usize = 28;
+
+    pub fn generate() -> RefundId {
+        RefundId(format!("{}{}", Self::PREFIX, random_alnum(Self::LEN - 2)))
+    }
+
+    pub fn parse(text: &str) -> Option<RefundId> {
+        let ok = text.len() == Self::LEN
+            && text.starts_with(Self::PREFIX)
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase());
+        ok.then(|| RefundId(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RefundId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
@@ -170,6 +208,16 @@ mod tests {
         assert!(OrderNo::parse("p2026112912000000ab12cd34xx").is_none());
         assert!(OrderNo::parse("SHORT").is_none());
         assert!(OrderNo::parse("../../etc/passwd0000000000000").is_none());
+    }
+
+    #[test]
+    fn refund_ids_are_random_and_parse_back() {
+        let id = RefundId::generate();
+        assert_eq!(id.as_str().len(), RefundId::LEN);
+        assert_eq!(RefundId::parse(id.as_str()), Some(id.clone()));
+        assert_ne!(RefundId::generate(), id);
+        assert!(RefundId::parse("RFabc").is_none());
+        assert!(RefundId::parse(&OrderNo::generate().to_string()).is_none());
     }
 
     #[test]

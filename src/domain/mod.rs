@@ -1,9 +1,11 @@
-//! Domain types: money, identifiers, plans. Parsed once at the edge, used everywhere.
+//! Domain types: money, identifiers, plans, and the states of orders and refunds. Parsed once at the edge, used everywhere.
 
 pub mod ids;
 pub mod money;
 pub mod plans;
+pub mod status;
 
-pub use ids::{Channel, EmployerId, OrderNo, ProviderId};
-pub use money::Fen;
+pub use ids::{Channel, EmployerId, OrderNo, ProviderId, RefundId};
+pub use money::{Currency, Fen};
 pub use plans::{Action, Catalog, Grant, Plan};
+pub use status::{OrderStatus, RefundOrigin, RefundStatus};

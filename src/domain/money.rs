@@ -58,8 +58,38 @@ impl Fen {
         Fen::new(fen)
     }
 
+    pub fn checked_add(self, other: Fen) -> Option<Fen> {
+        self.0.checked_add(other.0).map(Fen)
+    }
+
     pub fn checked_sub(self, other: Fen) -> Option<Fen> {
         self.0.checked_sub(other.0).filter(|v| *v >= 0).map(Fen)
+    }
+}
+
+/// The currency of an amount. paygate sells in yuan only; a provider report in anything else
+/// does not fit any order (there is no default: a missing currency is an error, not CNY).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum Currency {
+    #[serde(rename = "CNY")]
+    Cny,
+}
+
+impl Currency {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Currency::Cny => "CNY",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Currency> {
+        (text == "CNY").then_some(Currency::Cny)
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

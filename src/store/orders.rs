@@ -1,22 +1,31 @@
-//! Orders and their payments.
+//! Orders and their payments. Every change of an order's status is written here, each as one
+//! conditional update whose `WHERE` names the states [`OrderStatus::can_become`] allows to move:
+//! that update is the gate two concurrent reports meet at.
 
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
+use crate::domain::{Channel, Currency, EmployerId, Fen, Grant, OrderNo, OrderStatus, ProviderId};
+
+/// An order as stored, every column parsed into its domain type.
 #[derive(Debug, Clone)]
 pub struct OrderRow {
-    pub order_no: String,
-    pub employer_id: String,
+    pub order_no: OrderNo,
+    pub employer_id: EmployerId,
     pub plan_id: String,
-    pub grants_json: String,
-    pub amount_fen: i64,
-    pub currency: String,
-    pub provider: String,
-    pub channel: String,
-    pub status: String,
+    /// The plan's grants frozen at order time.
+    pub grants: Vec<Grant>,
+    pub amount: Fen,
+    pub currency: Currency,
+    pub provider: ProviderId,
+    pub channel: Channel,
+    pub status: OrderStatus,
     pub payment_json: Option<String>,
     pub late_payment: bool,
-    pub refunded_fen: i64,
+    /// Refunds that succeeded, in total.
+    pub refunded: Fen,
+    /// paygate's refunds still in flight, held back from what may still be refunded.
+    pub refund_pending: Fen,
     pub expires_at: i64,
     pub paid_at: Option<i64>,
     pub closed_at: Option<i64>,
@@ -24,24 +33,54 @@ pub struct OrderRow {
     pub updated_at: i64,
 }
 
+impl OrderRow {
+    /// What a new refund may still take: paid, less what went back and what is in flight.
+    pub fn refundable(&self) -> Fen {
+        self.amount
+            .checked_sub(self.refunded)
+            .and_then(|left| left.checked_sub(self.refund_pending))
+            .unwrap_or(Fen::ZERO)
+    }
+}
+
 const ORDER_COLUMNS: &str = "order_no, employer_id, plan_id, grants_json, amount_fen, currency, \
-     provider, channel, status, payment_json, late_payment, refunded_fen, expires_at, paid_at, \
-     closed_at, created_at, updated_at";
+     provider, channel, status, payment_json, late_payment, refunded_fen, refund_pending_fen, \
+     expires_at, paid_at, closed_at, created_at, updated_at";
+
+/// A stored value that does not parse: the row is corrupt, and saying so beats guessing.
+pub(crate) fn corrupt(column: &'static str, detail: impl std::fmt::Display) -> sqlx::Error {
+    sqlx::Error::Decode(format!("stored {column} is invalid: {detail}").into())
+}
+
+pub(crate) fn fen_of(column: &'static str, value: i64) -> Result<Fen, sqlx::Error> {
+    Fen::new(value).map_err(|e| corrupt(column, e))
+}
 
 fn order_from_row(r: &AnyRow) -> Result<OrderRow, sqlx::Error> {
+    let text = |column: &'static str| r.try_get::<String, _>(column);
+    let order_no = text("order_no")?;
+    let employer_id = text("employer_id")?;
+    let currency = text("currency")?;
+    let provider = text("provider")?;
+    let channel = text("channel")?;
+    let status = text("status")?;
+    let grants: Vec<Grant> =
+        serde_json::from_str(&text("grants_json")?).map_err(|e| corrupt("grants_json", e))?;
     Ok(OrderRow {
-        order_no: r.try_get("order_no")?,
-        employer_id: r.try_get("employer_id")?,
-        plan_id: r.try_get("plan_id")?,
-        grants_json: r.try_get("grants_json")?,
-        amount_fen: r.try_get("amount_fen")?,
-        currency: r.try_get("currency")?,
-        provider: r.try_get("provider")?,
-        channel: r.try_get("channel")?,
-        status: r.try_get("status")?,
+        order_no: OrderNo::parse(&order_no).ok_or_else(|| corrupt("order_no", &order_no))?,
+        employer_id: EmployerId::parse(&employer_id)
+            .ok_or_else(|| corrupt("employer_id", "not an employer id"))?,
+        plan_id: text("plan_id")?,
+        grants,
+        amount: fen_of("amount_fen", r.try_get("amount_fen")?)?,
+        currency: Currency::parse(&currency).ok_or_else(|| corrupt("currency", &currency))?,
+        provider: ProviderId::parse(&provider).ok_or_else(|| corrupt("provider", &provider))?,
+        channel: Channel::parse(&channel).ok_or_else(|| corrupt("channel", &channel))?,
+        status: OrderStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
         payment_json: r.try_get("payment_json")?,
         late_payment: r.try_get::<i64, _>("late_payment")? != 0,
-        refunded_fen: r.try_get("refunded_fen")?,
+        refunded: fen_of("refunded_fen", r.try_get("refunded_fen")?)?,
+        refund_pending: fen_of("refund_pending_fen", r.try_get("refund_pending_fen")?)?,
         expires_at: r.try_get("expires_at")?,
         paid_at: r.try_get("paid_at")?,
         closed_at: r.try_get("closed_at")?,
@@ -50,23 +89,37 @@ fn order_from_row(r: &AnyRow) -> Result<OrderRow, sqlx::Error> {
     })
 }
 
+/// `status IN ('…', …)` for the states that may become `next`: built from the one table of
+/// moves, never from input.
+fn may_become(next: OrderStatus) -> String {
+    let sources: Vec<String> = OrderStatus::sources_of(next)
+        .into_iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect();
+    format!("status IN ({})", sources.join(", "))
+}
+
+/// A new order: `pending`, no payment yet.
 pub async fn insert(pool: &AnyPool, o: &OrderRow) -> Result<(), sqlx::Error> {
+    let grants_json =
+        serde_json::to_string(&o.grants).map_err(|e| sqlx::Error::Encode(e.into()))?;
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO payment_order ({ORDER_COLUMNS})
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
     )))
-    .bind(&o.order_no)
-    .bind(&o.employer_id)
+    .bind(o.order_no.as_str())
+    .bind(o.employer_id.as_str())
     .bind(&o.plan_id)
-    .bind(&o.grants_json)
-    .bind(o.amount_fen)
-    .bind(&o.currency)
-    .bind(&o.provider)
-    .bind(&o.channel)
-    .bind(&o.status)
+    .bind(grants_json)
+    .bind(o.amount.get())
+    .bind(o.currency.as_str())
+    .bind(o.provider.as_str())
+    .bind(o.channel.as_str())
+    .bind(OrderStatus::Pending.as_str())
     .bind(&o.payment_json)
     .bind(i64::from(o.late_payment))
-    .bind(o.refunded_fen)
+    .bind(o.refunded.get())
+    .bind(o.refund_pending.get())
     .bind(o.expires_at)
     .bind(o.paid_at)
     .bind(o.closed_at)
@@ -77,14 +130,14 @@ pub async fn insert(pool: &AnyPool, o: &OrderRow) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-pub async fn get<'e, E>(exec: E, order_no: &str) -> Result<Option<OrderRow>, sqlx::Error>
+pub async fn get<'e, E>(exec: E, order_no: &OrderNo) -> Result<Option<OrderRow>, sqlx::Error>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {ORDER_COLUMNS} FROM payment_order WHERE order_no = $1"
     )))
-    .bind(order_no)
+    .bind(order_no.as_str())
     .fetch_optional(exec)
     .await?;
     row.as_ref().map(order_from_row).transpose()
@@ -92,52 +145,235 @@ where
 
 /// Removes an order the provider never accepted (nothing half-created is left behind).
 /// Only a pending order with no payment can go.
-pub async fn delete_unaccepted(pool: &AnyPool, order_no: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM payment_order WHERE order_no = $1 AND status = 'pending' AND payment_json IS NULL")
-        .bind(order_no)
-        .execute(pool)
-        .await?;
+pub async fn delete_unaccepted(pool: &AnyPool, order_no: &OrderNo) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "DELETE FROM payment_order WHERE order_no = $1 AND status = 'pending' AND payment_json IS NULL",
+    )
+    .bind(order_no.as_str())
+    .execute(pool)
+    .await?;
     Ok(())
 }
 
 pub async fn set_payment_json(
     conn: &mut sqlx::AnyConnection,
-    order_no: &str,
+    order_no: &OrderNo,
     payment_json: &str,
     now_ms: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE payment_order SET payment_json = $1, updated_at = $2 WHERE order_no = $3")
         .bind(payment_json)
         .bind(now_ms)
-        .bind(order_no)
+        .bind(order_no.as_str())
         .execute(conn)
         .await?;
     Ok(())
 }
 
+/// What a payment must match to settle an order.
+#[derive(Debug, Clone)]
+pub struct PaidFacts<'a> {
+    pub order_no: &'a OrderNo,
+    pub amount: Fen,
+    pub provider: ProviderId,
+    pub currency: Currency,
+    pub paid_ms: i64,
+}
+
+/// The order a payment just settled.
+#[derive(Debug, Clone)]
+pub struct Flipped {
+    /// The order had been closed: the payment raced the close.
+    pub late: bool,
+    pub employer_id: EmployerId,
+    pub plan_id: String,
+    pub grants: Vec<Grant>,
+}
+
+/// pending or closed → paid, only with the same amount, provider and currency. None when
+/// nothing moved (a duplicate, or a report that does not fit). `late_payment` reads the row's
+/// old status (SET sees the old row).
+pub async fn mark_paid(
+    tx: &mut super::Tx,
+    paid: &PaidFacts<'_>,
+    now_ms: i64,
+) -> Result<Option<Flipped>, sqlx::Error> {
+    let row: Option<(i64, String, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE payment_order
+         SET late_payment = CASE WHEN status = 'closed' THEN 1 ELSE 0 END,
+             status = 'paid', paid_at = $1, updated_at = $2
+         WHERE order_no = $3 AND {}
+           AND amount_fen = $4 AND provider = $5 AND currency = $6
+         RETURNING late_payment, employer_id, plan_id, grants_json",
+        may_become(OrderStatus::Paid)
+    )))
+    .bind(paid.paid_ms)
+    .bind(now_ms)
+    .bind(paid.order_no.as_str())
+    .bind(paid.amount.get())
+    .bind(paid.provider.as_str())
+    .bind(paid.currency.as_str())
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.map(|(late, employer_id, plan_id, grants_json)| {
+        Ok(Flipped {
+            late: late != 0,
+            employer_id: EmployerId::parse(&employer_id)
+                .ok_or_else(|| corrupt("employer_id", "not an employer id"))?,
+            plan_id,
+            grants: serde_json::from_str(&grants_json).map_err(|e| corrupt("grants_json", e))?,
+        })
+    })
+    .transpose()
+}
+
 /// pending → closed. False when the order was no longer pending (paid meanwhile).
 pub async fn mark_closed(
     tx: &mut super::Tx,
-    order_no: &str,
+    order_no: &OrderNo,
     now_ms: i64,
 ) -> Result<bool, sqlx::Error> {
-    let n = sqlx::query(
+    let n = sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE payment_order SET status = 'closed', closed_at = $1, updated_at = $1
-         WHERE order_no = $2 AND status = 'pending'",
-    )
+         WHERE order_no = $2 AND {}",
+        may_become(OrderStatus::Closed)
+    )))
     .bind(now_ms)
-    .bind(order_no)
+    .bind(order_no.as_str())
     .execute(&mut **tx)
     .await?
     .rows_affected();
     Ok(n == 1)
 }
 
+/// Holds `amount` back for a refund paygate is about to ask for: only while the order is paid
+/// (or partly refunded) and that much is still refundable counting refunds in flight. The
+/// check and the hold are one statement, so concurrent refunds can never together exceed the
+/// payment. False when it does not fit.
+pub async fn reserve_refund(
+    tx: &mut super::Tx,
+    order_no: &OrderNo,
+    amount: Fen,
+    now_ms: i64,
+) -> Result<bool, sqlx::Error> {
+    let n = sqlx::query(
+        "UPDATE payment_order SET refund_pending_fen = refund_pending_fen + $1, updated_at = $2
+         WHERE order_no = $3 AND status IN ('paid', 'partially_refunded')
+           AND amount_fen - refunded_fen - refund_pending_fen >= $1",
+    )
+    .bind(amount.get())
+    .bind(now_ms)
+    .bind(order_no.as_str())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+/// Gives back what [`reserve_refund`] held for a refund that failed.
+pub async fn release_refund(
+    tx: &mut super::Tx,
+    order_no: &OrderNo,
+    amount: Fen,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    let n = sqlx::query(
+        "UPDATE payment_order SET refund_pending_fen = refund_pending_fen - $1, updated_at = $2
+         WHERE order_no = $3 AND refund_pending_fen >= $1",
+    )
+    .bind(amount.get())
+    .bind(now_ms)
+    .bind(order_no.as_str())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if n != 1 {
+        return Err(corrupt(
+            "refund_pending_fen",
+            "less than the refund it held",
+        ));
+    }
+    Ok(())
+}
+
+/// The order after a refund went back.
+#[derive(Debug, Clone, Copy)]
+pub struct Refunded {
+    pub status: OrderStatus,
+    pub amount: Fen,
+    /// Everything refunded now, this refund included.
+    pub refunded: Fen,
+}
+
+/// paid or partially refunded → partially refunded or refunded, adding `amount` to what went
+/// back (and releasing it from the refunds in flight when paygate had `reserved` it). None when
+/// the order is not in a refundable state or the refunds would exceed the payment.
+///
+/// The new status comes from [`OrderStatus::after_refunds`]; the update compares the row with
+/// what was read (compare-and-set) and re-reads on a lost race, so the status written always
+/// matches the total written.
+pub async fn record_refund(
+    tx: &mut super::Tx,
+    order_no: &OrderNo,
+    amount: Fen,
+    reserved: bool,
+    now_ms: i64,
+) -> Result<Option<Refunded>, sqlx::Error> {
+    loop {
+        let Some(order) = get(&mut **tx, order_no).await? else {
+            return Ok(None);
+        };
+        let Some(total) = order
+            .refunded
+            .checked_add(amount)
+            .filter(|t| *t <= order.amount)
+        else {
+            return Ok(None);
+        };
+        let next = OrderStatus::after_refunds(order.amount, total);
+        if !order.status.can_become(next) {
+            return Ok(None);
+        }
+        let release = if reserved { amount } else { Fen::ZERO };
+        let Some(pending) = order.refund_pending.checked_sub(release) else {
+            return Err(corrupt(
+                "refund_pending_fen",
+                "less than the refund it held",
+            ));
+        };
+        let n = sqlx::query(
+            "UPDATE payment_order SET status = $1, refunded_fen = $2, refund_pending_fen = $3,
+                                      updated_at = $4
+             WHERE order_no = $5 AND status = $6 AND refunded_fen = $7 AND refund_pending_fen = $8",
+        )
+        .bind(next.as_str())
+        .bind(total.get())
+        .bind(pending.get())
+        .bind(now_ms)
+        .bind(order_no.as_str())
+        .bind(order.status.as_str())
+        .bind(order.refunded.get())
+        .bind(order.refund_pending.get())
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        if n == 1 {
+            return Ok(Some(Refunded {
+                status: next,
+                amount: order.amount,
+                refunded: total,
+            }));
+        }
+        // Another transaction changed the row between our read and our write (PostgreSQL,
+        // READ COMMITTED: the re-read sees its commit). Try again with the new values.
+    }
+}
+
 /// An order a job looks at: its number and provider, and its place in the pass's order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DueOrder {
-    pub order_no: String,
-    pub provider: String,
+    pub order_no: OrderNo,
+    pub provider: ProviderId,
     /// The time the pass orders by (`created_at` or `expires_at`).
     pub key: i64,
 }
@@ -147,31 +383,36 @@ pub struct DueOrder {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
     pub key: i64,
-    pub order_no: String,
+    /// The row's id (order number, refund id), which breaks ties between equal keys.
+    pub id: String,
 }
 
 impl Cursor {
     pub fn start() -> Cursor {
         Cursor {
             key: i64::MIN,
-            order_no: String::new(),
+            id: String::new(),
         }
     }
 
-    pub fn after(order: &DueOrder) -> Cursor {
+    pub fn after(key: i64, id: &str) -> Cursor {
         Cursor {
-            key: order.key,
-            order_no: order.order_no.clone(),
+            key,
+            id: id.to_owned(),
         }
     }
 }
 
-fn due_orders(rows: Vec<(String, String, i64)>) -> Vec<DueOrder> {
+fn due_orders(rows: Vec<(String, String, i64)>) -> Result<Vec<DueOrder>, sqlx::Error> {
     rows.into_iter()
-        .map(|(order_no, provider, key)| DueOrder {
-            order_no,
-            provider,
-            key,
+        .map(|(order_no, provider, key)| {
+            Ok(DueOrder {
+                order_no: OrderNo::parse(&order_no)
+                    .ok_or_else(|| corrupt("order_no", &order_no))?,
+                provider: ProviderId::parse(&provider)
+                    .ok_or_else(|| corrupt("provider", &provider))?,
+                key,
+            })
         })
         .collect()
 }
@@ -194,11 +435,11 @@ pub async fn pending_created_before(
     .bind(created_before)
     .bind(now_ms)
     .bind(cursor.key)
-    .bind(&cursor.order_no)
+    .bind(&cursor.id)
     .bind(limit)
     .fetch_all(pool)
     .await?;
-    Ok(due_orders(rows))
+    due_orders(rows)
 }
 
 /// Pending orders whose expiry has passed. Earliest expiry first, after `cursor`.
@@ -216,26 +457,29 @@ pub async fn pending_expired(
     )
     .bind(now_ms)
     .bind(cursor.key)
-    .bind(&cursor.order_no)
+    .bind(&cursor.id)
     .bind(limit)
     .fetch_all(pool)
     .await?;
-    Ok(due_orders(rows))
+    due_orders(rows)
 }
 
 #[derive(Debug, Clone)]
 pub struct PaymentRow {
     pub payment_id: String,
     pub provider_txn_id: String,
-    pub amount_fen: i64,
-    pub currency: String,
+    pub amount: Fen,
+    pub currency: Currency,
     pub trade_type: Option<String>,
     pub bank_type: Option<String>,
     pub source: String,
     pub paid_at: i64,
 }
 
-pub async fn payment_of<'e, E>(exec: E, order_no: &str) -> Result<Option<PaymentRow>, sqlx::Error>
+pub async fn payment_of<'e, E>(
+    exec: E,
+    order_no: &OrderNo,
+) -> Result<Option<PaymentRow>, sqlx::Error>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
@@ -243,15 +487,16 @@ where
         "SELECT payment_id, provider_txn_id, amount_fen, currency, trade_type, bank_type, source, paid_at
          FROM payment WHERE order_no = $1",
     )
-    .bind(order_no)
+    .bind(order_no.as_str())
     .fetch_optional(exec)
     .await?;
     row.map(|r| {
+        let currency: String = r.try_get("currency")?;
         Ok(PaymentRow {
             payment_id: r.try_get("payment_id")?,
             provider_txn_id: r.try_get("provider_txn_id")?,
-            amount_fen: r.try_get("amount_fen")?,
-            currency: r.try_get("currency")?,
+            amount: fen_of("amount_fen", r.try_get("amount_fen")?)?,
+            currency: Currency::parse(&currency).ok_or_else(|| corrupt("currency", &currency))?,
             trade_type: r.try_get("trade_type")?,
             bank_type: r.try_get("bank_type")?,
             source: r.try_get("source")?,

@@ -1,0 +1,155 @@
+//! The checkout flow's use cases: create an order at the provider, and cancel one. The HTTP
+//! handlers in `api/orders.rs` parse, call these, and render.
+
+use std::sync::Arc;
+
+use crate::app::AppState;
+use crate::clock::to_millis;
+use crate::domain::{Channel, Currency, EmployerId, Fen, OrderNo, OrderStatus, Plan, ProviderId};
+use crate::lifecycle::{self, CloseReason, SeenError};
+use crate::providers::{NewPayment, PayerHints, PaymentProvider, ProviderError};
+use crate::store::idempotency;
+use crate::store::orders::{self, OrderRow};
+use crate::telemetry;
+
+/// A validated order request.
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    pub employer: EmployerId,
+    pub plan: Plan,
+    pub provider: ProviderId,
+    pub channel: Channel,
+    pub payer: PayerHints,
+}
+
+/// The idempotency claim a request owns: its answer is stored in the same transaction as the
+/// change it reports.
+#[derive(Debug, Clone, Copy)]
+pub struct OwnedClaim<'a> {
+    pub api_key_id: &'a str,
+    pub key: &'a str,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckoutError {
+    #[error("no such order")]
+    UnknownOrder,
+    #[error("{0} is not configured")]
+    ProviderDisabled(ProviderId),
+    #[error("the payment provider could not be asked")]
+    Provider(#[source] ProviderError),
+    #[error("the provider reports a payment that does not fit the order")]
+    DoesNotFit(#[source] anyhow::Error),
+    #[error("database error")]
+    Db(#[from] sqlx::Error),
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<SeenError> for CheckoutError {
+    fn from(e: SeenError) -> CheckoutError {
+        match e {
+            SeenError::Provider(p) => CheckoutError::Provider(p),
+            SeenError::Db(d) => CheckoutError::Db(d),
+            SeenError::DoesNotFit(s) => CheckoutError::DoesNotFit(s.into()),
+        }
+    }
+}
+
+pub fn provider(
+    state: &AppState,
+    id: ProviderId,
+) -> Result<Arc<dyn PaymentProvider>, CheckoutError> {
+    state
+        .providers
+        .get(id)
+        .cloned()
+        .ok_or(CheckoutError::ProviderDisabled(id))
+}
+
+/// Creates the order here (`pending`, so even an instant callback finds it), then at the
+/// provider, and stores `render(order)` as the claim's answer with the provider's payment
+/// instructions, in one transaction. On a provider failure the order and the claim are removed:
+/// nothing half-created, and the same key works once the provider is back.
+pub async fn create(
+    state: &AppState,
+    req: NewOrder,
+    claim: OwnedClaim<'_>,
+    render: impl Fn(&OrderRow) -> String,
+) -> Result<(OrderRow, String), CheckoutError> {
+    let provider = provider(state, req.provider)?;
+    let now = state.clock.now();
+    let now_ms = to_millis(now);
+    let expires_at = now + chrono::Duration::minutes(state.config.orders.ttl_minutes);
+    let mut order = OrderRow {
+        order_no: OrderNo::generate(),
+        employer_id: req.employer,
+        plan_id: req.plan.id.clone(),
+        grants: req.plan.grants.clone(),
+        amount: req.plan.price,
+        currency: Currency::Cny,
+        provider: req.provider,
+        channel: req.channel,
+        status: OrderStatus::Pending,
+        payment_json: None,
+        late_payment: false,
+        refunded: Fen::ZERO,
+        refund_pending: Fen::ZERO,
+        expires_at: to_millis(expires_at),
+        paid_at: None,
+        closed_at: None,
+        created_at: now_ms,
+        updated_at: now_ms,
+    };
+    let pool = state.db.pool();
+    if let Err(e) = orders::insert(pool, &order).await {
+        let _ = idempotency::release(pool, claim.api_key_id, claim.key).await;
+        return Err(e.into());
+    }
+    let payment = NewPayment {
+        order_no: order.order_no.clone(),
+        amount: order.amount,
+        channel: order.channel,
+        description: state.config.orders.description.clone(),
+        expires_at,
+        payer: req.payer,
+    };
+    let instructions = match provider.create(&payment).await {
+        Ok(i) => i,
+        Err(e) => {
+            orders::delete_unaccepted(pool, &order.order_no).await?;
+            idempotency::release(pool, claim.api_key_id, claim.key).await?;
+            let reason = match e {
+                ProviderError::Unavailable(_) => "provider_unavailable",
+                ProviderError::Rejected(_) => "provider_rejected",
+            };
+            telemetry::order_create_failed(req.provider.as_str(), reason);
+            return Err(CheckoutError::Provider(e));
+        }
+    };
+    let payment_json = serde_json::Value::Object(instructions).to_string();
+    order.payment_json = Some(payment_json.clone());
+    let body = render(&order);
+    let mut tx = state.db.begin_write().await?;
+    orders::set_payment_json(&mut tx, &order.order_no, &payment_json, now_ms).await?;
+    idempotency::complete(&mut tx, claim.api_key_id, claim.key, 201, &body).await?;
+    tx.commit().await?;
+    tracing::info!(order_no = %order.order_no, provider = %order.provider, channel = order.channel.as_str(), "order created");
+    telemetry::order_created(order.provider.as_str(), order.channel.as_str());
+    Ok((order, body))
+}
+
+/// Cancels an unpaid order: the query-then-close of [`lifecycle::query_then_close`]. Answers
+/// the order afterwards: `closed`, or paid (settled) when the buyer had paid.
+pub async fn cancel(state: &AppState, no: &OrderNo) -> Result<OrderRow, CheckoutError> {
+    let order = orders::get(state.db.pool(), no)
+        .await?
+        .ok_or(CheckoutError::UnknownOrder)?;
+    if order.status == OrderStatus::Pending {
+        let provider = provider(state, order.provider)?;
+        lifecycle::query_then_close(state, provider.as_ref(), no, CloseReason::Cancelled).await?;
+    }
+    orders::get(state.db.pool(), no)
+        .await?
+        .ok_or(CheckoutError::UnknownOrder)
+}
