@@ -41,8 +41,18 @@ enum Command {
     /// provider and settled if paid. Prints the pass as JSON.
     SyncPending,
     /// One pass of any lifecycle job, without the lease: active_query, expire, platform_keys,
-    /// entitlement_expiry. Prints the pass as JSON.
+    /// entitlement_expiry, refunds, events. Prints the pass as JSON.
     RunJob { job: String },
+    /// Refund AMOUNT (yuan, e.g. 50.00) of a paid order at its provider, as
+    /// `POST /v1/orders/{order_no}/refunds` does. Prints the refund as JSON; a refund still
+    /// `processing` is finished by the refund job of a running `serve`.
+    Refund {
+        order_no: String,
+        amount: String,
+        /// Shown to the buyer: a neutral text of at most 80 characters.
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// Key material for a new deployment (or the standalone sandbox).
     Keys {
         #[command(subcommand)]
@@ -102,6 +112,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("no job {job:?}"))?;
             run_job(cli.config, job).await
         }
+        Command::Refund {
+            order_no,
+            amount,
+            reason,
+        } => refund(cli.config, &order_no, &amount, reason).await,
         Command::CheckConfig => {
             let config = Config::load(cli.config.as_deref())?;
             if let Some(w) = &config.wechatpay {
@@ -171,6 +186,41 @@ async fn run_job(config_path: Option<PathBuf>, job: crate::jobs::Job) -> anyhow:
     .await?;
     let report = app.jobs().run_once(job).await?;
     println!("{report}");
+    Ok(())
+}
+
+/// `paygate refund`: the finance staff's way without an HTTP client. The same use case as the
+/// API, without an idempotency key: each run is a new refund, so the command says what it did.
+async fn refund(
+    config_path: Option<PathBuf>,
+    order_no: &str,
+    amount: &str,
+    reason: Option<String>,
+) -> anyhow::Result<()> {
+    let no = crate::domain::OrderNo::parse(order_no)
+        .with_context(|| format!("{order_no:?} is not an order number"))?;
+    let amount = crate::domain::Fen::parse_yuan(amount)
+        .with_context(|| format!("{amount:?} is not an amount in yuan such as 50.00"))?;
+    if let Some(r) = &reason
+        && (r.chars().count() > 80 || r.chars().any(char::is_control) || r.trim().is_empty())
+    {
+        anyhow::bail!("--reason must be 1 to 80 printable characters");
+    }
+    let config = Config::load(config_path.as_deref())?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let app = Application::build(
+        config,
+        listener,
+        Options {
+            scheduler: false,
+            ..Options::default()
+        },
+    )
+    .await?;
+    let refund = crate::refunds::start(app.state(), &no, amount, reason, None, |_| String::new())
+        .await
+        .context("refund refused")?;
+    println!("{}", crate::api::refunds::refund_json(&refund));
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::clock::{rfc3339_beijing_millis, to_millis};
-use crate::domain::{Action, EmployerId, Grant};
+use crate::domain::{Action, EmployerId, Fen, Grant, OrderNo};
 use crate::store::{Db, Tx};
 
 #[derive(Debug, Clone, Serialize)]
@@ -83,8 +83,8 @@ async fn audit(
 /// (order_no, action) constraint makes a second grant for one order impossible.
 pub async fn grant(
     tx: &mut Tx,
-    employer_id: &str,
-    order_no: &str,
+    employer_id: &EmployerId,
+    order_no: &OrderNo,
     plan_id: &str,
     grants: &[Grant],
     now: DateTime<Utc>,
@@ -100,8 +100,8 @@ pub async fn grant(
              VALUES ($1, $2, $3, $4, $5, $6, 0, 'active', $7, $8, $7, $7)",
         )
         .bind(&id)
-        .bind(employer_id)
-        .bind(order_no)
+        .bind(employer_id.as_str())
+        .bind(order_no.as_str())
         .bind(plan_id)
         .bind(g.action.as_str())
         .bind(g.quota)
@@ -112,7 +112,7 @@ pub async fn grant(
         audit(tx, &id, "granted", None, g.quota.unwrap_or(0), now_ms).await?;
         out.push(Entitlement {
             entitlement_id: id,
-            order_no: order_no.to_owned(),
+            order_no: order_no.to_string(),
             plan: plan_id.to_owned(),
             action: g.action.as_str().to_owned(),
             quota: g.quota,
@@ -171,6 +171,155 @@ pub async fn expire_due(db: &Db, now: DateTime<Utc>, batch: i64) -> Result<u64, 
     }
 }
 
+/// How an entitlement changed because its order's money went (partly) back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundEffect {
+    Revoked,
+    /// The quota (quota grants) or the end of validity (unlimited grants) became smaller.
+    Reduced,
+}
+
+/// What is left of a grant after refunds totalling `refunded` of a payment `paid`
+/// (design.md §5): a quota grant keeps `ceil(quota × (1 − R/P))` but never less than `used`;
+/// an unlimited grant keeps `valid_until` shortened by the share R/P of its term, never
+/// earlier than `now`. Computed from the grant as bought, so refunds in any number and order
+/// give the same result for the same total. None when R ≥ P: the grant is revoked.
+pub fn left_after_refunds(
+    grant: &Grant,
+    valid_from_ms: i64,
+    used: i64,
+    paid: Fen,
+    refunded: Fen,
+    now_ms: i64,
+) -> Option<(Option<i64>, i64)> {
+    let (p, r) = (i128::from(paid.get()), i128::from(refunded.get()));
+    if p <= 0 || r >= p {
+        return None;
+    }
+    let kept = p - r;
+    let term_ms = i128::from(grant.days) * 86_400_000;
+    match grant.quota {
+        Some(quota) => {
+            // ceil(quota × kept / p) in integers.
+            let q = (i128::from(quota) * kept + p - 1) / p;
+            let q = i64::try_from(q).unwrap_or(quota).max(used);
+            Some((Some(q), valid_from_ms + grant.days * 86_400_000))
+        }
+        None => {
+            let until = i128::from(valid_from_ms) + term_ms * kept / p;
+            let until = i64::try_from(until).unwrap_or(i64::MAX).max(now_ms);
+            Some((None, until))
+        }
+    }
+}
+
+/// Makes the order's active entitlements follow its refunds, inside the refund's settlement
+/// transaction: revoked once everything went back, otherwise reduced per
+/// [`left_after_refunds`] (never enlarged). Each change is audited and gets its
+/// `entitlement.revoked` / `entitlement.reduced` event. Access checks read the same rows, so
+/// they see the change as soon as this commits.
+pub async fn follow_refunds(
+    tx: &mut Tx,
+    order_no: &OrderNo,
+    grants: &[Grant],
+    paid: Fen,
+    refunded: Fen,
+    now: DateTime<Utc>,
+) -> Result<Vec<(Entitlement, RefundEffect)>, sqlx::Error> {
+    let now_ms = to_millis(now);
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM entitlement WHERE order_no = $1 AND status = 'active'
+         ORDER BY entitlement_id"
+    )))
+    .bind(order_no.as_str())
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut changed = Vec::new();
+    for r in &rows {
+        let id: String = r.try_get("entitlement_id")?;
+        let employer_id: String = r.try_get("employer_id")?;
+        let action: String = r.try_get("action")?;
+        let quota: Option<i64> = r.try_get("quota")?;
+        let used: i64 = r.try_get("used")?;
+        let valid_from: i64 = r.try_get("valid_from")?;
+        let valid_until: i64 = r.try_get("valid_until")?;
+        let grant = grants
+            .iter()
+            .find(|g| g.action.as_str() == action)
+            .ok_or_else(|| {
+                crate::store::orders::corrupt("grants_json", "no grant for an entitlement")
+            })?;
+        let (effect, detail) =
+            match left_after_refunds(grant, valid_from, used, paid, refunded, now_ms) {
+                None => {
+                    sqlx::query(
+                        "UPDATE entitlement SET status = 'revoked', updated_at = $1
+                     WHERE entitlement_id = $2 AND status = 'active'",
+                    )
+                    .bind(now_ms)
+                    .bind(&id)
+                    .execute(&mut **tx)
+                    .await?;
+                    audit(
+                        tx,
+                        &id,
+                        "revoked",
+                        None,
+                        -(quota.map(|q| q - used).unwrap_or(0)),
+                        now_ms,
+                    )
+                    .await?;
+                    (RefundEffect::Revoked, "revoked")
+                }
+                Some((new_quota, new_until)) => {
+                    let smaller_quota = matches!((quota, new_quota), (Some(q), Some(n)) if n < q);
+                    let earlier = new_until < valid_until;
+                    if !smaller_quota && !earlier {
+                        continue;
+                    }
+                    let quota_after = if smaller_quota { new_quota } else { quota };
+                    let until_after = if earlier { new_until } else { valid_until };
+                    sqlx::query(
+                        "UPDATE entitlement SET quota = $1, valid_until = $2, updated_at = $3
+                     WHERE entitlement_id = $4 AND status = 'active'",
+                    )
+                    .bind(quota_after)
+                    .bind(until_after)
+                    .bind(now_ms)
+                    .bind(&id)
+                    .execute(&mut **tx)
+                    .await?;
+                    let delta = match (quota, quota_after) {
+                        (Some(before), Some(after)) => after - before,
+                        _ => 0,
+                    };
+                    audit(tx, &id, "reduced", None, delta, now_ms).await?;
+                    (RefundEffect::Reduced, "reduced")
+                }
+            };
+        let now_row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM entitlement WHERE entitlement_id = $1"
+        )))
+        .bind(&id)
+        .fetch_one(&mut **tx)
+        .await?;
+        let ent = from_row(&now_row, now_ms)?;
+        let mut data = ent.to_json();
+        data["employer_id"] = employer_id.into();
+        data["reason"] = "refunded".into();
+        crate::store::events::append(
+            tx,
+            &format!("entitlement.{detail}"),
+            Some(order_no.as_str()),
+            &data,
+            now_ms,
+        )
+        .await?;
+        changed.push((ent, effect));
+    }
+    Ok(changed)
+}
+
 pub async fn list(
     db: &Db,
     employer: &EmployerId,
@@ -184,6 +333,66 @@ pub async fn list(
     .await?;
     let now_ms = to_millis(now);
     rows.iter().map(|r| from_row(r, now_ms)).collect()
+}
+
+#[cfg(test)]
+mod refund_rule_tests {
+    use super::*;
+    use crate::domain::Action;
+
+    const DAY: i64 = 86_400_000;
+
+    fn fen(v: i64) -> Fen {
+        Fen::new(v).unwrap()
+    }
+
+    #[test]
+    fn a_quota_keeps_the_unrefunded_share_rounded_up_but_never_below_used() {
+        let g = Grant {
+            action: Action::Download,
+            quota: Some(50),
+            days: 90,
+        };
+        // 50.00 of 199.00 back: 50 × 149/199 = 37.4 → 38.
+        assert_eq!(
+            left_after_refunds(&g, 0, 0, fen(19900), fen(5000), 0),
+            Some((Some(38), 90 * DAY))
+        );
+        // Already used 45: stays 45.
+        assert_eq!(
+            left_after_refunds(&g, 0, 45, fen(19900), fen(5000), 0),
+            Some((Some(45), 90 * DAY))
+        );
+        // One fen back keeps everything (ceil).
+        assert_eq!(
+            left_after_refunds(&g, 0, 0, fen(19900), fen(1), 0),
+            Some((Some(50), 90 * DAY))
+        );
+        // Everything back: revoked.
+        assert_eq!(
+            left_after_refunds(&g, 0, 0, fen(19900), fen(19900), 0),
+            None
+        );
+    }
+
+    #[test]
+    fn an_unlimited_grant_is_shortened_by_the_refunded_share_but_not_before_now() {
+        let g = Grant {
+            action: Action::View,
+            quota: None,
+            days: 30,
+        };
+        // Half back: 15 of 30 days.
+        assert_eq!(
+            left_after_refunds(&g, 0, 0, fen(9900), fen(4950), 0),
+            Some((None, 15 * DAY))
+        );
+        // Refunded on day 20: the 15 days are gone, so it ends now.
+        assert_eq!(
+            left_after_refunds(&g, 0, 0, fen(9900), fen(4950), 20 * DAY),
+            Some((None, 20 * DAY))
+        );
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

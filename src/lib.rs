@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod app;
+pub mod checkout;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod keygen;
 pub mod lifecycle;
 pub mod providers;
 pub mod push;
+pub mod refunds;
 pub mod settle;
 pub mod store;
 pub mod telemetry;

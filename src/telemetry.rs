@@ -58,6 +58,13 @@ pub fn settled(provider: &str, source: &'static str, late: bool) {
         .increment(1);
 }
 
+/// A refund reached a final state (`succeeded`, or `failed` with its kind: `closed`,
+/// `abnormal` — which needs finance — or `refused`), by who started it.
+pub fn refund_settled(provider: &str, outcome: &'static str, origin: &'static str) {
+    metrics::counter!("paygate_refunds_total", "provider" => provider.to_owned(), "outcome" => outcome, "origin" => origin)
+        .increment(1);
+}
+
 pub fn job_run(job: &'static str, outcome: &'static str) {
     metrics::counter!("paygate_job_runs_total", "job" => job, "outcome" => outcome).increment(1);
 }

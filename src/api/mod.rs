@@ -4,9 +4,11 @@ pub mod auth;
 pub mod entitlements;
 pub mod events;
 pub mod health;
+pub mod idempotent;
 pub mod openapi;
 pub mod orders;
 pub mod plans;
+pub mod refunds;
 pub mod webhooks;
 
 use axum::Router;
@@ -20,6 +22,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/orders", post(orders::create))
         .route("/v1/orders/{order_no}", get(orders::get))
         .route("/v1/orders/{order_no}/cancel", post(orders::cancel))
+        .route("/v1/orders/{order_no}/refunds", post(refunds::create))
+        .route(
+            "/v1/orders/{order_no}/refunds/{refund_id}",
+            get(refunds::get),
+        )
         .route(
             "/v1/employers/{employer_id}/entitlements",
             get(entitlements::list),

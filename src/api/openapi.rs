@@ -52,7 +52,44 @@ struct Order {
     /// Present (true) when the payment arrived after the order was closed.
     late_payment: Option<bool>,
     payment_record: Option<PaymentRecord>,
-    refunds: Option<Vec<Value>>,
+    /// With a payment: what went back so far, in total.
+    refunded_amount: Option<String>,
+    /// With a payment: its refunds, oldest first.
+    refunds: Option<Vec<Refund>>,
+}
+
+#[derive(ToSchema)]
+#[schema(as = CreateRefund)]
+/// `POST /v1/orders/{order_no}/refunds`.
+struct CreateRefund {
+    /// Yuan, exact to the fen, more than zero and at most what is still refundable (the
+    /// payment, less refunds that went back and refunds in flight).
+    amount: String,
+    /// Shown to the buyer: at most 80 characters, no control characters, nothing about the
+    /// employer or a résumé.
+    reason: Option<String>,
+}
+
+#[derive(ToSchema)]
+/// A refund.
+struct Refund {
+    /// paygate's number, `RF` + 26 of `[0-9A-Z]`; for paygate's refunds also the provider's
+    /// `out_refund_no` / `out_request_no`.
+    refund_id: String,
+    order_no: String,
+    amount: String,
+    currency: String,
+    /// `processing`, `succeeded` or `failed`.
+    status: String,
+    /// `paygate` (this API, the CLI) or `provider` (made at the merchant portal, learned from
+    /// a notification or a query).
+    origin: String,
+    reason: Option<String>,
+    created_at: String,
+    /// The provider's time when it gives one, else when paygate learned of it.
+    succeeded_at: Option<String>,
+    /// Failed refunds: `closed`, `abnormal` (finance must resolve it) or `refused:<code>`.
+    failure: Option<String>,
 }
 
 #[derive(ToSchema)]
@@ -63,7 +100,7 @@ struct PaymentRecord {
     currency: String,
     trade_type: Option<String>,
     bank_type: Option<String>,
-    /// `notification` or `query`.
+    /// `notification`, `query` or `reconciliation`.
     source: String,
     paid_at: String,
 }
@@ -158,7 +195,8 @@ struct Events {
 struct EventEntry {
     /// Gap-free, in commit order: dedupe on it.
     id: i64,
-    /// `order.paid`, `order.closed`, `entitlement.granted`, `entitlement.expired`,
+    /// `order.paid`, `order.closed`, `entitlement.granted`, `entitlement.reduced`,
+    /// `entitlement.revoked`, `entitlement.expired`, `refund.succeeded`, `refund.failed`,
     /// `payment.late`, …
     #[schema(rename = "type")]
     r#type: String,
@@ -201,6 +239,26 @@ fn get_order() {}
         (status = 404, body = ErrorEnvelope), (status = 502, body = ErrorEnvelope)),
     security(("api_key" = [])))]
 fn cancel_order() {}
+
+#[utoipa::path(post, path = "/v1/orders/{order_no}/refunds", tag = "refunds",
+    params(("order_no" = String, Path),
+        ("Idempotency-Key" = String, Header, description = "1 to 255 characters; the same key and body replay the answer")),
+    request_body = CreateRefund,
+    responses(
+        (status = 201, body = Refund, description = "started; `processing` until the provider answers, or already final"),
+        (status = 400, body = ErrorEnvelope, description = "malformed request or reason"),
+        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope, description = "order_not_found"),
+        (status = 409, body = ErrorEnvelope, description = "order_not_refundable; idempotency_key_in_flight"),
+        (status = 422, body = ErrorEnvelope, description = "refund_amount_invalid; idempotency_key_reused")),
+    security(("api_key" = [])))]
+fn create_refund() {}
+
+#[utoipa::path(get, path = "/v1/orders/{order_no}/refunds/{refund_id}", tag = "refunds",
+    params(("order_no" = String, Path), ("refund_id" = String, Path)),
+    responses((status = 200, body = Refund), (status = 404, body = ErrorEnvelope)),
+    security(("api_key" = [])))]
+fn get_refund() {}
 
 #[utoipa::path(get, path = "/v1/employers/{employer_id}/entitlements", tag = "entitlements",
     params(("employer_id" = String, Path)),
@@ -267,9 +325,9 @@ impl Modify for BearerKey {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "paygate", description = "Payments and order gateway of 职前通"),
-    paths(plans, create_order, get_order, cancel_order, entitlements, resume_access, events,
+    paths(plans, create_order, get_order, cancel_order, create_refund, get_refund, entitlements, resume_access, events,
         wechatpay_webhook, alipay_webhook, healthz, readyz, metrics),
-    components(schemas(CreateOrder, Order, PaymentRecord, ErrorEnvelope, ErrorBody, OrderPaid,
+    components(schemas(CreateOrder, Order, PaymentRecord, CreateRefund, Refund, ErrorEnvelope, ErrorBody, OrderPaid,
         Plans, PlanEntry, GrantEntry, Entitlements, EntitlementEntry, ResumeAccess, AccessGranted,
         Events, EventEntry, Status)),
     modifiers(&BearerKey)

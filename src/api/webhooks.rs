@@ -8,6 +8,7 @@ use bytes::Bytes;
 use crate::app::AppState;
 use crate::domain::ProviderId;
 use crate::providers::{Callback, CallbackError};
+use crate::refunds::{RefundSettleError, RefundSettled};
 use crate::settle::{self, SettleError, Source};
 use crate::telemetry;
 
@@ -39,6 +40,21 @@ pub async fn receive(
                 Err(e) => Err(CallbackError::Mismatch(e.to_string())),
             }
         }
+        Ok(Callback::Refund(report)) => match crate::refunds::apply_report(&state, &report).await {
+            Ok(settled) => {
+                tracing::info!(order_no = %report.order_no, provider = %provider.id(), ?settled, "refund callback recorded");
+                let outcome = match settled {
+                    RefundSettled::Now { .. } => "refund_settled",
+                    RefundSettled::Already => "refund_duplicate",
+                    RefundSettled::Ignored => "ignored",
+                };
+                telemetry::callback(provider.id().as_str(), outcome);
+                Ok(())
+            }
+            Err(RefundSettleError::Db(e)) => Err(CallbackError::Temporary(e.into())),
+            Err(RefundSettleError::Provider(e)) => Err(CallbackError::Temporary(e.into())),
+            Err(e) => Err(CallbackError::Mismatch(e.to_string())),
+        },
         Ok(Callback::Ignored(what)) => {
             tracing::info!(provider = %provider.id(), what, "verified callback acknowledged without action");
             telemetry::callback(provider.id().as_str(), "ignored");

@@ -7,17 +7,17 @@ use anyhow::{Context, anyhow};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use paygate_alipay::{
-    Client, Error as ClientError, OrderRequest, QueryResponse, Signer, TradeStatus as AlipayStatus,
-    Verifier, verify_trade_notification,
+    Client, Error as ClientError, OrderRequest, QueryResponse, RefundStatus as AlipayRefundStatus,
+    Signer, TradeStatus as AlipayStatus, Verifier, verify_trade_notification,
 };
 
 use super::{
-    Callback, CallbackError, NewPayment, PaymentInstructions, PaymentProvider, ProviderError,
-    TradeStatus,
+    Callback, CallbackError, NewPayment, NewRefund, PaymentInstructions, PaymentProvider,
+    ProviderError, RefundState, TradeStatus,
 };
-use crate::clock::SharedClock;
 use crate::config::{AlipayConfig, Config};
-use crate::domain::{Channel, Fen, OrderNo, ProviderId};
+use crate::domain::{Channel, Currency, Fen, OrderNo, ProviderId};
+use crate::refunds::{RefundFailure, RefundOutcome, RefundReport};
 use crate::settle::PaidTrade;
 
 /// Key material, read once at start-up.
@@ -49,7 +49,6 @@ pub struct Alipay {
     seller_id: Option<String>,
     notify_url: String,
     alipay_public_key: Arc<Verifier>,
-    clock: SharedClock,
 }
 
 impl Alipay {
@@ -58,7 +57,7 @@ impl Alipay {
         keys: AlipayKeys,
         public_url: &str,
         http: reqwest::Client,
-        clock: SharedClock,
+        clock: crate::clock::SharedClock,
     ) -> Alipay {
         let alipay_public_key = Arc::new(keys.alipay_public_key);
         let client_clock = clock.clone();
@@ -76,7 +75,6 @@ impl Alipay {
             seller_id: a.seller_id.clone(),
             notify_url: format!("{public_url}/webhooks/alipay"),
             alipay_public_key,
-            clock,
         }
     }
 
@@ -90,16 +88,20 @@ impl Alipay {
         if trade_no.is_empty() {
             return Err("paid trade without trade_no".into());
         }
+        // No payment time, no payment: Alipay gives `send_pay_date` / `gmt_payment` for every
+        // paid trade, and paygate never stands in "now" for it.
+        let paid_at = paid_at.ok_or("paid trade without a payment time")?;
         Ok(PaidTrade {
             order_no,
             provider: ProviderId::Alipay,
             provider_txn_id: trade_no.to_owned(),
             amount: Fen::new(total_fen).map_err(|_| "negative amount")?,
-            // Alipay trades are always in yuan; `trans_currency` is for cross-border only.
-            currency: "CNY".to_owned(),
+            // Domestic Alipay trades are in yuan by definition (`trans_currency` exists for
+            // cross-border merchants only, which paygate is not).
+            currency: Currency::Cny,
             trade_type: None,
             bank_type: None,
-            paid_at: paid_at.unwrap_or_else(|| self.clock.now()),
+            paid_at,
         })
     }
 
@@ -115,7 +117,10 @@ impl Alipay {
                 q.paid_at,
             )?),
             AlipayStatus::WaitBuyerPay => TradeStatus::Pending,
-            // Also the state of a fully refunded trade; the order's own status tells them apart.
+            // A fully refunded trade is closed too; only a paid one has a payment date.
+            AlipayStatus::TradeClosed if q.paid_at.is_some() => TradeStatus::Refunded(
+                self.paid_trade(order_no.clone(), &q.trade_no, q.total_fen, q.paid_at)?,
+            ),
             AlipayStatus::TradeClosed => TradeStatus::Closed,
             other => TradeStatus::Unknown(other.as_str().to_owned()),
         })
@@ -128,6 +133,13 @@ fn provider_error(e: ClientError) -> ProviderError {
     } else {
         ProviderError::Rejected(e.into())
     }
+}
+
+/// A signed Alipay business error (not a "try again" one): Alipay took nothing.
+fn refusal(e: &ClientError) -> Option<RefundFailure> {
+    let api = e.api()?;
+    (api.signed && !api.is_unavailable())
+        .then(|| RefundFailure::Refused(api.sub_code.clone().unwrap_or_else(|| api.code.clone())))
 }
 
 fn is_trade_not_exist(e: &ClientError) -> bool {
@@ -212,6 +224,71 @@ impl PaymentProvider for Alipay {
         }
     }
 
+    async fn refund(&self, refund: &NewRefund) -> Result<RefundState, ProviderError> {
+        // The crate's biz_content has only out_trade_no, out_request_no, refund_amount and
+        // refund_reason (design.md §1).
+        let answer = self
+            .client
+            .refund(
+                refund.order_no.as_str(),
+                &refund.refund_no,
+                refund.amount.get(),
+                refund.reason.as_deref(),
+            )
+            .await;
+        match answer {
+            // alipay.md §5: done only when fund_change = Y; `refund_fee` is the cumulative
+            // total, so it can never be less than this refund.
+            Ok(r) if r.fund_change => {
+                if r.refund_fee_fen < refund.amount.get() {
+                    return Err(ProviderError::Rejected(anyhow!(
+                        "refund_fee is less than the refund"
+                    )));
+                }
+                Ok(RefundState::Succeeded {
+                    amount: refund.amount,
+                    provider_refund_id: None,
+                    at: r.gmt_refund_pay,
+                })
+            }
+            // Accepted but no money moved by this call (a repeat, or not settled yet): ask.
+            Ok(_) => Ok(RefundState::Processing {
+                provider_refund_id: None,
+            }),
+            Err(e) => match refusal(&e) {
+                Some(refused) => Ok(RefundState::Failed(refused)),
+                None => Err(provider_error(e)),
+            },
+        }
+    }
+
+    async fn refund_query(
+        &self,
+        order_no: &OrderNo,
+        refund_no: &str,
+    ) -> Result<RefundState, ProviderError> {
+        match self.client.refund_query(order_no.as_str(), refund_no).await {
+            Ok(q) => Ok(match q.refund_status {
+                AlipayRefundStatus::Success => {
+                    let fen = q.refund_fen.ok_or_else(|| {
+                        ProviderError::Rejected(anyhow!("REFUND_SUCCESS without refund_amount"))
+                    })?;
+                    RefundState::Succeeded {
+                        amount: Fen::new(fen).map_err(|e| ProviderError::Rejected(e.into()))?,
+                        provider_refund_id: None,
+                        at: None,
+                    }
+                }
+                AlipayRefundStatus::NotFound => RefundState::NotFound,
+                AlipayRefundStatus::Unknown => RefundState::Processing {
+                    provider_refund_id: None,
+                },
+            }),
+            Err(e) if is_trade_not_exist(&e) => Ok(RefundState::NotFound),
+            Err(e) => Err(provider_error(e)),
+        }
+    }
+
     async fn verify_callback(
         &self,
         _headers: &HeaderMap,
@@ -230,6 +307,32 @@ impl PaymentProvider for Alipay {
         }
         let order_no = OrderNo::parse(&n.out_trade_no)
             .ok_or_else(|| CallbackError::Mismatch("out_trade_no is not one of ours".into()))?;
+        let order_total =
+            Fen::new(n.total_fen).map_err(|_| CallbackError::Mismatch("negative amount".into()))?;
+        // alipay.md §6: a refund sends another trade_status_sync carrying `refund_fee` (the
+        // total refunded so far) and `out_biz_no` (the refund's out_request_no; a refund made
+        // without one is numbered by the out_trade_no). TRADE_SUCCESS after a partial refund,
+        // TRADE_CLOSED after a full one: a refund report, never a second payment.
+        if n.refund_fee_fen.is_some() || n.out_biz_no.is_some() {
+            return Ok(Callback::Refund(RefundReport {
+                out_refund_no: n
+                    .out_biz_no
+                    .clone()
+                    .unwrap_or_else(|| n.out_trade_no.clone()),
+                order_no,
+                provider: ProviderId::Alipay,
+                provider_refund_id: None,
+                // Only the cumulative total is given: known refunds have their amount, others
+                // are asked for.
+                amount: None,
+                order_total: Some(order_total),
+                outcome: RefundOutcome::Succeeded { at: n.gmt_refund },
+            }));
+        }
+        if n.trade_status == AlipayStatus::TradeClosed {
+            // An unpaid trade closed (expiry, our close): verified, nothing to settle.
+            return Ok(Callback::Ignored("TRADE_CLOSED".into()));
+        }
         if !n.trade_status.is_paid() {
             // Only TRADE_SUCCESS / TRADE_FINISHED settle anything; any other state is answered
             // `fail` so nothing is mistaken for an acknowledged payment.

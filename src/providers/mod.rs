@@ -11,6 +11,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 
 use crate::domain::{Channel, Fen, OrderNo, ProviderId};
+use crate::refunds::{RefundFailure, RefundReport};
 use crate::settle::PaidTrade;
 
 /// What leaves for a provider when an order is created: the order number, the amount, and the
@@ -62,8 +63,40 @@ pub enum TradeStatus {
     Pending,
     Paid(PaidTrade),
     Closed,
-    Refunded,
+    /// Paid, then refunded in full (WeChat `REFUND`; Alipay `TRADE_CLOSED` with a payment
+    /// date): the payment is real and settles first, then the refund is recorded.
+    Refunded(PaidTrade),
     Unknown(String),
+}
+
+/// What leaves for a provider when paygate refunds: the order number, the refund number, the
+/// amounts and a neutral reason (design.md §1).
+#[derive(Debug, Clone)]
+pub struct NewRefund {
+    pub order_no: OrderNo,
+    /// `out_refund_no` (WeChat) / `out_request_no` (Alipay): the refund's idempotency key there.
+    pub refund_no: String,
+    pub amount: Fen,
+    /// The order's paid total.
+    pub total: Fen,
+    pub reason: Option<String>,
+}
+
+/// Where one refund stands at the provider, from a verified answer.
+#[derive(Debug, Clone)]
+pub enum RefundState {
+    /// The money went back. `at` is the provider's time when its answer gives one.
+    Succeeded {
+        amount: Fen,
+        provider_refund_id: Option<String>,
+        at: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// Accepted, not final yet: ask again later.
+    Processing { provider_refund_id: Option<String> },
+    /// It will not go back (or not without the merchant): final for paygate.
+    Failed(RefundFailure),
+    /// The provider has no refund of that number: it never arrived.
+    NotFound,
 }
 
 /// Why a callback was not accepted; answered with a non-success body.
@@ -81,6 +114,9 @@ pub enum CallbackError {
 #[derive(Debug)]
 pub enum Callback {
     Paid(PaidTrade),
+    /// A refund went back, or failed (WeChat `REFUND.*`; Alipay `trade_status_sync` carrying
+    /// `refund_fee`).
+    Refund(RefundReport),
     /// Verified but not about a settled payment (another event type or state): acknowledge.
     Ignored(String),
 }
@@ -92,6 +128,16 @@ pub trait PaymentProvider: Send + Sync {
     async fn create(&self, payment: &NewPayment) -> Result<PaymentInstructions, ProviderError>;
     async fn query(&self, order_no: &OrderNo) -> Result<TradeStatus, ProviderError>;
     async fn close(&self, order_no: &OrderNo) -> Result<(), ProviderError>;
+    /// Asks for a refund. Sent once: an error leaves the outcome unknown, and it is resolved by
+    /// [`PaymentProvider::refund_query`], never by asking again under a new number. A
+    /// definite, verified refusal is `Ok(RefundState::Failed(Refused(code)))`.
+    async fn refund(&self, refund: &NewRefund) -> Result<RefundState, ProviderError>;
+    /// Where refund `refund_no` of `order_no` stands.
+    async fn refund_query(
+        &self,
+        order_no: &OrderNo,
+        refund_no: &str,
+    ) -> Result<RefundState, ProviderError>;
     /// Verifies a callback over its raw bytes and returns only what the gateway keeps.
     async fn verify_callback(
         &self,
@@ -168,6 +214,19 @@ impl PaymentProvider for Measured {
 
     async fn close(&self, order_no: &OrderNo) -> Result<(), ProviderError> {
         self.timed("close", self.inner.close(order_no)).await
+    }
+
+    async fn refund(&self, refund: &NewRefund) -> Result<RefundState, ProviderError> {
+        self.timed("refund", self.inner.refund(refund)).await
+    }
+
+    async fn refund_query(
+        &self,
+        order_no: &OrderNo,
+        refund_no: &str,
+    ) -> Result<RefundState, ProviderError> {
+        self.timed("refund_query", self.inner.refund_query(order_no, refund_no))
+            .await
     }
 
     async fn verify_callback(

@@ -5,7 +5,10 @@ use std::sync::{Arc, RwLock};
 use anyhow::{Context, anyhow};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use paygate_wechatpay::model::EVENT_TRANSACTION_SUCCESS;
+use paygate_wechatpay::model::{
+    EVENT_REFUND_ABNORMAL, EVENT_REFUND_CLOSED, EVENT_REFUND_SUCCESS, EVENT_TRANSACTION_SUCCESS,
+    Refund, RefundAmount, RefundRequest, RefundStatus as WechatRefundStatus,
+};
 use paygate_wechatpay::{
     ApiV3Key, AppOrderRequest, Client, ClientError, H5Info, H5OrderRequest, H5SceneInfo,
     JsapiOrderRequest, MerchantCredentials, NativeOrderRequest, OrderAmount, Payer, PlatformKeys,
@@ -13,12 +16,13 @@ use paygate_wechatpay::{
 };
 
 use super::{
-    Callback, CallbackError, NewPayment, PaymentInstructions, PaymentProvider, ProviderError,
-    TradeStatus,
+    Callback, CallbackError, NewPayment, NewRefund, PaymentInstructions, PaymentProvider,
+    ProviderError, RefundState, TradeStatus,
 };
 use crate::clock::{SharedClock, rfc3339_beijing};
 use crate::config::{Config, WechatPayConfig};
-use crate::domain::{Channel, Fen, OrderNo, ProviderId};
+use crate::domain::{Channel, Currency, Fen, OrderNo, ProviderId};
+use crate::refunds::{RefundFailure, RefundOutcome, RefundReport};
 use crate::settle::PaidTrade;
 
 pub struct WechatPay {
@@ -223,7 +227,8 @@ impl WechatPay {
         )
     }
 
-    /// Checks a verified transaction against our merchant; keeps only what we store.
+    /// Checks a verified transaction against our merchant; keeps only what we store. None
+    /// while it is not paid (`SUCCESS`, or `REFUND`: paid, then refunded).
     fn paid_trade(&self, tx: &Transaction) -> Result<Option<PaidTrade>, String> {
         if tx.mchid != self.mchid {
             return Err("mchid is not ours".into());
@@ -231,7 +236,7 @@ impl WechatPay {
         if tx.appid != self.appid {
             return Err("appid is not ours".into());
         }
-        if tx.trade_state != TradeState::Success {
+        if !matches!(tx.trade_state, TradeState::Success | TradeState::Refund) {
             return Ok(None);
         }
         let order_no = OrderNo::parse(&tx.out_trade_no).ok_or("out_trade_no is not one of ours")?;
@@ -247,23 +252,106 @@ impl WechatPay {
             .total
             .ok_or("paid transaction without amount.total")?;
         let amount_fen = Fen::new(total).map_err(|_| "negative amount")?;
+        let currency = amount
+            .currency
+            .as_deref()
+            .ok_or("paid transaction without amount.currency")?;
+        let currency = Currency::parse(currency).ok_or("paid transaction in another currency")?;
         let paid_at = tx
             .success_time
             .as_deref()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.to_utc())
-            .unwrap_or_else(|| self.clock.now());
+            .ok_or("paid transaction without success_time")?;
+        let paid_at = parse_time(paid_at).ok_or("success_time is not RFC 3339")?;
         Ok(Some(PaidTrade {
             order_no,
             provider: ProviderId::Wechatpay,
             provider_txn_id: txn_id,
             amount: amount_fen,
-            currency: amount.currency.clone().unwrap_or_else(|| "CNY".to_owned()),
+            currency,
             trade_type: tx.trade_type.clone(),
             bank_type: tx.bank_type.clone(),
             paid_at,
         }))
     }
+
+    /// A verified refund answer (create or query) about our refund `refund_no` of `order_no`.
+    fn refund_state(
+        &self,
+        r: &Refund,
+        order_no: &OrderNo,
+        refund_no: &str,
+    ) -> Result<RefundState, ProviderError> {
+        let reject = |m: &'static str| ProviderError::Rejected(anyhow!(m));
+        if r.out_trade_no != order_no.as_str() || r.out_refund_no != refund_no {
+            return Err(reject("refund answer about another refund"));
+        }
+        let amount = Fen::new(r.amount.refund).map_err(|_| reject("negative refund amount"))?;
+        let provider_refund_id = Some(r.refund_id.clone());
+        Ok(match r.status {
+            WechatRefundStatus::Success => RefundState::Succeeded {
+                amount,
+                provider_refund_id,
+                at: match r.success_time.as_deref() {
+                    Some(t) => {
+                        Some(parse_time(t).ok_or_else(|| reject("success_time is not RFC 3339"))?)
+                    }
+                    None => None,
+                },
+            },
+            WechatRefundStatus::Closed => RefundState::Failed(RefundFailure::Closed),
+            WechatRefundStatus::Abnormal => RefundState::Failed(RefundFailure::Abnormal),
+            WechatRefundStatus::Processing | WechatRefundStatus::Unknown => {
+                RefundState::Processing { provider_refund_id }
+            }
+        })
+    }
+
+    /// A verified `REFUND.*` notification, checked against our merchant.
+    fn refund_report(
+        &self,
+        verified: &paygate_wechatpay::VerifiedNotification,
+    ) -> Result<Callback, CallbackError> {
+        let n = verified
+            .refund()
+            .map_err(|e| CallbackError::Unverified(e.to_string()))?;
+        if n.mchid != self.mchid {
+            return Err(CallbackError::Mismatch("mchid is not ours".into()));
+        }
+        let order_no = OrderNo::parse(&n.out_trade_no)
+            .ok_or_else(|| CallbackError::Mismatch("out_trade_no is not one of ours".into()))?;
+        let amount = Fen::new(n.amount.refund)
+            .map_err(|_| CallbackError::Mismatch("negative refund amount".into()))?;
+        let total = Fen::new(n.amount.total)
+            .map_err(|_| CallbackError::Mismatch("negative order total".into()))?;
+        let outcome = match n.refund_status {
+            WechatRefundStatus::Success => RefundOutcome::Succeeded {
+                at: match n.success_time.as_deref() {
+                    Some(t) => Some(parse_time(t).ok_or_else(|| {
+                        CallbackError::Mismatch("success_time is not RFC 3339".into())
+                    })?),
+                    None => None,
+                },
+            },
+            WechatRefundStatus::Closed => RefundOutcome::Failed(RefundFailure::Closed),
+            WechatRefundStatus::Abnormal => RefundOutcome::Failed(RefundFailure::Abnormal),
+            other => return Ok(Callback::Ignored(format!("refund {}", other.as_str()))),
+        };
+        Ok(Callback::Refund(RefundReport {
+            order_no,
+            provider: ProviderId::Wechatpay,
+            out_refund_no: n.out_refund_no,
+            provider_refund_id: Some(n.refund_id),
+            amount: Some(amount),
+            order_total: Some(total),
+            outcome,
+        }))
+    }
+}
+
+fn parse_time(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.to_utc())
 }
 
 fn to_json(value: &impl serde::Serialize) -> Result<serde_json::Value, ProviderError> {
@@ -305,7 +393,7 @@ impl PaymentProvider for WechatPay {
             notify_url: self.notify_url.clone(),
             amount: OrderAmount {
                 total: p.amount.get(),
-                currency: "CNY".to_owned(),
+                currency: Currency::Cny.as_str().to_owned(),
             },
         };
         let missing = |what: &str| ProviderError::Rejected(anyhow!("channel needs {what}"));
@@ -387,18 +475,59 @@ impl PaymentProvider for WechatPay {
             .paid_trade(&tx)
             .map_err(|m| ProviderError::Rejected(anyhow!(m)))?;
         Ok(match (paid, tx.trade_state) {
+            (Some(trade), TradeState::Refund) => TradeStatus::Refunded(trade),
             (Some(trade), _) => TradeStatus::Paid(trade),
             (None, TradeState::NotPay | TradeState::UserPaying) => TradeStatus::Pending,
             (None, TradeState::Closed | TradeState::Revoked | TradeState::PayError) => {
                 TradeStatus::Closed
             }
-            (None, TradeState::Refund) => TradeStatus::Refunded,
             (None, other) => TradeStatus::Unknown(other.as_str().to_owned()),
         })
     }
 
     async fn close(&self, order_no: &OrderNo) -> Result<(), ProviderError> {
         self.call(self.client.close(order_no.as_str())).await
+    }
+
+    async fn refund(&self, refund: &NewRefund) -> Result<RefundState, ProviderError> {
+        // The allowlist (design.md §1): the order number, the refund number, the amounts, the
+        // neutral reason and our notify URL; the request type has no other fields.
+        let request = RefundRequest {
+            out_trade_no: refund.order_no.to_string(),
+            out_refund_no: refund.refund_no.clone(),
+            reason: refund.reason.clone(),
+            notify_url: Some(self.notify_url.clone()),
+            amount: RefundAmount {
+                refund: refund.amount.get(),
+                total: refund.total.get(),
+                currency: Currency::Cny.as_str().to_owned(),
+            },
+        };
+        self.ensure_keys().await;
+        match self.client.refund(&request).await {
+            Ok(answer) => self.refund_state(&answer, &refund.order_no, &refund.refund_no),
+            // A verified 4xx business error (NOT_ENOUGH, RESOURCE_NOT_EXISTS, …): WeChat took
+            // nothing. 429 and 5xx leave the outcome unknown.
+            Err(ClientError::Api { status, code, .. })
+                if (400..500).contains(&status) && status != 429 =>
+            {
+                Ok(RefundState::Failed(RefundFailure::Refused(code)))
+            }
+            Err(e) => Err(self.client_error(e).await),
+        }
+    }
+
+    async fn refund_query(
+        &self,
+        order_no: &OrderNo,
+        refund_no: &str,
+    ) -> Result<RefundState, ProviderError> {
+        self.ensure_keys().await;
+        match self.client.refund_by_out_refund_no(refund_no).await {
+            Ok(answer) => self.refund_state(&answer, order_no, refund_no),
+            Err(e) if e.api_code() == Some("RESOURCE_NOT_EXISTS") => Ok(RefundState::NotFound),
+            Err(e) => Err(self.client_error(e).await),
+        }
     }
 
     async fn verify_callback(
@@ -417,15 +546,19 @@ impl PaymentProvider for WechatPay {
             other => other,
         }
         .map_err(|e| CallbackError::Unverified(e.to_string()))?;
-        if verified.notification.event_type != EVENT_TRANSACTION_SUCCESS {
-            return Ok(Callback::Ignored(verified.notification.event_type.clone()));
+        match verified.notification.event_type.as_str() {
+            EVENT_TRANSACTION_SUCCESS => {}
+            EVENT_REFUND_SUCCESS | EVENT_REFUND_CLOSED | EVENT_REFUND_ABNORMAL => {
+                return self.refund_report(&verified);
+            }
+            other => return Ok(Callback::Ignored(other.to_owned())),
         }
         let tx = verified
             .transaction()
             .map_err(|e| CallbackError::Unverified(e.to_string()))?;
         match self.paid_trade(&tx).map_err(CallbackError::Mismatch)? {
-            Some(trade) => Ok(Callback::Paid(trade)),
-            None => Err(CallbackError::Mismatch(format!(
+            Some(trade) if tx.trade_state == TradeState::Success => Ok(Callback::Paid(trade)),
+            _ => Err(CallbackError::Mismatch(format!(
                 "TRANSACTION.SUCCESS with trade_state {}",
                 tx.trade_state.as_str()
             ))),

@@ -8,6 +8,7 @@ pub mod events;
 pub mod idempotency;
 pub mod jobs;
 pub mod orders;
+pub mod refunds;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
