@@ -1,7 +1,8 @@
 //! `POST /webhooks/alipay` (design.md §4, alipay.md §6): a notification settles only when its
 //! signature verifies under the V1 rule, it names our `app_id` and `seller_id`, our order, the
 //! order's exact amount, and a paid `trade_status`. Everything else is answered `fail` and
-//! changes nothing. Each copy of a real one is answered `success` and settles once.
+//! changes nothing (a verified close of an unpaid trade is acknowledged and changes nothing;
+//! refund notifications are in `tests/refunds.rs`). Each copy of a real one is answered `success` and settles once.
 
 mod common;
 
@@ -122,10 +123,21 @@ async fn another_seller_id_or_none_is_refused() {
 async fn unpaid_trade_states_settle_nothing() {
     let app = TestApp::spawn().await;
     let (order, order_no) = pending_alipay_order(&app).await;
-    for state in ["WAIT_BUYER_PAY", "TRADE_CLOSED", "SOMETHING_NEW"] {
+    for state in ["WAIT_BUYER_PAY", "SOMETHING_NEW"] {
         let body = alipay_notification(&order, &[("trade_status", state), ("gmt_payment", "")]);
         assert_refused(&app, &order_no, &body).await;
     }
+    // An unpaid trade closed (no refund fields): verified, nothing to settle, and answered
+    // `success` so Alipay does not repeat it for a day.
+    let body = alipay_notification(
+        &order,
+        &[("trade_status", "TRADE_CLOSED"), ("gmt_payment", "")],
+    );
+    assert_eq!(
+        app.post_alipay_callback(&body).await,
+        (200, "success".to_owned())
+    );
+    app.assert_unsettled(&order_no).await;
 }
 
 #[tokio::test]

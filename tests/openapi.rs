@@ -60,6 +60,8 @@ async fn the_document_lists_every_route_and_real_answers_fit_it() {
         "/v1/orders",
         "/v1/orders/{order_no}",
         "/v1/orders/{order_no}/cancel",
+        "/v1/orders/{order_no}/refunds",
+        "/v1/orders/{order_no}/refunds/{refund_id}",
         "/v1/employers/{employer_id}/entitlements",
         "/v1/employers/{employer_id}/resume-access",
         "/v1/events",
@@ -87,6 +89,19 @@ async fn the_document_lists_every_route_and_real_answers_fit_it() {
     fits(&doc, "PaymentRecord", &paid["payment_record"]);
     let cancel: Value = app.cancel(order_no).await.json().await.unwrap();
     fits(&doc, "OrderPaid", &cancel);
+    let refund = app.refund(order_no, "10.00").await;
+    fits(&doc, "Refund", &refund);
+    fits(
+        &doc,
+        "Refund",
+        &app.refund_of(order_no, refund["refund_id"].as_str().unwrap())
+            .await,
+    );
+    let refunded = app.wait_for_status(order_no, "partially_refunded").await;
+    fits(&doc, "Order", &refunded);
+    for refund in refunded["refunds"].as_array().unwrap() {
+        fits(&doc, "Refund", refund);
+    }
 
     let entitlements = app.entitlements("emp_doc").await;
     fits(&doc, "Entitlements", &entitlements);

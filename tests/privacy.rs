@@ -425,3 +425,122 @@ async fn alipay_buyer_fields_are_never_stored_or_logged() {
         assert_kept_nowhere(&app, order_no, secret).await;
     }
 }
+
+/// A refund sends WeChat only the order number, the refund number, the amounts, the neutral
+/// reason and the notify URL; what WeChat answers and notifies about where the buyer got the
+/// money (`user_received_account`) is kept nowhere.
+#[tokio::test]
+async fn a_wechat_refund_sends_only_the_allowlisted_fields_and_keeps_no_payer_account() {
+    captured_logs();
+    let app = TestApp::spawn().await;
+    let order = app
+        .paid_order(EMPLOYER, "wechatpay", "resume-download-50")
+        .await;
+    let order_no = order["order_no"].as_str().unwrap();
+    let refund = app.refund(order_no, "50.00").await;
+    let refund_id = refund["refund_id"].as_str().unwrap();
+    app.sandbox.complete_wechat_refunds();
+    app.wait_for_refund(order_no, refund_id, "succeeded").await;
+
+    let creates: Vec<_> = app
+        .sandbox
+        .wechat_requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path == "/v3/refund/domestic/refunds")
+        .collect();
+    assert_eq!(creates.len(), 1);
+    let body: Value = serde_json::from_str(&creates[0].body).unwrap();
+    assert_eq!(
+        keys(&body),
+        BTreeSet::from([
+            "out_trade_no",
+            "out_refund_no",
+            "reason",
+            "notify_url",
+            "amount"
+        ])
+    );
+    assert_eq!(
+        keys(&body["amount"]),
+        BTreeSet::from(["refund", "total", "currency"])
+    );
+    assert_eq!(body["out_refund_no"], refund_id);
+    assert_eq!(body["amount"]["refund"], 5000);
+    assert_eq!(body["amount"]["total"], 19900);
+    assert_nothing_about_the_employer_left(&app);
+    // The sandbox's refund answer and notification name the buyer's receiving account.
+    let answered = app
+        .sandbox
+        .wechat_requests()
+        .iter()
+        .any(|r| r.path.contains("/v3/refund/domestic/refunds"));
+    assert!(answered);
+    assert_kept_nowhere(&app, order_no, "支付用户零钱").await;
+}
+
+/// An Alipay refund sends only `out_trade_no`, `out_request_no`, `refund_amount` and
+/// `refund_reason`; the buyer ids in its answer and in the refund notification are kept
+/// nowhere.
+#[tokio::test]
+async fn an_alipay_refund_sends_only_the_allowlisted_fields_and_keeps_no_buyer_ids() {
+    captured_logs();
+    let app = TestApp::spawn().await;
+    let order = app
+        .create_order_on(EMPLOYER, "alipay", "qr", serde_json::json!({}))
+        .await;
+    let order_no = order["order_no"].as_str().unwrap();
+    let trade = app.pay(order_no).await;
+    app.wait_for_status(order_no, "paid").await;
+    let refund = app.refund(order_no, "199.00").await;
+    assert_eq!(refund["status"], "succeeded");
+    app.wait_for_status(order_no, "refunded").await;
+
+    let refunds: Vec<_> = app
+        .sandbox
+        .alipay_requests()
+        .into_iter()
+        .filter(|p| {
+            p.iter()
+                .any(|(k, v)| k == "method" && v == "alipay.trade.refund")
+        })
+        .collect();
+    assert_eq!(refunds.len(), 1);
+    let biz = refunds[0]
+        .iter()
+        .find(|(k, _)| k == "biz_content")
+        .map(|(_, v)| v.clone())
+        .expect("biz_content");
+    let biz: Value = serde_json::from_str(&biz).unwrap();
+    assert_eq!(
+        keys(&biz),
+        BTreeSet::from([
+            "out_trade_no",
+            "out_request_no",
+            "refund_amount",
+            "refund_reason"
+        ])
+    );
+    assert_eq!(biz["out_request_no"], refund["refund_id"]);
+    assert_eq!(biz["refund_amount"], "199.00");
+    let secrets: Vec<String> = ["buyer_logon_id", "buyer_id", "buyer_user_id"]
+        .iter()
+        .filter_map(|k| trade[*k].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        secrets.len() >= 2,
+        "the sandbox trade names its buyer: {trade}"
+    );
+    // Let the refund notification (with the buyer fields) arrive and be acknowledged.
+    common::wait_until("the refund notification acknowledged", || {
+        app.sandbox
+            .notifications()
+            .iter()
+            .filter(|n| n.acknowledged)
+            .count()
+            >= 2
+    })
+    .await;
+    for secret in &secrets {
+        assert_kept_nowhere(&app, order_no, secret).await;
+    }
+}

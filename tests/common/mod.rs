@@ -458,6 +458,109 @@ impl TestApp {
         req
     }
 
+    /// A paid order of `plan` for `employer` on `provider` (WeChat `native`, Alipay `qr`):
+    /// created, paid in the sandbox, settled by its notification. Answers the order JSON.
+    pub async fn paid_order(&self, employer: &str, provider: &str, plan: &str) -> Value {
+        let channel = if provider == "alipay" { "qr" } else { "native" };
+        let order = self
+            .create_order_on(employer, provider, channel, json!({"plan": plan}))
+            .await;
+        let order_no = order["order_no"].as_str().expect("order_no");
+        self.pay(order_no).await;
+        self.wait_for_status(order_no, "paid").await
+    }
+
+    /// `POST /v1/orders/{no}/refunds` with `key` and an Idempotency-Key; status and JSON.
+    pub async fn post_refund(
+        &self,
+        key: &str,
+        idempotency_key: &str,
+        order_no: &str,
+        body: Value,
+    ) -> (u16, Value) {
+        let res = self
+            .http
+            .post(format!("{}/v1/orders/{order_no}/refunds", self.url))
+            .bearer_auth(key)
+            .header("Idempotency-Key", idempotency_key)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        (res.status().as_u16(), res.json().await.expect("json"))
+    }
+
+    /// Refunds `amount` of the order with the finance key and a fresh Idempotency-Key; the 201
+    /// JSON.
+    pub async fn refund(&self, order_no: &str, amount: &str) -> Value {
+        let key = hex::encode(rand::random::<[u8; 8]>());
+        let (status, body) = self
+            .post_refund(
+                FINANCE_KEY,
+                &key,
+                order_no,
+                json!({"amount": amount, "reason": "服务退款"}),
+            )
+            .await;
+        assert_eq!(status, 201, "refund {amount} of {order_no}: {body}");
+        body
+    }
+
+    /// `GET /v1/orders/{no}/refunds/{id}` with the finance key.
+    pub async fn refund_of(&self, order_no: &str, refund_id: &str) -> Value {
+        let res = self
+            .http
+            .get(format!(
+                "{}/v1/orders/{order_no}/refunds/{refund_id}",
+                self.url
+            ))
+            .bearer_auth(FINANCE_KEY)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status(), 200);
+        res.json().await.expect("json")
+    }
+
+    /// Polls until the refund has `status` (bounded: 10 s).
+    pub async fn wait_for_refund(&self, order_no: &str, refund_id: &str, status: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let refund = self.refund_of(order_no, refund_id).await;
+            if refund["status"] == status {
+                return refund;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "refund {refund_id} never became {status}: {refund}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// `PUT /sandbox/faults`: every fault not named goes back to its default.
+    pub async fn set_faults(&self, faults: Value) {
+        let res = self
+            .http
+            .put(format!("{}/sandbox/faults", self.url))
+            .json(&faults)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status(), 200, "faults {faults}");
+    }
+
+    /// The events of `event_type` about `order_no`.
+    pub async fn events_of(&self, order_no: &str, event_type: &str) -> Vec<Value> {
+        self.events().await["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .filter(|e| e["order_no"] == order_no && e["type"] == event_type)
+            .cloned()
+            .collect()
+    }
+
     /// The order is still `pending` with no payment, entitlement or event.
     pub async fn assert_unsettled(&self, order_no: &str) {
         assert_eq!(self.order(order_no).await["status"], "pending");
@@ -502,6 +605,7 @@ impl TestApp {
             "entitlement_audit",
             "outbox_event",
             "idempotency",
+            "refund",
         ] {
             let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {table}")))
                 .fetch_all(self.db.pool())
