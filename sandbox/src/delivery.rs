@@ -70,7 +70,7 @@ pub struct SignedNotification {
 impl Sandbox {
     /// Builds the callback for `transaction` (any JSON: tests may forge one), signed at
     /// `timestamp` (unix seconds). A fresh notification id each call. A resource with a
-    /// `refund_status` is a refund (see [`ResourceKind::of`]); anything else a transaction
+    /// `refund_status` is a refund (see `ResourceKind::of`); anything else a transaction
     /// (`TRANSACTION.SUCCESS`).
     pub fn wechat_notification(&self, transaction: &Value, timestamp: i64) -> SignedNotification {
         self.notification_with_id(&new_notification_id(), transaction, timestamp)

@@ -10,22 +10,26 @@
 //!   certificates and their rotation.
 //! - [`cashier`]: `/sandbox/cashier/{out_trade_no}` (amount, QR code, Pay button) and
 //!   `/sandbox/pay/{out_trade_no}` (the buyer pays).
-//! - [`delivery`]: the signed, encrypted `TRANSACTION.SUCCESS` and `REFUND.SUCCESS` callbacks,
-//!   retried on WeChat's schedule (scaled by `time_divisor`), each attempt recorded
-//!   (`/sandbox/notifications`).
+//! - [`portal`]: `/sandbox/refund/{out_trade_no}` ([`Sandbox::portal_refund`]), a refund made at
+//!   the merchant portal, outside paygate, of an order of either provider.
+//! - [`delivery`]: the signed, encrypted `TRANSACTION.SUCCESS` and `REFUND.SUCCESS` /
+//!   `REFUND.CLOSED` / `REFUND.ABNORMAL` callbacks, retried on WeChat's schedule (scaled by
+//!   `time_divisor`), each attempt recorded (`/sandbox/notifications`).
 //! - [`outbox`]: every notification not yet acknowledged (both providers), its retry loop, the
 //!   notification faults (dropped, delayed, reordered) and `resend` (deliver now).
 //! - [`alipay`]: `/sandbox/alipay/gateway.do` (precreate, page/wap pay, query, close, refund,
 //!   refund query), enabled with [`Sandbox::with_alipay`]: app signatures verified, answers
-//!   signed with the simulator's Alipay key, `trade_status_sync` notifications until answered
-//!   `success`.
-//! - [`faults`]: switches a test flips (`/sandbox/faults`).
+//!   signed with the simulator's Alipay key, `trade_status_sync` notifications of payments and
+//!   of each refund until answered `success`.
+//! - [`faults`]: switches a test flips (`/sandbox/faults`), among them `api_latency_ms` (the
+//!   answer held after the request was acted on) and `wechat_refund_outcome` (WeChat refunds
+//!   ending `CLOSED` or `ABNORMAL`).
 //! - [`keys_dir`]: the key files the standalone binary and `paygate serve --sandbox` read.
 //!
 //! Time: every "now" the sandbox uses (signature timestamps and windows, `success_time`,
-//! `create_time`, Alipay's `gmt_*` and `notify_time`, delivery records) comes from
-//! [`SandboxConfig::clock`], so a gateway test that moves a fake clock and the embedded sandbox
-//! agree. Waits (callback retry delays, injected delays and latency) are real time.
+//! `create_time`, Alipay's `gmt_*` (`gmt_refund` included) and `notify_time`, delivery records)
+//! comes from [`SandboxConfig::clock`], so a gateway test that moves a fake clock and the
+//! embedded sandbox agree. Waits (callback retry delays, injected delays and latency) are real time.
 //!
 //! [`Sandbox::router`] is a plain `Router<()>` with every route already under `/sandbox`, so the
 //! gateway can `.merge()` it.

@@ -9,7 +9,7 @@
 //! `notify_url` when it named one; a refund made at the merchant portal
 //! ([`crate::portal`]) goes to the order's own notify_url, standing in for the refund URL of
 //! the merchant platform settings; an API refund without a `notify_url` is not notified. The
-//! refunds live in their order ([`Order::refunds`]), under the one ledger lock.
+//! refunds live in their order (`Order::refunds`), under the one ledger lock.
 //!
 //! Checks, in order: the allowlist and field rules (400 `INVALID_REQUEST` / `PARAM_ERROR`); a
 //! known `out_refund_no` (identical parameters → the same refund as it is now, anything else →
