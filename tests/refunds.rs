@@ -588,6 +588,23 @@ async fn a_failed_wechat_refund_leaves_the_entitlement(app: TestApp, outcome: &s
             .await
             .is_empty()
     );
+    // Operators see it on /metrics, by kind.
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let kind = format!("outcome=\"failed_{outcome}\"");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("paygate_refunds_total") && l.contains(&kind)),
+        "{metrics}"
+    );
     // The whole amount is refundable again.
     app.set_faults(json!({})).await;
     let again = app.refund(&order_no, "199.00").await;
@@ -840,4 +857,97 @@ async fn refusals_use_the_error_envelope_and_write_nothing() {
         .await
         .unwrap();
     assert_eq!(res.status(), 404);
+}
+
+/// `paygate refund ORDER_NO AMOUNT --reason …`: finance's way without an HTTP client. A
+/// separate process on the same database, configured for the same (sandbox) WeChat Pay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_refunds_an_order() {
+    let app = TestApp::spawn().await;
+    let order = app
+        .paid_order(EMPLOYER, "wechatpay", "resume-download-50")
+        .await;
+    let order_no = no(&order);
+    let dir = tempfile::tempdir().unwrap();
+    let merchant_pem = include_str!("fixtures/merchant_key.pem");
+    let platform = paygate_wechatpay::Signer::from_pem(include_str!("fixtures/platform_key.pem"))
+        .unwrap()
+        .public_key_pem();
+    std::fs::write(dir.path().join("merchant.pem"), merchant_pem).unwrap();
+    std::fs::write(dir.path().join("platform.pem"), platform).unwrap();
+    std::fs::write(dir.path().join("apiv3.key"), common::APIV3_KEY).unwrap();
+    let config = format!(
+        r#"[server]
+public_url = "{url}"
+
+[database]
+url = "{db}"
+
+[wechatpay]
+api_base = "{url}/sandbox/wechatpay"
+mchid = "{mchid}"
+appid = "{appid}"
+merchant_serial = "{serial}"
+merchant_private_key_file = "merchant.pem"
+apiv3_key_file = "apiv3.key"
+platform_public_keys = [{{ id = "{key_id}", file = "platform.pem" }}]
+"#,
+        url = app.url,
+        db = app.database_url(),
+        mchid = paygate::app::SANDBOX_MCHID,
+        appid = paygate::app::SANDBOX_APPID,
+        serial = paygate::app::SANDBOX_MERCHANT_SERIAL,
+        key_id = app.sandbox.wechat_platform_key_id(),
+    );
+    std::fs::write(dir.path().join("paygate.toml"), config).unwrap();
+    let run = |args: Vec<String>| {
+        let config = dir.path().join("paygate.toml");
+        async move {
+            tokio::task::spawn_blocking(move || {
+                std::process::Command::new(env!("CARGO_BIN_EXE_paygate"))
+                    .args(&args)
+                    .env("PAYGATE_CONFIG", config)
+                    .output()
+                    .expect("run paygate")
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let out = run(vec![
+        "refund".into(),
+        order_no.clone(),
+        "50.00".into(),
+        "--reason".into(),
+        "服务退款".into(),
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let refund: Value = serde_json::from_slice(&out.stdout).expect("the refund as JSON");
+    assert_eq!(refund["order_no"], order_no.as_str());
+    assert_eq!(refund["amount"], "50.00");
+    assert_eq!(refund["origin"], "paygate");
+    assert_eq!(refund["reason"], "服务退款");
+    // WeChat's notification reaches the running gateway, which settles it.
+    app.sandbox.complete_wechat_refunds();
+    app.wait_for_refund(
+        &order_no,
+        refund["refund_id"].as_str().unwrap(),
+        "succeeded",
+    )
+    .await;
+    assert_eq!(entitlement(&app, EMPLOYER, &order_no).await["quota"], 38);
+    // More than is left is refused, and says why.
+    let out = run(vec!["refund".into(), order_no.clone(), "150.00".into()]).await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("149.00 still refundable"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(refund_requests(&app, &order_no), 1);
 }

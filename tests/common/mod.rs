@@ -458,6 +458,11 @@ impl TestApp {
         req
     }
 
+    /// The database this instance runs on, for a CLI process to share.
+    pub fn database_url(&self) -> &str {
+        &self.db_url
+    }
+
     /// A paid order of `plan` for `employer` on `provider` (WeChat `native`, Alipay `qr`):
     /// created, paid in the sandbox, settled by its notification. Answers the order JSON.
     pub async fn paid_order(&self, employer: &str, provider: &str, plan: &str) -> Value {
