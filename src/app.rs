@@ -240,6 +240,8 @@ impl Application {
         if let Some(scheduled) = scheduled {
             scheduled.shutdown().await?;
         }
+        // Every write queued for the writer finishes and commits before the connections close.
+        self.state.db.close().await;
         Ok(served?)
     }
 }

@@ -329,7 +329,7 @@ pub async fn list(
         "SELECT {COLUMNS} FROM entitlement WHERE employer_id = $1 ORDER BY valid_from, entitlement_id"
     )))
     .bind(employer.as_str())
-    .fetch_all(db.pool())
+    .fetch_all(db.reader())
     .await?;
     let now_ms = to_millis(now);
     rows.iter().map(|r| from_row(r, now_ms)).collect()
@@ -405,6 +405,11 @@ pub struct AccessGranted {
 /// "May this employer view/download this résumé?" Consumes one unit from the active
 /// entitlement that expires first; the same résumé and action again under an entitlement
 /// that already covers it consumes nothing. None = no entitlement.
+///
+/// The repeat (the résumé service asks on every page an employer opens) is answered from a
+/// read-only query that never waits for the write lock; only a first access writes. A
+/// revocation or expiry that committed is seen at once: the read is a fresh snapshot and
+/// checks `status` and `valid_until` itself.
 pub async fn access(
     db: &Db,
     employer: &EmployerId,
@@ -412,6 +417,10 @@ pub async fn access(
     action: Action,
     now: DateTime<Utc>,
 ) -> Result<Option<AccessGranted>, sqlx::Error> {
+    let now_ms = to_millis(now);
+    if let Some(granted) = covered(db.reader(), employer, resume_id, action, now_ms).await? {
+        return Ok(Some(granted));
+    }
     match access_once(db, employer, resume_id, action, now).await {
         // Two concurrent first requests for one résumé: the loser's insert hits the primary
         // key; run again and it finds the résumé covered, consuming nothing.
@@ -420,6 +429,42 @@ pub async fn access(
         }
         other => other,
     }
+}
+
+/// The résumé is already covered by a still-valid entitlement of the employer: free.
+async fn covered<'e, E>(
+    exec: E,
+    employer: &EmployerId,
+    resume_id: &str,
+    action: Action,
+    now_ms: i64,
+) -> Result<Option<AccessGranted>, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row = sqlx::query(
+        "SELECT e.entitlement_id, e.quota, e.used FROM entitlement e
+         JOIN resume_access a ON a.entitlement_id = e.entitlement_id
+         WHERE e.employer_id = $1 AND e.action = $2 AND e.status = 'active' AND e.valid_until > $3
+           AND a.resume_id = $4 AND a.action = $2
+         ORDER BY e.valid_until LIMIT 1",
+    )
+    .bind(employer.as_str())
+    .bind(action.as_str())
+    .bind(now_ms)
+    .bind(resume_id)
+    .fetch_optional(exec)
+    .await?;
+    row.map(|r| {
+        let quota: Option<i64> = r.try_get("quota")?;
+        let used: i64 = r.try_get("used")?;
+        Ok(AccessGranted {
+            granted: true,
+            entitlement_id: r.try_get("entitlement_id")?,
+            remaining: quota.map(|q| (q - used).max(0)),
+        })
+    })
+    .transpose()
 }
 
 async fn access_once(
@@ -432,29 +477,10 @@ async fn access_once(
     let now_ms = to_millis(now);
     let mut tx = db.begin_write().await?;
 
-    // Already covered by a still-valid entitlement: free.
-    let covered = sqlx::query(
-        "SELECT e.entitlement_id, e.quota, e.used FROM entitlement e
-         JOIN resume_access a ON a.entitlement_id = e.entitlement_id
-         WHERE e.employer_id = $1 AND e.action = $2 AND e.status = 'active' AND e.valid_until > $3
-           AND a.resume_id = $4 AND a.action = $2
-         ORDER BY e.valid_until LIMIT 1",
-    )
-    .bind(employer.as_str())
-    .bind(action.as_str())
-    .bind(now_ms)
-    .bind(resume_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if let Some(r) = covered {
-        let quota: Option<i64> = r.try_get("quota")?;
-        let used: i64 = r.try_get("used")?;
+    // Covered meanwhile (a concurrent first access of the same résumé committed): free.
+    if let Some(granted) = covered(&mut *tx, employer, resume_id, action, now_ms).await? {
         tx.commit().await?;
-        return Ok(Some(AccessGranted {
-            granted: true,
-            entitlement_id: r.try_get("entitlement_id")?,
-            remaining: quota.map(|q| (q - used).max(0)),
-        }));
+        return Ok(Some(granted));
     }
 
     // Consume from the active one that expires first, with quota left. The conditional

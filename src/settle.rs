@@ -68,6 +68,12 @@ pub async fn settle(
 ) -> Result<Settled, SettleError> {
     let now_ms = to_millis(now);
     let paid_ms = to_millis(trade.paid_at);
+    // The duplicate (providers repeat every notification) is answered from a read: the same
+    // provider transaction already settled this order with this amount. Anything else —
+    // unknown, or known with other facts — goes through the gate below, which decides.
+    if orders::is_settled_by(db.reader(), trade).await? {
+        return Ok(Settled::Already);
+    }
     let mut tx = db.begin_write().await?;
     // The gate: only a pending or closed order with the same amount, provider and currency
     // moves to paid.

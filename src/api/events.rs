@@ -24,7 +24,7 @@ pub async fn list(
     caller.require_any(&[Scope::Entitlements, Scope::Finance])?;
     let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let events = events::list_after(state.db.pool(), q.after, limit).await?;
+    let events = events::list_after(state.db.reader(), q.after, limit).await?;
     let next_after = events.last().map(|e| e.id).unwrap_or(q.after);
     Ok(Json(
         serde_json::json!({"events": events, "next_after": next_after}),

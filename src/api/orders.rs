@@ -220,7 +220,7 @@ pub(super) fn order_no(text: &str) -> Result<OrderNo, ApiError> {
 
 async fn load(state: &AppState, order_no: &str) -> Result<OrderRow, ApiError> {
     let no = self::order_no(order_no)?;
-    orders::get(state.db.pool(), &no)
+    orders::get(state.db.reader(), &no)
         .await?
         .ok_or_else(order_not_found)
 }
@@ -230,7 +230,7 @@ pub(super) async fn full_json(
     state: &AppState,
     order: &OrderRow,
 ) -> Result<serde_json::Value, ApiError> {
-    let pool = state.db.pool();
+    let pool = state.db.reader();
     let payment = orders::payment_of(pool, &order.order_no).await?;
     let refunds = refunds::of_order(pool, &order.order_no).await?;
     Ok(order_json(order, payment.as_ref(), &refunds))

@@ -141,7 +141,7 @@ pub async fn get(
     let not_found = || ApiError::NotFound("refund_not_found", "no such refund".into());
     let no = super::orders::order_no(&order_no)?;
     let id = RefundId::parse(&refund_id).ok_or_else(not_found)?;
-    let refund = store::get(state.db.pool(), &id)
+    let refund = store::get(state.db.reader(), &id)
         .await?
         .filter(|r| r.order_no == no)
         .ok_or_else(not_found)?;

@@ -116,6 +116,27 @@ pub async fn settle_refund(
     report: &RefundReport,
     now: DateTime<Utc>,
 ) -> Result<RefundSettled, RefundSettleError> {
+    // A repeated report of a refund already in that final state is answered from a read.
+    if let Some(known) =
+        refunds::by_out_refund_no(db.reader(), report.provider, &report.out_refund_no).await?
+    {
+        let total_fits = match report.order_total {
+            None => true,
+            Some(total) => orders::get(db.reader(), &known.order_no)
+                .await?
+                .is_some_and(|o| o.amount == total),
+        };
+        let same_facts = known.order_no == report.order_no
+            && report.amount.is_none_or(|a| a == known.amount)
+            && total_fits;
+        let already = match report.outcome {
+            RefundOutcome::Succeeded { .. } => known.status == RefundStatus::Succeeded,
+            RefundOutcome::Failed(_) => known.status != RefundStatus::Processing,
+        };
+        if same_facts && already {
+            return Ok(RefundSettled::Already);
+        }
+    }
     match settle_once(db, report, now).await {
         // Two first reports of a refund paygate did not start raced to record it (PostgreSQL):
         // the loser finds it recorded now.

@@ -464,6 +464,30 @@ pub async fn pending_expired(
     due_orders(rows)
 }
 
+/// True when `trade` is exactly the payment recorded for its order: same provider transaction,
+/// order, amount and currency. A read: a duplicate report needs no write.
+pub async fn is_settled_by<'e, E>(
+    exec: E,
+    trade: &crate::settle::PaidTrade,
+) -> Result<bool, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let found: Option<(String, i64, String)> = sqlx::query_as(
+        "SELECT order_no, amount_fen, currency FROM payment
+         WHERE provider = $1 AND provider_txn_id = $2",
+    )
+    .bind(trade.provider.as_str())
+    .bind(&trade.provider_txn_id)
+    .fetch_optional(exec)
+    .await?;
+    Ok(found.is_some_and(|(order_no, amount, currency)| {
+        order_no == trade.order_no.as_str()
+            && amount == trade.amount.get()
+            && currency == trade.currency.as_str()
+    }))
+}
+
 #[derive(Debug, Clone)]
 pub struct PaymentRow {
     pub payment_id: String,
