@@ -49,6 +49,9 @@ pub struct TestApp {
     db_url: String,
     /// False for a sibling: the first instance drops the database.
     owns_database: bool,
+    /// Stops the server gracefully: see [`TestApp::shut_down`].
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -230,7 +233,10 @@ impl TestApp {
         let sandbox = app.sandbox().expect("sandbox").clone();
         let db = app.state().db.clone();
         let jobs = app.jobs();
-        tokio::spawn(app.run_until(std::future::pending()));
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until(async move {
+            let _ = stop.await;
+        }));
         TestApp {
             url,
             http: reqwest::Client::new(),
@@ -239,6 +245,8 @@ impl TestApp {
             db,
             db_url: db_url.to_owned(),
             owns_database: !variant.sibling,
+            shutdown: Some(shutdown),
+            server: Some(server),
             jobs,
             _dir: dir,
         }
@@ -456,6 +464,20 @@ impl TestApp {
             req = req.header(k, v);
         }
         req
+    }
+
+    /// Graceful shutdown as on SIGTERM: stop accepting, finish the requests in flight (and the
+    /// writes they queued), close the database. Returns when the server has stopped.
+    pub async fn shut_down(&mut self) {
+        if let Some(stop) = self.shutdown.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server
+                .await
+                .expect("server task")
+                .expect("server stopped cleanly");
+        }
     }
 
     /// The database this instance runs on, for a CLI process to share.

@@ -1,0 +1,287 @@
+//! The hot paths of issue 9 keep every guarantee while reads stop taking the write lock and
+//! SQLite's writes queue in the process: quotas hold under concurrency, a revocation or expiry
+//! is seen at once by the read path, duplicates are answered as before, and the writer queue
+//! survives failures and drains on shutdown.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{ENTITLEMENTS_KEY, TestApp, race_all, transaction_json};
+use paygate::clock::Clock;
+use paygate::domain::{Currency, Fen, OrderNo, ProviderId};
+use paygate::settle::{PaidTrade, SettleError, Settled, Source};
+use serde_json::{Value, json};
+
+fn no(order: &Value) -> String {
+    order["order_no"].as_str().unwrap().to_owned()
+}
+
+async fn post_access(
+    http: reqwest::Client,
+    url: String,
+    employer: String,
+    resume: String,
+) -> Result<u16, reqwest::Error> {
+    let res = http
+        .post(format!("{url}/v1/employers/{employer}/resume-access"))
+        .bearer_auth(ENTITLEMENTS_KEY)
+        .json(&json!({"resume_id": resume, "action": "download"}))
+        .send()
+        .await?;
+    Ok(res.status().as_u16())
+}
+
+/// 64 first accesses of distinct résumés at once on one entitlement with quota 50: exactly 50.
+async fn sixty_four_first_accesses_on_a_quota_of_fifty_grant_fifty(app: TestApp) {
+    let employer = "emp_hot_quota";
+    app.paid_order(employer, "wechatpay", "resume-download-50")
+        .await;
+    let answers = race_all((0..64).map(|i| {
+        post_access(
+            app.http.clone(),
+            app.url.clone(),
+            employer.into(),
+            format!("r-{i}"),
+        )
+    }))
+    .await;
+    let granted = answers.iter().filter(|a| matches!(a, Ok(200))).count();
+    let refused = answers.iter().filter(|a| matches!(a, Ok(403))).count();
+    assert_eq!((granted, refused), (50, 14), "{answers:?}");
+    let ent = &app.entitlements(employer).await["entitlements"][0];
+    assert_eq!(
+        (ent["used"].clone(), ent["remaining"].clone()),
+        (json!(50), json!(0))
+    );
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM resume_access a JOIN entitlement e ON a.entitlement_id = e.entitlement_id WHERE e.employer_id = $1",
+            employer
+        )
+        .await,
+        50
+    );
+}
+on_both_backends!(
+    sixty_four_first_accesses_on_a_quota_of_fifty_grant_fifty_on_sqlite,
+    sixty_four_first_accesses_on_a_quota_of_fifty_grant_fifty_on_postgres,
+    sixty_four_first_accesses_on_a_quota_of_fifty_grant_fifty
+);
+
+/// Repeat views run while the order is refunded in full: once the revoking transaction has
+/// committed (the refund call returned), no repeat view is granted, not one.
+async fn repeat_views_see_a_revocation_at_once(app: TestApp) {
+    let employer = "emp_hot_revoke";
+    let order = app
+        .paid_order(employer, "alipay", "resume-download-50")
+        .await;
+    assert_eq!(app.access(employer, "r-seen", "download").await.0, 200);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let viewers: Vec<_> = (0..4)
+        .map(|_| {
+            let (http, url, stop) = (app.http.clone(), app.url.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let status =
+                        post_access(http.clone(), url.clone(), employer.into(), "r-seen".into())
+                            .await
+                            .unwrap();
+                    seen.push(status);
+                }
+                seen
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    // Alipay refunds at once (fund_change=Y): the answer comes after the revocation committed.
+    let refund = app.refund(&no(&order), "199.00").await;
+    assert_eq!(refund["status"], "succeeded");
+    for _ in 0..50 {
+        assert_eq!(app.access(employer, "r-seen", "download").await.0, 403);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for viewer in viewers {
+        let seen = viewer.await.unwrap();
+        // Granted, then refused: never granted again after a refusal.
+        let first_refusal = seen.iter().position(|s| *s == 403).unwrap_or(seen.len());
+        assert!(seen[first_refusal..].iter().all(|s| *s == 403), "{seen:?}");
+        assert!(seen[..first_refusal].iter().all(|s| *s == 200), "{seen:?}");
+    }
+}
+on_both_backends!(
+    repeat_views_see_a_revocation_at_once_on_sqlite,
+    repeat_views_see_a_revocation_at_once_on_postgres,
+    repeat_views_see_a_revocation_at_once
+);
+
+/// An entitlement past `valid_until` refuses the repeat at once, before the hourly job.
+#[tokio::test]
+async fn a_repeat_view_past_validity_is_refused_without_the_expiry_job() {
+    let app = TestApp::spawn().await;
+    let employer = "emp_hot_expiry";
+    app.paid_order(employer, "wechatpay", "resume-download-50")
+        .await;
+    assert_eq!(app.access(employer, "r-1", "download").await.0, 200);
+    assert_eq!(app.access(employer, "r-1", "download").await.0, 200);
+    app.clock.advance(chrono::Duration::days(91));
+    assert_eq!(app.access(employer, "r-1", "download").await.0, 403);
+}
+
+/// A duplicate callback (answered from the read path) settles nothing and answers 204 as
+/// before; the same transaction id with another amount is still refused.
+async fn duplicates_answer_as_before_and_other_amounts_are_refused(app: TestApp) {
+    let order = app.create_order("emp_hot_dup", "resume-download-50").await;
+    let order_no = no(&order);
+    let now = app.clock.now().timestamp();
+    let tx = transaction_json(&order, "4200000000202611300000000777", 19900);
+    let signed = app.sandbox.wechat_notification(&tx, now);
+    let res = app
+        .post_wechat_callback(&signed.headers, &signed.body)
+        .await;
+    assert_eq!(res.status(), 204);
+    app.assert_settled_once(&order_no).await;
+    let events = app
+        .count(
+            "SELECT COUNT(*) FROM outbox_event WHERE order_no = $1",
+            &order_no,
+        )
+        .await;
+    for _ in 0..3 {
+        let again = app.sandbox.wechat_notification(&tx, now);
+        let res = app.post_wechat_callback(&again.headers, &again.body).await;
+        assert_eq!(res.status(), 204);
+        assert!(res.bytes().await.unwrap().is_empty());
+    }
+    let forged = transaction_json(&order, "4200000000202611300000000777", 19800);
+    let signed = app.sandbox.wechat_notification(&forged, now);
+    assert_eq!(
+        app.post_wechat_callback(&signed.headers, &signed.body)
+            .await
+            .status(),
+        400
+    );
+    app.assert_settled_once(&order_no).await;
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM outbox_event WHERE order_no = $1",
+            &order_no
+        )
+        .await,
+        events
+    );
+    // Alipay: the duplicate is `success`, another amount `fail`.
+    let order = app
+        .create_order_on("emp_hot_dup", "alipay", "qr", json!({}))
+        .await;
+    let body = common::alipay_notification(&order, &[]);
+    assert_eq!(
+        app.post_alipay_callback(&body).await,
+        (200, "success".into())
+    );
+    assert_eq!(
+        app.post_alipay_callback(&body).await,
+        (200, "success".into())
+    );
+    let other = common::alipay_notification(&order, &[("total_amount", "198.00")]);
+    assert_eq!(app.post_alipay_callback(&other).await.1, "fail");
+    app.assert_settled_once(&no(&order)).await;
+}
+on_both_backends!(
+    duplicates_answer_as_before_and_other_amounts_are_refused_on_sqlite,
+    duplicates_answer_as_before_and_other_amounts_are_refused_on_postgres,
+    duplicates_answer_as_before_and_other_amounts_are_refused
+);
+
+/// Many settlements queued for the writer at once, one of which fails: the others commit,
+/// and the failing caller gets its own error.
+async fn a_failing_write_among_many_fails_alone(app: TestApp) {
+    let mut orders = Vec::new();
+    for _ in 0..16 {
+        orders.push(no(&app
+            .create_order("emp_hot_queue", "resume-download-50")
+            .await));
+    }
+    let db = app.db.clone();
+    let now = app.clock.now();
+    let results = race_all(orders.iter().enumerate().map(|(i, order_no)| {
+        let db = db.clone();
+        let trade = PaidTrade {
+            order_no: OrderNo::parse(order_no).unwrap(),
+            provider: ProviderId::Wechatpay,
+            provider_txn_id: format!("42000000002026113000000{i:05}"),
+            // The seventh reports a wrong amount.
+            amount: Fen::new(if i == 7 { 100 } else { 19900 }).unwrap(),
+            currency: Currency::Cny,
+            trade_type: Some("NATIVE".into()),
+            bank_type: None,
+            paid_at: now,
+        };
+        async move { paygate::settle::settle(&db, &trade, Source::Notification, now).await }
+    }))
+    .await;
+    for (i, result) in results.iter().enumerate() {
+        match (i, result) {
+            (7, Err(SettleError::AmountMismatch { .. })) => {}
+            (7, other) => panic!("the wrong amount: {other:?}"),
+            (_, Ok(Settled::Now { late: false })) => {}
+            (_, other) => panic!("order {i}: {other:?}"),
+        }
+    }
+    for (i, order_no) in orders.iter().enumerate() {
+        let expected = if i == 7 { "pending" } else { "paid" };
+        assert_eq!(app.order(order_no).await["status"], expected);
+    }
+}
+on_both_backends!(
+    a_failing_write_among_many_fails_alone_on_sqlite,
+    a_failing_write_among_many_fails_alone_on_postgres,
+    a_failing_write_among_many_fails_alone
+);
+
+/// Shutdown drains: first accesses in flight when the stop comes all finish and commit;
+/// every request answered 200 left its row, none is half-done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_the_writes_in_flight() {
+    let mut app = TestApp::spawn().await;
+    let employer = "emp_hot_shutdown";
+    app.paid_order(employer, "alipay", "resume-download-200").await;
+    let requests: Vec<_> = (0..40)
+        .map(|i| {
+            tokio::spawn(post_access(
+                app.http.clone(),
+                app.url.clone(),
+                employer.into(),
+                format!("r-{i}"),
+            ))
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    app.shut_down().await;
+    let mut granted = 0;
+    for request in requests {
+        match request.await.unwrap() {
+            Ok(200) => granted += 1,
+            Ok(other) => panic!("an answered request failed: {other}"),
+            // Not yet accepted when the listener closed: refused, nothing done.
+            Err(_) => {}
+        }
+    }
+    assert!(granted > 0, "some requests were in flight");
+    use sqlx::Connection;
+    let url = app.database_url().to_owned();
+    let rows: i64 = if url.starts_with("sqlite") {
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query_scalar("SELECT COUNT(*) FROM resume_access")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+    } else {
+        unreachable!()
+    };
+    assert_eq!(
+        rows, granted,
+        "every answered grant committed, nothing else"
+    );
+}
