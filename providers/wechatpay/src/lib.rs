@@ -13,11 +13,15 @@
 //! - [`model`]: wire types; requests from an allowlist, responses without payer fields.
 //! - [`certificates`]: platform certificate mode: decrypting `/v3/certificates`, and making a
 //!   self-signed certificate (the sandbox's side).
+//! - [`bill`]: trade bills, streamed: the SHA-1 check ([`verify_bill_hash`]), the parser
+//!   ([`TradeBillReader`] → [`BillRow`]s, the summary checked against the rows) and the writer
+//!   ([`write_trade_bill`], the provider's side).
 //! - [`client`]: native, JSAPI, H5 and App orders, query, close, refund and refund query,
-//!   platform certificates.
+//!   platform certificates, trade bills ([`Client::trade_bill`], [`Client::download_bill`]).
 //!
 //! Wire facts and their sources: `wechatpay-v3.md` of the shared design docs.
 
+pub mod bill;
 pub mod certificates;
 pub mod cipher;
 pub mod client;
@@ -28,16 +32,20 @@ pub mod notify;
 pub mod sign;
 pub mod verify;
 
+pub use bill::{
+    BillError, BillRow, BillRowKind, BillRowSpec, BillTotals, RefundSpec, TradeBillReader,
+    WriteOptions, bill_hash, verify_bill_hash, write_trade_bill, write_trade_bill_with,
+};
 pub use certificates::{CertificateError, decrypt_certificates, self_signed_certificate};
 pub use cipher::{ApiV3Key, ApiV3KeyLength, DecryptError};
 pub use client::{Client, ClientError, Clock, RetryPolicy};
 pub use keys::{KeyError, Signer, Verifier, certificate_serial_hex, generate_key_pair};
 pub use model::{
-    AppOrderRequest, CertificatesResponse, CloseRequest, EncryptedResource, ErrorBody, H5Info,
-    H5OrderRequest, H5OrderResponse, H5SceneInfo, JsapiOrderRequest, NativeOrderRequest,
-    NativeOrderResponse, Notification, OrderAmount, Payer, PlatformCertificate, PrepayResponse,
-    Refund, RefundAmount, RefundAmounts, RefundNotification, RefundRequest, RefundStatus,
-    TradeState, Transaction, TransactionAmount,
+    AppOrderRequest, BillDownload, CertificatesResponse, CloseRequest, EncryptedResource,
+    ErrorBody, H5Info, H5OrderRequest, H5OrderResponse, H5SceneInfo, JsapiOrderRequest,
+    NativeOrderRequest, NativeOrderResponse, Notification, OrderAmount, Payer, PlatformCertificate,
+    PrepayResponse, Refund, RefundAmount, RefundAmounts, RefundNotification, RefundRequest,
+    RefundStatus, TradeState, Transaction, TransactionAmount,
 };
 pub use notify::{NotifyError, VerifiedNotification, decrypt_resource, verify_notification};
 pub use sign::{

@@ -436,3 +436,30 @@ pub struct PlatformCertificate {
     pub expire_time: String,
     pub encrypt_certificate: EncryptedResource,
 }
+
+/// `GET /v3/bill/tradebill` (and `fundflowbill`): where to download the bill and its hash.
+/// `download_url` carries a short-lived token (5 minutes in the current docs, 30 s in older
+/// ones), so `Debug` shows the URL without its query.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BillDownload {
+    /// `SHA1`.
+    pub hash_type: String,
+    /// Lower-hex SHA-1 of the uncompressed file.
+    pub hash_value: String,
+    /// `https://api.mch.weixin.qq.com/v3/billdownload/file?token=…`.
+    pub download_url: String,
+}
+
+impl fmt::Debug for BillDownload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let without_query = self
+            .download_url
+            .split_once('?')
+            .map_or(self.download_url.as_str(), |(url, _)| url);
+        f.debug_struct("BillDownload")
+            .field("hash_type", &self.hash_type)
+            .field("hash_value", &self.hash_value)
+            .field("download_url", &format_args!("{without_query}?[redacted]"))
+            .finish()
+    }
+}

@@ -1,7 +1,8 @@
 //! Tests of the pure core: the published vectors (`vectors.rs`) and round trips and tamper cases
 //! with fixture keys (`round_trip.rs`), the JSAPI/H5/App wire types (`channels.rs`) and platform
-//! certificates (`certificates.rs`), refunds (`refunds.rs`). One test binary, to link once.
+//! certificates (`certificates.rs`), refunds (`refunds.rs`), trade bills (`bills.rs`). One test binary, to link once.
 
+mod bills;
 mod certificates;
 mod channels;
 mod fixtures;
