@@ -2,16 +2,19 @@
 //! response (signature, window, serial) before reading a byte of it as JSON, and retries only
 //! what is safe to repeat.
 
+use std::io::Write;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use reqwest::Method;
+use chrono::NaiveDate;
+use reqwest::header::HeaderValue;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, USER_AGENT};
+use reqwest::{Method, RequestBuilder, Url};
 
 use crate::certificates::{CertificateError, decrypt_certificates};
 use crate::cipher::ApiV3Key;
 use crate::model::{
-    AppOrderRequest, CertificatesResponse, CloseRequest, ErrorBody, H5OrderRequest,
+    AppOrderRequest, BillDownload, CertificatesResponse, CloseRequest, ErrorBody, H5OrderRequest,
     H5OrderResponse, JsapiOrderRequest, NativeOrderRequest, NativeOrderResponse, PrepayResponse,
     Refund, RefundRequest, Transaction,
 };
@@ -25,6 +28,9 @@ pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 /// WeChat answers 400 `INVALID_REQUEST` to a request without one.
 const DEFAULT_USER_AGENT: &str = concat!("paygate-wechatpay/", env!("CARGO_PKG_VERSION"));
+
+/// At most this much of an (unsigned) error answer to a bill download is read, for its code.
+const MAX_DOWNLOAD_ERROR_BODY: usize = 64 * 1024;
 
 /// How queries and closes are repeated on transport errors and 5xx. Creating an order is never
 /// repeated blindly: the caller decides (re-posting identical parameters is WeChat's own
@@ -68,6 +74,13 @@ pub enum ClientError {
     /// did not decrypt and load (so its signature could not be checked either).
     #[error("WeChat Pay platform certificates: {0}")]
     Certificates(#[source] CertificateError),
+    /// A bill's `download_url` that is not an absolute http(s) URL. The URL is not quoted: its
+    /// query is a download token.
+    #[error("WeChat Pay bill download_url is not an absolute http(s) URL")]
+    DownloadUrl,
+    /// Writing a downloaded bill into the caller's sink failed; what was written is incomplete.
+    #[error("writing the downloaded bill failed")]
+    Sink(#[source] std::io::Error),
 }
 
 impl ClientError {
@@ -80,8 +93,20 @@ impl ClientError {
             ClientError::Verify(_)
             | ClientError::Decode(_)
             | ClientError::UnexpectedStatus(_)
-            | ClientError::Certificates(_) => false,
+            | ClientError::Certificates(_)
+            | ClientError::DownloadUrl
+            | ClientError::Sink(_) => false,
         }
+    }
+
+    /// WeChat has no trade bill for that date yet: `NO_STATEMENT_EXIST` (not generated yet, or
+    /// nothing to bill) or `STATEMENT_CREATING` (being generated). Bills are ready after about
+    /// 10:00 Beijing time the next day: ask again later rather than treat it as a failure.
+    pub fn is_bill_not_ready(&self) -> bool {
+        matches!(
+            self.api_code(),
+            Some("NO_STATEMENT_EXIST" | "STATEMENT_CREATING")
+        )
     }
 
     /// The WeChat error code (`ORDER_NOT_EXIST`, `OUT_TRADE_NO_USED`, …), if WeChat answered one.
@@ -303,6 +328,149 @@ impl Client {
         json_of(response)
     }
 
+    /// `GET /v3/bill/tradebill?bill_date=YYYY-MM-DD&bill_type=ALL[&tar_type=GZIP]`: where to
+    /// download the day's trade bill (payments and refunds), and its SHA-1. Verified like every
+    /// answer and retried like a query. A bill not ready yet is an error for which
+    /// [`ClientError::is_bill_not_ready`] holds. Download it with [`Client::download_bill`]
+    /// within the URL's lifetime (5 minutes; older docs say 30 s), then check it with
+    /// [`BillDownload::verify_file`] and read it with [`crate::TradeBillReader`], passing the
+    /// same `gzip`.
+    pub async fn trade_bill(
+        &self,
+        bill_date: NaiveDate,
+        gzip: bool,
+    ) -> Result<BillDownload, ClientError> {
+        let mut url = format!(
+            "/v3/bill/tradebill?bill_date={}&bill_type=ALL",
+            bill_date.format("%Y-%m-%d")
+        );
+        if gzip {
+            url.push_str("&tar_type=GZIP");
+        }
+        let response = self
+            .send_with_retries(Method::GET, &url, None, Trust::Known)
+            .await?;
+        json_of(response)
+    }
+
+    /// Downloads a bill into `sink`, chunk by chunk as it arrives (never the whole file in
+    /// memory), and returns the number of bytes written: the raw file, gzip-compressed if it
+    /// was asked for with `gzip`.
+    ///
+    /// A signed `GET` of `download_url`, absolute and possibly on another host than the API
+    /// base; the signed canonical URL is its path and query (`/v3/billdownload/file?token=…`),
+    /// exactly as sent (less the API base's path, for a URL under it: the sandbox's). WeChat does not sign the answer (wechatpay-v3.md §2), so it is not
+    /// verified: the file is checked against the verified `hash_value` instead
+    /// ([`BillDownload::verify_file`]). A 5xx or transport error before the first byte is
+    /// retried like a query; once bytes have reached `sink` nothing is retried (the sink holds
+    /// part of the file): start again with an empty sink. A non-2xx answer is `Api`, its code
+    /// read from the unsigned body if it has one (so it is only a hint). Neither the URL's
+    /// token nor the body is logged.
+    pub async fn download_bill<W: Write + ?Sized>(
+        &self,
+        bill: &BillDownload,
+        sink: &mut W,
+    ) -> Result<u64, ClientError> {
+        let url = Url::parse(&bill.download_url).map_err(|_| ClientError::DownloadUrl)?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(ClientError::DownloadUrl);
+        }
+        let canonical_url = self.download_canonical_url(&url);
+
+        let mut backoff = self.retry.initial_backoff;
+        let mut attempt = 1;
+        let mut response = loop {
+            match self.start_download(&url, &canonical_url).await {
+                Err(error) if error.is_retryable() && attempt < self.retry.max_attempts => {
+                    tracing::warn!(
+                        path = url.path(),
+                        attempt,
+                        error = %error,
+                        "WeChat Pay bill download unavailable, retrying"
+                    );
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(self.retry.max_backoff);
+                    attempt += 1;
+                }
+                other => break other?,
+            }
+        };
+
+        let mut written: u64 = 0;
+        while let Some(chunk) = response.chunk().await.map_err(ClientError::Transport)? {
+            sink.write_all(&chunk).map_err(ClientError::Sink)?;
+            written += chunk.len() as u64;
+        }
+        sink.flush().map_err(ClientError::Sink)?;
+        tracing::debug!(
+            path = url.path(),
+            bytes = written,
+            "WeChat Pay bill downloaded"
+        );
+        Ok(written)
+    }
+
+    /// The signed canonical URL of a download: its path and query as sent, less the API base's
+    /// own path when the URL lies under the API base. That is the rule of every other request
+    /// (the part after `api_base`), and what the sandbox checks (it mounts WeChat's paths under
+    /// `/sandbox/wechatpay`); with WeChat's `api_base`, which has no path, it is simply the
+    /// path and query.
+    fn download_canonical_url(&self, url: &Url) -> String {
+        let path_and_query = match url.query() {
+            Some(query) => format!("{}?{query}", url.path()),
+            None => url.path().to_owned(),
+        };
+        if let Ok(base) = Url::parse(&self.api_base) {
+            let prefix = base.path().trim_end_matches('/');
+            if !prefix.is_empty()
+                && base.origin() == url.origin()
+                && let Some(rest) = path_and_query.strip_prefix(prefix)
+                && rest.starts_with('/')
+            {
+                return rest.to_owned();
+            }
+        }
+        path_and_query
+    }
+
+    /// Sends the download request; a 2xx answer is returned unread, anything else is an error.
+    async fn start_download(
+        &self,
+        url: &Url,
+        canonical_url: &str,
+    ) -> Result<reqwest::Response, ClientError> {
+        let mut response = self
+            .signed_request(Method::GET, url.clone(), canonical_url, None)
+            .header(ACCEPT, HeaderValue::from_static("*/*"))
+            .send()
+            .await
+            .map_err(ClientError::Transport)?;
+        let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(response);
+        }
+        let mut body = Vec::new();
+        while body.len() < MAX_DOWNLOAD_ERROR_BODY {
+            match response.chunk().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                // An error answer cut short still says what its status says.
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let error: Option<ErrorBody> = serde_json::from_slice(&body).ok();
+        let (code, message) = error.map(|e| (e.code, e.message)).unwrap_or_default();
+        tracing::debug!(
+            path = url.path(),
+            status,
+            "WeChat Pay bill download refused"
+        );
+        Err(ClientError::Api {
+            status,
+            code,
+            message,
+        })
+    }
+
     /// `POST /v3/pay/transactions/out-trade-no/{out_trade_no}/close` with `{"mchid"}` → 204.
     /// Closing is re-entrant at WeChat, so it is retried like a query.
     pub async fn close(&self, out_trade_no: &str) -> Result<(), ClientError> {
@@ -362,32 +530,13 @@ impl Client {
         body: Option<Vec<u8>>,
         trust: Trust,
     ) -> Result<Verified, ClientError> {
-        let timestamp = (self.clock)();
-        let nonce = new_nonce();
-        let body_bytes = body.as_deref().unwrap_or_default();
-        let authorization = self.creds.authorization(
-            method.as_str(),
-            canonical_url,
-            timestamp,
-            &nonce,
-            body_bytes,
-        );
-        let platform_serial = self.platform_keys().current_serial().map(str::to_owned);
-
-        let mut request = self
-            .http
-            .request(method.clone(), format!("{}{canonical_url}", self.api_base))
-            .header(AUTHORIZATION, authorization)
+        let url = format!("{}{canonical_url}", self.api_base);
+        let response = self
+            .signed_request(method.clone(), url, canonical_url, body)
             .header(ACCEPT, "application/json")
-            .header(USER_AGENT, &self.user_agent);
-        if let Some(serial) = platform_serial {
-            request = request.header(HEADER_SERIAL, serial);
-        }
-        if let Some(body) = body {
-            request = request.header(CONTENT_TYPE, "application/json").body(body);
-        }
-
-        let response = request.send().await.map_err(ClientError::Transport)?;
+            .send()
+            .await
+            .map_err(ClientError::Transport)?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = response.bytes().await.map_err(ClientError::Transport)?;
@@ -423,6 +572,41 @@ impl Client {
                 message,
             })
         }
+    }
+
+    /// A request to `url`, signed over `canonical_url` (what `url` sends as path and query) and
+    /// the exact body bytes; a fresh nonce and timestamp each time.
+    fn signed_request(
+        &self,
+        method: Method,
+        url: impl reqwest::IntoUrl,
+        canonical_url: &str,
+        body: Option<Vec<u8>>,
+    ) -> RequestBuilder {
+        let timestamp = (self.clock)();
+        let nonce = new_nonce();
+        let body_bytes = body.as_deref().unwrap_or_default();
+        let authorization = self.creds.authorization(
+            method.as_str(),
+            canonical_url,
+            timestamp,
+            &nonce,
+            body_bytes,
+        );
+        let platform_serial = self.platform_keys().current_serial().map(str::to_owned);
+
+        let mut request = self
+            .http
+            .request(method, url)
+            .header(AUTHORIZATION, authorization)
+            .header(USER_AGENT, &self.user_agent);
+        if let Some(serial) = platform_serial {
+            request = request.header(HEADER_SERIAL, serial);
+        }
+        if let Some(body) = body {
+            request = request.header(CONTENT_TYPE, "application/json").body(body);
+        }
+        request
     }
 
     fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), ClientError> {

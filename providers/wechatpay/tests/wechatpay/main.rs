@@ -1,7 +1,9 @@
 //! Tests of the pure core: the published vectors (`vectors.rs`) and round trips and tamper cases
 //! with fixture keys (`round_trip.rs`), the JSAPI/H5/App wire types (`channels.rs`) and platform
-//! certificates (`certificates.rs`), refunds (`refunds.rs`), trade bills (`bills.rs`). One test binary, to link once.
+//! certificates (`certificates.rs`), refunds (`refunds.rs`), trade bills (`bills.rs`), and the bill
+//! client against a minimal HTTP server (`bill_client.rs`). One test binary, to link once.
 
+mod bill_client;
 mod bills;
 mod certificates;
 mod channels;
