@@ -43,6 +43,15 @@ enum Command {
     /// One pass of any lifecycle job, without the lease: active_query, expire, platform_keys,
     /// entitlement_expiry, refunds, events. Prints the pass as JSON.
     RunJob { job: String },
+    /// Reconcile one provider's bill of one Asia/Shanghai day (re-running a date replaces its
+    /// result), as `POST /v1/reconciliations` does. Prints the run and its summary as JSON.
+    Reconcile {
+        #[arg(long)]
+        provider: String,
+        /// YYYY-MM-DD (Asia/Shanghai).
+        #[arg(long)]
+        date: String,
+    },
     /// Refund AMOUNT (yuan, e.g. 50.00) of a paid order at its provider, as
     /// `POST /v1/orders/{order_no}/refunds` does. Prints the refund as JSON; a refund still
     /// `processing` is finished by the refund job of a running `serve`.
@@ -117,6 +126,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             amount,
             reason,
         } => refund(cli.config, &order_no, &amount, reason).await,
+        Command::Reconcile { provider, date } => reconcile(cli.config, &provider, &date).await,
         Command::CheckConfig => {
             let config = Config::load(cli.config.as_deref())?;
             if let Some(w) = &config.wechatpay {
@@ -173,9 +183,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Builds the gateway without serving (an unused loopback port) and runs one pass of `job`.
 async fn run_job(config_path: Option<PathBuf>, job: crate::jobs::Job) -> anyhow::Result<()> {
+    let app = one_shot(config_path).await?;
+    let report = app.jobs().run_once(job).await?;
+    println!("{report}");
+    Ok(())
+}
+
+/// Builds the gateway without serving or scheduling (an unused loopback port), for the
+/// one-shot commands.
+async fn one_shot(config_path: Option<PathBuf>) -> anyhow::Result<Application> {
     let config = Config::load(config_path.as_deref())?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let app = Application::build(
+    Application::build(
         config,
         listener,
         Options {
@@ -183,9 +202,19 @@ async fn run_job(config_path: Option<PathBuf>, job: crate::jobs::Job) -> anyhow:
             ..Options::default()
         },
     )
-    .await?;
-    let report = app.jobs().run_once(job).await?;
-    println!("{report}");
+    .await
+}
+
+async fn reconcile(config_path: Option<PathBuf>, provider: &str, date: &str) -> anyhow::Result<()> {
+    let provider = crate::domain::ProviderId::parse(provider)
+        .with_context(|| format!("{provider:?} is not wechatpay or alipay"))?;
+    let date = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
+        .with_context(|| format!("{date:?} is not a date YYYY-MM-DD"))?;
+    let app = one_shot(config_path).await?;
+    let run = crate::reconcile::run(app.state(), provider, date)
+        .await
+        .context("reconciliation failed")?;
+    println!("{}", crate::api::reconciliations::run_json(&run));
     Ok(())
 }
 
@@ -206,17 +235,7 @@ async fn refund(
     {
         anyhow::bail!("--reason must be 1 to 80 printable characters");
     }
-    let config = Config::load(config_path.as_deref())?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let app = Application::build(
-        config,
-        listener,
-        Options {
-            scheduler: false,
-            ..Options::default()
-        },
-    )
-    .await?;
+    let app = one_shot(config_path).await?;
     let refund = crate::refunds::start(app.state(), &no, amount, reason, None, |_| String::new())
         .await
         .context("refund refused")?;

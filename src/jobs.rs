@@ -7,6 +7,7 @@
 //! | `platform_keys` | every 6 hours (and at start) | [`refresh_platform_keys`] |
 //! | `entitlement_expiry` | hourly | [`expire_entitlements`] |
 //! | `refunds` | every minute | [`crate::refunds::query_due`] |
+//! | `reconciliation` | 10:30 Asia/Shanghai, then hourly until 18:30 while a bill is not ready | [`reconcile_yesterday`] |
 //! | `events` | every second, when `[events] url` is set | [`crate::push::push_due`] |
 //!
 //! Each pass is a plain async function over [`AppState`], so the CLI (`paygate sync-pending`)
@@ -51,17 +52,19 @@ pub enum Job {
     PlatformKeys,
     EntitlementExpiry,
     Refunds,
+    Reconciliation,
     /// The event push: not on the cron schedule but a loop, every event claimed on its own.
     Events,
 }
 
 impl Job {
-    pub const ALL: [Job; 6] = [
+    pub const ALL: [Job; 7] = [
         Job::ActiveQuery,
         Job::Expire,
         Job::PlatformKeys,
         Job::EntitlementExpiry,
         Job::Refunds,
+        Job::Reconciliation,
         Job::Events,
     ];
 
@@ -72,11 +75,12 @@ impl Job {
             Job::PlatformKeys => "platform_keys",
             Job::EntitlementExpiry => "entitlement_expiry",
             Job::Refunds => "refunds",
+            Job::Reconciliation => "reconciliation",
             Job::Events => "events",
         }
     }
 
-    /// The cron schedule (seconds first), in UTC; `None` for the push loop.
+    /// The cron schedule (seconds first), in [`Job::timezone`]; `None` for the push loop.
     fn schedule(self) -> Option<&'static str> {
         match self {
             Job::ActiveQuery => Some("0 * * * * *"),
@@ -84,6 +88,10 @@ impl Job {
             Job::PlatformKeys => Some("0 0 */6 * * *"),
             Job::EntitlementExpiry => Some("0 5 * * * *"),
             Job::Refunds => Some("15 * * * * *"),
+            // Bills are ready after about 10:00 the next day (wechatpay-v3.md §6); a run that
+            // finds yesterday reconciled does nothing, one that finds no bill yet tries again
+            // the next hour, and the 18:30 run reports a bill still missing.
+            Job::Reconciliation => Some("0 30 10-18 * * *"),
             Job::Events => None,
         }
     }
@@ -95,7 +103,16 @@ impl Job {
                 chrono::Duration::minutes(1)
             }
             Job::PlatformKeys => chrono::Duration::hours(6),
-            Job::EntitlementExpiry => chrono::Duration::hours(1),
+            Job::EntitlementExpiry | Job::Reconciliation => chrono::Duration::hours(1),
+        }
+    }
+
+    /// Where the schedule is read: the reconciliation's hours are Beijing hours whatever the
+    /// server's clock says; the rest are minute or hour grids, the same everywhere.
+    fn timezone(self) -> chrono_tz::Tz {
+        match self {
+            Job::Reconciliation => chrono_tz::Asia::Shanghai,
+            _ => chrono_tz::UTC,
         }
     }
 
@@ -292,6 +309,70 @@ async fn expire_one(
     }
 }
 
+/// The reconciliation job's pass over every configured provider, for yesterday (Beijing).
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ReconcilePass {
+    pub date: String,
+    /// Providers reconciled by this pass.
+    pub completed: Vec<String>,
+    /// Providers whose bill for the date was already reconciled.
+    pub already: Vec<String>,
+    /// Providers without a bill yet (tried again next hour).
+    pub not_ready: Vec<String>,
+    /// Providers whose run failed, with the reason.
+    pub failed: Vec<(String, String)>,
+}
+
+/// The last hour (Beijing) at which a missing bill is tried; after it, it is reported.
+const LAST_BILL_HOUR: u32 = 18;
+
+/// Reconciles yesterday (Asia/Shanghai) for every configured provider not yet reconciled for
+/// that date. A bill not ready is left for the next hour until 18:00, then reported as an
+/// error (log, `/metrics`) so finance knows the day is open.
+pub async fn reconcile_yesterday(state: &AppState) -> anyhow::Result<ReconcilePass> {
+    use chrono::Timelike;
+    let now = state.clock.now().with_timezone(&crate::clock::beijing());
+    let date = now.date_naive() - chrono::Duration::days(1);
+    let mut pass = ReconcilePass {
+        date: date.to_string(),
+        ..ReconcilePass::default()
+    };
+    for id in [ProviderId::Wechatpay, ProviderId::Alipay] {
+        if state.providers.get(id).is_none() {
+            continue;
+        }
+        let done =
+            crate::store::reconciliations::of_date(state.db.reader(), id.as_str(), &pass.date)
+                .await?
+                .is_some_and(|r| r.status == "completed");
+        if done {
+            pass.already.push(id.as_str().into());
+            continue;
+        }
+        match crate::reconcile::run(state, id, date).await {
+            Ok(_) => pass.completed.push(id.as_str().into()),
+            Err(crate::reconcile::ReconcileError::Bill(
+                crate::reconcile::bill::BillError::NotReady,
+            )) => {
+                if now.hour() >= LAST_BILL_HOUR {
+                    tracing::error!(provider = %id, %date, "no bill from the provider by 18:00; the day stays unreconciled");
+                    telemetry::job_orders(Job::Reconciliation.name(), "bill_missing", 1);
+                } else {
+                    tracing::info!(provider = %id, %date, "bill not ready yet; trying again next hour");
+                }
+                pass.not_ready.push(id.as_str().into());
+            }
+            Err(e) => {
+                let reason = crate::error::chain(&e);
+                tracing::error!(provider = %id, %date, error = %reason, "reconciliation failed");
+                telemetry::job_orders(Job::Reconciliation.name(), "failed", 1);
+                pass.failed.push((id.as_str().into(), reason));
+            }
+        }
+    }
+    Ok(pass)
+}
+
 /// Certificate mode: fetch the platform certificates of every provider that uses them.
 pub async fn refresh_platform_keys(state: &AppState) -> anyhow::Result<u64> {
     let mut keys = 0;
@@ -364,6 +445,7 @@ impl Runner {
                 serde_json::json!({"expired": expire_entitlements(state).await?})
             }
             Job::Refunds => serde_json::to_value(crate::refunds::query_due(state).await?)?,
+            Job::Reconciliation => serde_json::to_value(reconcile_yesterday(state).await?)?,
             Job::Events => serde_json::to_value(crate::push::push_due(state).await?)?,
         })
     }
@@ -418,10 +500,14 @@ impl Runner {
             };
             let runner = self.clone();
             scheduler
-                .add(CronJob::new_async(schedule, move |_, _| {
-                    let runner = runner.clone();
-                    Box::pin(async move { runner.log_run(job).await })
-                })?)
+                .add(CronJob::new_async_tz(
+                    schedule,
+                    job.timezone(),
+                    move |_, _| {
+                        let runner = runner.clone();
+                        Box::pin(async move { runner.log_run(job).await })
+                    },
+                )?)
                 .await?;
         }
         scheduler.start().await?;

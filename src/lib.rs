@@ -16,6 +16,7 @@ pub mod keygen;
 pub mod lifecycle;
 pub mod providers;
 pub mod push;
+pub mod reconcile;
 pub mod refunds;
 pub mod settle;
 pub mod store;

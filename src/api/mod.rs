@@ -8,6 +8,7 @@ pub mod idempotent;
 pub mod openapi;
 pub mod orders;
 pub mod plans;
+pub mod reconciliations;
 pub mod refunds;
 pub mod webhooks;
 
@@ -36,6 +37,15 @@ pub fn router(state: AppState) -> Router {
             post(entitlements::access),
         )
         .route("/v1/events", get(events::list))
+        .route(
+            "/v1/reconciliations",
+            post(reconciliations::create).get(reconciliations::list),
+        )
+        .route("/v1/reconciliations/{id}", get(reconciliations::get))
+        .route(
+            "/v1/reconciliations/{id}/discrepancies.csv",
+            get(reconciliations::discrepancies_csv),
+        )
         .route("/webhooks/{provider}", post(webhooks::receive))
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))

@@ -206,6 +206,41 @@ struct EventEntry {
 }
 
 #[derive(ToSchema)]
+#[schema(as = RunReconciliation)]
+/// `POST /v1/reconciliations`.
+struct RunReconciliation {
+    /// `wechatpay` or `alipay`.
+    provider: String,
+    /// The Asia/Shanghai day, `YYYY-MM-DD`.
+    date: String,
+}
+
+#[derive(ToSchema)]
+/// One reconciliation run: a provider's bill of one day against paygate's records.
+struct Reconciliation {
+    /// `rec_…`; a re-run of the date replaces the run (and its id).
+    reconciliation_id: String,
+    provider: String,
+    date: String,
+    /// `completed` or `failed`.
+    status: String,
+    failure: Option<String>,
+    /// `bill_rows`, `bill_totals` (counts and amounts of the bill's payments and refunds),
+    /// `local_payments` / `local_refunds` (paygate's of that day), `payments` / `refunds`:
+    /// count and amount (fen) per class (`matched`, `missing_local`, `missing_remote`,
+    /// `amount_mismatch`, `status_mismatch`), and `healed`.
+    summary: Value,
+    started_at: String,
+    finished_at: String,
+}
+
+#[derive(ToSchema)]
+struct Reconciliations {
+    /// Newest date first.
+    reconciliations: Vec<Reconciliation>,
+}
+
+#[derive(ToSchema)]
 struct Status {
     status: String,
 }
@@ -259,6 +294,35 @@ fn create_refund() {}
     responses((status = 200, body = Refund), (status = 404, body = ErrorEnvelope)),
     security(("api_key" = [])))]
 fn get_refund() {}
+
+#[utoipa::path(post, path = "/v1/reconciliations", tag = "reconciliations",
+    request_body = RunReconciliation,
+    responses((status = 201, body = Reconciliation, description = "run now; replaces the date's previous run"),
+        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
+        (status = 409, body = ErrorEnvelope, description = "bill_not_ready: the provider has no bill for the date yet"),
+        (status = 422, body = ErrorEnvelope, description = "bill_invalid (hash, totals, encoding, truncation; nothing applied), unknown_provider, provider_disabled"),
+        (status = 502, body = ErrorEnvelope, description = "provider_unavailable")),
+    security(("api_key" = [])))]
+fn run_reconciliation() {}
+
+#[utoipa::path(get, path = "/v1/reconciliations", tag = "reconciliations",
+    params(("provider" = Option<String>, Query), ("from" = Option<String>, Query, description = "YYYY-MM-DD"),
+        ("to" = Option<String>, Query, description = "YYYY-MM-DD")),
+    responses((status = 200, body = Reconciliations)), security(("api_key" = [])))]
+fn list_reconciliations() {}
+
+#[utoipa::path(get, path = "/v1/reconciliations/{id}", tag = "reconciliations",
+    params(("id" = String, Path)),
+    responses((status = 200, body = Reconciliation), (status = 404, body = ErrorEnvelope)),
+    security(("api_key" = [])))]
+fn get_reconciliation() {}
+
+#[utoipa::path(get, path = "/v1/reconciliations/{id}/discrepancies.csv", tag = "reconciliations",
+    params(("id" = String, Path)),
+    responses((status = 200, content_type = "text/csv", description = "UTF-8 with BOM: class, kind, order_no, provider_transaction_id, refund_no, bill_amount, local_amount, bill_status, local_status, healed, note"),
+        (status = 404, body = ErrorEnvelope)),
+    security(("api_key" = [])))]
+fn reconciliation_csv() {}
 
 #[utoipa::path(get, path = "/v1/employers/{employer_id}/entitlements", tag = "entitlements",
     params(("employer_id" = String, Path)),
@@ -325,9 +389,11 @@ impl Modify for BearerKey {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "paygate", description = "Payments and order gateway of 职前通"),
-    paths(plans, create_order, get_order, cancel_order, create_refund, get_refund, entitlements, resume_access, events,
+    paths(plans, create_order, get_order, cancel_order, create_refund, get_refund,
+        run_reconciliation, list_reconciliations, get_reconciliation, reconciliation_csv, entitlements, resume_access, events,
         wechatpay_webhook, alipay_webhook, healthz, readyz, metrics),
-    components(schemas(CreateOrder, Order, PaymentRecord, CreateRefund, Refund, ErrorEnvelope, ErrorBody, OrderPaid,
+    components(schemas(CreateOrder, Order, PaymentRecord, CreateRefund, Refund, RunReconciliation,
+        Reconciliation, Reconciliations, ErrorEnvelope, ErrorBody, OrderPaid,
         Plans, PlanEntry, GrantEntry, Entitlements, EntitlementEntry, ResumeAccess, AccessGranted,
         Events, EventEntry, Status)),
     modifiers(&BearerKey)

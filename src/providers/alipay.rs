@@ -17,6 +17,7 @@ use super::{
 };
 use crate::config::{AlipayConfig, Config};
 use crate::domain::{Channel, Currency, Fen, OrderNo, ProviderId};
+use crate::reconcile::bill::{self as bill, BillEntry, BillError, BillTotals, EntryKind};
 use crate::refunds::{RefundFailure, RefundOutcome, RefundReport};
 use crate::settle::PaidTrade;
 
@@ -287,6 +288,69 @@ impl PaymentProvider for Alipay {
             Err(e) if is_trade_not_exist(&e) => Ok(RefundState::NotFound),
             Err(e) => Err(provider_error(e)),
         }
+    }
+
+    async fn download_bill(
+        &self,
+        date: chrono::NaiveDate,
+        file: &mut std::fs::File,
+    ) -> Result<(), BillError> {
+        use std::io::Seek;
+        let classify = |e: ClientError| {
+            if e.api().is_some_and(|api| api.is_bill_not_exist()) {
+                BillError::NotReady
+            } else if e.is_unavailable() {
+                BillError::Unavailable(e.into())
+            } else {
+                BillError::Invalid(e.into())
+            }
+        };
+        let url = self
+            .client
+            .bill_download_url(date)
+            .await
+            .map_err(classify)?;
+        // The URL lives 30 seconds: download at once.
+        self.client
+            .download_bill(url.as_str(), file)
+            .await
+            .map_err(classify)?;
+        file.rewind()?;
+        Ok(())
+    }
+
+    fn read_bill(
+        &self,
+        file: std::fs::File,
+        each: &mut dyn FnMut(BillEntry) -> bool,
+    ) -> Result<BillTotals, BillError> {
+        let mut zip = paygate_alipay::bill::TradeBillReader::open(std::io::BufReader::new(file))
+            .map_err(bill::invalid)?;
+        let mut rows = zip.rows().map_err(bill::invalid)?;
+        let mut totals = BillTotals::NONE;
+        for row in rows.by_ref() {
+            let row = row.map_err(bill::invalid)?;
+            let entry = BillEntry {
+                kind: match row.kind {
+                    paygate_alipay::bill::BillRowKind::Payment => EntryKind::Payment,
+                    paygate_alipay::bill::BillRowKind::Refund => EntryKind::Refund,
+                },
+                order_no: row.out_trade_no,
+                provider_txn_id: row.trade_no,
+                refund_no: row.out_request_no,
+                amount: Fen::new(row.amount_fen).map_err(bill::invalid)?,
+                // The trade bill lists only what completed that day: it has no status column.
+                status: bill::SUCCESS.to_owned(),
+                at: row.trade_time,
+            };
+            bill::tally(&mut totals, &entry)?;
+            if !each(entry) {
+                return Err(BillError::Invalid(anyhow!("reading the bill was stopped")));
+            }
+        }
+        rows.totals()
+            .ok_or_else(|| BillError::Invalid(anyhow!("the bill ended without its totals")))?;
+        Ok(totals)
     }
 
     async fn verify_callback(

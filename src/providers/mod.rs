@@ -11,6 +11,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 
 use crate::domain::{Channel, Fen, OrderNo, ProviderId};
+use crate::reconcile::bill::{BillEntry, BillError, BillTotals};
 use crate::refunds::{RefundFailure, RefundReport};
 use crate::settle::PaidTrade;
 
@@ -138,6 +139,21 @@ pub trait PaymentProvider: Send + Sync {
         order_no: &OrderNo,
         refund_no: &str,
     ) -> Result<RefundState, ProviderError>;
+    /// Downloads the trade bill of `date` (an Asia/Shanghai day) into `file` and checks what
+    /// can be checked before reading (WeChat's SHA-1). `NotReady` when the provider has none yet.
+    async fn download_bill(
+        &self,
+        date: chrono::NaiveDate,
+        file: &mut std::fs::File,
+    ) -> Result<(), BillError>;
+    /// Reads a downloaded bill row by row into `each` (false stops), dropping payer columns;
+    /// answers the totals of the entries read once the file's own totals checked out.
+    /// Blocking: run it on a blocking thread.
+    fn read_bill(
+        &self,
+        file: std::fs::File,
+        each: &mut dyn FnMut(BillEntry) -> bool,
+    ) -> Result<BillTotals, BillError>;
     /// Verifies a callback over its raw bytes and returns only what the gateway keeps.
     async fn verify_callback(
         &self,
@@ -227,6 +243,36 @@ impl PaymentProvider for Measured {
     ) -> Result<RefundState, ProviderError> {
         self.timed("refund_query", self.inner.refund_query(order_no, refund_no))
             .await
+    }
+
+    async fn download_bill(
+        &self,
+        date: chrono::NaiveDate,
+        file: &mut std::fs::File,
+    ) -> Result<(), BillError> {
+        let started = std::time::Instant::now();
+        let result = self.inner.download_bill(date, file).await;
+        let outcome = match &result {
+            Ok(()) => "ok",
+            Err(BillError::NotReady) => "not_ready",
+            Err(BillError::Unavailable(_)) => "unavailable",
+            Err(_) => "rejected",
+        };
+        crate::telemetry::provider_call(
+            self.inner.id().as_str(),
+            "bill",
+            outcome,
+            started.elapsed(),
+        );
+        result
+    }
+
+    fn read_bill(
+        &self,
+        file: std::fs::File,
+        each: &mut dyn FnMut(BillEntry) -> bool,
+    ) -> Result<BillTotals, BillError> {
+        self.inner.read_bill(file, each)
     }
 
     async fn verify_callback(

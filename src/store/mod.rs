@@ -9,6 +9,7 @@ pub mod events;
 pub mod idempotency;
 pub mod jobs;
 pub mod orders;
+pub mod reconciliations;
 pub mod refunds;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};

@@ -1,0 +1,242 @@
+//! Finance's reconciliation surface (scope `finance`): run one, list them, read one, and its
+//! discrepancies as a CSV that Excel opens.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use chrono::NaiveDate;
+use serde::Deserialize;
+
+use super::auth::{Caller, Scope};
+use crate::app::AppState;
+use crate::clock::rfc3339_beijing_millis;
+use crate::domain::ProviderId;
+use crate::error::ApiError;
+use crate::reconcile::bill::BillError;
+use crate::reconcile::{self, ReconcileError};
+use crate::store::reconciliations::{self as store, Discrepancy, RunRow};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunRequest {
+    provider: String,
+    date: String,
+}
+
+fn provider(text: &str) -> Result<ProviderId, ApiError> {
+    ProviderId::parse(text).ok_or_else(|| {
+        ApiError::Unprocessable(
+            "unknown_provider",
+            "provider must be wechatpay or alipay".into(),
+        )
+    })
+}
+
+fn date(text: &str, field: &str) -> Result<NaiveDate, ApiError> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| ApiError::bad_request("invalid_date", format!("{field} must be YYYY-MM-DD")))
+}
+
+/// A run as the API shows it.
+pub fn run_json(run: &RunRow) -> serde_json::Value {
+    let summary: serde_json::Value =
+        serde_json::from_str(&run.summary_json).unwrap_or(serde_json::Value::Null);
+    serde_json::json!({
+        "reconciliation_id": run.reconciliation_id,
+        "provider": run.provider,
+        "date": run.bill_date,
+        "status": run.status,
+        "failure": run.failure,
+        "summary": summary,
+        "started_at": rfc3339_beijing_millis(run.started_at),
+        "finished_at": rfc3339_beijing_millis(run.finished_at),
+    })
+}
+
+pub fn reconcile_error(e: ReconcileError) -> ApiError {
+    match e {
+        ReconcileError::ProviderDisabled(id) => {
+            ApiError::Unprocessable("provider_disabled", format!("{id} is not configured"))
+        }
+        ReconcileError::Bill(BillError::NotReady) => ApiError::Conflict(
+            "bill_not_ready",
+            "the provider has no bill for this date yet; try again later".into(),
+        ),
+        ReconcileError::Bill(BillError::Unavailable(e)) => ApiError::ProviderUnavailable(e),
+        ReconcileError::Bill(BillError::Invalid(e)) => {
+            ApiError::Unprocessable("bill_invalid", format!("the bill was refused: {e:#}"))
+        }
+        ReconcileError::Bill(BillError::Io(e)) => ApiError::Internal(e.into()),
+        ReconcileError::Db(e) => ApiError::Database(e),
+    }
+}
+
+/// `POST /v1/reconciliations`: runs (or re-runs) one date now and answers its summary.
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Finance)?;
+    let req: RunRequest = super::json_body(&body)?;
+    let provider = provider(&req.provider)?;
+    let date = date(&req.date, "date")?;
+    let run = reconcile::run(&state, provider, date)
+        .await
+        .map_err(reconcile_error)?;
+    Ok((StatusCode::CREATED, Json(run_json(&run))).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    provider: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(Scope::Finance)?;
+    let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let provider = q.provider.as_deref().map(provider).transpose()?;
+    let from = q.from.as_deref().map(|d| date(d, "from")).transpose()?;
+    let to = q.to.as_deref().map(|d| date(d, "to")).transpose()?;
+    let runs = store::list(
+        state.db.reader(),
+        provider.map(|p| p.as_str()),
+        &from
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| "0000-01-01".into()),
+        &to.map(|d| d.to_string())
+            .unwrap_or_else(|| "9999-12-31".into()),
+        366,
+    )
+    .await?;
+    Ok(Json(serde_json::json!({
+        "reconciliations": runs.iter().map(run_json).collect::<Vec<_>>()
+    })))
+}
+
+async fn load(state: &AppState, id: &str) -> Result<RunRow, ApiError> {
+    store::get(state.db.reader(), id).await?.ok_or_else(|| {
+        ApiError::NotFound("reconciliation_not_found", "no such reconciliation".into())
+    })
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(Scope::Finance)?;
+    Ok(Json(run_json(&load(&state, &id).await?)))
+}
+
+const CSV_HEADER: &str = "class,kind,order_no,provider_transaction_id,refund_no,bill_amount,local_amount,bill_status,local_status,healed,note\r\n";
+
+/// One CSV cell: quoted when it must be, and never read as a formula by a spreadsheet.
+fn cell(text: &str) -> String {
+    let guarded = if text.starts_with(['=', '+', '-', '@']) {
+        format!("'{text}")
+    } else {
+        text.to_owned()
+    };
+    if guarded.contains([',', '"', '\r', '\n']) {
+        format!("\"{}\"", guarded.replace('"', "\"\""))
+    } else {
+        guarded
+    }
+}
+
+fn yuan(fen: Option<i64>) -> String {
+    fen.and_then(|f| crate::domain::Fen::new(f).ok())
+        .map(|f| f.to_string())
+        .unwrap_or_default()
+}
+
+fn csv_line(d: &Discrepancy) -> String {
+    let fields = [
+        d.class.to_owned(),
+        d.kind.to_owned(),
+        d.order_no.clone(),
+        d.provider_txn_id.clone().unwrap_or_default(),
+        d.refund_no.clone().unwrap_or_default(),
+        yuan(d.bill_amount_fen),
+        yuan(d.local_amount_fen),
+        d.bill_status.clone().unwrap_or_default(),
+        d.local_status.clone().unwrap_or_default(),
+        if d.healed { "yes" } else { "no" }.to_owned(),
+        d.note.clone().unwrap_or_default(),
+    ];
+    let mut line = fields.iter().map(|f| cell(f)).collect::<Vec<_>>().join(",");
+    line.push_str("\r\n");
+    line
+}
+
+/// `GET /v1/reconciliations/{id}/discrepancies.csv`: UTF-8 with a BOM so Excel reads it as
+/// such, one row per discrepancy, streamed page by page; no payer data exists to put in it.
+pub async fn discrepancies_csv(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Finance)?;
+    let run = load(&state, &id).await?;
+    let head = futures_util::stream::once(async {
+        Ok::<Bytes, sqlx::Error>(Bytes::from(format!("\u{feff}{CSV_HEADER}")))
+    });
+    let pages = futures_util::stream::try_unfold(
+        (state, run.reconciliation_id, 0i64, false),
+        |(state, id, after, done)| async move {
+            if done {
+                return Ok(None);
+            }
+            let page = store::discrepancies(state.db.reader(), &id, after, 1000).await?;
+            let last = page.last().map(|(seq, _)| *seq);
+            let text: String = page.iter().map(|(_, d)| csv_line(d)).collect();
+            Ok(Some((
+                Bytes::from(text),
+                (
+                    state,
+                    id,
+                    last.unwrap_or(after),
+                    last.is_none() || page.len() < 1000,
+                ),
+            )))
+        },
+    );
+    use futures_util::StreamExt;
+    let body = Body::from_stream(head.chain(pages));
+    let filename = format!("reconciliation-{}-{}.csv", run.provider, run.bill_date);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{filename}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_are_quoted_and_never_formulas() {
+        assert_eq!(cell("plain"), "plain");
+        assert_eq!(cell("a,b"), "\"a,b\"");
+        assert_eq!(cell("say \"x\""), "\"say \"\"x\"\"\"");
+        assert_eq!(cell("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(cell("-1"), "'-1");
+    }
+}

@@ -1,0 +1,618 @@
+//! Daily reconciliation (design.md §10): one provider's trade bill of one Asia/Shanghai day
+//! against paygate's payments and refunds of that day.
+//!
+//! The bill is downloaded to a temporary file, read row by row on a blocking thread (the
+//! provider crates' parsers check hashes and the file's own totals and drop payer columns) and
+//! staged in `reconciliation_bill_row` in batches, so memory stays flat in the bill's size.
+//! The classes are then set-based queries that return only the discrepancies:
+//!
+//! | class | payment | refund |
+//! |---|---|---|
+//! | `matched` | bill row = local payment (transaction id, amount, `SUCCESS`) | bill row = local refund (number, amount, succeeded) |
+//! | `missing_local` | in the bill, not here: **healed** when paygate has the order pending or closed and a query confirms it (settled with `source = reconciliation`) | in the bill, not here: **recorded** through the refund path |
+//! | `missing_remote` | paid here that day, not in the bill | refunded here that day, not in the bill |
+//! | `amount_mismatch` | same transaction, other amount | same refund, other amount |
+//! | `status_mismatch` | the bill says it did not happen | one side succeeded, the other not |
+//!
+//! A bill row for an order number paygate never issued is a discrepancy, never a new order.
+//! The run's discrepancies are written under its id as they are found; the run row itself is
+//! written last, in one transaction with the removal of the date's previous run, so a re-run
+//! replaces the date's result atomically and `reconciliation.completed` goes out with it.
+
+pub mod bill;
+
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::app::AppState;
+use crate::clock::{beijing, to_millis};
+use crate::domain::{Fen, OrderNo, ProviderId};
+use crate::providers::TradeStatus;
+use crate::refunds::{RefundOutcome, RefundReport, RefundSettled};
+use crate::settle::{Settled, Source};
+use crate::store::reconciliations::{self as store, Discrepancy, RunRow};
+use crate::store::{events, orders};
+use bill::{BillEntry, BillError, BillTotals};
+
+/// Bill rows staged per transaction.
+const STAGE_BATCH: usize = 2_000;
+/// Discrepancy rows read per query.
+const PAGE: i64 = 1_000;
+
+pub const CLASSES: [&str; 5] = [
+    "matched",
+    "missing_local",
+    "missing_remote",
+    "amount_mismatch",
+    "status_mismatch",
+];
+
+/// The stored name of a discrepancy class.
+pub fn class_name(text: &str) -> Option<&'static str> {
+    CLASSES[1..].iter().copied().find(|c| *c == text)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("{0} is not configured")]
+    ProviderDisabled(ProviderId),
+    #[error(transparent)]
+    Bill(#[from] BillError),
+    #[error("database error")]
+    Db(#[from] sqlx::Error),
+}
+
+/// Count and amount of one class (or of one side's totals).
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct Tally {
+    pub count: u64,
+    pub amount_fen: i64,
+}
+
+impl Tally {
+    fn add(&mut self, fen: i64) {
+        self.count += 1;
+        self.amount_fen += fen;
+    }
+}
+
+/// What a run found, per kind and class, with both sides' totals.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub bill_rows: u64,
+    pub bill_totals: Option<BillTotals>,
+    pub local_payments: Tally,
+    pub local_refunds: Tally,
+    pub payments: std::collections::BTreeMap<&'static str, Tally>,
+    pub refunds: std::collections::BTreeMap<&'static str, Tally>,
+    pub healed: u64,
+}
+
+/// The Asia/Shanghai day `date` as [start, end) in epoch milliseconds.
+pub fn day_bounds(date: NaiveDate) -> (i64, i64) {
+    let start = beijing()
+        .from_local_datetime(&date.and_hms_opt(0, 0, 0).unwrap_or_default())
+        .single()
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let start = to_millis(start);
+    (start, start + 86_400_000)
+}
+
+/// Reconciles `provider`'s bill of `date`: downloads, checks, classifies, heals, stores and
+/// announces the run. A bill that cannot be had or fails its checks applies nothing.
+pub async fn run(
+    state: &AppState,
+    provider_id: ProviderId,
+    date: NaiveDate,
+) -> Result<RunRow, ReconcileError> {
+    let provider = state
+        .providers
+        .get(provider_id)
+        .cloned()
+        .ok_or(ReconcileError::ProviderDisabled(provider_id))?;
+    let started = state.clock.now();
+    let reconciliation_id = crate::domain::ids::prefixed_id("rec");
+    let mut file = tempfile::tempfile().map_err(BillError::Io)?;
+    provider.download_bill(date, &mut file).await?;
+    let staged = stage(state, &reconciliation_id, provider.clone(), file).await;
+    let result = match staged {
+        Ok((rows, totals)) => {
+            classify(
+                state,
+                provider.as_ref(),
+                &reconciliation_id,
+                date,
+                rows,
+                totals,
+            )
+            .await
+        }
+        Err(e) => Err(e),
+    };
+    // The staged rows go whatever happened.
+    if let Err(e) = store::drop_staged(state.db.pool(), &reconciliation_id).await {
+        tracing::warn!(error = %e, "dropping staged bill rows failed");
+    }
+    let summary = result?;
+
+    let finished = state.clock.now();
+    let run = RunRow {
+        reconciliation_id: reconciliation_id.clone(),
+        provider: provider_id.as_str().to_owned(),
+        bill_date: date.to_string(),
+        status: "completed".to_owned(),
+        failure: None,
+        summary_json: serde_json::to_string(&summary).map_err(|e| sqlx::Error::Encode(e.into()))?,
+        started_at: to_millis(started),
+        finished_at: to_millis(finished),
+    };
+    let mut tx = state.db.begin_write().await?;
+    store::replace(&mut tx, &run).await?;
+    let data = serde_json::json!({
+        "reconciliation_id": reconciliation_id,
+        "provider": provider_id,
+        "date": date.to_string(),
+        "summary": summary,
+    });
+    events::append(
+        &mut tx,
+        "reconciliation.completed",
+        None,
+        &data,
+        to_millis(finished),
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(provider = %provider_id, date = %date, reconciliation_id, rows = summary.bill_rows, healed = summary.healed, "reconciliation completed");
+    Ok(run)
+}
+
+/// Reads the bill on a blocking thread and stages its rows in batches; answers how many and
+/// the totals of what was read, once the bill's own checks passed. A bill that fails them
+/// stages nothing that survives: the caller drops the staged rows.
+async fn stage(
+    state: &AppState,
+    run_key: &str,
+    provider: std::sync::Arc<dyn crate::providers::PaymentProvider>,
+    file: std::fs::File,
+) -> Result<(u64, Option<BillTotals>), ReconcileError> {
+    let (sender, mut batches) = tokio::sync::mpsc::channel::<Vec<BillEntry>>(4);
+    let reading = tokio::task::spawn_blocking(move || {
+        let mut batch = Vec::with_capacity(STAGE_BATCH);
+        let totals = provider.read_bill(file, &mut |entry| {
+            batch.push(entry);
+            if batch.len() < STAGE_BATCH {
+                return true;
+            }
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(STAGE_BATCH));
+            sender.blocking_send(full).is_ok()
+        })?;
+        if !batch.is_empty() {
+            // The receiver only goes away when staging failed; that error is reported instead.
+            let _ = sender.blocking_send(batch);
+        }
+        Ok::<BillTotals, BillError>(totals)
+    });
+    let mut rows = 0u64;
+    let mut staging: Result<(), ReconcileError> = Ok(());
+    while let Some(batch) = batches.recv().await {
+        if staging.is_err() {
+            continue;
+        }
+        let written = async {
+            let mut tx = state.db.begin_write().await?;
+            store::stage(&mut tx, run_key, rows as i64, &batch).await?;
+            tx.commit().await
+        }
+        .await;
+        match written {
+            Ok(()) => rows += batch.len() as u64,
+            Err(e) => staging = Err(e.into()),
+        }
+    }
+    let totals = reading
+        .await
+        .map_err(|e| BillError::Invalid(anyhow::anyhow!("the bill reader stopped: {e}")))??;
+    staging?;
+    Ok((rows, Some(totals)))
+}
+
+struct Recorder<'a> {
+    state: &'a AppState,
+    id: &'a str,
+    seq: i64,
+    summary: Summary,
+}
+
+impl Recorder<'_> {
+    async fn record(&mut self, d: Discrepancy, fen: i64) -> Result<(), sqlx::Error> {
+        self.seq += 1;
+        store::insert_discrepancy(self.state.db.pool(), self.id, self.seq, &d).await?;
+        let by_kind = if d.kind == "refund" {
+            &mut self.summary.refunds
+        } else {
+            &mut self.summary.payments
+        };
+        by_kind.entry(d.class).or_default().add(fen);
+        if d.healed {
+            self.summary.healed += 1;
+        }
+        Ok(())
+    }
+}
+
+fn opt_text(r: &sqlx::any::AnyRow, column: &str) -> Result<Option<String>, sqlx::Error> {
+    r.try_get(column)
+}
+
+async fn classify(
+    state: &AppState,
+    provider: &dyn crate::providers::PaymentProvider,
+    id: &str,
+    date: NaiveDate,
+    rows: u64,
+    totals: Option<BillTotals>,
+) -> Result<Summary, ReconcileError> {
+    let (day_start, day_end) = day_bounds(date);
+    let pid = provider.id().as_str();
+    let reader = state.db.reader();
+    let mut rec = Recorder {
+        state,
+        id,
+        seq: 0,
+        summary: Summary {
+            bill_rows: rows,
+            bill_totals: totals,
+            ..Summary::default()
+        },
+    };
+
+    // Bill payments that are not matched by a local payment.
+    let mut after = -1i64;
+    let mut bill_payments_off = Tally::default();
+    loop {
+        let page = sqlx::query(
+            "SELECT b.seq, b.order_no, b.provider_txn_id, b.amount_fen, b.status, b.occurred_at,
+                    p.amount_fen AS local_amount, p.order_no AS local_order
+             FROM reconciliation_bill_row b
+             LEFT JOIN payment p ON p.provider = $2 AND p.provider_txn_id = b.provider_txn_id
+             WHERE b.run_key = $1 AND b.kind = 'payment' AND b.seq > $3
+               AND (p.payment_id IS NULL OR p.amount_fen <> b.amount_fen OR b.status <> 'SUCCESS')
+             ORDER BY b.seq LIMIT $4",
+        )
+        .bind(id)
+        .bind(pid)
+        .bind(after)
+        .bind(PAGE)
+        .fetch_all(reader)
+        .await?;
+        let Some(last) = page.last() else { break };
+        after = last.try_get("seq")?;
+        for r in &page {
+            let amount: i64 = r.try_get("amount_fen")?;
+            let status: String = r.try_get("status")?;
+            let local: Option<i64> = r.try_get("local_amount")?;
+            let order_no: String = r.try_get("order_no")?;
+            let txn: String = r.try_get("provider_txn_id")?;
+            bill_payments_off.add(amount);
+            let mut d = Discrepancy {
+                class: "missing_local",
+                kind: "payment",
+                order_no: order_no.clone(),
+                provider_txn_id: Some(txn),
+                refund_no: None,
+                bill_amount_fen: Some(amount),
+                local_amount_fen: local,
+                bill_status: Some(status.clone()),
+                local_status: None,
+                healed: false,
+                note: None,
+            };
+            match local {
+                Some(l) if l != amount => d.class = "amount_mismatch",
+                Some(_) => {
+                    d.class = "status_mismatch";
+                    d.local_status = Some("paid".into());
+                }
+                None if status != bill::SUCCESS => d.class = "status_mismatch",
+                None => heal_payment(state, provider, &order_no, &mut d).await?,
+            }
+            rec.record(d, amount).await?;
+        }
+    }
+
+    // Local payments of the day that the bill does not have.
+    let mut after = String::new();
+    loop {
+        let page = sqlx::query(
+            "SELECT p.payment_id, p.order_no, p.provider_txn_id, p.amount_fen FROM payment p
+             WHERE p.provider = $2 AND p.paid_at >= $3 AND p.paid_at < $4 AND p.payment_id > $5
+               AND NOT EXISTS (SELECT 1 FROM reconciliation_bill_row b
+                               WHERE b.run_key = $1 AND b.kind = 'payment'
+                                 AND b.provider_txn_id = p.provider_txn_id)
+             ORDER BY p.payment_id LIMIT $6",
+        )
+        .bind(id)
+        .bind(pid)
+        .bind(day_start)
+        .bind(day_end)
+        .bind(&after)
+        .bind(PAGE)
+        .fetch_all(reader)
+        .await?;
+        let Some(last) = page.last() else { break };
+        after = last.try_get("payment_id")?;
+        for r in &page {
+            let amount: i64 = r.try_get("amount_fen")?;
+            rec.record(
+                Discrepancy {
+                    class: "missing_remote",
+                    kind: "payment",
+                    order_no: r.try_get("order_no")?,
+                    provider_txn_id: opt_text(r, "provider_txn_id")?,
+                    refund_no: None,
+                    bill_amount_fen: None,
+                    local_amount_fen: Some(amount),
+                    bill_status: None,
+                    local_status: Some("paid".into()),
+                    healed: false,
+                    note: None,
+                },
+                amount,
+            )
+            .await?;
+        }
+    }
+
+    // Bill refunds not matched by a local refund (by refund number; a bill without refund
+    // numbers is matched by order and amount).
+    let mut after = -1i64;
+    let mut bill_refunds_off = Tally::default();
+    loop {
+        let page = sqlx::query(
+            "SELECT b.seq, b.order_no, b.provider_txn_id, b.refund_no, b.amount_fen, b.status,
+                    b.occurred_at, r.amount_fen AS local_amount, r.status AS local_status
+             FROM reconciliation_bill_row b
+             LEFT JOIN refund r ON r.provider = $2 AND r.status <> 'failed'
+                  AND (r.out_refund_no = b.refund_no
+                       OR (b.refund_no IS NULL AND r.order_no = b.order_no AND r.amount_fen = b.amount_fen))
+             WHERE b.run_key = $1 AND b.kind = 'refund' AND b.seq > $3
+               AND (r.refund_id IS NULL OR r.amount_fen <> b.amount_fen
+                    OR (b.status = 'SUCCESS' AND r.status <> 'succeeded')
+                    OR (b.status <> 'SUCCESS' AND r.status = 'succeeded'))
+             ORDER BY b.seq LIMIT $4",
+        )
+        .bind(id)
+        .bind(pid)
+        .bind(after)
+        .bind(PAGE)
+        .fetch_all(reader)
+        .await?;
+        let Some(last) = page.last() else { break };
+        after = last.try_get("seq")?;
+        for r in &page {
+            let amount: i64 = r.try_get("amount_fen")?;
+            let status: String = r.try_get("status")?;
+            let local: Option<i64> = r.try_get("local_amount")?;
+            let local_status: Option<String> = r.try_get("local_status")?;
+            let occurred_at: i64 = r.try_get("occurred_at")?;
+            bill_refunds_off.add(amount);
+            let mut d = Discrepancy {
+                class: "missing_local",
+                kind: "refund",
+                order_no: r.try_get("order_no")?,
+                provider_txn_id: opt_text(r, "provider_txn_id")?,
+                refund_no: opt_text(r, "refund_no")?,
+                bill_amount_fen: Some(amount),
+                local_amount_fen: local,
+                bill_status: Some(status.clone()),
+                local_status: local_status.clone(),
+                healed: false,
+                note: None,
+            };
+            match local {
+                Some(l) if l != amount => d.class = "amount_mismatch",
+                Some(_) => d.class = "status_mismatch",
+                None if status != bill::SUCCESS => d.class = "status_mismatch",
+                None => heal_refund(state, provider.id(), occurred_at, &mut d).await?,
+            }
+            rec.record(d, amount).await?;
+        }
+    }
+
+    // Local refunds of the day that the bill does not have.
+    let mut after = String::new();
+    loop {
+        let page = sqlx::query(
+            "SELECT r.refund_id, r.order_no, r.out_refund_no, r.amount_fen, r.status FROM refund r
+             WHERE r.provider = $2 AND r.status <> 'failed' AND r.created_at >= $3
+               AND r.created_at < $4 AND r.refund_id > $5
+               AND NOT EXISTS (SELECT 1 FROM reconciliation_bill_row b
+                               WHERE b.run_key = $1 AND b.kind = 'refund'
+                                 AND (b.refund_no = r.out_refund_no
+                                      OR (b.refund_no IS NULL AND b.order_no = r.order_no
+                                          AND b.amount_fen = r.amount_fen)))
+             ORDER BY r.refund_id LIMIT $6",
+        )
+        .bind(id)
+        .bind(pid)
+        .bind(day_start)
+        .bind(day_end)
+        .bind(&after)
+        .bind(PAGE)
+        .fetch_all(reader)
+        .await?;
+        let Some(last) = page.last() else { break };
+        after = last.try_get("refund_id")?;
+        for r in &page {
+            let amount: i64 = r.try_get("amount_fen")?;
+            rec.record(
+                Discrepancy {
+                    class: "missing_remote",
+                    kind: "refund",
+                    order_no: r.try_get("order_no")?,
+                    provider_txn_id: None,
+                    refund_no: opt_text(r, "out_refund_no")?,
+                    bill_amount_fen: None,
+                    local_amount_fen: Some(amount),
+                    bill_status: None,
+                    local_status: opt_text(r, "status")?,
+                    healed: false,
+                    note: None,
+                },
+                amount,
+            )
+            .await?;
+        }
+    }
+
+    // Matched: every bill row that produced no discrepancy.
+    let mut summary = rec.summary;
+    if let Some(t) = totals {
+        summary.payments.insert(
+            "matched",
+            Tally {
+                count: t.payments - bill_payments_off.count,
+                amount_fen: t.payment_amount.get() - bill_payments_off.amount_fen,
+            },
+        );
+        summary.refunds.insert(
+            "matched",
+            Tally {
+                count: t.refunds - bill_refunds_off.count,
+                amount_fen: t.refund_amount.get() - bill_refunds_off.amount_fen,
+            },
+        );
+    }
+    for (kind, column, time) in [
+        ("payment", "amount_fen", "paid_at"),
+        ("refund", "amount_fen", "created_at"),
+    ] {
+        let (table, extra) = if kind == "payment" {
+            ("payment", "")
+        } else {
+            ("refund", " AND status <> 'failed'")
+        };
+        let (count, amount): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*), CAST(COALESCE(SUM({column}), 0) AS BIGINT) FROM {table}
+             WHERE provider = $1 AND {time} >= $2 AND {time} < $3{extra}"
+        )))
+        .bind(pid)
+        .bind(day_start)
+        .bind(day_end)
+        .fetch_one(reader)
+        .await?;
+        let tally = Tally {
+            count: count as u64,
+            amount_fen: amount,
+        };
+        if kind == "payment" {
+            summary.local_payments = tally;
+        } else {
+            summary.local_refunds = tally;
+        }
+    }
+    Ok(summary)
+}
+
+/// A payment in the bill that paygate has not settled: settle it when the order is ours and
+/// pending or closed, and a query confirms the payment (the bill is the provider's word, but
+/// the settlement path takes only a verified query answer). Otherwise say why not.
+async fn heal_payment(
+    state: &AppState,
+    provider: &dyn crate::providers::PaymentProvider,
+    order_no: &str,
+    d: &mut Discrepancy,
+) -> Result<(), sqlx::Error> {
+    let Some(no) = OrderNo::parse(order_no) else {
+        d.note = Some("order number never issued by paygate".into());
+        return Ok(());
+    };
+    let Some(order) = orders::get(state.db.reader(), &no).await? else {
+        d.note = Some("order number never issued by paygate".into());
+        return Ok(());
+    };
+    if order.status.is_settled() {
+        d.local_status = Some(order.status.as_str().to_owned());
+        d.note = Some("order settled by another transaction".into());
+        return Ok(());
+    }
+    d.local_status = Some(order.status.as_str().to_owned());
+    let trade = match provider.query(&no).await {
+        Ok(TradeStatus::Paid(trade) | TradeStatus::Refunded(trade)) => trade,
+        Ok(other) => {
+            d.note = Some(
+                format!("the provider's query does not confirm it: {other:?}")
+                    .chars()
+                    .take(120)
+                    .collect(),
+            );
+            return Ok(());
+        }
+        Err(e) => {
+            tracing::warn!(order_no, error = %crate::error::chain(&e), "reconciliation could not query a missing payment");
+            d.note = Some("the provider could not be queried; healed on a re-run".into());
+            return Ok(());
+        }
+    };
+    match crate::settle::settle(&state.db, &trade, Source::Reconciliation, state.clock.now()).await
+    {
+        Ok(Settled::Now { late }) => {
+            d.healed = true;
+            d.note = Some(
+                if late {
+                    "settled late (the order had been closed)"
+                } else {
+                    "settled"
+                }
+                .into(),
+            );
+        }
+        Ok(Settled::Already) => d.note = Some("settled meanwhile".into()),
+        Err(crate::settle::SettleError::Db(e)) => return Err(e),
+        Err(e) => d.note = Some(format!("not settled: {e}")),
+    }
+    Ok(())
+}
+
+/// A refund in the bill that paygate does not know: record it through the refund path (it
+/// follows the money like any refund made at the portal).
+async fn heal_refund(
+    state: &AppState,
+    provider: ProviderId,
+    occurred_at: i64,
+    d: &mut Discrepancy,
+) -> Result<(), sqlx::Error> {
+    let (Some(no), Some(refund_no), Some(amount)) = (
+        OrderNo::parse(&d.order_no),
+        d.refund_no.clone(),
+        d.bill_amount_fen.and_then(|f| Fen::new(f).ok()),
+    ) else {
+        d.note =
+            Some("not recorded: the bill names no refund number or no order of paygate's".into());
+        return Ok(());
+    };
+    let report = RefundReport {
+        order_no: no,
+        provider,
+        out_refund_no: refund_no,
+        provider_refund_id: None,
+        amount: Some(amount),
+        order_total: None,
+        outcome: RefundOutcome::Succeeded {
+            at: Some(crate::clock::from_millis(occurred_at)),
+        },
+    };
+    match crate::refunds::apply_report(state, &report).await {
+        Ok(RefundSettled::Now { .. }) => {
+            d.healed = true;
+            d.note = Some("recorded".into());
+        }
+        Ok(_) => d.note = Some("recorded meanwhile".into()),
+        Err(crate::refunds::RefundSettleError::Db(e)) => return Err(e),
+        Err(e) => d.note = Some(format!("not recorded: {e}")),
+    }
+    Ok(())
+}

@@ -1,0 +1,267 @@
+//! Reconciliation runs, their discrepancies, and the bill rows staged while a run computes.
+
+use sqlx::{AnyPool, Row};
+
+use super::Tx;
+use crate::reconcile::bill::BillEntry;
+
+/// Rows per INSERT statement: 9 parameters a row stays well under SQLite's limit.
+const ROWS_PER_STATEMENT: usize = 200;
+
+/// Stages `rows` (numbered from `first_seq`) under `run_key`, in one transaction.
+pub async fn stage(
+    tx: &mut Tx,
+    run_key: &str,
+    first_seq: i64,
+    rows: &[BillEntry],
+) -> Result<(), sqlx::Error> {
+    for (chunk_no, chunk) in rows.chunks(ROWS_PER_STATEMENT).enumerate() {
+        let mut sql = String::from(
+            "INSERT INTO reconciliation_bill_row (run_key, seq, kind, order_no, provider_txn_id,
+             refund_no, amount_fen, status, occurred_at) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            let p = i * 9;
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5,
+                p + 6,
+                p + 7,
+                p + 8,
+                p + 9
+            ));
+        }
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let base = first_seq + (chunk_no * ROWS_PER_STATEMENT) as i64;
+        for (i, row) in chunk.iter().enumerate() {
+            query = query
+                .bind(run_key.to_owned())
+                .bind(base + i as i64)
+                .bind(row.kind.as_str())
+                .bind(row.order_no.clone())
+                .bind(row.provider_txn_id.clone())
+                .bind(row.refund_no.clone())
+                .bind(row.amount.get())
+                .bind(row.status.clone())
+                .bind(crate::clock::to_millis(row.at));
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+pub async fn drop_staged(pool: &AnyPool, run_key: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM reconciliation_bill_row WHERE run_key = $1")
+        .bind(run_key)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// One discrepancy, as stored and as the CSV shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discrepancy {
+    pub class: &'static str,
+    pub kind: &'static str,
+    pub order_no: String,
+    pub provider_txn_id: Option<String>,
+    pub refund_no: Option<String>,
+    pub bill_amount_fen: Option<i64>,
+    pub local_amount_fen: Option<i64>,
+    pub bill_status: Option<String>,
+    pub local_status: Option<String>,
+    pub healed: bool,
+    pub note: Option<String>,
+}
+
+pub async fn insert_discrepancy(
+    pool: &AnyPool,
+    reconciliation_id: &str,
+    seq: i64,
+    d: &Discrepancy,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO reconciliation_discrepancy (reconciliation_id, seq, class, kind, order_no,
+            provider_txn_id, refund_no, bill_amount_fen, local_amount_fen, bill_status,
+            local_status, healed, note)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(reconciliation_id)
+    .bind(seq)
+    .bind(d.class)
+    .bind(d.kind)
+    .bind(&d.order_no)
+    .bind(&d.provider_txn_id)
+    .bind(&d.refund_no)
+    .bind(d.bill_amount_fen)
+    .bind(d.local_amount_fen)
+    .bind(&d.bill_status)
+    .bind(&d.local_status)
+    .bind(i64::from(d.healed))
+    .bind(&d.note)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// A run as stored.
+#[derive(Debug, Clone)]
+pub struct RunRow {
+    pub reconciliation_id: String,
+    pub provider: String,
+    pub bill_date: String,
+    pub status: String,
+    pub failure: Option<String>,
+    pub summary_json: String,
+    pub started_at: i64,
+    pub finished_at: i64,
+}
+
+const RUN_COLUMNS: &str = "reconciliation_id, provider, bill_date, status, failure, summary_json, started_at, finished_at";
+
+fn run_from(r: &sqlx::any::AnyRow) -> Result<RunRow, sqlx::Error> {
+    Ok(RunRow {
+        reconciliation_id: r.try_get("reconciliation_id")?,
+        provider: r.try_get("provider")?,
+        bill_date: r.try_get("bill_date")?,
+        status: r.try_get("status")?,
+        failure: r.try_get("failure")?,
+        summary_json: r.try_get("summary_json")?,
+        started_at: r.try_get("started_at")?,
+        finished_at: r.try_get("finished_at")?,
+    })
+}
+
+/// The run of (provider, date), if any.
+pub async fn of_date<'e, E>(
+    exec: E,
+    provider: &str,
+    bill_date: &str,
+) -> Result<Option<RunRow>, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {RUN_COLUMNS} FROM reconciliation_run WHERE provider = $1 AND bill_date = $2"
+    )))
+    .bind(provider)
+    .bind(bill_date)
+    .fetch_optional(exec)
+    .await?;
+    row.as_ref().map(run_from).transpose()
+}
+
+/// Puts `run` in place of the date's previous run and its discrepancies, in `tx`. The new
+/// run's discrepancies were written before, under its id.
+pub async fn replace(tx: &mut Tx, run: &RunRow) -> Result<(), sqlx::Error> {
+    if let Some(old) = of_date(&mut **tx, &run.provider, &run.bill_date).await? {
+        sqlx::query("DELETE FROM reconciliation_discrepancy WHERE reconciliation_id = $1")
+            .bind(&old.reconciliation_id)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query("DELETE FROM reconciliation_run WHERE reconciliation_id = $1")
+            .bind(&old.reconciliation_id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO reconciliation_run ({RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+    )))
+    .bind(&run.reconciliation_id)
+    .bind(&run.provider)
+    .bind(&run.bill_date)
+    .bind(&run.status)
+    .bind(&run.failure)
+    .bind(&run.summary_json)
+    .bind(run.started_at)
+    .bind(run.finished_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn get(pool: &AnyPool, id: &str) -> Result<Option<RunRow>, sqlx::Error> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {RUN_COLUMNS} FROM reconciliation_run WHERE reconciliation_id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(run_from).transpose()
+}
+
+/// Runs newest date first, filtered by provider and an inclusive date range (YYYY-MM-DD).
+pub async fn list(
+    pool: &AnyPool,
+    provider: Option<&str>,
+    from: &str,
+    to: &str,
+    limit: i64,
+) -> Result<Vec<RunRow>, sqlx::Error> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {RUN_COLUMNS} FROM reconciliation_run
+         WHERE ($1 IS NULL OR provider = $1) AND bill_date >= $2 AND bill_date <= $3
+         ORDER BY bill_date DESC, provider LIMIT $4"
+    )))
+    .bind(provider)
+    .bind(from)
+    .bind(to)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(run_from).collect()
+}
+
+/// A page of a run's discrepancies after `after_seq`, in order.
+pub async fn discrepancies(
+    pool: &AnyPool,
+    id: &str,
+    after_seq: i64,
+    limit: i64,
+) -> Result<Vec<(i64, Discrepancy)>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT seq, class, kind, order_no, provider_txn_id, refund_no, bill_amount_fen,
+                local_amount_fen, bill_status, local_status, healed, note
+         FROM reconciliation_discrepancy WHERE reconciliation_id = $1 AND seq > $2
+         ORDER BY seq LIMIT $3",
+    )
+    .bind(id)
+    .bind(after_seq)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let class: String = r.try_get("class")?;
+            let kind: String = r.try_get("kind")?;
+            Ok((
+                r.try_get("seq")?,
+                Discrepancy {
+                    class: crate::reconcile::class_name(&class)
+                        .ok_or_else(|| super::orders::corrupt("class", &class))?,
+                    kind: if kind == "refund" {
+                        "refund"
+                    } else {
+                        "payment"
+                    },
+                    order_no: r.try_get("order_no")?,
+                    provider_txn_id: r.try_get("provider_txn_id")?,
+                    refund_no: r.try_get("refund_no")?,
+                    bill_amount_fen: r.try_get("bill_amount_fen")?,
+                    local_amount_fen: r.try_get("local_amount_fen")?,
+                    bill_status: r.try_get("bill_status")?,
+                    local_status: r.try_get("local_status")?,
+                    healed: r.try_get::<i64, _>("healed")? != 0,
+                    note: r.try_get("note")?,
+                },
+            ))
+        })
+        .collect()
+}
