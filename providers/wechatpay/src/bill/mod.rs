@@ -8,6 +8,41 @@
 //!
 //! A [`BillRow`] has no field for 用户标识 (the payer's openid), 商品名称 or 商户数据包: the
 //! parser never copies them out of the line it is reading (design §1.2).
+//!
+//! ```
+//! use paygate_wechatpay::bill::{
+//!     BillRowKind, BillRowSpec, TradeBillReader, bill_hash, verify_bill_hash, write_trade_bill,
+//! };
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let payment = BillRowSpec {
+//!     trade_time: "2026-11-29T04:00:00Z".parse()?,
+//!     appid: "wx2421b1c4370ec43b".into(),
+//!     mchid: "1900000001".into(),
+//!     transaction_id: "4200000000202611290000000001".into(),
+//!     out_trade_no: "P2026112912000000AB12CD34".into(),
+//!     payer_openid: "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o".into(),
+//!     trade_type: "NATIVE".into(),
+//!     trade_state: "SUCCESS".into(),
+//!     description: "简历精修".into(),
+//!     attach: String::new(),
+//!     amount_fen: 19900,
+//!     refund: None,
+//! };
+//! let mut file = Vec::new();
+//! write_trade_bill([payment], &mut file)?;
+//! verify_bill_hash(&file[..], false, &bill_hash(&file[..], false)?)?;
+//!
+//! let mut reader = TradeBillReader::new(&file[..], false);
+//! for row in reader.by_ref() {
+//!     let row = row?;
+//!     assert_eq!((row.kind, row.amount_fen), (BillRowKind::Payment, 19900));
+//!     assert!(!format!("{row:?}").contains("oUpF8uMu"));
+//! }
+//! assert_eq!(reader.totals().map(|t| (t.count, t.payment_fen)), Some((1, 19900)));
+//! # Ok(())
+//! # }
+//! ```
 
 mod amount;
 mod read;
