@@ -12,10 +12,16 @@
 //!   answers with amounts in exact fen and no payer fields.
 //! - [`notify`]: trade notifications (V1 rule), payments and refunds alike, and gateway-type
 //!   messages (V2 rule).
-//! - [`simulator`]: Alipay's side, for the sandbox.
+//! - [`bill`]: trade bills for the daily reconciliation: the download URL query, and a streaming
+//!   reader of the downloaded ZIP of GBK CSVs into [`BillRow`]s (no payer column) whose footer
+//!   totals are checked once every row is read. [`Client::bill_download_url`] and
+//!   [`Client::download_bill`] do the HTTP.
+//! - [`simulator`]: Alipay's side, for the sandbox, including
+//!   [`simulator::write_trade_bill_zip`], which writes bills in Alipay's format.
 //!
 //! Wire facts and their sources: `docs/alipay.md` of the shared design docs.
 
+pub mod bill;
 pub mod client;
 pub mod keys;
 pub mod money;
@@ -26,6 +32,10 @@ pub mod response;
 pub mod simulator;
 pub mod time;
 
+pub use bill::{
+    BillError, BillRow, BillRowKind, BillTotals, BillUrl, TradeBillReader, TradeBillRows,
+    bill_download_url_request, read_bill_download_url_response,
+};
 pub use client::{Client, Clock, Error, Retry};
 pub use keys::{BadSignature, KeyError, SignFailed, Signer, Verifier, generate_key_pair};
 pub use money::{AmountError, fen_to_yuan, yuan_to_fen};

@@ -32,6 +32,8 @@ pub enum RequestError {
     OutRequestNo,
     #[error("refund_reason must be 1-256 characters")]
     RefundReason,
+    #[error("a bill URL must be an http(s) URL")]
+    BillUrl,
     #[error(transparent)]
     Sign(#[from] SignFailed),
 }
@@ -311,7 +313,7 @@ pub fn refund_query_request(
     signed(RefundCall::Query.method(), app_id, None, &biz, signer, now)
 }
 
-fn signed(
+pub(crate) fn signed(
     method: &'static str,
     app_id: &str,
     notify_url: Option<&str>,

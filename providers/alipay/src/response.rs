@@ -76,6 +76,16 @@ impl ApiError {
     pub fn is_trade_not_exist(&self) -> bool {
         self.sub_code.as_deref() == Some("ACQ.TRADE_NOT_EXIST")
     }
+
+    /// The bill asked for does not exist (yet): `isp.bill_not_exist`, or `BILL_NOT_EXIST`, the
+    /// older code alipay.md also lists. Daily bills appear about 09:00-10:00 the next day, so
+    /// before then this means "ask again later", after it "no bill for that day".
+    pub fn is_bill_not_exist(&self) -> bool {
+        matches!(
+            self.sub_code.as_deref(),
+            Some("isp.bill_not_exist" | "BILL_NOT_EXIST")
+        )
+    }
 }
 
 /// The parts of a raw answer, as located by [`extract_signed_content`].
@@ -494,7 +504,7 @@ fn optional_time(
     }
 }
 
-fn parse_node<T: DeserializeOwned>(
+pub(crate) fn parse_node<T: DeserializeOwned>(
     raw: &str,
     method: &str,
     verifier: &Verifier,

@@ -1,6 +1,8 @@
 //! The other side of the protocol, for the sandbox: read and check a gateway.do request as
-//! Alipay does, sign answers and notifications with the simulator's "Alipay" key.
+//! Alipay does, sign answers and notifications with the simulator's "Alipay" key, and write
+//! trade bills in Alipay's format.
 
+pub use crate::bill::write::{BillRowSpec, BillWriteError, write_trade_bill_zip};
 use crate::keys::{SignFailed, Signer, Verifier};
 use crate::notify::SignRule;
 use crate::params::{FormError, Params};

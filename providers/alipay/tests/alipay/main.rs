@@ -1,6 +1,7 @@
 //! Integration tests of paygate-alipay, one test binary (linking several is slow on two cores).
 //! Every input comes from `tests/fixtures/`; nothing here reads outside the crate or the network.
 
+mod bills;
 mod client;
 mod fixtures;
 mod keys;
