@@ -55,6 +55,32 @@ pub struct Faults {
     /// default), `closed` or `abnormal`. Read when a `PROCESSING` refund completes, not when it
     /// is created.
     pub wechat_refund_outcome: WechatRefundOutcome,
+    /// Bills: the payment row of this `out_trade_no` is left out (its refund rows stay).
+    pub bill_missing_row: Option<String>,
+    /// Bills: one more paid row, 1.00 yuan, for an order the merchant never issued
+    /// ([`crate::bill::FOREIGN_PREFIX`] + the date + `0001`), at 00:00:01 of the bill's day.
+    pub bill_extra_row: bool,
+    /// Bills: the payment row of this `out_trade_no` shows 1 fen more than was paid. The
+    /// totals are written from the rows, so the bill still adds up, as a real one would.
+    pub bill_altered_amount: Option<String>,
+    /// WeChat bills: the payment row of this `out_trade_no` has 交易状态 `REVOKED`. Alipay's
+    /// trade bill has no status column: there it changes nothing.
+    pub bill_altered_status: Option<String>,
+    /// WeChat only: the `hash_value` answered is not the SHA-1 of the file.
+    pub bill_wrong_hash: bool,
+    /// The bill request answers the provider's "no bill (yet)" error: WeChat 400
+    /// `NO_STATEMENT_EXIST`, Alipay `isp.bill_not_exist`.
+    pub bill_not_ready: bool,
+    /// The download URL handed out has already expired: WeChat's download answers 400
+    /// `INVALID_REQUEST`, Alipay's 403.
+    pub bill_url_expired: bool,
+    /// The file is cut short: WeChat's at the line boundary nearest its middle, before the
+    /// summary, with `hash_value` computed over the cut file (so the hash checks out and the
+    /// parser's "no summary" is what refuses it); Alipay's ZIP at half its bytes.
+    pub bill_truncated: bool,
+    /// One detail row carries bytes the file's encoding cannot hold, in place of its payer
+    /// value: Alipay a non-GBK sequence, WeChat a non-UTF-8 one (the hash covers them).
+    pub bill_bad_encoding: bool,
 }
 
 /// The end state of a WeChat refund (wechatpay-v3.md §5: `SUCCESS|CLOSED|PROCESSING|ABNORMAL`).

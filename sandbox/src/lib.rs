@@ -35,6 +35,7 @@
 //! gateway can `.merge()` it.
 
 pub mod alipay;
+pub mod bill;
 pub mod cashier;
 pub mod delivery;
 pub mod faults;
@@ -42,6 +43,7 @@ pub mod keys_dir;
 pub mod outbox;
 pub mod portal;
 pub mod wechat;
+pub mod wechat_bill;
 pub mod wechat_order;
 pub mod wechat_platform;
 pub mod wechat_refund;
@@ -113,6 +115,8 @@ struct Inner {
     faults: RwLock<Faults>,
     deliveries: Mutex<Vec<DeliveryRecord>>,
     outbox: outbox::Outbox,
+    /// Bills made and waiting to be downloaded, both providers.
+    bill_tokens: bill::BillTokens,
     /// For callbacks; WeChat waits 5 s for an answer.
     http: reqwest::Client,
 }
@@ -134,6 +138,7 @@ impl Sandbox {
                 faults: RwLock::new(Faults::default()),
                 deliveries: Mutex::new(Vec::new()),
                 outbox: outbox::Outbox::default(),
+                bill_tokens: bill::BillTokens::default(),
                 http,
             }),
         })

@@ -21,6 +21,7 @@ use paygate_wechatpay::{ApiV3Key, Authorization, Signer, Verifier, signed_header
 use rand::Rng as _;
 use serde_json::{Value, json};
 
+use crate::wechat_bill;
 use crate::wechat_order::{self, OrderParams};
 use crate::wechat_platform::{self, Platform};
 use crate::wechat_refund::{self, RefundEntry};
@@ -137,6 +138,8 @@ pub(crate) enum OrderState {
 pub(crate) struct Payment {
     pub(crate) transaction_id: String,
     pub(crate) success_time: String,
+    /// `success_time` as an instant: which day's bill the payment is in.
+    pub(crate) paid_at: DateTime<Utc>,
     pub(crate) openid: String,
 }
 
@@ -231,6 +234,14 @@ pub(crate) fn routes() -> Router<Sandbox> {
         .route(
             "/sandbox/wechatpay/v3/refund/domestic/refunds/{out_refund_no}",
             get(wechat_refund::query_refund),
+        )
+        .route(
+            "/sandbox/wechatpay/v3/bill/tradebill",
+            get(wechat_bill::trade_bill),
+        )
+        .route(
+            "/sandbox/wechatpay/v3/billdownload/file",
+            get(wechat_bill::download),
         )
         .route("/sandbox/wechatpay/{*rest}", any(not_found))
 }
@@ -610,6 +621,7 @@ impl Sandbox {
             order.state = OrderState::Success(Payment {
                 transaction_id: new_transaction_id(&now.format("%Y%m%d").to_string()),
                 success_time: now.to_rfc3339_opts(SecondsFormat::Secs, false),
+                paid_at: now.with_timezone(&Utc),
                 openid,
             });
             (order.transaction_json(), order.params.notify_url.clone())

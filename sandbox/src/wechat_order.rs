@@ -248,7 +248,7 @@ impl Sandbox {
 
 /// The host the merchant reached the sandbox at (`Host` header), for the H5 cashier URL; a
 /// missing or odd one (anything but a host name or address and a port) gives `localhost`.
-fn request_host(headers: &HeaderMap) -> String {
+pub(crate) fn request_host(headers: &HeaderMap) -> String {
     headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())

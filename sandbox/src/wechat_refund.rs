@@ -23,7 +23,7 @@ use axum::body::Bytes;
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
-use chrono::{FixedOffset, SecondsFormat};
+use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
 use rand::Rng as _;
 use serde_json::{Map, Value, json};
 
@@ -77,6 +77,9 @@ pub(crate) struct RefundEntry {
     params: RefundParams,
     refund_id: String,
     create_time: String,
+    /// `create_time` as an instant: which day's bill the refund is in (WeChat's 交易时间 of a
+    /// refund row is when it was requested).
+    created_at: DateTime<Utc>,
     state: RefundState,
     /// Where its `REFUND.*` notification goes: the request's `notify_url`, or for a portal
     /// refund the order's; `None`: not notified.
@@ -101,13 +104,31 @@ impl RefundEntry {
         }
     }
 
-    fn status(&self) -> &'static str {
+    pub(crate) fn status(&self) -> &'static str {
         match self.state {
             RefundState::Processing => "PROCESSING",
             RefundState::Success { .. } => "SUCCESS",
             RefundState::Closed => "CLOSED",
             RefundState::Abnormal => "ABNORMAL",
         }
+    }
+
+    /// When it was requested.
+    pub(crate) fn created_at(&self) -> DateTime<Utc> {
+        self.created_at
+    }
+
+    /// `amount.refund`, in fen.
+    pub(crate) fn amount_fen(&self) -> i64 {
+        self.params.refund
+    }
+
+    pub(crate) fn refund_id(&self) -> &str {
+        &self.refund_id
+    }
+
+    pub(crate) fn out_refund_no(&self) -> &str {
+        &self.params.out_refund_no
     }
 
     fn success_time(&self) -> Option<&str> {
@@ -265,6 +286,7 @@ impl Sandbox {
         let entry = RefundEntry {
             refund_id: new_refund_id(&now.format("%Y%m%d").to_string()),
             create_time: now.to_rfc3339_opts(SecondsFormat::Secs, false),
+            created_at: now.with_timezone(&Utc),
             state: RefundState::Processing,
             notify_url,
             params,

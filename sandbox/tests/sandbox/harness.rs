@@ -130,6 +130,30 @@ pub async fn signed_post(h: &Harness, path: &str, body: &str) -> (u16, serde_jso
     (status, serde_json::from_slice(&body).unwrap_or_default())
 }
 
+/// GETs a WeChat API `path` (`/v3/…` with its query), signed now by the merchant; checks the
+/// answer is signed, returns its status and JSON.
+pub async fn signed_get(h: &Harness, path: &str) -> (u16, serde_json::Value) {
+    let authorization = credentials().authorization("GET", path, now(), &new_nonce(), b"");
+    let response = h
+        .http
+        .get(format!("{}/sandbox/wechatpay{path}", h.base))
+        .header("Accept", "application/json")
+        .header("User-Agent", "paygate-tests")
+        .header("Authorization", authorization)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.bytes().await.unwrap();
+    let signature = SignatureHeaders::from_header_map(&headers).expect("answer is signed");
+    assert_eq!(
+        paygate_wechatpay::verify_signed(&platform_keys(), &signature, &body, now()),
+        Ok(())
+    );
+    (status, serde_json::from_slice(&body).unwrap_or_default())
+}
+
 /// Serves a router on 127.0.0.1:0; returns `http://addr`.
 pub async fn serve(router: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -2,6 +2,7 @@
 //! drives it. One test binary, to link once.
 
 mod api;
+mod bills;
 mod callbacks;
 mod cashier;
 mod channels;
