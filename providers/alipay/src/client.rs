@@ -3,8 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
+use tracing::Instrument;
 
+use crate::bill::{BillUrl, bill_download_url_request, read_bill_download_url_response};
 use crate::keys::{Signer, Verifier};
 use crate::request::{
     OrderChannel, OrderRequest, RefundRequest, RequestError, SignedRequest, TradeCall,
@@ -34,6 +36,8 @@ pub enum Error {
     Encoding,
     #[error("alipay's answer was not accepted")]
     Response(#[source] ResponseError),
+    #[error("writing the downloaded bill failed")]
+    Sink(#[source] std::io::Error),
     #[error(transparent)]
     Api(ApiError),
 }
@@ -55,7 +59,7 @@ impl Error {
             Error::Transport(_) => true,
             Error::Http(status) => *status >= 500,
             Error::Api(api) => api.is_unavailable(),
-            Error::Request(_) | Error::Encoding | Error::Response(_) => false,
+            Error::Request(_) | Error::Encoding | Error::Response(_) | Error::Sink(_) => false,
         }
     }
 
@@ -150,7 +154,7 @@ impl Client {
     /// `alipay.trade.query`, retried while Alipay is unavailable.
     pub async fn query(&self, out_trade_no: &str) -> Result<QueryResponse, Error> {
         self.with_retries(
-            out_trade_no,
+            Some(out_trade_no),
             |now| {
                 trade_request(
                     TradeCall::Query,
@@ -169,7 +173,7 @@ impl Client {
     /// already closed, or that Alipay never created, comes back as an [`ApiError`].
     pub async fn close(&self, out_trade_no: &str) -> Result<CloseResponse, Error> {
         self.with_retries(
-            out_trade_no,
+            Some(out_trade_no),
             |now| {
                 trade_request(
                     TradeCall::Close,
@@ -222,7 +226,7 @@ impl Client {
         out_request_no: &str,
     ) -> Result<RefundQueryResponse, Error> {
         self.with_retries(
-            out_trade_no,
+            Some(out_trade_no),
             |now| {
                 refund_query_request(
                     &self.app_id,
@@ -242,6 +246,51 @@ impl Client {
             },
         )
         .await
+    }
+
+    /// Where to download the `trade` bill of `bill_date` (a Beijing date, at the earliest
+    /// yesterday): `alipay.data.dataservice.bill.downloadurl.query`, retried while Alipay is
+    /// unavailable. A bill not there yet is an [`ApiError`] with
+    /// [`ApiError::is_bill_not_exist`]. The URL is good for 30 seconds: download it at once with
+    /// [`Client::download_bill`].
+    pub async fn bill_download_url(&self, bill_date: NaiveDate) -> Result<BillUrl, Error> {
+        self.with_retries(
+            None,
+            |now| bill_download_url_request(&self.app_id, &self.signer, bill_date, now),
+            |raw| read_bill_download_url_response(raw, &self.alipay_public_key),
+        )
+        .instrument(tracing::info_span!("alipay_bill", %bill_date))
+        .await
+    }
+
+    /// Downloads a bill (the ZIP) from `url` into `sink`, chunk by chunk as it arrives, never
+    /// the whole file in memory; returns the bytes written. A plain GET: the URL carries its
+    /// own token and expiry. Anything but a 2xx (an expired URL, for one) is [`Error::Http`].
+    /// Not retried: the sink already holds part of a failed download, and a new attempt needs
+    /// a fresh URL anyway. Neither the URL nor the bytes are logged, and transport errors are
+    /// returned without the URL (its token opens the bill).
+    pub async fn download_bill(
+        &self,
+        url: &str,
+        sink: &mut (impl std::io::Write + ?Sized),
+    ) -> Result<u64, Error> {
+        let url = url::Url::parse(url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or(Error::Request(RequestError::BillUrl))?;
+        let transport = |e: reqwest::Error| Error::Transport(e.without_url());
+        let mut response = self.http.get(url).send().await.map_err(transport)?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(Error::Http(status.as_u16()));
+        }
+        let mut written = 0u64;
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            sink.write_all(&chunk).map_err(Error::Sink)?;
+            written += chunk.len() as u64;
+        }
+        sink.flush().map_err(Error::Sink)?;
+        Ok(written)
     }
 
     /// The signed `alipay.trade.page.pay` URL the desktop browser opens (no server call).
@@ -273,10 +322,11 @@ impl Client {
         )?)
     }
 
-    /// Calls that change nothing (or nothing twice), retried while Alipay is unavailable.
+    /// Calls that change nothing (or nothing twice), retried while Alipay is unavailable. Each
+    /// retry is logged with the method and, for a call about an order, its number.
     async fn with_retries<T>(
         &self,
-        out_trade_no: &str,
+        out_trade_no: Option<&str>,
         build: impl Fn(DateTime<Utc>) -> Result<SignedRequest, RequestError>,
         read: impl Fn(&str) -> Result<T, ResponseError>,
     ) -> Result<T, Error> {
