@@ -246,7 +246,8 @@ on_both_backends!(
 async fn shutdown_finishes_the_writes_in_flight() {
     let mut app = TestApp::spawn().await;
     let employer = "emp_hot_shutdown";
-    app.paid_order(employer, "alipay", "resume-download-200").await;
+    app.paid_order(employer, "alipay", "resume-download-200")
+        .await;
     let requests: Vec<_> = (0..40)
         .map(|i| {
             tokio::spawn(post_access(

@@ -113,9 +113,26 @@ pub async fn run(
         .cloned()
         .ok_or(ReconcileError::ProviderDisabled(provider_id))?;
     let started = state.clock.now();
-    let reconciliation_id = crate::domain::ids::prefixed_id("rec");
     let mut file = tempfile::tempfile().map_err(BillError::Io)?;
     provider.download_bill(date, &mut file).await?;
+    run_downloaded(state, provider_id, date, file, started).await
+}
+
+/// [`run`] from a bill already downloaded (and, for WeChat, hash-checked) into `file`: what the
+/// benchmark feeds a generated bill to.
+pub async fn run_downloaded(
+    state: &AppState,
+    provider_id: ProviderId,
+    date: NaiveDate,
+    file: std::fs::File,
+    started: DateTime<Utc>,
+) -> Result<RunRow, ReconcileError> {
+    let provider = state
+        .providers
+        .get(provider_id)
+        .cloned()
+        .ok_or(ReconcileError::ProviderDisabled(provider_id))?;
+    let reconciliation_id = crate::domain::ids::prefixed_id("rec");
     let staged = stage(state, &reconciliation_id, provider.clone(), file).await;
     let result = match staged {
         Ok((rows, totals)) => {
