@@ -8,6 +8,7 @@
 //! so does every refund, with its `refund_fee`, `out_biz_no` and `gmt_refund`. Refunds and the
 //! refund query live in the `refund` submodule.
 
+mod bill;
 mod refund;
 
 use std::collections::HashMap;
@@ -16,10 +17,10 @@ use std::sync::Mutex;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::any;
-use chrono::SecondsFormat;
+use axum::routing::{any, get};
+use chrono::{DateTime, SecondsFormat, Utc};
 use paygate_alipay::simulator::{
     GatewayRequestError, error_response, escape_slashes, parse_gateway_request, sign_notification,
     verify_gateway_request,
@@ -112,6 +113,8 @@ pub(crate) struct AlipayOrder {
     /// The QR code content (precreate), or the cashier link for page/wap pay.
     qr_code: String,
     gmt_create: String,
+    /// `gmt_create` as an instant (the bill's 创建时间).
+    created_at: DateTime<Utc>,
     state: TradeState,
     /// Refunds made, oldest first (only a paid trade has any).
     refunds: Vec<AlipayRefund>,
@@ -127,6 +130,8 @@ enum TradeState {
 #[derive(Debug, Clone)]
 struct Payment {
     gmt_payment: String,
+    /// `gmt_payment` as an instant: which day's bill the payment is in.
+    paid_at: DateTime<Utc>,
     buyer_id: String,
     buyer_logon_id: String,
 }
@@ -199,7 +204,9 @@ impl AlipayOrder {
 }
 
 pub(crate) fn routes() -> Router<Sandbox> {
-    Router::new().route(GATEWAY_PATH, any(gateway))
+    Router::new()
+        .route(GATEWAY_PATH, any(gateway))
+        .route(bill::DOWNLOAD_PATH, get(bill::download))
 }
 
 /// A business or gateway failure, answered inside the method's node.
@@ -282,6 +289,7 @@ fn ordered_node(fields: &[(&'static str, Value)]) -> String {
 async fn gateway(
     State(sandbox): State<Sandbox>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let Some(sim) = sandbox.inner.alipay.get() else {
@@ -325,6 +333,7 @@ async fn gateway(
             | "alipay.trade.close"
             | "alipay.trade.refund"
             | "alipay.trade.fastpay.refund.query"
+            | paygate_alipay::bill::BILL_METHOD
     );
     if !known {
         return unsigned_error(&Failure::invalid(
@@ -338,7 +347,7 @@ async fn gateway(
         method.as_str(),
         "alipay.trade.page.pay" | "alipay.trade.wap.pay" | "alipay.trade.app.pay"
     );
-    let outcome = sandbox.handle(sim, &method, &params);
+    let outcome = sandbox.handle(sim, &method, &params, &headers);
     sandbox.api_latency().await;
     match outcome {
         // 302, as Alipay's gateway sends the browser on to its cashier.
@@ -406,7 +415,14 @@ impl Sandbox {
         ))
     }
 
-    fn handle(&self, sim: &AlipaySim, method: &str, params: &Params) -> Result<Outcome, Failure> {
+    /// `headers`: the request's, for the `Host` a bill download URL points back to.
+    fn handle(
+        &self,
+        sim: &AlipaySim,
+        method: &str,
+        params: &Params,
+        headers: &HeaderMap,
+    ) -> Result<Outcome, Failure> {
         // Alipay needs the app before it can check its signature.
         if let Some(app_id) = params.non_empty("app_id")
             && app_id != sim.app_id
@@ -480,6 +496,7 @@ impl Sandbox {
             }
             "alipay.trade.refund" => self.alipay_refund(sim, biz),
             "alipay.trade.fastpay.refund.query" => self.alipay_refund_query(sim, biz),
+            paygate_alipay::bill::BILL_METHOD => self.alipay_bill_url(sim, biz, headers),
             _ => Err(Failure::invalid("isv.invalid-method", "不存在的方法名")),
         }
     }
@@ -590,6 +607,7 @@ impl Sandbox {
             notify_url,
             qr_code: format!("https://qr.alipay.com/bax0{}", random_base36(20)),
             gmt_create: beijing_time(now),
+            created_at: now,
             state: TradeState::WaitBuyerPay,
             refunds: Vec::new(),
         };
@@ -668,8 +686,10 @@ impl Sandbox {
                 TradeState::Success(_) => return Err(PayError::AlreadyPaid),
                 TradeState::WaitBuyerPay => {}
             }
+            let now = self.now();
             order.state = TradeState::Success(Payment {
-                gmt_payment: beijing_time(self.now()),
+                gmt_payment: beijing_time(now),
+                paid_at: now,
                 buyer_id: new_buyer_id(),
                 buyer_logon_id: new_buyer_logon_id(),
             });

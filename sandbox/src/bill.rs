@@ -211,7 +211,62 @@ pub(crate) fn public_base(headers: &axum::http::HeaderMap) -> String {
 mod tests {
     use chrono::{NaiveDate, TimeZone as _, Utc};
 
-    use super::{BillDay, query_value, replace_once};
+    use super::{
+        BillDay, BillProvider, BillTokens, IssuedBill, MAX_TOKENS, TokenError, query_value,
+        replace_once,
+    };
+
+    fn bill(provider: BillProvider, expires_at: chrono::DateTime<Utc>) -> IssuedBill {
+        IssuedBill {
+            provider,
+            bytes: b"file".to_vec(),
+            file_name: "f.csv".to_owned(),
+            expires_at,
+        }
+    }
+
+    #[test]
+    fn a_token_opens_its_own_providers_file_until_it_expires() {
+        let tokens = BillTokens::default();
+        let now = Utc.with_ymd_and_hms(2031, 3, 4, 5, 6, 7).unwrap();
+        let later = now + chrono::Duration::seconds(30);
+        let token = tokens.issue(bill(BillProvider::Alipay, later), now);
+        assert_eq!(token.len(), 40);
+        assert!(tokens.open(BillProvider::Alipay, &token, now).is_ok());
+        assert!(
+            tokens.open(BillProvider::Alipay, &token, now).is_ok(),
+            "reusable"
+        );
+        assert_eq!(
+            tokens.open(BillProvider::Wechat, &token, now).err(),
+            Some(TokenError::Unknown)
+        );
+        assert_eq!(
+            tokens.open(BillProvider::Alipay, &token, later).err(),
+            Some(TokenError::Expired)
+        );
+        assert_eq!(
+            tokens.open(BillProvider::Alipay, "", now).err(),
+            Some(TokenError::Unknown)
+        );
+    }
+
+    #[test]
+    fn only_the_newest_tokens_are_kept() {
+        let tokens = BillTokens::default();
+        let now = Utc.with_ymd_and_hms(2031, 3, 4, 5, 6, 7).unwrap();
+        let far = now + chrono::Duration::hours(1);
+        let first = tokens.issue(bill(BillProvider::Wechat, far), now);
+        let issued: Vec<String> = (0..MAX_TOKENS)
+            .map(|_| tokens.issue(bill(BillProvider::Wechat, far), now))
+            .collect();
+        assert!(tokens.open(BillProvider::Wechat, &first, now).is_err());
+        assert!(
+            issued
+                .iter()
+                .all(|t| tokens.open(BillProvider::Wechat, t, now).is_ok())
+        );
+    }
 
     #[test]
     fn a_bill_day_is_midnight_to_midnight_in_beijing() {

@@ -2,6 +2,7 @@
 //! it, and the `trade_status_sync` notification received by a tiny merchant. Refund
 //! notifications and portal refunds are in their own modules, on the harness below.
 
+mod bills;
 mod portal;
 mod refund_notifications;
 

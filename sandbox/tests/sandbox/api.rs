@@ -427,6 +427,15 @@ async fn faults_reject_unknown_fields_and_show_the_current_setting() {
             "api_latency_ms": 0,
             "pay_before_close": false,
             "wechat_refund_outcome": "success",
+            "bill_missing_row": null,
+            "bill_extra_row": false,
+            "bill_altered_amount": null,
+            "bill_altered_status": null,
+            "bill_wrong_hash": false,
+            "bill_not_ready": false,
+            "bill_url_expired": false,
+            "bill_truncated": false,
+            "bill_bad_encoding": false,
         })
     );
     assert_eq!(h.sandbox.faults().duplicate_notifications, 2);

@@ -524,6 +524,7 @@ async fn bill_faults_are_set_over_http_and_shown() {
 #[tokio::test]
 async fn only_all_bills_are_simulated() {
     let h = start_with_divisor(1000).await;
+    assert!(h.sandbox.alipay_bill(day(D)).is_err(), "no Alipay half");
     for path in [
         "/v3/bill/tradebill?bill_date=2020-01-01&bill_type=SUCCESS",
         "/v3/bill/tradebill?bill_date=2020-01-01&bill_type=REFUND",
