@@ -21,6 +21,9 @@
 //!   refund query), enabled with [`Sandbox::with_alipay`]: app signatures verified, answers
 //!   signed with the simulator's Alipay key, `trade_status_sync` notifications of payments and
 //!   of each refund until answered `success`.
+//! - [`wechat_bill`], `alipay::bill` and [`bill`]: trade bills made from the ledger of one
+//!   Beijing day by the provider crates' writers, behind download URLs that expire by the
+//!   sandbox clock ([`Sandbox::wechat_bill`], [`Sandbox::alipay_bill`] give the bytes).
 //! - [`faults`]: switches a test flips (`/sandbox/faults`), among them `api_latency_ms` (the
 //!   answer held after the request was acted on) and `wechat_refund_outcome` (WeChat refunds
 //!   ending `CLOSED` or `ABNORMAL`).
