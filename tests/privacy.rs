@@ -6,6 +6,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::TestApp;
+use paygate::clock::Clock;
 use serde_json::Value;
 
 const EMPLOYER: &str = "emp_privacy_5309";
@@ -543,4 +544,108 @@ async fn an_alipay_refund_sends_only_the_allowlisted_fields_and_keeps_no_buyer_i
     for secret in &secrets {
         assert_kept_nowhere(&app, order_no, secret).await;
     }
+}
+
+/// The bills' payer columns (WeChat 用户标识, Alipay 对方账户) are dropped by the parsers: no
+/// value of theirs reaches a table, the discrepancy CSV, an event or a log line.
+#[tokio::test]
+async fn bill_payer_columns_are_kept_nowhere() {
+    captured_logs();
+    let app = TestApp::spawn().await;
+    let wechat = app
+        .paid_order(EMPLOYER, "wechatpay", "resume-download-50")
+        .await;
+    let wechat_no = wechat["order_no"].as_str().unwrap().to_owned();
+    let alipay = app
+        .create_order_on(EMPLOYER, "alipay", "qr", serde_json::json!({}))
+        .await;
+    let alipay_no = alipay["order_no"].as_str().unwrap().to_owned();
+    app.pay(&alipay_no).await;
+    app.wait_for_status(&alipay_no, "paid").await;
+    // A missing row for each, so the CSV has lines about these very orders.
+    app.set_faults(serde_json::json!({"bill_extra_row": true}))
+        .await;
+    let date = app
+        .clock
+        .now()
+        .with_timezone(&paygate::clock::beijing())
+        .date_naive();
+    let wechat_bill = String::from_utf8(app.sandbox.wechat_bill(date).expect("bill")).unwrap();
+    let openid = wechat_bill
+        .lines()
+        .find(|l| l.contains(&wechat_no))
+        .and_then(|l| l.split(',').nth(7))
+        .map(|v| v.trim_start_matches('`').to_owned())
+        .expect("the bill's 用户标识 of our order");
+    assert!(openid.len() > 8, "a planted openid: {openid}");
+    let mut secrets = vec![openid];
+    let alipay_zip = app.sandbox.alipay_bill(date).expect("bill");
+    let mut zip = zip_entries(&alipay_zip);
+    let detail = zip.remove(0);
+    let line = detail
+        .lines()
+        .find(|l| l.contains(&alipay_no))
+        .expect("our order's row")
+        .to_owned();
+    let header = detail
+        .lines()
+        .find(|l| l.contains("对方账户"))
+        .expect("the column header")
+        .to_owned();
+    let column = header
+        .split(',')
+        .position(|c| c.trim() == "对方账户")
+        .unwrap();
+    let account = line.split(',').nth(column).unwrap().trim().to_owned();
+    assert!(!account.is_empty());
+    secrets.push(account);
+    for provider in ["wechatpay", "alipay"] {
+        let res = app
+            .http
+            .post(format!("{}/v1/reconciliations", app.url))
+            .bearer_auth(common::FINANCE_KEY)
+            .json(&serde_json::json!({"provider": provider, "date": date.to_string()}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201);
+        let run: Value = res.json().await.unwrap();
+        let csv = app
+            .http
+            .get(format!(
+                "{}/v1/reconciliations/{}/discrepancies.csv",
+                app.url,
+                run["reconciliation_id"].as_str().unwrap()
+            ))
+            .bearer_auth(common::FINANCE_KEY)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for secret in &secrets {
+            assert!(!csv.contains(secret.as_str()), "{secret:?} in the CSV");
+            assert!(!run.to_string().contains(secret.as_str()));
+        }
+    }
+    for secret in &secrets {
+        assert_kept_nowhere(&app, &wechat_no, secret).await;
+    }
+}
+
+/// The CSV entries of a ZIP, decoded from GBK, detail first.
+fn zip_entries(bytes: &[u8]) -> Vec<String> {
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("a ZIP");
+    let mut out = Vec::new();
+    for i in 0..archive.len() {
+        use std::io::Read;
+        let mut entry = archive.by_index(i).unwrap();
+        let mut raw = Vec::new();
+        entry.read_to_end(&mut raw).unwrap();
+        let (text, _, _) = encoding_rs::GBK.decode(&raw);
+        out.push(text.into_owned());
+    }
+    out.sort_by_key(|t| t.contains("汇总"));
+    out
 }

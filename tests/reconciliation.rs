@@ -307,9 +307,13 @@ async fn assert_bill_refused(provider: &str, fault: Value) {
         )
         .await;
     let order_no = no(&order);
+    // One PUT: every fault not named goes back to its default, and the dropped notification
+    // must stay dropped.
+    let mut faults = fault.clone();
+    faults["drop_notifications"] = json!(1.0);
     app.set_faults(json!({"drop_notifications": 1.0})).await;
     app.pay(&order_no).await;
-    app.set_faults(fault.clone()).await;
+    app.set_faults(faults).await;
     let (status, body) = reconcile(&app, provider, &today(&app)).await;
     assert_eq!(status, 422, "{fault}: {body}");
     assert_eq!(body["error"]["code"], "bill_invalid");
@@ -438,4 +442,41 @@ on_both_backends!(
     payments_land_on_their_beijing_day_on_sqlite,
     payments_land_on_their_beijing_day_on_postgres,
     payments_land_on_their_beijing_day
+);
+
+/// A refund made at the portal whose notification never came: the bill's refund row is
+/// recorded through the refund path (origin `provider`) and the entitlement follows.
+async fn a_refund_only_the_bill_knows_is_recorded(app: TestApp) {
+    let order = app
+        .paid_order("emp_recon_refund", "wechatpay", "resume-download-50")
+        .await;
+    let order_no = no(&order);
+    app.set_faults(json!({"drop_notifications": 1.0})).await;
+    app.sandbox
+        .portal_refund(&order_no, 19_900)
+        .expect("portal refund");
+    app.sandbox.complete_wechat_refunds();
+    assert_eq!(app.order(&order_no).await["status"], "paid");
+    let (status, run) = reconcile(&app, "wechatpay", &today(&app)).await;
+    assert_eq!(status, 201, "{run}");
+    assert_eq!(
+        count(&run["summary"], "refunds", "missing_local"),
+        1,
+        "{run}"
+    );
+    assert_eq!(run["summary"]["healed"], 1);
+    let order = app.order(&order_no).await;
+    assert_eq!(order["status"], "refunded", "{order}");
+    assert_eq!(order["refunds"][0]["origin"], "provider");
+    let ents = app.entitlements("emp_recon_refund").await;
+    assert_eq!(ents["entitlements"][0]["status"], "revoked", "{ents}");
+    // Matched on a re-run.
+    let (_, again) = reconcile(&app, "wechatpay", &today(&app)).await;
+    assert_eq!(count(&again["summary"], "refunds", "matched"), 1, "{again}");
+    assert_eq!(again["summary"]["healed"], 0);
+}
+on_both_backends!(
+    a_refund_only_the_bill_knows_is_recorded_on_sqlite,
+    a_refund_only_the_bill_knows_is_recorded_on_postgres,
+    a_refund_only_the_bill_knows_is_recorded
 );

@@ -633,6 +633,9 @@ impl TestApp {
             "outbox_event",
             "idempotency",
             "refund",
+            "reconciliation_run",
+            "reconciliation_discrepancy",
+            "reconciliation_bill_row",
         ] {
             let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {table}")))
                 .fetch_all(self.db.pool())
