@@ -16,6 +16,7 @@
 
 mod download;
 pub(crate) mod format;
+mod lines;
 mod read;
 pub(crate) mod write;
 
@@ -26,7 +27,8 @@ use crate::money::AmountError;
 pub use download::{
     BILL_METHOD, BillUrl, bill_download_url_request, read_bill_download_url_response,
 };
-pub use read::{MAX_LINE_BYTES, TradeBillReader, TradeBillRows};
+pub use lines::MAX_LINE_BYTES;
+pub use read::{TradeBillReader, TradeBillRows};
 
 /// A line of the detail file: `业务类型` `交易` or `退款`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,9 +1,9 @@
 //! Reading a trade bill: the ZIP's detail entry, one GBK line at a time.
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Seek};
+use std::io::{Read, Seek};
 
 use chrono::NaiveDateTime;
-use encoding_rs::{DecoderResult, GBK};
+use encoding_rs::GBK;
 use zip::ZipArchive;
 
 use super::format::{
@@ -11,12 +11,9 @@ use super::format::{
     ORDER_AMOUNT, OUT_REQUEST_NO, OUT_TRADE_NO, PAYMENT_FOOTER, PERIOD_END, PERIOD_PREFIX,
     RECEIVED, REFUND_FOOTER, TRADE_NO, normalize_header, parse_amount, split_fields,
 };
+use super::lines::Lines;
 use super::{BillError, BillRow, BillRowKind, BillTotals};
 use crate::time::parse_beijing_time;
-
-/// A longer line is refused rather than buffered: a row is a few hundred bytes, and memory must
-/// stay flat whatever the file holds.
-pub const MAX_LINE_BYTES: usize = 64 * 1024;
 
 /// The ZIP's general-purpose flag bit 11: the entry name is UTF-8.
 const UTF8_NAME_FLAG: u16 = 0x0800;
@@ -166,26 +163,19 @@ enum State {
 /// bill whose totals do not add up, or that lacks them, ends with an error instead. After an
 /// error the iterator yields nothing more.
 pub struct TradeBillRows<'a> {
-    source: Box<dyn BufRead + 'a>,
-    raw: Vec<u8>,
-    text: String,
-    line: u64,
+    lines: Lines<'a>,
     columns: Columns,
     account: Option<String>,
     period: Option<(NaiveDateTime, NaiveDateTime)>,
-    state: State,
-    counted: BillTotals,
-    payment_footer: Option<(u64, i64)>,
-    refund_footer: Option<(u64, i64)>,
-    totals: Option<BillTotals>,
+    tally: Tally,
 }
 
 impl std::fmt::Debug for TradeBillRows<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TradeBillRows")
-            .field("line", &self.line)
-            .field("state", &self.state)
-            .field("totals", &self.totals)
+            .field("line", &self.lines.number)
+            .field("state", &self.tally.state)
+            .field("totals", &self.tally.totals)
             .finish_non_exhaustive()
     }
 }
@@ -194,43 +184,29 @@ impl<'a> TradeBillRows<'a> {
     /// Reads a detail CSV already out of its ZIP (GBK bytes): the `#` lines and the column
     /// header now, the rows as they are asked for.
     pub fn from_csv(reader: impl Read + 'a) -> Result<TradeBillRows<'a>, BillError> {
-        let mut rows = TradeBillRows {
-            source: Box::new(BufReader::with_capacity(64 * 1024, reader)),
-            raw: Vec::new(),
-            text: String::new(),
-            line: 0,
-            columns: Columns {
-                count: 0,
-                trade_no: 0,
-                out_trade_no: 0,
-                kind: 0,
-                finished_at: 0,
-                amount: 0,
-                received: 0,
-                out_request_no: 0,
-            },
-            account: None,
-            period: None,
-            state: State::Rows,
-            counted: BillTotals::default(),
-            payment_footer: None,
-            refund_footer: None,
-            totals: None,
-        };
-        loop {
-            if !rows.next_line()? {
-                return Err(BillError::NoHeader);
-            }
-            let text = std::mem::take(&mut rows.text);
+        let mut lines = Lines::new(reader);
+        let (mut account, mut period) = (None, None);
+        let columns = loop {
+            let (number, text) = lines.next()?.ok_or(BillError::NoHeader)?;
             if text.starts_with('#') {
-                rows.read_preamble(&text);
+                read_preamble(text, &mut account, &mut period);
             } else if !text.trim().is_empty() {
-                rows.columns = Columns::from_header(&text, rows.line)?;
-                rows.text = text;
-                return Ok(rows);
+                break Columns::from_header(text, number)?;
             }
-            rows.text = text;
-        }
+        };
+        Ok(TradeBillRows {
+            lines,
+            columns,
+            account,
+            period,
+            tally: Tally {
+                state: State::Rows,
+                counted: BillTotals::default(),
+                payment_footer: None,
+                refund_footer: None,
+                totals: None,
+            },
+        })
     }
 
     /// The merchant account of the `#账号：[…]` line (the merchant's own PID + `0156`, not a
@@ -248,110 +224,79 @@ impl<'a> TradeBillRows<'a> {
     /// The bill's totals, once every row has been read and they were found to match the footer
     /// lines; `None` before that, or after an error.
     pub fn totals(&self) -> Option<BillTotals> {
-        self.totals
-    }
-
-    /// The `#` lines before the column header: the account and the period; the title and the
-    /// marker line are skipped.
-    fn read_preamble(&mut self, line: &str) {
-        if let Some(value) = line.strip_prefix(ACCOUNT_PREFIX) {
-            self.account = bracketed(value).map(str::to_owned);
-        } else if let Some(value) = line.strip_prefix(PERIOD_PREFIX) {
-            self.period = value.split_once(PERIOD_END).and_then(|(start, end)| {
-                let time = |t: &str| {
-                    bracketed(t.trim())
-                        .and_then(|t| NaiveDateTime::parse_from_str(t, HEADER_TIME).ok())
-                };
-                Some((time(start)?, time(end)?))
-            });
-        }
-    }
-
-    /// Reads and decodes the next line into `self.text`; false at the end of the entry.
-    fn next_line(&mut self) -> Result<bool, BillError> {
-        self.raw.clear();
-        loop {
-            let available = match self.source.fill_buf() {
-                Ok(bytes) => bytes,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => return Err(BillError::Read(e)),
-            };
-            if available.is_empty() {
-                if self.raw.is_empty() {
-                    return Ok(false);
-                }
-                break;
-            }
-            let (taken, complete) = match available.iter().position(|&b| b == b'\n') {
-                Some(i) => (i + 1, true),
-                None => (available.len(), false),
-            };
-            if self.raw.len() + taken > MAX_LINE_BYTES {
-                return Err(BillError::LineTooLong {
-                    line: self.line + 1,
-                });
-            }
-            self.raw.extend_from_slice(&available[..taken]);
-            self.source.consume(taken);
-            if complete {
-                break;
-            }
-        }
-        self.line += 1;
-        let mut bytes = self.raw.as_slice();
-        bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-        bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
-        // Splitting the raw bytes at `\n` before decoding is exact: in GBK (and GB18030, which
-        // encoding_rs's GBK decoder is) every byte of a multi-byte character is ≥ 0x30, so 0x0A
-        // is always a line end. A character cut by a line end is malformed and refused below.
-        let mut decoder = GBK.new_decoder_without_bom_handling();
-        self.text.clear();
-        let capacity = decoder
-            .max_utf8_buffer_length_without_replacement(bytes.len())
-            .ok_or(BillError::LineTooLong { line: self.line })?;
-        self.text.reserve(capacity);
-        let (result, _) = decoder.decode_to_string_without_replacement(bytes, &mut self.text, true);
-        match result {
-            DecoderResult::InputEmpty => Ok(true),
-            DecoderResult::Malformed(..) | DecoderResult::OutputFull => {
-                Err(BillError::Encoding { line: self.line })
-            }
-        }
+        self.tally.totals
     }
 
     fn advance(&mut self) -> Result<Option<BillRow>, BillError> {
-        while self.next_line()? {
-            let text = std::mem::take(&mut self.text);
-            let result = self.read_line(&text);
-            self.text = text;
-            if let Some(row) = result? {
+        while let Some((number, text)) = self.lines.next()? {
+            if let Some(row) = self.tally.read_line(number, text, &self.columns)? {
                 return Ok(Some(row));
             }
         }
-        self.totals = Some(self.check_totals()?);
+        self.tally.totals = Some(self.tally.check()?);
         Ok(None)
     }
+}
 
+/// The `#` lines before the column header: the account and the period; the title and the
+/// marker line are skipped.
+fn read_preamble(
+    line: &str,
+    account: &mut Option<String>,
+    period: &mut Option<(NaiveDateTime, NaiveDateTime)>,
+) {
+    if let Some(value) = line.strip_prefix(ACCOUNT_PREFIX) {
+        *account = bracketed(value).map(str::to_owned);
+    } else if let Some(value) = line.strip_prefix(PERIOD_PREFIX) {
+        *period = value.split_once(PERIOD_END).and_then(|(start, end)| {
+            let time = |t: &str| {
+                bracketed(t.trim()).and_then(|t| NaiveDateTime::parse_from_str(t, HEADER_TIME).ok())
+            };
+            Some((time(start)?, time(end)?))
+        });
+    }
+}
+
+/// `[value]` → `value`.
+fn bracketed(text: &str) -> Option<&str> {
+    text.trim().strip_prefix('[')?.strip_suffix(']')
+}
+
+/// What the rows have added up to so far, and what the footer says they should.
+struct Tally {
+    state: State,
+    counted: BillTotals,
+    payment_footer: Option<(u64, i64)>,
+    refund_footer: Option<(u64, i64)>,
+    totals: Option<BillTotals>,
+}
+
+impl Tally {
     /// A row, or `None` for a line that is not one (blank, `#`).
-    fn read_line(&mut self, text: &str) -> Result<Option<BillRow>, BillError> {
+    fn read_line(
+        &mut self,
+        line: u64,
+        text: &str,
+        columns: &Columns,
+    ) -> Result<Option<BillRow>, BillError> {
         if text.trim().is_empty() {
             return Ok(None);
         }
         if text.starts_with('#') {
             // The first `#` line ends the rows (it is the end marker in Alipay's files).
             self.state = State::Footer;
-            self.read_footer(text)?;
+            self.read_footer(line, text)?;
             return Ok(None);
         }
         if self.state == State::Footer {
-            return Err(BillError::RowAfterFooter { line: self.line });
+            return Err(BillError::RowAfterFooter { line });
         }
-        let row = self.read_row(text)?;
+        let row = read_row(line, text, columns)?;
         self.counted.add(row.kind, row.received_fen)?;
         Ok(Some(row))
     }
 
-    fn read_footer(&mut self, text: &str) -> Result<(), BillError> {
+    fn read_footer(&mut self, line: u64, text: &str) -> Result<(), BillError> {
         for (footer, slot, kind) in [
             (
                 &PAYMENT_FOOTER,
@@ -363,90 +308,26 @@ impl<'a> TradeBillRows<'a> {
             if !text.starts_with(footer.prefix) {
                 continue;
             }
-            let malformed = BillError::Footer {
-                line: self.line,
+            let refused = || BillError::Footer {
+                line,
                 footer: footer.name,
             };
-            let (count, fen) = footer.parse(text).ok_or(malformed)?;
+            let (count, fen) = footer.parse(text).ok_or_else(refused)?;
             // Payments add up to a positive sum, refunds to a negative one (or zero).
             let fen = match kind {
                 BillRowKind::Payment if fen >= 0 => fen,
                 BillRowKind::Refund if fen <= 0 => -fen,
-                _ => {
-                    return Err(BillError::Footer {
-                        line: self.line,
-                        footer: footer.name,
-                    });
-                }
+                _ => return Err(refused()),
             };
             if slot.replace((count, fen)).is_some() {
-                return Err(BillError::Footer {
-                    line: self.line,
-                    footer: footer.name,
-                });
+                return Err(refused());
             }
         }
         Ok(())
     }
 
-    fn read_row(&self, text: &str) -> Result<BillRow, BillError> {
-        let line = self.line;
-        let fields = split_fields(text).ok_or(BillError::Quote { line })?;
-        if fields.len() != self.columns.count {
-            return Err(BillError::FieldCount {
-                line,
-                expected: self.columns.count,
-                found: fields.len(),
-            });
-        }
-        let c = &self.columns;
-        let kind = match &*fields[c.kind] {
-            KIND_PAYMENT => BillRowKind::Payment,
-            KIND_REFUND => BillRowKind::Refund,
-            _ => return Err(BillError::Kind { line }),
-        };
-        let required = |index: usize, column: &'static str| -> Result<String, BillError> {
-            let value = &fields[index];
-            if value.is_empty() {
-                Err(BillError::Field { line, column })
-            } else {
-                Ok(value.to_string())
-            }
-        };
-        let amount = |index: usize, column: &'static str| -> Result<i64, BillError> {
-            let fen = parse_amount(&fields[index]).map_err(|source| BillError::Amount {
-                line,
-                column,
-                source,
-            })?;
-            match kind {
-                BillRowKind::Payment if fen >= 0 => Ok(fen),
-                BillRowKind::Refund if fen <= 0 => Ok(-fen),
-                _ => Err(BillError::Sign { line, column, kind }),
-            }
-        };
-        let trade_time = parse_beijing_time(&fields[c.finished_at]).ok_or(BillError::Field {
-            line,
-            column: FINISHED_AT,
-        })?;
-        let out_request_no = match kind {
-            BillRowKind::Refund => Some(&fields[c.out_request_no])
-                .filter(|v| !v.is_empty())
-                .map(|v| v.to_string()),
-            BillRowKind::Payment => None,
-        };
-        Ok(BillRow {
-            trade_time,
-            trade_no: required(c.trade_no, TRADE_NO)?,
-            out_trade_no: required(c.out_trade_no, OUT_TRADE_NO)?,
-            kind,
-            amount_fen: amount(c.amount, ORDER_AMOUNT)?,
-            received_fen: amount(c.received, RECEIVED)?,
-            out_request_no,
-        })
-    }
-
-    fn check_totals(&self) -> Result<BillTotals, BillError> {
+    /// The rows' totals, when the footer lines are there and state the same.
+    fn check(&self) -> Result<BillTotals, BillError> {
         let payment = self
             .payment_footer
             .ok_or(BillError::MissingFooter(PAYMENT_FOOTER.name))?;
@@ -482,22 +363,79 @@ impl<'a> TradeBillRows<'a> {
     }
 }
 
+/// One detail line as a row; every other column (the payer's among them) is dropped here.
+fn read_row(line: u64, text: &str, columns: &Columns) -> Result<BillRow, BillError> {
+    let fields = split_fields(text).ok_or(BillError::Quote { line })?;
+    if fields.len() != columns.count {
+        return Err(BillError::FieldCount {
+            line,
+            expected: columns.count,
+            found: fields.len(),
+        });
+    }
+    let c = columns;
+    let kind = match &*fields[c.kind] {
+        KIND_PAYMENT => BillRowKind::Payment,
+        KIND_REFUND => BillRowKind::Refund,
+        _ => return Err(BillError::Kind { line }),
+    };
+    let required = |index: usize, column: &'static str| -> Result<String, BillError> {
+        let value = &fields[index];
+        if value.is_empty() {
+            Err(BillError::Field { line, column })
+        } else {
+            Ok(value.to_string())
+        }
+    };
+    let amount = |index: usize, column: &'static str| -> Result<i64, BillError> {
+        let fen = parse_amount(&fields[index]).map_err(|source| BillError::Amount {
+            line,
+            column,
+            source,
+        })?;
+        match kind {
+            BillRowKind::Payment if fen >= 0 => Ok(fen),
+            BillRowKind::Refund if fen <= 0 => Ok(-fen),
+            _ => Err(BillError::Sign { line, column, kind }),
+        }
+    };
+    let trade_time = parse_beijing_time(&fields[c.finished_at]).ok_or(BillError::Field {
+        line,
+        column: FINISHED_AT,
+    })?;
+    let out_request_no = match kind {
+        BillRowKind::Refund => Some(&fields[c.out_request_no])
+            .filter(|v| !v.is_empty())
+            .map(|v| v.to_string()),
+        BillRowKind::Payment => None,
+    };
+    Ok(BillRow {
+        trade_time,
+        trade_no: required(c.trade_no, TRADE_NO)?,
+        out_trade_no: required(c.out_trade_no, OUT_TRADE_NO)?,
+        kind,
+        amount_fen: amount(c.amount, ORDER_AMOUNT)?,
+        received_fen: amount(c.received, RECEIVED)?,
+        out_request_no,
+    })
+}
+
 impl Iterator for TradeBillRows<'_> {
     type Item = Result<BillRow, BillError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if matches!(self.state, State::Done | State::Failed) {
+        if matches!(self.tally.state, State::Done | State::Failed) {
             return None;
         }
         match self.advance() {
             Ok(Some(row)) => Some(Ok(row)),
             Ok(None) => {
-                self.state = State::Done;
+                self.tally.state = State::Done;
                 None
             }
             Err(error) => {
-                self.state = State::Failed;
-                self.totals = None;
+                self.tally.state = State::Failed;
+                self.tally.totals = None;
                 Some(Err(error))
             }
         }
@@ -505,8 +443,3 @@ impl Iterator for TradeBillRows<'_> {
 }
 
 impl std::iter::FusedIterator for TradeBillRows<'_> {}
-
-/// `[value]` → `value`.
-fn bracketed(text: &str) -> Option<&str> {
-    text.trim().strip_prefix('[')?.strip_suffix(']')
-}

@@ -5,7 +5,9 @@ use std::io::{Cursor, Write};
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use encoding_rs::GBK;
-use paygate_alipay::bill::{BillError, BillRow, BillRowKind, BillTotals, TradeBillReader};
+use paygate_alipay::bill::{
+    BillError, BillRow, BillRowKind, BillTotals, MAX_LINE_BYTES, TradeBillReader,
+};
 use paygate_alipay::money::AmountError;
 use paygate_alipay::simulator::{BillRowSpec, BillWriteError, write_trade_bill_zip};
 use zip::write::SimpleFileOptions;
@@ -699,4 +701,16 @@ fn a_200k_row_bill_streams_through_without_collecting() {
     assert_eq!(last, Some(expected_row(&spec(ROWS - 1))));
     assert_eq!(rows.totals(), Some(written));
     assert_eq!(written.payments + written.refunds, ROWS);
+}
+
+#[test]
+fn a_line_longer_than_the_limit_is_refused_not_buffered() {
+    let long = "长".repeat(MAX_LINE_BYTES / 2);
+    let text = fixture_text().replacen(",下单测试,", &format!(",{long},"), 1);
+    let (read, error) = read_until_error(&bill_of(&text));
+    assert_eq!(read, 0);
+    assert!(
+        matches!(error, BillError::LineTooLong { line: 6 }),
+        "{error:?}"
+    );
 }
