@@ -106,6 +106,35 @@ async fn the_document_lists_every_route_and_real_answers_fit_it() {
         fits(&doc, "Refund", refund);
     }
 
+    let date = paygate::clock::Clock::now(app.clock.as_ref())
+        .with_timezone(&paygate::clock::beijing())
+        .date_naive()
+        .to_string();
+    let run: Value = app
+        .http
+        .post(format!("{}/v1/reconciliations", app.url))
+        .bearer_auth(common::FINANCE_KEY)
+        .json(&json!({"provider": "wechatpay", "date": date}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    fits(&doc, "Reconciliation", &run);
+    let list: Value = app
+        .http
+        .get(format!("{}/v1/reconciliations", app.url))
+        .bearer_auth(common::FINANCE_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    fits(&doc, "Reconciliations", &list);
+    fits(&doc, "Reconciliation", &list["reconciliations"][0]);
+
     let entitlements = app.entitlements("emp_doc").await;
     fits(&doc, "Entitlements", &entitlements);
     fits(&doc, "EntitlementEntry", &entitlements["entitlements"][0]);
