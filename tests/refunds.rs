@@ -374,12 +374,9 @@ on_both_backends!(
     an_alipay_portal_refund_is_followed
 );
 
-/// Paid, every report of it lost, then partly refunded at the portal: the refund
-/// notification is the first paygate hears. The payment is real: settled first, then refunded.
-async fn a_portal_refund_of_an_order_still_pending_here_settles_it_first(
-    app: TestApp,
-    provider: &str,
-) {
+/// An order paid and then refunded (`fen`) at the merchant portal while every notification
+/// was lost: paygate still has it pending. Notifications stay dropped until the test lifts it.
+async fn paid_and_refunded_unreported(app: &TestApp, provider: &str, fen: i64) -> String {
     let channel = if provider == "alipay" { "qr" } else { "native" };
     let order = app
         .create_order_on(EMPLOYER, provider, channel, json!({}))
@@ -388,9 +385,19 @@ async fn a_portal_refund_of_an_order_still_pending_here_settles_it_first(
     app.set_faults(json!({"drop_notifications": 1.0})).await;
     app.pay(&order_no).await;
     app.sandbox
-        .portal_refund(&order_no, 5000)
+        .portal_refund(&order_no, fen)
         .expect("portal refund");
     app.sandbox.complete_wechat_refunds();
+    order_no
+}
+
+/// Paid, every report of it lost, then partly refunded at the portal: the refund
+/// notification is the first paygate hears. The payment is real: settled first, then refunded.
+async fn a_portal_refund_of_an_order_still_pending_here_settles_it_first(
+    app: TestApp,
+    provider: &str,
+) {
+    let order_no = paid_and_refunded_unreported(&app, provider, 5000).await;
     assert_eq!(app.order(&order_no).await["status"], "pending");
     app.set_faults(json!({})).await;
     let resend = app
@@ -438,17 +445,7 @@ async fn a_query_that_finds_a_fully_refunded_trade_settles_then_refunds(
     app: TestApp,
     provider: &str,
 ) {
-    let channel = if provider == "alipay" { "qr" } else { "native" };
-    let order = app
-        .create_order_on(EMPLOYER, provider, channel, json!({}))
-        .await;
-    let order_no = no(&order);
-    app.set_faults(json!({"drop_notifications": 1.0})).await;
-    app.pay(&order_no).await;
-    app.sandbox
-        .portal_refund(&order_no, 19900)
-        .expect("portal refund");
-    app.sandbox.complete_wechat_refunds();
+    let order_no = paid_and_refunded_unreported(&app, provider, 19900).await;
     app.clock.advance(chrono::Duration::minutes(3));
     app.jobs
         .run_once(paygate::jobs::Job::ActiveQuery)
