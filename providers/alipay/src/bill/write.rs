@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::io::{Seek, Write};
 
-use chrono::{DateTime, Days, NaiveDate, Utc};
+use chrono::{DateTime, Days, NaiveDate, NaiveTime, Utc};
 use encoding_rs::{EncoderResult, GBK};
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipWriter};
@@ -95,7 +95,8 @@ impl From<std::io::Error> for BillWriteError {
 /// columns, one line per row as it comes from `rows` (text fields followed by a TAB, refund
 /// amounts negative), the end marker, the `#交易合计` / `#退款合计` lines and the export time;
 /// the summary has one `合计` line. Nothing is collected, so a million rows take no more memory
-/// than one. Returns the totals written in the footer.
+/// than one (the entry must stay under 4 GiB, some 14 million rows: no ZIP64). Returns the
+/// totals written in the footer.
 ///
 /// The core has no clock: the export time is written as 06:00:00 the next day.
 pub fn write_trade_bill_zip<W: Write + Seek>(
@@ -117,33 +118,25 @@ pub fn write_trade_bill_zip<W: Write + Seek>(
     let preamble = |title: &str, list: &str| {
         format!(
             "#{title}\n{ACCOUNT_PREFIX}[{account}]\n{PERIOD_PREFIX}[{}]   {PERIOD_END}[{}]\n{}\n",
-            date.and_hms_opt(0, 0, 0)
-                .unwrap_or_default()
-                .format(HEADER_TIME),
-            next_day
-                .and_hms_opt(0, 0, 0)
-                .unwrap_or_default()
-                .format(HEADER_TIME),
+            date.and_time(NaiveTime::MIN).format(HEADER_TIME),
+            next_day.and_time(NaiveTime::MIN).format(HEADER_TIME),
             marker(41, list, 40),
         )
     };
+    let six_am = NaiveTime::from_hms_opt(6, 0, 0).unwrap_or(NaiveTime::MIN);
     let exported = format!(
         "#导出时间：[{}]\n",
-        next_day
-            .and_hms_opt(6, 0, 0)
-            .unwrap_or_default()
-            .format(HEADER_TIME)
+        next_day.and_time(six_am).format(HEADER_TIME)
     );
     let options = SimpleFileOptions::default().compression_method(CompressionMethod::Deflated);
 
     let mut zip = ZipWriter::new(out);
-    let detail_name =
-        gbk(&format!("{account}_{stamp}{DETAIL_SUFFIX}")).ok_or(BillWriteError::Account)?;
+    let detail_name = ours(&format!("{account}_{stamp}{DETAIL_SUFFIX}"));
     zip.start_file_with_options(options.name(&detail_name))?;
     let mut head = preamble("支付宝业务明细查询", "业务明细列表");
     head.push_str(&DETAIL_COLUMNS.join(","));
     head.push('\n');
-    zip.write_all(&gbk(&head).ok_or(BillWriteError::Account)?)?;
+    zip.write_all(&ours(&head))?;
 
     let mut totals = BillTotals::default();
     let (mut text, mut line) = (String::with_capacity(512), Vec::with_capacity(512));
@@ -173,15 +166,14 @@ pub fn write_trade_bill_zip<W: Write + Seek>(
         REFUND_FOOTER.middle,
         refund_total,
     );
-    zip.write_all(&gbk(&foot).ok_or(BillWriteError::Overflow)?)?;
+    zip.write_all(&ours(&foot))?;
 
     let net = totals
         .payment_fen
         .checked_sub(totals.refund_fen)
         .map(format_amount)
         .ok_or(BillWriteError::Overflow)?;
-    let summary_name =
-        gbk(&format!("{account}_{stamp}{SUMMARY_SUFFIX}")).ok_or(BillWriteError::Account)?;
+    let summary_name = ours(&format!("{account}_{stamp}{SUMMARY_SUFFIX}"));
     zip.start_file_with_options(options.name(&summary_name))?;
     let summary = format!(
         "{}{}\n合计,,{},{},{net},{net},0.00,0.00,0.00,0.00,0.00,{net}\n{}\n{exported}",
@@ -191,7 +183,7 @@ pub fn write_trade_bill_zip<W: Write + Seek>(
         totals.refunds,
         marker(40, "业务汇总列表结束", 37),
     );
-    zip.write_all(&gbk(&summary).ok_or(BillWriteError::Overflow)?)?;
+    zip.write_all(&ours(&summary))?;
     zip.finish()?;
     Ok(totals)
 }
@@ -265,6 +257,12 @@ fn encode_gbk(text: &str, out: &mut Vec<u8>) -> bool {
     }
     let (result, _) = encoder.encode_from_utf8_to_vec_without_replacement(text, out, true);
     result == EncoderResult::InputEmpty
+}
+
+/// Our own text (the fixed Chinese of the format, ASCII digits and the checked account) in GBK,
+/// where every character has an encoding.
+fn ours(text: &str) -> Vec<u8> {
+    GBK.encode(text).0.into_owned()
 }
 
 /// `text` in GBK, or `None` when a character has no GBK encoding.
