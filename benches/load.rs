@@ -64,7 +64,15 @@
 //! through `POST /v1/orders`, and the others are copies of its row (a new order number and
 //! employer each) inserted in one transaction, since creating tens of thousands through the
 //! API costs two RSA signatures each; if that copy fails (e.g. the schema changed), they are
-//! created through the API instead (at most 5000).
+//! created through the API instead (at most 5000). After the copy the SQLite WAL is
+//! checkpointed, or the table vacuumed and analysed on PostgreSQL, before the window opens.
+//! Callback windows are capped at 240 s (a WeChat signature is accepted for 5 minutes).
+//!
+//! Checks after a window, printed as notes when they fail: `repeat_view` left the entitlement's
+//! `used` unchanged, `first_view` recorded one access per 200, and each fresh-callback
+//! scenario paid exactly as many orders as it got acknowledgements. Requests answered with
+//! another status (or body, for Alipay's `success`) count as errors, listed by status.
+//! A scenario whose preparation fails is reported as not measured, and the exit code is 1.
 //!
 //! Output: the machine facts and a Markdown table on stdout, progress on stderr. The RSS is
 //! that of the whole process (gateway, sandbox and clients, prepared callbacks included).
