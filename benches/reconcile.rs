@@ -208,8 +208,10 @@ async fn main() {
     let state = app.state().clone();
     let date = NaiveDate::from_ymd_opt(2026, 11, 28).expect("date");
     println!("paygate reconciliation bench: {n} payments per provider, {backend}");
-    println!("| provider | rows | wall | rows/s | peak RSS during the run |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "| provider | rows | wall | rows/s | read + stage | classify | peak RSS during the run |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     for provider in [ProviderId::Wechatpay, ProviderId::Alipay] {
         let paid = paid_orders(n, provider, date);
         insert(&state.db, provider, &paid).await;
@@ -229,10 +231,13 @@ async fn main() {
             summary["payments"]["matched"]["count"], n as u64,
             "{summary}"
         );
+        let timings = &summary["timings_ms"];
         println!(
-            "| {provider} | {n} | {:.1} s | {:.0} | {} MiB |",
+            "| {provider} | {n} | {:.1} s | {:.0} | {:.1} s | {:.1} s | {} MiB |",
             took.as_secs_f64(),
             n as f64 / took.as_secs_f64(),
+            timings["read_and_stage"].as_f64().unwrap_or(0.0) / 1000.0,
+            timings["classify_and_heal"].as_f64().unwrap_or(0.0) / 1000.0,
             rss_peak_kib() / 1024
         );
     }
