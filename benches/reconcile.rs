@@ -23,7 +23,7 @@ use paygate::clock::OffsetClock;
 use paygate::config::Config;
 use paygate::domain::{OrderNo, ProviderId};
 
-const BATCH: usize = 500;
+const BATCH: usize = 50;
 
 fn rss_peak_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")

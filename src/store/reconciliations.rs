@@ -5,8 +5,10 @@ use sqlx::{AnyPool, Row};
 use super::Tx;
 use crate::reconcile::bill::BillEntry;
 
-/// Rows per INSERT statement: 9 parameters a row stays well under SQLite's limit.
-const ROWS_PER_STATEMENT: usize = 200;
+/// Rows per INSERT statement. Small on purpose: binding `$n` parameters costs more than
+/// linearly in their number (measured: 1,000 rows a statement staged 100 k rows in 12 s, 200 in
+/// 3.4 s, 32 to 50 in 1.7–2.3 s).
+const ROWS_PER_STATEMENT: usize = 32;
 
 /// Stages `rows` (numbered from `first_seq`) under `run_key`, in one transaction.
 pub async fn stage(
