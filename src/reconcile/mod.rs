@@ -21,7 +21,7 @@
 
 pub mod bill;
 
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use sqlx::Row;
 
@@ -99,12 +99,9 @@ pub struct Timings {
 
 /// The Asia/Shanghai day `date` as [start, end) in epoch milliseconds.
 pub fn day_bounds(date: NaiveDate) -> (i64, i64) {
-    let start = beijing()
-        .from_local_datetime(&date.and_hms_opt(0, 0, 0).unwrap_or_default())
-        .single()
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or(DateTime::<Utc>::MIN_UTC);
-    let start = to_millis(start);
+    // Beijing has no daylight saving: its midnight is always 16:00 UTC the day before.
+    let offset_ms = i64::from(beijing().local_minus_utc()) * 1000;
+    let start = to_millis(date.and_time(chrono::NaiveTime::MIN).and_utc()) - offset_ms;
     (start, start + 86_400_000)
 }
 
@@ -647,4 +644,20 @@ async fn heal_refund(
         Err(e) => d.note = Some(format!("not recorded: {e}")),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_beijing_day_starts_at_16_utc_the_day_before() {
+        let (start, end) = day_bounds(NaiveDate::from_ymd_opt(2026, 11, 30).unwrap());
+        use chrono::TimeZone;
+        let utc = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 29, 16, 0, 0)
+            .unwrap();
+        assert_eq!(start, to_millis(utc));
+        assert_eq!(end - start, 86_400_000);
+    }
 }

@@ -248,10 +248,10 @@ pub async fn discrepancies(
                 Discrepancy {
                     class: crate::reconcile::class_name(&class)
                         .ok_or_else(|| super::orders::corrupt("class", &class))?,
-                    kind: if kind == "refund" {
-                        "refund"
-                    } else {
-                        "payment"
+                    kind: match kind.as_str() {
+                        "payment" => "payment",
+                        "refund" => "refund",
+                        other => return Err(super::orders::corrupt("kind", other)),
                     },
                     order_no: r.try_get("order_no")?,
                     provider_txn_id: r.try_get("provider_txn_id")?,
