@@ -46,12 +46,12 @@ const REQUESTED_REFUND_TOTAL: &str = "申请退款总金额";
 /// The uncompressed bill, buffered.
 pub(crate) enum Decoder<R: Read> {
     Plain(BufReader<R>),
-    Gzip(BufReader<MultiGzDecoder<R>>),
+    Gzip(Box<BufReader<MultiGzDecoder<R>>>),
 }
 
 pub(crate) fn decoder<R: Read>(reader: R, gzip: bool) -> Decoder<R> {
     if gzip {
-        Decoder::Gzip(BufReader::new(MultiGzDecoder::new(reader)))
+        Decoder::Gzip(Box::new(BufReader::new(MultiGzDecoder::new(reader))))
     } else {
         Decoder::Plain(BufReader::new(reader))
     }
