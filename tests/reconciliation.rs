@@ -480,3 +480,57 @@ on_both_backends!(
     a_refund_only_the_bill_knows_is_recorded_on_postgres,
     a_refund_only_the_bill_knows_is_recorded
 );
+
+/// A payment listed twice in the bill must not hide a payment missing from it: counting the
+/// bill's rows that match a local payment would find as many as paygate has, so the run must
+/// notice the duplicate and check by transaction id.
+async fn a_duplicate_bill_row_does_not_hide_a_missing_payment(app: TestApp) {
+    let mut orders = Vec::new();
+    for _ in 0..3 {
+        orders.push(
+            app.paid_order("emp_recon_dup", "wechatpay", "resume-download-50")
+                .await,
+        );
+    }
+    let [_, twice, missing] = [0, 1, 2].map(|i| no(&orders[i]));
+    app.set_faults(json!({"bill_duplicate_row": twice, "bill_missing_row": missing}))
+        .await;
+    let (status, run) = reconcile(&app, "wechatpay", &today(&app)).await;
+    assert_eq!(status, 201, "{run}");
+    let summary = &run["summary"];
+    assert_eq!(summary["bill_rows"], 3, "{summary}");
+    assert_eq!(count(summary, "payments", "missing_remote"), 1, "{summary}");
+    assert_eq!(summary["timings_ms"]["exact_missing_remote_check"], true);
+    let found = rows(&csv(&app, run["reconciliation_id"].as_str().unwrap()).await);
+    assert_eq!(
+        found,
+        vec![("missing_remote".to_owned(), "payment".to_owned(), missing)]
+    );
+}
+on_both_backends!(
+    a_duplicate_bill_row_does_not_hide_a_missing_payment_on_sqlite,
+    a_duplicate_bill_row_does_not_hide_a_missing_payment_on_postgres,
+    a_duplicate_bill_row_does_not_hide_a_missing_payment
+);
+
+/// A clean day is proven complete by counting, without staging the bill's payments.
+async fn a_clean_day_needs_no_exact_check(app: TestApp) {
+    for _ in 0..3 {
+        app.paid_order("emp_recon_clean", "alipay", "resume-download-50")
+            .await;
+    }
+    let (status, run) = reconcile(&app, "alipay", &today(&app)).await;
+    assert_eq!(status, 201, "{run}");
+    let summary = &run["summary"];
+    assert_eq!(count(summary, "payments", "matched"), 3, "{summary}");
+    assert_eq!(summary["timings_ms"]["exact_missing_remote_check"], false);
+    assert_eq!(
+        rows(&csv(&app, run["reconciliation_id"].as_str().unwrap()).await),
+        Vec::<(String, String, String)>::new()
+    );
+}
+on_both_backends!(
+    a_clean_day_needs_no_exact_check_on_sqlite,
+    a_clean_day_needs_no_exact_check_on_postgres,
+    a_clean_day_needs_no_exact_check
+);

@@ -57,6 +57,9 @@ pub struct Faults {
     pub wechat_refund_outcome: WechatRefundOutcome,
     /// Bills: the payment row of this `out_trade_no` is left out (its refund rows stay).
     pub bill_missing_row: Option<String>,
+    /// Bills: the payment row of this `out_trade_no` appears twice (the totals are written from
+    /// the rows, so the bill still adds up): a duplicate must not hide a missing payment.
+    pub bill_duplicate_row: Option<String>,
     /// Bills: one more paid row, 1.00 yuan, for an order the merchant never issued
     /// ([`crate::bill::FOREIGN_PREFIX`] + the date + `0001`), at 00:00:01 of the bill's day.
     pub bill_extra_row: bool,

@@ -255,6 +255,9 @@ impl Sandbox {
                     "SUCCESS"
                 };
                 rows.push(row(payment.paid_at, state, amount, None));
+                if names(&faults.bill_duplicate_row, &p.out_trade_no) {
+                    rows.push(row(payment.paid_at, state, amount, None));
+                }
             }
             for refund in order
                 .refunds

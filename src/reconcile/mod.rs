@@ -20,6 +20,7 @@
 //! replaces the date's result atomically and `reconciliation.completed` goes out with it.
 
 pub mod bill;
+mod seen;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -35,8 +36,6 @@ use crate::store::reconciliations::{self as store, Discrepancy, RunRow};
 use crate::store::{events, orders};
 use bill::{BillEntry, BillError, BillTotals};
 
-/// Bill rows staged per transaction.
-const STAGE_BATCH: usize = 2_000;
 /// Discrepancy rows read per query.
 const PAGE: i64 = 1_000;
 
@@ -93,8 +92,13 @@ pub struct Summary {
 
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Timings {
-    pub read_and_stage: u64,
+    /// Reading the bill and matching its payments against `payment`.
+    pub read_and_match: u64,
+    /// The discrepancies: classifying, healing, the missing-remote checks.
     pub classify_and_heal: u64,
+    /// Whether the missing-remote check of payments had to stage every bill payment (the
+    /// counts could not prove that none is missing).
+    pub exact_missing_remote_check: bool,
 }
 
 /// The Asia/Shanghai day `date` as [start, end) in epoch milliseconds.
@@ -138,33 +142,40 @@ pub async fn run_downloaded(
         .cloned()
         .ok_or(ReconcileError::ProviderDisabled(provider_id))?;
     let reconciliation_id = crate::domain::ids::prefixed_id("rec");
+    // The exact missing-remote check (rarely needed) reads the file a second time.
+    let again = file.try_clone().map_err(BillError::Io)?;
+    let all_payments_key = format!("{reconciliation_id}/payments");
     let clock = std::time::Instant::now();
-    let staged = stage(state, &reconciliation_id, provider.clone(), file).await;
-    let stage_ms = clock.elapsed().as_millis() as u64;
-    let result = match staged {
-        Ok((rows, totals)) => {
-            classify(
-                state,
-                provider.as_ref(),
-                &reconciliation_id,
-                date,
-                rows,
-                totals,
-            )
-            .await
+    let read = read_and_match(
+        state,
+        &reconciliation_id,
+        provider.clone(),
+        file,
+        day_bounds(date),
+    )
+    .await;
+    let read_ms = clock.elapsed().as_millis() as u64;
+    let result = match read {
+        Ok(read) => {
+            let staged = Staged {
+                key: &reconciliation_id,
+                all_payments_key: &all_payments_key,
+                file: again,
+            };
+            classify(state, provider, staged, date, read).await
         }
         Err(e) => Err(e),
     };
-    let classify_ms = clock.elapsed().as_millis() as u64 - stage_ms;
+    let classify_ms = clock.elapsed().as_millis() as u64 - read_ms;
     // The staged rows go whatever happened.
-    if let Err(e) = store::drop_staged(state.db.pool(), &reconciliation_id).await {
-        tracing::warn!(error = %e, "dropping staged bill rows failed");
+    for key in [&reconciliation_id, &all_payments_key] {
+        if let Err(e) = store::drop_staged(state.db.pool(), key).await {
+            tracing::warn!(error = %e, "dropping staged bill rows failed");
+        }
     }
     let mut summary = result?;
-    summary.timings_ms = Timings {
-        read_and_stage: stage_ms,
-        classify_and_heal: classify_ms,
-    };
+    summary.timings_ms.read_and_match = read_ms;
+    summary.timings_ms.classify_and_heal = classify_ms;
 
     let finished = state.clock.now();
     let run = RunRow {
@@ -198,54 +209,172 @@ pub async fn run_downloaded(
     Ok(run)
 }
 
-/// Reads the bill on a blocking thread and stages its rows in batches; answers how many and
-/// the totals of what was read, once the bill's own checks passed. A bill that fails them
-/// stages nothing that survives: the caller drops the staged rows.
-async fn stage(
-    state: &AppState,
-    run_key: &str,
+/// Entries handed from the reading thread per batch.
+const READ_BATCH: usize = 2_000;
+
+/// Reads `file` on a blocking thread, handing its entries over in batches; the handle answers
+/// the bill's totals once its own checks passed. Dropping the receiver stops the reading.
+fn read_batches(
     provider: std::sync::Arc<dyn crate::providers::PaymentProvider>,
     file: std::fs::File,
-) -> Result<(u64, Option<BillTotals>), ReconcileError> {
-    let (sender, mut batches) = tokio::sync::mpsc::channel::<Vec<BillEntry>>(4);
+) -> (
+    tokio::sync::mpsc::Receiver<Vec<BillEntry>>,
+    tokio::task::JoinHandle<Result<BillTotals, BillError>>,
+) {
+    let (sender, batches) = tokio::sync::mpsc::channel::<Vec<BillEntry>>(4);
     let reading = tokio::task::spawn_blocking(move || {
-        let mut batch = Vec::with_capacity(STAGE_BATCH);
+        let mut batch = Vec::with_capacity(READ_BATCH);
         let totals = provider.read_bill(file, &mut |entry| {
             batch.push(entry);
-            if batch.len() < STAGE_BATCH {
+            if batch.len() < READ_BATCH {
                 return true;
             }
-            let full = std::mem::replace(&mut batch, Vec::with_capacity(STAGE_BATCH));
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(READ_BATCH));
             sender.blocking_send(full).is_ok()
         })?;
         if !batch.is_empty() {
-            // The receiver only goes away when staging failed; that error is reported instead.
+            // The receiver only goes away when matching failed; that error is reported instead.
             let _ = sender.blocking_send(batch);
         }
         Ok::<BillTotals, BillError>(totals)
     });
-    let mut rows = 0u64;
+    (batches, reading)
+}
+
+async fn finish_reading(
+    reading: tokio::task::JoinHandle<Result<BillTotals, BillError>>,
+) -> Result<BillTotals, ReconcileError> {
+    Ok(reading
+        .await
+        .map_err(|e| BillError::Invalid(anyhow::anyhow!("the bill reader stopped: {e}")))??)
+}
+
+/// What reading the bill found, before any discrepancy was looked at.
+struct Read {
+    rows: u64,
+    totals: BillTotals,
+    /// Bill payments matched by a local payment paid within the day: with no duplicate among
+    /// the bill's payments, this many of the day's local payments are certainly in the bill.
+    matched_in_day: u64,
+    /// Some payment's transaction id may appear twice in the bill.
+    maybe_duplicate: bool,
+}
+
+/// Reads the bill and matches its payments, a batch at a time, against `payment` (read-only
+/// lookups by transaction id). Only what does not match is staged in `reconciliation_bill_row`
+/// for the classifying queries: payments without a local twin of the same amount, and refunds.
+/// On a normal day that is a handful of rows, so the write lock is barely touched and memory
+/// stays flat in the bill's size.
+async fn read_and_match(
+    state: &AppState,
+    run_key: &str,
+    provider: std::sync::Arc<dyn crate::providers::PaymentProvider>,
+    file: std::fs::File,
+    (day_start, day_end): (i64, i64),
+) -> Result<Read, ReconcileError> {
+    let pid = provider.id();
+    let (mut batches, reading) = read_batches(provider, file);
+    let mut read = Read {
+        rows: 0,
+        totals: BillTotals::NONE,
+        matched_in_day: 0,
+        maybe_duplicate: false,
+    };
+    let mut seen = seen::SeenFilter::new();
+    let mut matching: Result<(), ReconcileError> = Ok(());
+    while let Some(batch) = batches.recv().await {
+        if matching.is_err() {
+            continue;
+        }
+        let mut local = std::collections::HashMap::with_capacity(batch.len());
+        let txn_ids: Vec<&str> = batch
+            .iter()
+            .filter(|e| e.kind == bill::EntryKind::Payment)
+            .map(|e| e.provider_txn_id.as_str())
+            .collect();
+        for chunk in txn_ids.chunks(store::LOOKUP_CHUNK) {
+            match store::payments_by_txn(state.db.reader(), pid.as_str(), chunk).await {
+                Ok(found) => local.extend(found),
+                Err(e) => {
+                    matching = Err(e.into());
+                    break;
+                }
+            }
+        }
+        if matching.is_err() {
+            continue;
+        }
+        let mut off = Vec::new();
+        for entry in batch {
+            let seq = read.rows as i64;
+            read.rows += 1;
+            if entry.kind == bill::EntryKind::Payment {
+                read.maybe_duplicate |= seen.insert(entry.provider_txn_id.as_bytes());
+                if let Some(p) = local.get(&entry.provider_txn_id)
+                    && p.amount_fen == entry.amount.get()
+                    && entry.status == bill::SUCCESS
+                {
+                    if (day_start..day_end).contains(&p.paid_at) {
+                        read.matched_in_day += 1;
+                    }
+                    continue;
+                }
+            }
+            off.push((seq, entry));
+        }
+        if off.is_empty() {
+            continue;
+        }
+        let staged = async {
+            let mut tx = state.db.begin_write().await?;
+            store::stage(&mut tx, run_key, &off).await?;
+            tx.commit().await
+        }
+        .await;
+        if let Err(e) = staged {
+            matching = Err(e.into());
+        }
+    }
+    read.totals = finish_reading(reading).await?;
+    matching?;
+    Ok(read)
+}
+
+/// Stages every payment of the bill under `run_key`: the exact path of the missing-remote
+/// check, taken only when counting cannot prove that nothing is missing.
+async fn stage_all_payments(
+    state: &AppState,
+    run_key: &str,
+    provider: std::sync::Arc<dyn crate::providers::PaymentProvider>,
+    file: std::fs::File,
+) -> Result<(), ReconcileError> {
+    let (mut batches, reading) = read_batches(provider, file);
+    let mut seq = 0i64;
     let mut staging: Result<(), ReconcileError> = Ok(());
     while let Some(batch) = batches.recv().await {
         if staging.is_err() {
             continue;
         }
+        let payments: Vec<(i64, BillEntry)> = batch
+            .into_iter()
+            .filter(|e| e.kind == bill::EntryKind::Payment)
+            .map(|e| {
+                seq += 1;
+                (seq, e)
+            })
+            .collect();
         let written = async {
             let mut tx = state.db.begin_write().await?;
-            store::stage(&mut tx, run_key, rows as i64, &batch).await?;
+            store::stage(&mut tx, run_key, &payments).await?;
             tx.commit().await
         }
         .await;
-        match written {
-            Ok(()) => rows += batch.len() as u64,
-            Err(e) => staging = Err(e.into()),
+        if let Err(e) = written {
+            staging = Err(e.into());
         }
     }
-    let totals = reading
-        .await
-        .map_err(|e| BillError::Invalid(anyhow::anyhow!("the bill reader stopped: {e}")))??;
-    staging?;
-    Ok((rows, Some(totals)))
+    finish_reading(reading).await?;
+    staging
 }
 
 struct Recorder<'a> {
@@ -276,24 +405,34 @@ fn opt_text(r: &sqlx::any::AnyRow, column: &str) -> Result<Option<String>, sqlx:
     r.try_get(column)
 }
 
+/// Where a run's staged rows are, and the bill again for the exact missing-remote check.
+struct Staged<'a> {
+    /// The rows [`read_and_match`] could not match.
+    key: &'a str,
+    /// Every bill payment, when the exact check needs them.
+    all_payments_key: &'a str,
+    file: std::fs::File,
+}
+
 async fn classify(
     state: &AppState,
-    provider: &dyn crate::providers::PaymentProvider,
-    id: &str,
+    provider: std::sync::Arc<dyn crate::providers::PaymentProvider>,
+    staged: Staged<'_>,
     date: NaiveDate,
-    rows: u64,
-    totals: Option<BillTotals>,
+    read: Read,
 ) -> Result<Summary, ReconcileError> {
-    let (day_start, day_end) = day_bounds(date);
+    let day = day_bounds(date);
+    let (day_start, day_end) = day;
     let pid = provider.id().as_str();
+    let id = staged.key;
     let reader = state.db.reader();
     let mut rec = Recorder {
         state,
         id,
         seq: 0,
         summary: Summary {
-            bill_rows: rows,
-            bill_totals: totals,
+            bill_rows: read.rows,
+            bill_totals: Some(read.totals),
             ..Summary::default()
         },
     };
@@ -346,15 +485,32 @@ async fn classify(
                     d.local_status = Some("paid".into());
                 }
                 None if status != bill::SUCCESS => d.class = "status_mismatch",
-                None => heal_payment(state, provider, &order_no, &mut d).await?,
+                None => heal_payment(state, provider.as_ref(), &order_no, &mut d).await?,
             }
             rec.record(d, amount).await?;
         }
     }
 
-    // Local payments of the day that the bill does not have.
+    // Local payments of the day that the bill does not have. With no transaction id twice in
+    // the bill, the day's local payments that are in it are the matched rows counted while
+    // reading plus the staged ones that have a local payment of the day now (after healing):
+    // when that is all of them, none is missing. Otherwise every bill payment is staged and the
+    // anti-join names the missing ones.
+    // Counted in this order, the staged ones first: both sets only grow, so every payment the
+    // two counts name is in the later count of the day's payments, and equal counts are equal
+    // sets even with settlements committing in between.
+    let staged_in_day =
+        store::staged_payments_paid_between(reader, id, pid, day_start, day_end).await?;
+    let local_now = local_tally(reader, pid, bill::EntryKind::Payment, day).await?;
+    let exact = read.maybe_duplicate || read.matched_in_day + staged_in_day != local_now.count;
+    rec.summary.timings_ms.exact_missing_remote_check = exact;
     let mut after = String::new();
-    loop {
+    if exact {
+        let mut file = staged.file;
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0)).map_err(BillError::Io)?;
+        stage_all_payments(state, staged.all_payments_key, provider.clone(), file).await?;
+    }
+    while exact {
         let page = sqlx::query(
             "SELECT p.payment_id, p.order_no, p.provider_txn_id, p.amount_fen FROM payment p
              WHERE p.provider = $2 AND p.paid_at >= $3 AND p.paid_at < $4 AND p.payment_id > $5
@@ -363,7 +519,7 @@ async fn classify(
                                  AND b.provider_txn_id = p.provider_txn_id)
              ORDER BY p.payment_id LIMIT $6",
         )
-        .bind(id)
+        .bind(staged.all_payments_key)
         .bind(pid)
         .bind(day_start)
         .bind(day_end)
@@ -499,7 +655,8 @@ async fn classify(
 
     // Matched: every bill row that produced no discrepancy.
     let mut summary = rec.summary;
-    if let Some(t) = totals {
+    let t = read.totals;
+    {
         summary.payments.insert(
             "matched",
             Tally {
@@ -515,35 +672,39 @@ async fn classify(
             },
         );
     }
-    for (kind, column, time) in [
-        ("payment", "amount_fen", "paid_at"),
-        ("refund", "amount_fen", "created_at"),
-    ] {
-        let (table, extra) = if kind == "payment" {
-            ("payment", "")
-        } else {
-            ("refund", " AND status <> 'failed'")
-        };
-        let (count, amount): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT COUNT(*), CAST(COALESCE(SUM({column}), 0) AS BIGINT) FROM {table}
-             WHERE provider = $1 AND {time} >= $2 AND {time} < $3{extra}"
-        )))
-        .bind(pid)
+    summary.local_payments = local_tally(reader, pid, bill::EntryKind::Payment, day).await?;
+    summary.local_refunds = local_tally(reader, pid, bill::EntryKind::Refund, day).await?;
+    Ok(summary)
+}
+
+/// The count and sum of `provider`'s local payments (by payment time) or refunds (by request
+/// time, failed ones left out) of the day.
+async fn local_tally(
+    reader: &sqlx::AnyPool,
+    provider: &str,
+    kind: bill::EntryKind,
+    (day_start, day_end): (i64, i64),
+) -> Result<Tally, sqlx::Error> {
+    let sql = match kind {
+        bill::EntryKind::Payment => {
+            "SELECT COUNT(*), CAST(COALESCE(SUM(amount_fen), 0) AS BIGINT) FROM payment
+             WHERE provider = $1 AND paid_at >= $2 AND paid_at < $3"
+        }
+        bill::EntryKind::Refund => {
+            "SELECT COUNT(*), CAST(COALESCE(SUM(amount_fen), 0) AS BIGINT) FROM refund
+             WHERE provider = $1 AND created_at >= $2 AND created_at < $3 AND status <> 'failed'"
+        }
+    };
+    let (count, amount): (i64, i64) = sqlx::query_as(sql)
+        .bind(provider)
         .bind(day_start)
         .bind(day_end)
         .fetch_one(reader)
         .await?;
-        let tally = Tally {
-            count: count as u64,
-            amount_fen: amount,
-        };
-        if kind == "payment" {
-            summary.local_payments = tally;
-        } else {
-            summary.local_refunds = tally;
-        }
-    }
-    Ok(summary)
+    Ok(Tally {
+        count: count as u64,
+        amount_fen: amount,
+    })
 }
 
 /// A payment in the bill that paygate has not settled: settle it when the order is ours and

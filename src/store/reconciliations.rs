@@ -10,14 +10,9 @@ use crate::reconcile::bill::BillEntry;
 /// 3.4 s, 32 to 50 in 1.7–2.3 s).
 const ROWS_PER_STATEMENT: usize = 32;
 
-/// Stages `rows` (numbered from `first_seq`) under `run_key`, in one transaction.
-pub async fn stage(
-    tx: &mut Tx,
-    run_key: &str,
-    first_seq: i64,
-    rows: &[BillEntry],
-) -> Result<(), sqlx::Error> {
-    for (chunk_no, chunk) in rows.chunks(ROWS_PER_STATEMENT).enumerate() {
+/// Stages `rows` (each with its position in the bill) under `run_key`, in one transaction.
+pub async fn stage(tx: &mut Tx, run_key: &str, rows: &[(i64, BillEntry)]) -> Result<(), sqlx::Error> {
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let mut sql = String::from(
             "INSERT INTO reconciliation_bill_row (run_key, seq, kind, order_no, provider_txn_id,
              refund_no, amount_fen, status, occurred_at) VALUES ",
@@ -41,11 +36,10 @@ pub async fn stage(
             ));
         }
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        let base = first_seq + (chunk_no * ROWS_PER_STATEMENT) as i64;
-        for (i, row) in chunk.iter().enumerate() {
+        for (seq, row) in chunk {
             query = query
                 .bind(run_key.to_owned())
-                .bind(base + i as i64)
+                .bind(*seq)
                 .bind(row.kind.as_str())
                 .bind(row.order_no.clone())
                 .bind(row.provider_txn_id.clone())
@@ -57,6 +51,73 @@ pub async fn stage(
         query.execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+/// Transaction ids looked up per statement (see [`ROWS_PER_STATEMENT`] for why not more).
+pub const LOOKUP_CHUNK: usize = 128;
+
+/// A local payment as the bill's rows are matched against it.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalPayment {
+    pub amount_fen: i64,
+    pub paid_at: i64,
+}
+
+/// The local payments of `provider` among `txn_ids` (at most [`LOOKUP_CHUNK`]), by transaction id.
+pub async fn payments_by_txn(
+    reader: &AnyPool,
+    provider: &str,
+    txn_ids: &[&str],
+) -> Result<Vec<(String, LocalPayment)>, sqlx::Error> {
+    let mut sql = String::from(
+        "SELECT provider_txn_id, amount_fen, paid_at FROM payment
+         WHERE provider = $1 AND provider_txn_id IN (",
+    );
+    for i in 0..txn_ids.len() {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str(&format!("${}", i + 2));
+    }
+    sql.push(')');
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(provider.to_owned());
+    for id in txn_ids {
+        query = query.bind((*id).to_owned());
+    }
+    let rows = query.fetch_all(reader).await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("provider_txn_id")?,
+                LocalPayment {
+                    amount_fen: r.try_get("amount_fen")?,
+                    paid_at: r.try_get("paid_at")?,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// How many payment rows staged under `run_key` are local payments paid in [`from`, `to`).
+pub async fn staged_payments_paid_between(
+    reader: &AnyPool,
+    run_key: &str,
+    provider: &str,
+    from: i64,
+    to: i64,
+) -> Result<u64, sqlx::Error> {
+    let (count,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM reconciliation_bill_row b
+         JOIN payment p ON p.provider = $2 AND p.provider_txn_id = b.provider_txn_id
+         WHERE b.run_key = $1 AND b.kind = 'payment' AND p.paid_at >= $3 AND p.paid_at < $4",
+    )
+    .bind(run_key)
+    .bind(provider)
+    .bind(from)
+    .bind(to)
+    .fetch_one(reader)
+    .await?;
+    Ok(count as u64)
 }
 
 pub async fn drop_staged(pool: &AnyPool, run_key: &str) -> Result<(), sqlx::Error> {

@@ -192,6 +192,9 @@ impl Sandbox {
                 let amount = order.total_fen
                     + i64::from(names(&faults.bill_altered_amount, &order.out_trade_no));
                 rows.push(row(BillRowKind::Payment, payment.paid_at, amount, None));
+                if names(&faults.bill_duplicate_row, &order.out_trade_no) {
+                    rows.push(row(BillRowKind::Payment, payment.paid_at, amount, None));
+                }
             }
             for refund in order.refunds.iter().filter(|r| day.contains(r.refunded_at)) {
                 rows.push(row(
