@@ -477,41 +477,55 @@ async fn access_once(
     let now_ms = to_millis(now);
     let mut tx = db.begin_write().await?;
 
-    // Covered meanwhile (a concurrent first access of the same résumé committed): free.
-    if let Some(granted) = covered(&mut *tx, employer, resume_id, action, now_ms).await? {
-        tx.commit().await?;
-        return Ok(Some(granted));
-    }
-
-    // Consume from the active one that expires first, with quota left. The conditional
-    // UPDATE is the guard: two concurrent requests can never both take the last unit.
+    // One statement takes a unit from the active entitlement that expires first with quota
+    // left — unless the résumé is covered meanwhile (a concurrent first access of it
+    // committed). The conditional UPDATE is the guard: two concurrent requests can never both
+    // take the last unit. Folding the two checks into it saves two round trips to the writer
+    // on the common path (issue 9).
     loop {
-        let candidate = sqlx::query(
-            "SELECT entitlement_id FROM entitlement
-             WHERE employer_id = $1 AND action = $2 AND status = 'active' AND valid_until > $3
-               AND (quota IS NULL OR used < quota)
-             ORDER BY valid_until, entitlement_id LIMIT 1",
+        let updated: Option<(String, Option<i64>, i64)> = sqlx::query_as(
+            "UPDATE entitlement SET used = used + 1, updated_at = $1
+             WHERE entitlement_id = (SELECT entitlement_id FROM entitlement
+                                     WHERE employer_id = $2 AND action = $3 AND status = 'active'
+                                       AND valid_until > $4 AND (quota IS NULL OR used < quota)
+                                     ORDER BY valid_until, entitlement_id LIMIT 1)
+               AND status = 'active' AND (quota IS NULL OR used < quota)
+               AND NOT EXISTS (SELECT 1 FROM entitlement e
+                               JOIN resume_access a ON a.entitlement_id = e.entitlement_id
+                               WHERE e.employer_id = $2 AND e.action = $3 AND e.status = 'active'
+                                 AND e.valid_until > $4 AND a.resume_id = $5 AND a.action = $3)
+             RETURNING entitlement_id, quota, used",
         )
+        .bind(now_ms)
         .bind(employer.as_str())
         .bind(action.as_str())
         .bind(now_ms)
+        .bind(resume_id)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(candidate) = candidate else {
-            tx.rollback().await?;
-            return Ok(None);
-        };
-        let id: String = candidate.try_get("entitlement_id")?;
-        let updated: Option<(Option<i64>, i64)> = sqlx::query_as(
-            "UPDATE entitlement SET used = used + 1, updated_at = $1
-             WHERE entitlement_id = $2 AND status = 'active' AND (quota IS NULL OR used < quota)
-             RETURNING quota, used",
-        )
-        .bind(now_ms)
-        .bind(&id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((quota, used)) = updated else {
+        let Some((id, quota, used)) = updated else {
+            // Covered meanwhile: free.
+            if let Some(granted) = covered(&mut *tx, employer, resume_id, action, now_ms).await? {
+                tx.commit().await?;
+                return Ok(Some(granted));
+            }
+            // No entitlement with quota left: refused. Otherwise the chosen one was taken
+            // by a concurrent request between the choice and the update (PostgreSQL): again.
+            let left: Option<(String,)> = sqlx::query_as(
+                "SELECT entitlement_id FROM entitlement
+                 WHERE employer_id = $1 AND action = $2 AND status = 'active' AND valid_until > $3
+                   AND (quota IS NULL OR used < quota)
+                 LIMIT 1",
+            )
+            .bind(employer.as_str())
+            .bind(action.as_str())
+            .bind(now_ms)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if left.is_none() {
+                tx.rollback().await?;
+                return Ok(None);
+            }
             continue;
         };
         sqlx::query(
