@@ -230,6 +230,12 @@ pub(super) async fn full_json(
     state: &AppState,
     order: &OrderRow,
 ) -> Result<serde_json::Value, ApiError> {
+    // Only a settled order has a payment, and refunds (in flight, failed or done): the payment
+    // row is written in the transaction that settles it. A pending or closed order — what a
+    // checkout page polls — is one read.
+    if !order.status.is_settled() {
+        return Ok(order_json(order, None, &[]));
+    }
     let pool = state.db.reader();
     let payment = orders::payment_of(pool, &order.order_no).await?;
     let refunds = refunds::of_order(pool, &order.order_no).await?;
