@@ -4,7 +4,6 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use paygate_sandbox::{AlipaySandboxConfig, Sandbox, SandboxConfig, WechatSandboxConfig};
@@ -12,7 +11,7 @@ use tokio::net::TcpListener;
 
 use crate::api::auth::ApiKeys;
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::{AlipayConfig, Config, WechatPayConfig};
+use crate::config::{AlipayConfig, Config, LimitsConfig, WechatPayConfig};
 use crate::domain::Catalog;
 use crate::jobs::Runner;
 use crate::providers::Registry;
@@ -90,8 +89,6 @@ pub struct Options {
     pub sandbox: Option<SandboxSetup>,
     /// Run the lifecycle jobs on their schedule (`serve`); tests run passes themselves.
     pub scheduler: bool,
-    /// The whole-request timeout of every provider call.
-    pub provider_timeout: Duration,
 }
 
 impl Default for Options {
@@ -100,7 +97,6 @@ impl Default for Options {
             clock: Arc::new(SystemClock),
             sandbox: None,
             scheduler: true,
-            provider_timeout: Duration::from_secs(15),
         }
     }
 }
@@ -123,14 +119,19 @@ impl Application {
         let addr = listener.local_addr()?;
         crate::telemetry::install();
         let public_url = config.public_url(addr);
-        let db = Db::connect(&config.database.url, config.database.max_connections)
-            .await
+        let limits = &config.limits;
+        let db = Db::connect(
+            &config.database.url,
+            config.database.max_connections,
+            LimitsConfig::ms(limits.db_acquire_timeout_ms),
+        )
+        .await
             .with_context(|| "connecting to the database (database.url)")?;
         db.migrate().await.context("running migrations")?;
 
         let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(options.provider_timeout)
+            .connect_timeout(LimitsConfig::ms(limits.provider_connect_timeout_ms))
+            .timeout(LimitsConfig::ms(limits.provider_timeout_ms))
             .build()?;
         let catalog = config.catalog()?;
         let mut providers = Registry::default();

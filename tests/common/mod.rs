@@ -187,6 +187,7 @@ impl TestApp {
         let mut config = Config::from_toml_with_env("", Vec::new(), dir.path().to_owned())
             .expect("default config");
         config.database.url = db_url.to_owned();
+        config.limits.provider_timeout_ms = 2_000;
         if let Some(url) = variant.events_url {
             let secret = dir.path().join("events.key");
             std::fs::write(&secret, format!("{EVENTS_SECRET}\n")).expect("events secret");
@@ -224,7 +225,6 @@ impl TestApp {
                 clock: clock.clone(),
                 sandbox: Some(setup),
                 scheduler: false,
-                provider_timeout: Duration::from_secs(2),
             },
         )
         .await
