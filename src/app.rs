@@ -30,6 +30,8 @@ pub struct AppState {
     pub clock: SharedClock,
     /// The event push, when `[events] url` is set.
     pub pusher: Option<Arc<crate::push::Pusher>>,
+    /// Requests per API key and per webhook source address (`[limits]`).
+    pub rate_limits: Arc<crate::edge::RateLimits>,
 }
 
 /// Key material for the embedded sandbox: the merchant side the gateway signs with and the
@@ -182,6 +184,7 @@ impl Application {
         let pusher = crate::push::Pusher::load(&config)?.map(Arc::new);
         let state = AppState {
             pusher,
+            rate_limits: Arc::new(crate::edge::RateLimits::new(&config.limits)),
             api_keys: Arc::new(ApiKeys::new(&config.api_keys)),
             config: Arc::new(config),
             db,
@@ -235,9 +238,8 @@ impl Application {
         } else {
             None
         };
-        let served = axum::serve(self.listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let limits = self.state.config.limits.clone();
+        let served = crate::edge::serve(self.listener, router, &limits, shutdown).await;
         if let Some(scheduled) = scheduled {
             scheduled.shutdown().await?;
         }
