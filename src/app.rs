@@ -239,7 +239,17 @@ impl Application {
             None
         };
         let limits = self.state.config.limits.clone();
+        // Rate-limit state of keys and addresses idle for a second is forgotten every minute.
+        let rate_limits = self.state.rate_limits.clone();
+        let shrink = tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                rate_limits.shrink();
+            }
+        });
         let served = crate::edge::serve(self.listener, router, &limits, shutdown).await;
+        shrink.abort();
         if let Some(scheduled) = scheduled {
             scheduled.shutdown().await?;
         }
