@@ -4,7 +4,6 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use paygate_sandbox::{AlipaySandboxConfig, Sandbox, SandboxConfig, WechatSandboxConfig};
@@ -12,7 +11,7 @@ use tokio::net::TcpListener;
 
 use crate::api::auth::ApiKeys;
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::{AlipayConfig, Config, WechatPayConfig};
+use crate::config::{AlipayConfig, Config, LimitsConfig, WechatPayConfig};
 use crate::domain::Catalog;
 use crate::jobs::Runner;
 use crate::providers::Registry;
@@ -31,6 +30,8 @@ pub struct AppState {
     pub clock: SharedClock,
     /// The event push, when `[events] url` is set.
     pub pusher: Option<Arc<crate::push::Pusher>>,
+    /// Requests per API key and per webhook source address (`[limits]`).
+    pub rate_limits: Arc<crate::edge::RateLimits>,
 }
 
 /// Key material for the embedded sandbox: the merchant side the gateway signs with and the
@@ -90,8 +91,6 @@ pub struct Options {
     pub sandbox: Option<SandboxSetup>,
     /// Run the lifecycle jobs on their schedule (`serve`); tests run passes themselves.
     pub scheduler: bool,
-    /// The whole-request timeout of every provider call.
-    pub provider_timeout: Duration,
 }
 
 impl Default for Options {
@@ -100,7 +99,6 @@ impl Default for Options {
             clock: Arc::new(SystemClock),
             sandbox: None,
             scheduler: true,
-            provider_timeout: Duration::from_secs(15),
         }
     }
 }
@@ -123,14 +121,19 @@ impl Application {
         let addr = listener.local_addr()?;
         crate::telemetry::install();
         let public_url = config.public_url(addr);
-        let db = Db::connect(&config.database.url, config.database.max_connections)
-            .await
+        let limits = &config.limits;
+        let db = Db::connect(
+            &config.database.url,
+            config.database.max_connections,
+            LimitsConfig::ms(limits.db_acquire_timeout_ms),
+        )
+        .await
             .with_context(|| "connecting to the database (database.url)")?;
         db.migrate().await.context("running migrations")?;
 
         let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(options.provider_timeout)
+            .connect_timeout(LimitsConfig::ms(limits.provider_connect_timeout_ms))
+            .timeout(LimitsConfig::ms(limits.provider_timeout_ms))
             .build()?;
         let catalog = config.catalog()?;
         let mut providers = Registry::default();
@@ -181,6 +184,7 @@ impl Application {
         let pusher = crate::push::Pusher::load(&config)?.map(Arc::new);
         let state = AppState {
             pusher,
+            rate_limits: Arc::new(crate::edge::RateLimits::new(&config.limits)),
             api_keys: Arc::new(ApiKeys::new(&config.api_keys)),
             config: Arc::new(config),
             db,
@@ -234,9 +238,18 @@ impl Application {
         } else {
             None
         };
-        let served = axum::serve(self.listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let limits = self.state.config.limits.clone();
+        // Rate-limit state of keys and addresses idle for a second is forgotten every minute.
+        let rate_limits = self.state.rate_limits.clone();
+        let shrink = tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                rate_limits.shrink();
+            }
+        });
+        let served = crate::edge::serve(self.listener, router, &limits, shutdown).await;
+        shrink.abort();
         if let Some(scheduled) = scheduled {
             scheduled.shutdown().await?;
         }

@@ -108,7 +108,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => serve(cli.config, sandbox, sandbox_time_divisor).await,
         Command::Migrate => {
             let config = Config::load(cli.config.as_deref())?;
-            let db = crate::store::Db::connect(&config.database.url, 1).await?;
+            let db = crate::store::Db::connect(
+                &config.database.url,
+                1,
+                crate::config::LimitsConfig::ms(config.limits.db_acquire_timeout_ms),
+            )
+            .await?;
             db.migrate().await?;
             println!("migrations applied");
             Ok(())

@@ -40,6 +40,8 @@ pub struct Config {
     pub api_keys: Vec<ApiKeyConfig>,
     pub events: Option<EventsConfig>,
     pub plans: Option<Vec<PlanConfig>>,
+    #[serde(default)]
+    pub limits: LimitsConfig,
     /// The folder relative key-file paths are resolved against (the config file's folder).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -91,6 +93,81 @@ fn default_database_url() -> String {
 
 fn default_max_connections() -> u32 {
     10
+}
+
+/// `[limits]`: the edges (design.md §8). Every wait is bounded and every resource capped, so a
+/// slow database, a slow client or a flood answers fast instead of piling up.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Longest wait for a database connection (and SQLite's busy timeout) before a request
+    /// answers 503 `database_unavailable` and a webhook 5xx.
+    pub db_acquire_timeout_ms: u64,
+    /// `/readyz`'s own bound on its database check.
+    pub readiness_timeout_ms: u64,
+    /// A whole request, body included (the `?wait=` long poll gets its wait on top).
+    pub request_timeout_ms: u64,
+    /// Reading a request's head; also how long an idle keep-alive connection is kept.
+    pub header_read_timeout_ms: u64,
+    /// Open client connections; past it, new ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// Requests being handled; past it, 503 `overloaded` with `Retry-After`.
+    pub max_in_flight: usize,
+    pub api_body_bytes: usize,
+    pub webhook_body_bytes: usize,
+    /// Requests per second per API key (burst of the same size); 429 past it.
+    pub api_rate_per_key: u32,
+    /// Webhook requests per second per source address (burst of the same size).
+    pub webhook_rate_per_ip: u32,
+    /// Outbound calls to the providers: connecting, and the whole call.
+    pub provider_connect_timeout_ms: u64,
+    pub provider_timeout_ms: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            db_acquire_timeout_ms: 2_000,
+            readiness_timeout_ms: 1_000,
+            request_timeout_ms: 10_000,
+            header_read_timeout_ms: 10_000,
+            max_connections: 10_000,
+            max_in_flight: 2_048,
+            api_body_bytes: 64 * 1024,
+            webhook_body_bytes: 64 * 1024,
+            api_rate_per_key: 2_000,
+            webhook_rate_per_ip: 200,
+            provider_connect_timeout_ms: 5_000,
+            provider_timeout_ms: 15_000,
+        }
+    }
+}
+
+impl LimitsConfig {
+    pub fn ms(value: u64) -> std::time::Duration {
+        std::time::Duration::from_millis(value)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("db_acquire_timeout_ms", self.db_acquire_timeout_ms),
+            ("readiness_timeout_ms", self.readiness_timeout_ms),
+            ("request_timeout_ms", self.request_timeout_ms),
+            ("header_read_timeout_ms", self.header_read_timeout_ms),
+            ("max_connections", self.max_connections as u64),
+            ("max_in_flight", self.max_in_flight as u64),
+            ("api_body_bytes", self.api_body_bytes as u64),
+            ("webhook_body_bytes", self.webhook_body_bytes as u64),
+            ("api_rate_per_key", u64::from(self.api_rate_per_key)),
+            ("webhook_rate_per_ip", u64::from(self.webhook_rate_per_ip)),
+            ("provider_connect_timeout_ms", self.provider_connect_timeout_ms),
+            ("provider_timeout_ms", self.provider_timeout_ms),
+        ];
+        if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(ConfigError::Invalid(format!("limits.{key} must be positive")));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -317,6 +394,7 @@ impl Config {
                 return invalid(format!("api key {:?}: unknown scope {s:?}", key.id));
             }
         }
+        self.limits.validate()?;
         self.catalog()?;
         Ok(())
     }
@@ -431,6 +509,22 @@ mod tests {
         assert_eq!(c.database.url, "sqlite://paygate.db");
         assert_eq!(c.orders.ttl_minutes, 15);
         assert_eq!(c.catalog().unwrap().plans().len(), 3);
+        assert_eq!(c.limits.db_acquire_timeout_ms, 2_000);
+        assert_eq!(c.limits.api_body_bytes, 65_536);
+    }
+
+    #[test]
+    fn limits_are_read_overridden_and_must_be_positive() {
+        let c = load(
+            "[limits]\nmax_in_flight = 16",
+            &[("PAYGATE_LIMITS__DB_ACQUIRE_TIMEOUT_MS", "500")],
+        )
+        .unwrap();
+        assert_eq!(c.limits.max_in_flight, 16);
+        assert_eq!(c.limits.db_acquire_timeout_ms, 500);
+        assert_eq!(c.limits.request_timeout_ms, 10_000, "the rest keep their defaults");
+        assert!(load("[limits]\nrequest_timeout_ms = 0", &[]).is_err());
+        assert!(load("[limits]\nrequest_timeout = 5", &[]).is_err());
     }
 
     #[test]

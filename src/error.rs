@@ -22,6 +22,8 @@ pub enum ApiError {
     ProviderUnavailable(#[source] anyhow::Error),
     #[error("the payment provider rejected the request")]
     ProviderRejected(#[source] anyhow::Error),
+    #[error("too many requests for this API key; retry after a second")]
+    RateLimited,
     #[error("the database is unavailable")]
     Database(#[from] sqlx::Error),
     #[error("internal error")]
@@ -43,6 +45,7 @@ impl ApiError {
             ApiError::Unprocessable(code, _) => (StatusCode::UNPROCESSABLE_ENTITY, code),
             ApiError::ProviderUnavailable(_) => (StatusCode::BAD_GATEWAY, "provider_unavailable"),
             ApiError::ProviderRejected(_) => (StatusCode::BAD_GATEWAY, "provider_rejected"),
+            ApiError::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Database(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
@@ -77,6 +80,14 @@ impl IntoResponse for ApiError {
             ApiError::Database(e) => tracing::error!(code, error = %e, "request failed"),
             _ => {}
         }
-        (status, axum::Json(envelope(code, &self.to_string()))).into_response()
+        let mut response =
+            (status, axum::Json(envelope(code, &self.to_string()))).into_response();
+        if matches!(self, ApiError::RateLimited | ApiError::Database(_)) {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        response
     }
 }

@@ -164,15 +164,23 @@ async fn query_and_settle(
     state: &AppState,
     provider: &dyn PaymentProvider,
     no: &OrderNo,
-) -> Option<Seen> {
+) -> Result<Option<Seen>, DatabaseDown> {
     match lifecycle::query_and_settle(state, provider, no).await {
-        Ok(seen) => Some(seen),
+        Ok(seen) => Ok(Some(seen)),
+        Err(SeenError::Db(e)) if crate::store::is_unavailable(&e) => Err(DatabaseDown(e)),
         Err(e) => {
             log_seen_error(no, provider, &e);
-            None
+            Ok(None)
         }
     }
 }
+
+/// The database could not be reached while a pass worked through its orders: the pass stops
+/// there (the orders in flight are dropped, their transactions rolled back) and fails, and the
+/// next slot starts over. Going on would wait out the acquire timeout once per order.
+#[derive(Debug, thiserror::Error)]
+#[error("the database is unavailable; the pass stopped early and the next slot retries")]
+pub struct DatabaseDown(#[source] pub sqlx::Error);
 
 fn log_seen_error(no: &OrderNo, provider: &dyn PaymentProvider, e: &SeenError) {
     match e {
@@ -199,7 +207,7 @@ async fn over_due<T, Page, Work>(
 ) -> anyhow::Result<Vec<T>>
 where
     Page: std::future::Future<Output = Result<Vec<DueOrder>, sqlx::Error>>,
-    Work: std::future::Future<Output = T>,
+    Work: std::future::Future<Output = Result<T, DatabaseDown>>,
 {
     let mut cursor = Cursor::start();
     let mut out = Vec::new();
@@ -209,15 +217,19 @@ where
         cursor = Cursor::after(last.key, last.order_no.as_str());
         let full = due.len() as i64 >= BATCH;
         let work = &work;
-        let done: Vec<Option<T>> = futures_util::stream::iter(due)
+        let mut done = futures_util::stream::iter(due)
             .map(|order| async move {
-                let provider = provider_for(state, &order)?;
-                Some(work(provider, order.order_no).await)
+                let Some(provider) = provider_for(state, &order) else {
+                    return Ok(None);
+                };
+                work(provider, order.order_no).await.map(Some)
             })
-            .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
-        out.extend(done.into_iter().flatten());
+            .buffer_unordered(CONCURRENCY);
+        while let Some(one) = done.next().await {
+            if let Some(t) = one? {
+                out.push(t);
+            }
+        }
         if !full {
             break;
         }
@@ -294,17 +306,18 @@ async fn expire_one(
     state: &AppState,
     provider: &dyn PaymentProvider,
     no: &OrderNo,
-) -> ExpireOutcome {
+) -> Result<ExpireOutcome, DatabaseDown> {
     match lifecycle::query_then_close(state, provider, no, CloseReason::Expired).await {
         Ok(Closing::Closed) => {
             tracing::info!(order_no = %no, "expired order closed");
-            ExpireOutcome::Closed
+            Ok(ExpireOutcome::Closed)
         }
-        Ok(Closing::Paid) => ExpireOutcome::Settled,
+        Ok(Closing::Paid) => Ok(ExpireOutcome::Settled),
+        Err(SeenError::Db(e)) if crate::store::is_unavailable(&e) => Err(DatabaseDown(e)),
         // Unknown at the provider right now: left pending, the next pass asks again.
         Err(e) => {
             log_seen_error(no, provider, &e);
-            ExpireOutcome::Failed
+            Ok(ExpireOutcome::Failed)
         }
     }
 }

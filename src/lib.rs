@@ -9,6 +9,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod edge;
 pub mod entitlements;
 pub mod error;
 pub mod jobs;

@@ -93,3 +93,8 @@ pub fn provider_call(
     metrics::histogram!("paygate_provider_call_seconds", "provider" => provider.to_owned(), "call" => call, "outcome" => outcome)
         .record(took.as_secs_f64());
 }
+
+/// A request refused at the edge (`overloaded`, `api_rate`, `webhook_rate`).
+pub fn refused(reason: &'static str) {
+    metrics::counter!("paygate_requests_refused_total", "reason" => reason).increment(1);
+}

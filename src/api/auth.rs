@@ -1,6 +1,5 @@
 //! `Authorization: Bearer <api key>`: keys are configured by the SHA-256 of their secret.
 
-use std::collections::HashMap;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -42,32 +41,88 @@ pub struct ApiKey {
     scopes: Vec<Scope>,
 }
 
-/// Configured keys by the hex SHA-256 of their secret.
+/// Configured keys by the SHA-256 of their secret.
+///
+/// A presented secret is hashed and compared with EVERY configured hash in constant time
+/// (`subtle`), no early exit: how long the check takes says nothing about which bytes of which
+/// key matched. (Even a map lookup by hash would leak only bytes of a SHA-256 of the guess,
+/// which does not help find a secret; the full scan removes the question.)
 #[derive(Debug, Clone, Default)]
-pub struct ApiKeys(HashMap<String, ApiKey>);
+pub struct ApiKeys(Vec<([u8; 32], ApiKey)>);
 
 impl ApiKeys {
     pub fn new(configured: &[ApiKeyConfig]) -> ApiKeys {
         ApiKeys(
             configured
                 .iter()
-                .map(|k| {
+                .filter_map(|k| {
                     let scopes = k.scopes.iter().filter_map(|s| Scope::parse(s)).collect();
-                    (
-                        k.secret_sha256.clone(),
+                    // Validated as 64 lower-case hex by the config.
+                    let hash: [u8; 32] = hex::decode(&k.secret_sha256).ok()?.try_into().ok()?;
+                    Some((
+                        hash,
                         ApiKey {
                             id: k.id.clone(),
                             scopes,
                         },
-                    )
+                    ))
                 })
                 .collect(),
         )
     }
 
     fn find(&self, secret: &str) -> Option<&ApiKey> {
-        self.0.get(&hex::encode(Sha256::digest(secret.as_bytes())))
+        use subtle::ConstantTimeEq;
+        let presented: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
+        let mut found = None;
+        for (hash, key) in &self.0 {
+            if bool::from(hash.ct_eq(&presented)) {
+                found = Some(key);
+            }
+        }
+        found
     }
+}
+
+/// Why an `Authorization` header is refused (all answered 401 alike).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthHeaderError {
+    #[error("no Authorization header")]
+    Missing,
+    #[error("more than one Authorization header")]
+    Repeated,
+    #[error("the Authorization header is not Bearer <token>")]
+    Malformed,
+}
+
+/// The token of the request's one `Authorization: Bearer <token>` header. The scheme is
+/// case-insensitive (RFC 9110 §11.1) and followed by one or more spaces; the token is the
+/// token68 of RFC 9110 §11.2 (no inner whitespace). Two headers are refused, not picked from.
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Result<&str, AuthHeaderError> {
+    let mut all = headers.get_all(axum::http::header::AUTHORIZATION).iter();
+    let value = all.next().ok_or(AuthHeaderError::Missing)?;
+    if all.next().is_some() {
+        return Err(AuthHeaderError::Repeated);
+    }
+    parse_bearer(value.as_bytes())
+}
+
+/// [`bearer_token`] over one header value's bytes.
+pub fn parse_bearer(value: &[u8]) -> Result<&str, AuthHeaderError> {
+    let text = std::str::from_utf8(value).map_err(|_| AuthHeaderError::Malformed)?;
+    let text = text.trim_matches(|c| c == ' ' || c == '\t');
+    let (scheme, token) = text.split_once(' ').ok_or(AuthHeaderError::Malformed)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthHeaderError::Malformed);
+    }
+    let token = token.trim_start_matches(' ');
+    let token68 = |b: u8| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b);
+    let bytes = token.as_bytes();
+    let padding = bytes.iter().rev().take_while(|&&b| b == b'=').count();
+    if bytes.len() == padding || !bytes[..bytes.len() - padding].iter().all(|&b| token68(b)) {
+        return Err(AuthHeaderError::Malformed);
+    }
+    Ok(token)
 }
 
 /// The caller's key, checked; handlers then ask for the scope they need.
@@ -94,18 +149,60 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or(ApiError::Unauthorized)?;
-        let secret = header
-            .strip_prefix("Bearer ")
-            .ok_or(ApiError::Unauthorized)?;
+        let secret = bearer_token(&parts.headers).map_err(|_| ApiError::Unauthorized)?;
         let key = state
             .api_keys
-            .find(secret.trim())
+            .find(secret)
             .ok_or(ApiError::Unauthorized)?;
+        if state.rate_limits.api(&key.id).is_err() {
+            crate::telemetry::refused("api_rate");
+            return Err(ApiError::RateLimited);
+        }
         Ok(Caller(key.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{HeaderMap, HeaderValue, header::AUTHORIZATION};
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(AUTHORIZATION, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn the_scheme_is_case_insensitive_and_spaces_are_not_counted() {
+        for v in ["Bearer k1", "bearer k1", "BEARER k1", "bEaReR   k1", "Bearer k1 "] {
+            assert_eq!(bearer_token(&headers(&[v])), Ok("k1"), "{v}");
+        }
+    }
+
+    #[test]
+    fn two_headers_an_other_scheme_or_a_bad_token_are_refused() {
+        assert_eq!(bearer_token(&headers(&[])), Err(AuthHeaderError::Missing));
+        assert_eq!(
+            bearer_token(&headers(&["Bearer k1", "Bearer k1"])),
+            Err(AuthHeaderError::Repeated)
+        );
+        for v in ["Basic k1", "Bearer", "Bearer ", "Bearerk1", "Bearer k1 k2", "Bearer ="] {
+            assert!(bearer_token(&headers(&[v])).is_err(), "{v}");
+        }
+    }
+
+    #[test]
+    fn only_the_configured_secret_finds_its_key() {
+        let keys = ApiKeys::new(&[ApiKeyConfig {
+            id: "a".into(),
+            secret_sha256: hex::encode(Sha256::digest(b"pgk_secret")),
+            scopes: vec!["checkout".into()],
+        }]);
+        assert_eq!(keys.find("pgk_secret").map(|k| k.id.as_str()), Some("a"));
+        assert!(keys.find("pgk_secreT").is_none());
+        assert!(keys.find("").is_none());
     }
 }

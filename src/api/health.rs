@@ -22,12 +22,17 @@ pub async fn metrics() -> impl axum::response::IntoResponse {
     )
 }
 
-/// Ready when the database answers.
+/// Ready when the database answers (and, on SQLite, its write lock can be had) within
+/// `limits.readiness_timeout_ms`, whatever the database does meanwhile.
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
-    match state.db.ping().await {
+    let within = crate::config::LimitsConfig::ms(state.config.limits.readiness_timeout_ms);
+    match state.db.ready(within).await {
         Ok(()) => (StatusCode::OK, Json(serde_json::json!({"status": "ready"}))),
         Err(e) => {
-            tracing::warn!(error = %e, "readiness: database unreachable");
+            match e {
+                Some(e) => tracing::warn!(error = %e, "readiness: database unreachable"),
+                None => tracing::warn!(?within, "readiness: database did not answer in time"),
+            }
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Json(serde_json::json!({"status": "database_unreachable"})),

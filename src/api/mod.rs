@@ -12,16 +12,34 @@ pub mod reconciliations;
 pub mod refunds;
 pub mod webhooks;
 
+use std::time::Duration;
+
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
 use axum::routing::{get, post};
+use tower_http::timeout::TimeoutLayer;
 
 use crate::app::AppState;
+use crate::config::LimitsConfig;
+
+/// The longest `?wait=` of `GET /v1/orders/{order_no}` (design.md §4).
+pub const MAX_WAIT: Duration = Duration::from_secs(30);
 
 pub fn router(state: AppState) -> Router {
+    let limits = &state.config.limits;
+    let request_timeout = LimitsConfig::ms(limits.request_timeout_ms);
+    // 408: the request took too long (a slow body included); shaped by edge::one_shape.
+    let timeout = |d: Duration| TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, d);
+    let webhook = post(webhooks::receive)
+        .layer(DefaultBodyLimit::max(limits.webhook_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.rate_limits.clone(),
+            crate::edge::webhook_rate,
+        ));
     Router::new()
         .route("/v1/plans", get(plans::list))
         .route("/v1/orders", post(orders::create))
-        .route("/v1/orders/{order_no}", get(orders::get))
         .route("/v1/orders/{order_no}/cancel", post(orders::cancel))
         .route("/v1/orders/{order_no}/refunds", post(refunds::create))
         .route(
@@ -46,11 +64,18 @@ pub fn router(state: AppState) -> Router {
             "/v1/reconciliations/{id}/discrepancies.csv",
             get(reconciliations::discrepancies_csv),
         )
-        .route("/webhooks/{provider}", post(webhooks::receive))
+        .route("/webhooks/{provider}", webhook)
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(openapi::serve))
+        .route_layer(timeout(request_timeout))
+        // The long poll may wait up to MAX_WAIT before it answers.
+        .route(
+            "/v1/orders/{order_no}",
+            get(orders::get).layer(timeout(request_timeout + MAX_WAIT)),
+        )
+        .layer(DefaultBodyLimit::max(limits.api_body_bytes))
         .fallback(|| async {
             crate::error::ApiError::NotFound("not_found", "no such route".into())
         })

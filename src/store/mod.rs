@@ -12,6 +12,8 @@ pub mod orders;
 pub mod reconciliations;
 pub mod refunds;
 
+use std::time::Duration;
+
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 
@@ -45,11 +47,18 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 async fn sqlite_session(
     conn: &mut sqlx::AnyConnection,
     read_only: bool,
+    busy_timeout: Duration,
 ) -> Result<(), sqlx::Error> {
     // WAL keeps readers off the writer's back. busy_timeout still matters for other processes
-    // on the same file (the CLI beside `serve`); inside one process the writer is alone.
+    // on the same file (the CLI beside `serve`); inside one process the writer is alone. It is
+    // the acquire timeout: a file locked by someone else fails as fast as a pool that is dry.
     conn.execute("PRAGMA journal_mode = WAL").await?;
-    conn.execute("PRAGMA busy_timeout = 10000").await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "PRAGMA busy_timeout = {}",
+        busy_timeout.as_millis()
+    )))
+    .execute(&mut *conn)
+    .await?;
     conn.execute("PRAGMA foreign_keys = ON").await?;
     conn.execute("PRAGMA synchronous = NORMAL").await?;
     if read_only {
@@ -61,13 +70,19 @@ async fn sqlite_session(
 impl Db {
     /// Connects; a missing SQLite file is created (WAL mode, foreign keys on). SQLite gets one
     /// writer connection and `max_connections` readers; PostgreSQL one pool of
-    /// `max_connections`.
-    pub async fn connect(url: &str, max_connections: u32) -> Result<Db, sqlx::Error> {
+    /// `max_connections`. No query waits longer than `acquire_timeout` for a connection (nor,
+    /// on SQLite, for the file's write lock): an outage answers `PoolTimedOut` in seconds.
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: Duration,
+    ) -> Result<Db, sqlx::Error> {
         install_default_drivers();
         let max = max_connections.max(1);
         if !url.starts_with("sqlite:") {
             let pool = AnyPoolOptions::new()
                 .max_connections(max)
+                .acquire_timeout(acquire_timeout)
                 .connect(url)
                 .await?;
             return Ok(Db {
@@ -83,7 +98,8 @@ impl Db {
         };
         let writer = AnyPoolOptions::new()
             .max_connections(1)
-            .after_connect(|conn, _| Box::pin(sqlite_session(conn, false)))
+            .acquire_timeout(acquire_timeout)
+            .after_connect(move |conn, _| Box::pin(sqlite_session(conn, false, acquire_timeout)))
             .connect(&url)
             .await?;
         if url.contains(":memory:") {
@@ -96,7 +112,8 @@ impl Db {
         }
         let reader = AnyPoolOptions::new()
             .max_connections(max)
-            .after_connect(|conn, _| Box::pin(sqlite_session(conn, true)))
+            .acquire_timeout(acquire_timeout)
+            .after_connect(move |conn, _| Box::pin(sqlite_session(conn, true, acquire_timeout)))
             .connect(&url)
             .await?;
         Ok(Db {
@@ -148,6 +165,47 @@ impl Db {
             .execute(&self.reader)
             .await
             .map(|_| ())
+    }
+
+    /// Readiness: can this instance take a payment now? PostgreSQL: a query answers. SQLite:
+    /// a read answers and the write lock can be taken (a file locked by another process
+    /// leaves reads working, but no payment could settle). Bounded by `within` whatever the
+    /// database does; `Err(None)` when that bound ran out.
+    pub async fn ready(&self, within: Duration) -> Result<(), Option<sqlx::Error>> {
+        let check = async {
+            self.ping().await?;
+            if self.backend == Backend::Sqlite {
+                let tx = self.begin_write().await?;
+                tx.rollback().await?;
+            }
+            Ok::<(), sqlx::Error>(())
+        };
+        match tokio::time::timeout(within, check).await {
+            Ok(result) => result.map_err(Some),
+            Err(_) => Err(None),
+        }
+    }
+}
+
+/// True when `err` says the database could not be reached or used at all (no connection
+/// within the acquire timeout, a broken connection, a file locked by someone else), as
+/// opposed to an error of the statement: a job pass stops at the first one.
+pub fn is_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        // SQLITE_BUSY (5) and SQLITE_LOCKED (6): the busy timeout ran out. PostgreSQL class 08
+        // (connection exception) and 57P0x (the server is shutting down or restarting).
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            matches!(code.as_ref(), "5" | "6" | "517" | "262")
+                || code.starts_with("08")
+                || code.starts_with("57P0")
+        }),
+        _ => false,
     }
 }
 

@@ -31,6 +31,7 @@ struct Variant {
     certificate_mode: bool,
     events_url: Option<String>,
     sibling: bool,
+    limits: Option<paygate::config::LimitsConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,6 +171,37 @@ impl TestApp {
         .await
     }
 
+    /// The gateway with `limits` instead of the defaults, on `backend`.
+    pub async fn spawn_with_limits(
+        backend: Backend,
+        limits: paygate::config::LimitsConfig,
+    ) -> Option<TestApp> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db_url = match backend {
+            Backend::Sqlite => format!("sqlite://{}", dir.path().join("paygate.db").display()),
+            Backend::Postgres => fresh_postgres_url().await?,
+        };
+        Some(TestApp::spawn_on_url(&db_url, dir, limits).await)
+    }
+
+    /// The gateway on `db_url` (a database made by the caller, e.g. reached through a proxy)
+    /// with `limits`; the database is dropped with the app when it is a test PostgreSQL one.
+    pub async fn spawn_on_url(
+        db_url: &str,
+        dir: tempfile::TempDir,
+        limits: paygate::config::LimitsConfig,
+    ) -> TestApp {
+        TestApp::spawn_at(
+            db_url,
+            dir,
+            Variant {
+                limits: Some(limits),
+                ..Variant::default()
+            },
+        )
+        .await
+    }
+
     /// Another instance (its own port, sandbox and clock) on the same database as `self`.
     pub async fn spawn_sibling(&self) -> TestApp {
         TestApp::spawn_at(
@@ -187,6 +219,10 @@ impl TestApp {
         let mut config = Config::from_toml_with_env("", Vec::new(), dir.path().to_owned())
             .expect("default config");
         config.database.url = db_url.to_owned();
+        config.limits.provider_timeout_ms = 2_000;
+        if let Some(limits) = variant.limits {
+            config.limits = limits;
+        }
         if let Some(url) = variant.events_url {
             let secret = dir.path().join("events.key");
             std::fs::write(&secret, format!("{EVENTS_SECRET}\n")).expect("events secret");
@@ -224,7 +260,6 @@ impl TestApp {
                 clock: clock.clone(),
                 sandbox: Some(setup),
                 scheduler: false,
-                provider_timeout: Duration::from_secs(2),
             },
         )
         .await

@@ -64,7 +64,20 @@ pub struct SignatureHeaders<'a> {
 impl<'a> SignatureHeaders<'a> {
     /// Reads the headers from an `http::HeaderMap` (what axum and reqwest both use). A
     /// `Wechatpay-Signature-Type`, when present, must be `WECHATPAY2-SHA256-RSA2048`.
+    /// Each of the `Wechatpay-*` headers may appear once: a second one is refused, never
+    /// picked from (which of two would the signature be meant for?).
     pub fn from_header_map(headers: &'a http::HeaderMap) -> Result<Self, VerifyError> {
+        for name in [
+            HEADER_SERIAL,
+            HEADER_TIMESTAMP,
+            HEADER_NONCE,
+            HEADER_SIGNATURE,
+            HEADER_SIGNATURE_TYPE,
+        ] {
+            if headers.get_all(name).iter().nth(1).is_some() {
+                return Err(VerifyError::RepeatedHeader(name));
+            }
+        }
         Self::from_lookup(|name| headers.get(name).and_then(|v| v.to_str().ok()))
     }
 
@@ -90,6 +103,8 @@ impl<'a> SignatureHeaders<'a> {
 pub enum VerifyError {
     #[error("header {0} is missing")]
     MissingHeader(&'static str),
+    #[error("header {0} appears more than once")]
+    RepeatedHeader(&'static str),
     #[error("Wechatpay-Signature-Type is not {SIGNATURE_TYPE}")]
     UnsupportedSignatureType,
     #[error("signature probe (WECHATPAY/SIGNTEST/)")]
