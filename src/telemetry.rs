@@ -11,6 +11,7 @@
 //! | `paygate_job_runs_total` | job, outcome (`ok`, `error`, `skipped`: another instance had the slot) |
 //! | `paygate_job_orders_total` | job, result (`settled`, `closed`, `still_pending`, `failed`) |
 //! | `paygate_events_pushed_total` | outcome (`delivered`, `failed`) |
+//! | `paygate_erasures_overdue` (gauge) | — : erasure requests still pending past their `due_by` |
 //! | `paygate_provider_call_seconds` (summary) | provider, call (`create`, `query`, `close`), outcome (`ok`, `unavailable`, `rejected`) |
 
 use std::sync::OnceLock;
@@ -92,4 +93,10 @@ pub fn provider_call(
 ) {
     metrics::histogram!("paygate_provider_call_seconds", "provider" => provider.to_owned(), "call" => call, "outcome" => outcome)
         .record(took.as_secs_f64());
+}
+
+/// Erasure requests still pending past their `due_by` (two working days): anything above zero
+/// breaks the privacy policy's promise and should page someone.
+pub fn erasures_overdue(n: u64) {
+    metrics::gauge!("paygate_erasures_overdue").set(n as f64);
 }

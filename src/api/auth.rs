@@ -15,6 +15,8 @@ pub enum Scope {
     Checkout,
     Entitlements,
     Finance,
+    /// Account deletions (erasure requests).
+    Privacy,
 }
 
 impl Scope {
@@ -23,6 +25,7 @@ impl Scope {
             "checkout" => Some(Scope::Checkout),
             "entitlements" => Some(Scope::Entitlements),
             "finance" => Some(Scope::Finance),
+            "privacy" => Some(Scope::Privacy),
             _ => None,
         }
     }
@@ -32,6 +35,7 @@ impl Scope {
             Scope::Checkout => "checkout",
             Scope::Entitlements => "entitlements",
             Scope::Finance => "finance",
+            Scope::Privacy => "privacy",
         }
     }
 }

@@ -29,6 +29,11 @@ pub async fn receive(
             match settle::settle(&state.db, &trade, Source::Notification, state.clock.now()).await {
                 Ok(settled) => {
                     tracing::info!(order_no = %trade.order_no, provider = %provider.id(), ?settled, "callback settled");
+                    if let settle::Settled::Now { .. } = settled {
+                        // A payment that reached an erased account goes straight back; the
+                        // erasures job retries what does not start now.
+                        crate::privacy::refund_if_erased(&state, &trade.order_no).await;
+                    }
                     let outcome = match settled {
                         settle::Settled::Now { .. } => "settled",
                         settle::Settled::Already => "duplicate",
