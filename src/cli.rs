@@ -154,6 +154,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 crate::providers::alipay::AlipayKeys::load(&config, a)?;
             }
             crate::push::Pusher::load(&config)?;
+            crate::privacy::PseudonymKey::load(&config, false)?;
             println!(
                 "config ok: {} api key(s), {} plan(s), wechatpay {}, alipay {}",
                 config.api_keys.len(),

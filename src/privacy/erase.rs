@@ -38,8 +38,39 @@ pub struct Erased {
 }
 
 /// Carries out the erasure of `employer` for request `erasure_id` (see the module docs).
-/// Every other pending request for the same employer is completed with it.
+/// Every other pending request for the same employer is completed with it. An order the
+/// checkout flow created for the id while the transaction ran (PostgreSQL: invisible to it)
+/// is found afterwards and erased by one more round.
 pub async fn erase_employer(
+    state: &AppState,
+    key: &PseudonymKey,
+    employer: &EmployerId,
+    erasure_id: &str,
+) -> Result<Erased, sqlx::Error> {
+    let mut total = Erased::default();
+    for _ in 0..3 {
+        let round = erase_once(state, key, employer, erasure_id).await?;
+        total.orders += round.orders;
+        total.entitlements_revoked += round.entitlements_revoked;
+        total.events_rewritten += round.events_rewritten;
+        total.idempotency_rewritten += round.idempotency_rewritten;
+        total.first |= round.first;
+        let left: i64 = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM payment_order WHERE employer_id = $1)
+                  + (SELECT COUNT(*) FROM entitlement WHERE employer_id = $1)",
+        )
+        .bind(employer.as_str())
+        .fetch_one(state.db.pool())
+        .await?;
+        if left == 0 {
+            break;
+        }
+    }
+    checkpoint(state).await;
+    Ok(total)
+}
+
+async fn erase_once(
     state: &AppState,
     key: &PseudonymKey,
     employer: &EmployerId,
@@ -64,26 +95,40 @@ pub async fn erase_employer(
     let mut tx = state.db.begin_write().await?;
     let mut erased = Erased::default();
 
-    let revoked =
-        crate::entitlements::revoke_for_erasure(&mut tx, employer, &pseudonym, now).await?;
-    erased.entitlements_revoked = revoked as u64;
-
-    // A pending order created since step 1 is closed here in this transaction.
-    let raced = pending_orders(&mut *tx, employer).await?;
-    for (no, _) in &raced {
-        if orders::mark_closed(&mut tx, no, now_ms).await? {
+    // The orders first: on PostgreSQL this locks them, so a settlement in flight commits
+    // before (its grant is then seen and revoked below) or settles after, under the
+    // pseudonym of an erased account (nothing granted).
+    let renamed: Vec<(String, String, String)> = sqlx::query_as(
+        "UPDATE payment_order SET employer_id = $1 WHERE employer_id = $2
+         RETURNING order_no, status, provider",
+    )
+    .bind(pseudonym.as_str())
+    .bind(employer.as_str())
+    .fetch_all(&mut *tx)
+    .await?;
+    erased.orders = renamed.len() as u64;
+    // A pending order left by step 1 (its provider unreachable, or created since) is closed
+    // here in this transaction, and at its provider after it.
+    let mut raced = Vec::new();
+    for (no, status, provider) in &renamed {
+        if status != "pending" {
+            continue;
+        }
+        let no =
+            OrderNo::parse(no).ok_or_else(|| orders::corrupt("order_no", "not an order number"))?;
+        let provider = ProviderId::parse(provider)
+            .ok_or_else(|| orders::corrupt("provider", "not a provider"))?;
+        if orders::mark_closed(&mut tx, &no, now_ms).await? {
             let data =
                 serde_json::json!({"order_no": no, "reason": CloseReason::AccountDeleted.as_str()});
             events::append(&mut tx, "order.closed", Some(no.as_str()), &data, now_ms).await?;
+            raced.push((no, provider));
         }
     }
 
-    erased.orders = sqlx::query("UPDATE payment_order SET employer_id = $1 WHERE employer_id = $2")
-        .bind(pseudonym.as_str())
-        .bind(employer.as_str())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+    let revoked =
+        crate::entitlements::revoke_for_erasure(&mut tx, employer, &pseudonym, now).await?;
+    erased.entitlements_revoked = revoked as u64;
     sqlx::query("UPDATE entitlement SET employer_id = $1 WHERE employer_id = $2")
         .bind(pseudonym.as_str())
         .bind(employer.as_str())
@@ -131,7 +176,6 @@ pub async fn erase_employer(
             tracing::warn!(order_no = %no, error = format!("{:#}", anyhow::Error::from(e)), "closing an erased account's order at the provider");
         }
     }
-    checkpoint(state).await;
     Ok(erased)
 }
 
