@@ -483,9 +483,7 @@ async fn an_overdue_request_is_reported() {
 /// Retention: idempotency answers older than 7 days go (the key is free again), delivered
 /// events older than 90 days go as a prefix of the feed (which says where it starts now), and
 /// access audit rows older than 180 days lose the résumé id but stay.
-#[tokio::test]
-async fn retention_deletes_what_is_past_its_age_and_nothing_younger() {
-    let app = TestApp::spawn().await;
+async fn retention_deletes_what_is_past_its_age_and_nothing_younger(app: TestApp) {
     let body = |employer: &str| {
         json!({"employer_id": employer, "plan": "resume-download-50",
             "provider": "wechatpay", "channel": "native"})
@@ -575,3 +573,9 @@ async fn retention_deletes_what_is_past_its_age_and_nothing_younger() {
         "the row (and so the count) stays"
     );
 }
+
+on_both_backends!(
+    retention_on_sqlite,
+    retention_on_postgres,
+    retention_deletes_what_is_past_its_age_and_nothing_younger
+);
