@@ -579,3 +579,21 @@ on_both_backends!(
     retention_on_postgres,
     retention_deletes_what_is_past_its_age_and_nothing_younger
 );
+
+/// With a push target, an event is deleted only once it was delivered: old but undelivered
+/// events stay, and so the feed's start does not move past them.
+#[tokio::test]
+async fn retention_keeps_undelivered_events_when_they_are_pushed() {
+    // Nothing listens there and no push pass runs: every event stays undelivered.
+    let app = TestApp::spawn_with_events("http://127.0.0.1:9/hooks").await;
+    let order = app
+        .paid_order("emp_ret_push", "wechatpay", "resume-download-50")
+        .await;
+    let events = app.events().await["events"].as_array().unwrap().len();
+    assert!(events >= 2);
+    app.clock.advance(Duration::days(91));
+    let pass = run(&app, Job::Retention).await;
+    assert_eq!(pass["events_deleted"], 0, "{pass}");
+    assert_eq!(pass["events_starts_after"], 0, "{pass}");
+    assert_eq!(app.events_of(&no(&order), "order.paid").await.len(), 1);
+}
