@@ -32,6 +32,8 @@ pub struct AppState {
     pub pusher: Option<Arc<crate::push::Pusher>>,
     /// Requests per API key and per webhook source address (`[limits]`).
     pub rate_limits: Arc<crate::edge::RateLimits>,
+    /// The key of erased employers' pseudonyms (`[privacy]`); None: erasures are refused.
+    pub pseudonym_key: Option<Arc<crate::privacy::PseudonymKey>>,
 }
 
 /// Key material for the embedded sandbox: the merchant side the gateway signs with and the
@@ -138,6 +140,8 @@ impl Application {
         let catalog = config.catalog()?;
         let mut providers = Registry::default();
         let mut sandbox = None;
+        let pseudonym_key =
+            crate::privacy::PseudonymKey::load(&config, options.sandbox.is_some())?.map(Arc::new);
         if let Some(setup) = options.sandbox {
             // --sandbox replaces the provider sections with the embedded simulator.
             let embedded = embedded_sandbox(&setup, &public_url, &options.clock)?;
@@ -185,6 +189,7 @@ impl Application {
         let state = AppState {
             pusher,
             rate_limits: Arc::new(crate::edge::RateLimits::new(&config.limits)),
+            pseudonym_key,
             api_keys: Arc::new(ApiKeys::new(&config.api_keys)),
             config: Arc::new(config),
             db,
@@ -232,7 +237,8 @@ impl Application {
         if let Some(sim) = &self.sandbox {
             router = router.merge(sim.router());
         }
-        let router = router.layer(tower_http::trace::TraceLayer::new_for_http());
+        let router = router
+            .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span));
         let scheduled = if self.scheduler {
             Some(Runner::new(self.state.clone()).start().await?)
         } else {
@@ -257,6 +263,18 @@ impl Application {
         self.state.db.close().await;
         Ok(served?)
     }
+}
+
+/// The span of one request: its method and route template (`/v1/employers/{employer_id}/…`),
+/// never the raw URI, whose path may name an employer and whose query anything (issue 11:
+/// no employer id, résumé id, openid or IP in request-path spans at any level).
+fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(axum::extract::MatchedPath::as_str)
+        .unwrap_or("(unmatched)");
+    tracing::debug_span!("request", method = %request.method(), route)
 }
 
 /// The embedded simulator and the provider sections and keys that point the gateway at it.

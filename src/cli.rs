@@ -41,7 +41,7 @@ enum Command {
     /// provider and settled if paid. Prints the pass as JSON.
     SyncPending,
     /// One pass of any lifecycle job, without the lease: active_query, expire, platform_keys,
-    /// entitlement_expiry, refunds, events. Prints the pass as JSON.
+    /// entitlement_expiry, refunds, events, erasures, retention. Prints the pass as JSON.
     RunJob { job: String },
     /// Reconcile one provider's bill of one Asia/Shanghai day (re-running a date replaces its
     /// result), as `POST /v1/reconciliations` does. Prints the run and its summary as JSON.
@@ -72,6 +72,24 @@ enum Command {
         #[command(subcommand)]
         command: ApiKeyCommand,
     },
+    /// Account deletions and retention (design.md §10).
+    Privacy {
+        #[command(subcommand)]
+        command: PrivacyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PrivacyCommand {
+    /// Record an erasure request for employer ID and carry it out at once, as the `erasures`
+    /// job would. Prints the request as JSON (its pseudonym, never the id).
+    EraseEmployer { employer_id: String },
+    /// Delete what is past its [privacy] retention. Prints the counts as JSON.
+    Retention {
+        /// Only count what would go; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -92,7 +110,7 @@ enum KeysCommand {
 enum ApiKeyCommand {
     /// Print a new secret once, and its [[api_keys]] entry.
     Create {
-        /// Comma-separated: checkout, entitlements, finance.
+        /// Comma-separated: checkout, entitlements, finance, privacy.
         #[arg(long, value_delimiter = ',', required = true)]
         scopes: Vec<String>,
         #[arg(long, default_value = "checkout-service")]
@@ -141,6 +159,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 crate::providers::alipay::AlipayKeys::load(&config, a)?;
             }
             crate::push::Pusher::load(&config)?;
+            crate::privacy::PseudonymKey::load(&config, false)?;
             println!(
                 "config ok: {} api key(s), {} plan(s), wechatpay {}, alipay {}",
                 config.api_keys.len(),
@@ -169,6 +188,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 dir.display(),
                 generated.config_snippet
             );
+            Ok(())
+        }
+        Command::Privacy {
+            command: PrivacyCommand::EraseEmployer { employer_id },
+        } => erase_employer(cli.config, &employer_id).await,
+        Command::Privacy {
+            command: PrivacyCommand::Retention { dry_run },
+        } => {
+            let app = one_shot(cli.config).await?;
+            let report = crate::privacy::retention::run(app.state(), dry_run).await?;
+            println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
         Command::ApiKey {
@@ -320,4 +350,17 @@ async fn shutdown_signal() {
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// `paygate privacy erase-employer ID`: the request is recorded (due in two working days, like
+/// one made through the API) and carried out now.
+async fn erase_employer(config_path: Option<PathBuf>, employer_id: &str) -> anyhow::Result<()> {
+    let employer = crate::domain::EmployerId::parse(employer_id)
+        .context("the employer id must be 1 to 64 characters of letters, digits and _-.:")?;
+    let app = one_shot(config_path).await?;
+    let state = app.state();
+    let row = crate::privacy::request(state, &employer, None, |_| String::new()).await?;
+    let row = crate::privacy::carry_out(state, &row.erasure_id).await?;
+    println!("{}", row.to_json());
+    Ok(())
 }

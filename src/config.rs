@@ -42,6 +42,7 @@ pub struct Config {
     pub plans: Option<Vec<PlanConfig>>,
     #[serde(default)]
     pub limits: LimitsConfig,
+    pub privacy: PrivacyConfig,
     /// The folder relative key-file paths are resolved against (the config file's folder).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -263,7 +264,53 @@ pub struct PlanConfig {
     pub grants: Vec<Grant>,
 }
 
-pub const SCOPES: [&str; 3] = ["checkout", "entitlements", "finance"];
+pub const SCOPES: [&str; 4] = ["checkout", "entitlements", "finance", "privacy"];
+
+/// `[privacy]` (design.md §8, §10): the erasure pseudonym key, the non-working days that
+/// `due_by` skips besides weekends, and how long each kind of stored data is kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// The HMAC-SHA256 key of erased employer ids (at least 32 characters). Without it,
+    /// erasures are refused; `serve --sandbox` generates one per start when it is unset.
+    pub pseudonym_key_file: Option<PathBuf>,
+    /// Extra non-working days (Asia/Shanghai), `YYYY-MM-DD`.
+    #[serde(default)]
+    pub holidays: Vec<chrono::NaiveDate>,
+    /// Stored idempotency answers are deleted after this many days (the key may then be reused).
+    #[serde(default = "default_idempotency_days")]
+    pub idempotency_days: i64,
+    /// Delivered outbox events are deleted after this many days.
+    #[serde(default = "default_events_days")]
+    pub events_days: i64,
+    /// Access-check audit rows keep the résumé id this many days, then lose it.
+    #[serde(default = "default_access_resume_days")]
+    pub access_resume_days: i64,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        PrivacyConfig {
+            pseudonym_key_file: None,
+            holidays: Vec::new(),
+            idempotency_days: default_idempotency_days(),
+            events_days: default_events_days(),
+            access_resume_days: default_access_resume_days(),
+        }
+    }
+}
+
+fn default_idempotency_days() -> i64 {
+    7
+}
+
+fn default_events_days() -> i64 {
+    90
+}
+
+fn default_access_resume_days() -> i64 {
+    180
+}
 
 impl Config {
     /// Reads `path` (or nothing: every default), applies environment overrides, validates.
@@ -395,6 +442,16 @@ impl Config {
             }
         }
         self.limits.validate()?;
+        let p = &self.privacy;
+        for (name, days) in [
+            ("idempotency_days", p.idempotency_days),
+            ("events_days", p.events_days),
+            ("access_resume_days", p.access_resume_days),
+        ] {
+            if !(1..=3650).contains(&days) {
+                return invalid(format!("privacy.{name} must be between 1 and 3650"));
+            }
+        }
         self.catalog()?;
         Ok(())
     }
@@ -563,6 +620,32 @@ mod tests {
             with("secret_file = \"k\"").is_ok(),
             "no url: the feed alone"
         );
+    }
+
+    #[test]
+    fn privacy_has_the_documented_defaults_and_reads_holidays_as_dates() {
+        let c = load("", &[]).unwrap();
+        assert_eq!(
+            (
+                c.privacy.idempotency_days,
+                c.privacy.events_days,
+                c.privacy.access_resume_days
+            ),
+            (7, 90, 180)
+        );
+        assert!(c.privacy.pseudonym_key_file.is_none());
+        let c = load(
+            "[privacy]\npseudonym_key_file = \"k\"\nholidays = [\"2026-10-01\"]\nevents_days = 30",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.privacy.holidays,
+            [chrono::NaiveDate::from_ymd_opt(2026, 10, 1).unwrap()]
+        );
+        assert_eq!(c.privacy.events_days, 30);
+        assert!(load("[privacy]\nholidays = [\"2026-13-01\"]", &[]).is_err());
+        assert!(load("[privacy]\nidempotency_days = 0", &[]).is_err());
     }
 
     #[test]

@@ -252,23 +252,7 @@ pub async fn follow_refunds(
         let (effect, detail) =
             match left_after_refunds(grant, valid_from, used, paid, refunded, now_ms) {
                 None => {
-                    sqlx::query(
-                        "UPDATE entitlement SET status = 'revoked', updated_at = $1
-                     WHERE entitlement_id = $2 AND status = 'active'",
-                    )
-                    .bind(now_ms)
-                    .bind(&id)
-                    .execute(&mut **tx)
-                    .await?;
-                    audit(
-                        tx,
-                        &id,
-                        "revoked",
-                        None,
-                        -(quota.map(|q| q - used).unwrap_or(0)),
-                        now_ms,
-                    )
-                    .await?;
+                    revoke(tx, &id, quota, used, now_ms).await?;
                     (RefundEffect::Revoked, "revoked")
                 }
                 Some((new_quota, new_until)) => {
@@ -318,6 +302,72 @@ pub async fn follow_refunds(
         changed.push((ent, effect));
     }
     Ok(changed)
+}
+
+/// active → revoked, audited with what was left of the quota: the one revocation both a full
+/// refund and an erasure go through.
+async fn revoke(
+    tx: &mut Tx,
+    entitlement_id: &str,
+    quota: Option<i64>,
+    used: i64,
+    now_ms: i64,
+) -> Result<bool, sqlx::Error> {
+    let n = sqlx::query(
+        "UPDATE entitlement SET status = 'revoked', updated_at = $1
+         WHERE entitlement_id = $2 AND status = 'active'",
+    )
+    .bind(now_ms)
+    .bind(entitlement_id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if n == 1 {
+        let left = quota.map(|q| q - used).unwrap_or(0);
+        audit(tx, entitlement_id, "revoked", None, -left, now_ms).await?;
+    }
+    Ok(n == 1)
+}
+
+/// An erased employer's active entitlements revoked inside the erasure's transaction, each
+/// audited with an `entitlement.revoked` event (reason `account_deleted`) that already names
+/// the pseudonym, never the id. Answers how many.
+pub async fn revoke_for_erasure(
+    tx: &mut Tx,
+    employer: &EmployerId,
+    pseudonym: &EmployerId,
+    now: DateTime<Utc>,
+) -> Result<usize, sqlx::Error> {
+    let now_ms = to_millis(now);
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM entitlement WHERE employer_id = $1 AND status = 'active'
+         ORDER BY entitlement_id"
+    )))
+    .bind(employer.as_str())
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut revoked = 0;
+    for r in &rows {
+        let id: String = r.try_get("entitlement_id")?;
+        if !revoke(tx, &id, r.try_get("quota")?, r.try_get("used")?, now_ms).await? {
+            continue;
+        }
+        let mut ent = from_row(r, now_ms)?;
+        ent.status = "revoked".to_owned();
+        let mut data = ent.to_json();
+        data["employer_id"] = pseudonym.as_str().into();
+        data["reason"] = crate::privacy::ACCOUNT_DELETED.into();
+        crate::store::events::append(
+            tx,
+            "entitlement.revoked",
+            Some(&ent.order_no),
+            &data,
+            now_ms,
+        )
+        .await?;
+        revoked += 1;
+    }
+    Ok(revoked)
 }
 
 pub async fn list(

@@ -9,6 +9,8 @@
 //! | `refunds` | every minute | [`crate::refunds::query_due`] |
 //! | `reconciliation` | 10:30 Asia/Shanghai, then hourly until 18:30 while a bill is not ready | [`reconcile_yesterday`] |
 //! | `events` | every second, when `[events] url` is set | [`crate::push::push_due`] |
+//! | `erasures` | every 10 minutes | [`crate::privacy::run_due`] |
+//! | `retention` | daily, 03:00 Asia/Shanghai | [`crate::privacy::retention::run`] |
 //!
 //! Each pass is a plain async function over [`AppState`], so the CLI (`paygate sync-pending`)
 //! and tests call it directly with whatever clock the state holds. [`Runner`] adds the lease:
@@ -55,10 +57,14 @@ pub enum Job {
     Reconciliation,
     /// The event push: not on the cron schedule but a loop, every event claimed on its own.
     Events,
+    /// Pending erasure requests carried out (issue 11).
+    Erasures,
+    /// What is past its `[privacy]` retention deleted.
+    Retention,
 }
 
 impl Job {
-    pub const ALL: [Job; 7] = [
+    pub const ALL: [Job; 9] = [
         Job::ActiveQuery,
         Job::Expire,
         Job::PlatformKeys,
@@ -66,6 +72,8 @@ impl Job {
         Job::Refunds,
         Job::Reconciliation,
         Job::Events,
+        Job::Erasures,
+        Job::Retention,
     ];
 
     pub fn name(self) -> &'static str {
@@ -77,6 +85,8 @@ impl Job {
             Job::Refunds => "refunds",
             Job::Reconciliation => "reconciliation",
             Job::Events => "events",
+            Job::Erasures => "erasures",
+            Job::Retention => "retention",
         }
     }
 
@@ -93,6 +103,8 @@ impl Job {
             // the next hour, and the 18:30 run reports a bill still missing.
             Job::Reconciliation => Some("0 30 10-18 * * *"),
             Job::Events => None,
+            Job::Erasures => Some("0 */10 * * * *"),
+            Job::Retention => Some("0 0 3 * * *"),
         }
     }
 
@@ -104,6 +116,8 @@ impl Job {
             }
             Job::PlatformKeys => chrono::Duration::hours(6),
             Job::EntitlementExpiry | Job::Reconciliation => chrono::Duration::hours(1),
+            Job::Erasures => chrono::Duration::minutes(10),
+            Job::Retention => chrono::Duration::days(1),
         }
     }
 
@@ -111,7 +125,7 @@ impl Job {
     /// server's clock says; the rest are minute or hour grids, the same everywhere.
     fn timezone(self) -> chrono_tz::Tz {
         match self {
-            Job::Reconciliation => chrono_tz::Asia::Shanghai,
+            Job::Reconciliation | Job::Retention => chrono_tz::Asia::Shanghai,
             _ => chrono_tz::UTC,
         }
     }
@@ -460,6 +474,10 @@ impl Runner {
             Job::Refunds => serde_json::to_value(crate::refunds::query_due(state).await?)?,
             Job::Reconciliation => serde_json::to_value(reconcile_yesterday(state).await?)?,
             Job::Events => serde_json::to_value(crate::push::push_due(state).await?)?,
+            Job::Erasures => serde_json::to_value(crate::privacy::run_due(state).await?)?,
+            Job::Retention => {
+                serde_json::to_value(crate::privacy::retention::run(state, false).await?)?
+            }
         })
     }
 

@@ -12,6 +12,7 @@
 //! DIR/alipay/app_private_key.pem      app private key, PKCS#8, 0600
 //! DIR/alipay/app_public_key.pem       its public key (SPKI), to upload to Alipay
 //! DIR/alipay/app_id.txt
+//! DIR/privacy/pseudonym.key          the erasure pseudonym HMAC key: 64 hex characters, 0600
 //! ```
 //!
 //! Nothing is ever overwritten: if any of these files exists, nothing is generated or written.
@@ -31,7 +32,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use sha2::{Digest as _, Sha256};
 
 /// The scopes an API key may carry (design §4).
-pub const API_KEY_SCOPES: [&str; 3] = ["checkout", "entitlements", "finance"];
+pub const API_KEY_SCOPES: [&str; 4] = ["checkout", "entitlements", "finance", "privacy"];
 
 /// What [`generate_keys`] wrote, and the configuration that uses it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +57,8 @@ pub struct GeneratedKeys {
     pub alipay_public_key_file: PathBuf,
     /// `DIR/alipay/app_id.txt`.
     pub alipay_app_id_file: PathBuf,
+    /// `DIR/privacy/pseudonym.key` (mode 0600): `[privacy] pseudonym_key_file`.
+    pub pseudonym_key_file: PathBuf,
     /// `[wechatpay]` and `[alipay]` sections (design §8) pointing at these files. The WeChat Pay
     /// platform key is a commented placeholder; `alipay_public_key_file` names
     /// `DIR/alipay/alipay_public_key.pem`, which the standalone sandbox writes (in production,
@@ -201,6 +204,7 @@ fn generate_keys_with<P: Borrow<KeyPairs>>(
         alipay_private_key_file: alipay_dir.join("app_private_key.pem"),
         alipay_public_key_file: alipay_dir.join("app_public_key.pem"),
         alipay_app_id_file: alipay_dir.join("app_id.txt"),
+        pseudonym_key_file: dir.join("privacy").join("pseudonym.key"),
         config_snippet: String::new(),
     };
     let k = &keys_without_snippet;
@@ -216,6 +220,7 @@ fn generate_keys_with<P: Borrow<KeyPairs>>(
         &k.alipay_private_key_file,
         &k.alipay_public_key_file,
         &k.alipay_app_id_file,
+        &k.pseudonym_key_file,
     ];
     let existing: Vec<String> = all_files
         .iter()
@@ -235,6 +240,8 @@ fn generate_keys_with<P: Borrow<KeyPairs>>(
 
     create_private_dir(&wechat_dir)?;
     create_private_dir(&alipay_dir)?;
+    create_private_dir(&dir.join("privacy"))?;
+    let pseudonym_key = SecretString::from(random_pseudonym_key());
     let mut written = Written::default();
     written.private(
         &k.wechatpay_private_key_file,
@@ -251,6 +258,7 @@ fn generate_keys_with<P: Borrow<KeyPairs>>(
     )?;
     written.public(&k.alipay_public_key_file, &pairs.alipay_public_pem)?;
     written.public(&k.alipay_app_id_file, &format!("{alipay_app_id}\n"))?;
+    written.private(&k.pseudonym_key_file, pseudonym_key.expose_secret())?;
     written.keep();
 
     Ok(GeneratedKeys {
@@ -300,6 +308,11 @@ app_private_key_file = {app_key}
 alipay_public_key_file = {alipay_pub}
 # Your PID (2088…), checked on notifications; the standalone sandbox's is this one.
 # seller_id = {seller_id}
+
+[privacy]
+# The HMAC key that turns an erased employer id into its pseudonym. Keep it secret and backed
+# up: destroying it makes every pseudonym irreversible even for paygate.
+pseudonym_key_file = {pseudonym}
 ",
         mchid = toml_string(mchid),
         appid = toml_string(appid),
@@ -314,6 +327,7 @@ alipay_public_key_file = {alipay_pub}
         app_pub = path(&k.alipay_public_key_file)?,
         alipay_pub = path(&keys_dir.join(paygate_sandbox::keys_dir::ALIPAY_PUBLIC_KEY_FILE))?,
         seller_id = toml_string(paygate_sandbox::keys_dir::SANDBOX_SELLER_ID),
+        pseudonym = path(&k.pseudonym_key_file)?,
     ))
 }
 
@@ -326,6 +340,12 @@ fn toml_string(s: &str) -> String {
 fn random_merchant_serial() -> String {
     let bytes: [u8; 20] = rand::rng().random();
     hex::encode_upper(bytes)
+}
+
+/// The pseudonym key: 32 random bytes as 64 lower-case hex characters.
+fn random_pseudonym_key() -> String {
+    let bytes: [u8; 32] = rand::rng().random();
+    hex::encode(bytes)
 }
 
 /// The APIv3 key: 32 characters of [0-9A-Za-z] (it is used as its 32 bytes).
@@ -531,6 +551,7 @@ mod tests {
             &keys.wechatpay_private_key_file,
             &keys.apiv3_key_file,
             &keys.alipay_private_key_file,
+            &keys.pseudonym_key_file,
         ] {
             assert_eq!(mode(private), 0o600, "{}", private.display());
         }
@@ -606,7 +627,16 @@ mod tests {
         let table: toml::Table = toml::from_str(&keys.config_snippet).unwrap();
         let mut sections: Vec<&String> = table.keys().collect();
         sections.sort();
-        assert_eq!(sections, ["alipay", "wechatpay"]);
+        assert_eq!(sections, ["alipay", "privacy", "wechatpay"]);
+        assert_eq!(
+            table["privacy"]["pseudonym_key_file"]
+                .as_str()
+                .map(PathBuf::from),
+            Some(keys.pseudonym_key_file.clone())
+        );
+        let pseudonym_key = read(&keys.pseudonym_key_file);
+        assert_eq!(pseudonym_key.len(), 64);
+        assert!(pseudonym_key.bytes().all(|b| b.is_ascii_hexdigit()));
 
         let wechat = table["wechatpay"].as_table().unwrap();
         let mut names: Vec<&str> = wechat.keys().map(String::as_str).collect();

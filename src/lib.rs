@@ -15,6 +15,7 @@ pub mod error;
 pub mod jobs;
 pub mod keygen;
 pub mod lifecycle;
+pub mod privacy;
 pub mod providers;
 pub mod push;
 pub mod reconcile;

@@ -18,6 +18,8 @@ pub enum CloseReason {
     Cancelled,
     /// Its time ran out.
     Expired,
+    /// The employer's account was deleted (an erasure, design.md §10).
+    AccountDeleted,
 }
 
 impl CloseReason {
@@ -25,6 +27,7 @@ impl CloseReason {
         match self {
             CloseReason::Cancelled => "cancelled",
             CloseReason::Expired => "expired",
+            CloseReason::AccountDeleted => "account_deleted",
         }
     }
 }
@@ -98,7 +101,14 @@ pub async fn query_and_settle(
         Err(e) => Err(SeenError::DoesNotFit(e)),
     };
     match provider.query(no).await? {
-        TradeStatus::Paid(trade) => fits(settle_queried(&state.db, &trade, now).await),
+        TradeStatus::Paid(trade) => {
+            let settled = settle_queried(&state.db, &trade, now).await;
+            if let Ok(Settled::Now { .. }) = settled {
+                // A payment that reached an erased account goes straight back.
+                crate::privacy::refund_if_erased(state, &trade.order_no).await;
+            }
+            fits(settled)
+        }
         TradeStatus::Refunded(trade) => {
             match crate::refunds::settle_refunded_trade(state, &trade).await {
                 Ok(()) => Ok(Seen::Settled),

@@ -136,15 +136,23 @@ pub async fn settle(
         });
     }
 
-    let granted = entitlements::grant(
-        &mut tx,
-        &flipped.employer_id,
-        &trade.order_no,
-        &flipped.plan_id,
-        &flipped.grants,
-        now,
-    )
-    .await?;
+    // A payment that reaches an erased account (its order closed by the erasure, paid late)
+    // is recorded like any other but grants nothing: there is nobody left to use it, and it is
+    // refunded in full (`privacy::refund_if_erased`, reason `account_deleted`).
+    let erased = crate::privacy::is_erased(&mut *tx, &flipped.employer_id).await?;
+    let granted = if erased {
+        Vec::new()
+    } else {
+        entitlements::grant(
+            &mut tx,
+            &flipped.employer_id,
+            &trade.order_no,
+            &flipped.plan_id,
+            &flipped.grants,
+            now,
+        )
+        .await?
+    };
 
     let order_no = trade.order_no.as_str();
     let paid = serde_json::json!({
@@ -172,7 +180,7 @@ pub async fn settle(
         events::append(&mut tx, "payment.late", Some(order_no), &paid, now_ms).await?;
     }
     tx.commit().await?;
-    tracing::info!(order_no, provider = %trade.provider, source = source.as_str(), late, "order settled");
+    tracing::info!(order_no, provider = %trade.provider, source = source.as_str(), late, erased, "order settled");
     crate::telemetry::settled(trade.provider.as_str(), source.as_str(), late);
     Ok(Settled::Now { late })
 }

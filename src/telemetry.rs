@@ -11,6 +11,7 @@
 //! | `paygate_job_runs_total` | job, outcome (`ok`, `error`, `skipped`: another instance had the slot) |
 //! | `paygate_job_orders_total` | job, result (`settled`, `closed`, `still_pending`, `failed`) |
 //! | `paygate_events_pushed_total` | outcome (`delivered`, `failed`) |
+//! | `paygate_erasures_overdue` (gauge) | — : erasure requests still pending past their `due_by` |
 //! | `paygate_provider_call_seconds` (summary) | provider, call (`create`, `query`, `close`), outcome (`ok`, `unavailable`, `rejected`) |
 
 use std::sync::OnceLock;
@@ -97,4 +98,10 @@ pub fn provider_call(
 /// A request refused at the edge (`overloaded`, `api_rate`, `webhook_rate`).
 pub fn refused(reason: &'static str) {
     metrics::counter!("paygate_requests_refused_total", "reason" => reason).increment(1);
+}
+
+/// Erasure requests still pending past their `due_by` (two working days): anything above zero
+/// breaks the privacy policy's promise and should page someone.
+pub fn erasures_overdue(n: u64) {
+    metrics::gauge!("paygate_erasures_overdue").set(n as f64);
 }

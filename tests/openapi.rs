@@ -68,6 +68,8 @@ async fn the_document_lists_every_route_and_real_answers_fit_it() {
         "/v1/employers/{employer_id}/entitlements",
         "/v1/employers/{employer_id}/resume-access",
         "/v1/events",
+        "/v1/privacy/erasures",
+        "/v1/privacy/erasures/{erasure_id}",
         "/webhooks/wechatpay",
         "/webhooks/alipay",
         "/healthz",
@@ -151,6 +153,17 @@ async fn the_document_lists_every_route_and_real_answers_fit_it() {
     for event in events["events"].as_array().unwrap() {
         fits(&doc, "EventEntry", event);
     }
+    let (status, erasure) = app.request_erasure("emp_doc", "erase-doc").await;
+    assert_eq!(status, 202);
+    fits(&doc, "Erasure", &erasure);
+    app.jobs
+        .run_once(paygate::jobs::Job::Erasures)
+        .await
+        .unwrap();
+    let done = app.erasure(erasure["erasure_id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "completed");
+    fits(&doc, "Erasure", &done);
+
     let plans: Value = app
         .http
         .get(format!("{}/v1/plans", app.url))

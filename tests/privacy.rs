@@ -203,6 +203,48 @@ async fn assert_kept_nowhere(app: &TestApp, order_no: &str, secret: &str) {
         "the capture really holds this flow's logs"
     );
     assert!(!logs.contains(secret), "{secret:?} logged");
+    assert!(!logs.contains(EMPLOYER), "the employer id logged");
+}
+
+/// Issue 11: request spans carry the route template, never the raw path, and no log line at
+/// any level names the employer or the résumé, through orders, access checks, listings and
+/// an erasure.
+#[tokio::test]
+async fn request_paths_are_logged_as_route_templates_and_name_nobody() {
+    captured_logs();
+    let app = TestApp::spawn().await;
+    let employer = "emp_logcheck_7731";
+    let resume = "cv-logcheck-4410";
+    let order = app
+        .paid_order(employer, "wechatpay", "resume-download-50")
+        .await;
+    let order_no = order["order_no"].as_str().unwrap();
+    assert_eq!(app.access(employer, resume, "download").await.0, 200);
+    assert_eq!(
+        app.entitlements(employer).await["entitlements"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let (status, _) = app.request_erasure(employer, "log-erase-1").await;
+    assert_eq!(status, 202);
+    app.jobs
+        .run_once(paygate::jobs::Job::Erasures)
+        .await
+        .unwrap();
+    let logs = logs_so_far();
+    assert!(logs.contains(order_no), "the capture holds this flow");
+    for route in [
+        "/v1/employers/{employer_id}/resume-access",
+        "/v1/employers/{employer_id}/entitlements",
+        "/v1/privacy/erasures",
+    ] {
+        assert!(logs.contains(route), "{route} not in the request spans");
+    }
+    for id in [employer, resume] {
+        assert!(!logs.contains(id), "{id:?} logged");
+    }
 }
 
 #[tokio::test]

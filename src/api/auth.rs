@@ -14,6 +14,8 @@ pub enum Scope {
     Checkout,
     Entitlements,
     Finance,
+    /// Account deletions (erasure requests).
+    Privacy,
 }
 
 impl Scope {
@@ -22,6 +24,7 @@ impl Scope {
             "checkout" => Some(Scope::Checkout),
             "entitlements" => Some(Scope::Entitlements),
             "finance" => Some(Scope::Finance),
+            "privacy" => Some(Scope::Privacy),
             _ => None,
         }
     }
@@ -31,6 +34,7 @@ impl Scope {
             Scope::Checkout => "checkout",
             Scope::Entitlements => "entitlements",
             Scope::Finance => "finance",
+            Scope::Privacy => "privacy",
         }
     }
 }

@@ -26,7 +26,12 @@ pub async fn list(
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let events = events::list_after(state.db.reader(), q.after, limit).await?;
     let next_after = events.last().map(|e| e.id).unwrap_or(q.after);
-    Ok(Json(
-        serde_json::json!({"events": events, "next_after": next_after}),
-    ))
+    // Retention deletes delivered events as a prefix: a reader whose `after` is below this
+    // has missed the events in between for good.
+    let starts_after = crate::privacy::retention::feed_starts_after(state.db.reader()).await?;
+    Ok(Json(serde_json::json!({
+        "events": events,
+        "next_after": next_after,
+        "starts_after": starts_after,
+    })))
 }

@@ -8,6 +8,7 @@ pub mod idempotent;
 pub mod openapi;
 pub mod orders;
 pub mod plans;
+pub mod privacy;
 pub mod reconciliations;
 pub mod refunds;
 pub mod webhooks;
@@ -64,6 +65,8 @@ pub fn router(state: AppState) -> Router {
             "/v1/reconciliations/{id}/discrepancies.csv",
             get(reconciliations::discrepancies_csv),
         )
+        .route("/v1/privacy/erasures", post(privacy::create))
+        .route("/v1/privacy/erasures/{erasure_id}", get(privacy::get))
         .route("/webhooks/{provider}", webhook)
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))

@@ -188,6 +188,35 @@ struct Events {
     events: Vec<EventEntry>,
     /// Pass as `after` for the next page.
     next_after: i64,
+    /// Retention deleted every event up to this id (delivered events older than
+    /// `[privacy] events_days`, as a prefix of the feed); 0 when none was. A reader whose
+    /// `after` is below it has missed the events in between for good.
+    starts_after: i64,
+}
+
+#[derive(ToSchema)]
+#[schema(as = CreateErasure)]
+/// `POST /v1/privacy/erasures`: an account deletion.
+struct CreateErasure {
+    /// The platform's employer id, as orders carry it.
+    employer_id: String,
+}
+
+#[derive(ToSchema)]
+/// An erasure request. It never shows the employer id.
+struct Erasure {
+    /// `era_…`
+    erasure_id: String,
+    /// `pending`, `completed`.
+    status: String,
+    requested_at: String,
+    /// The end of the second working day after the request's day (Asia/Shanghai; weekends and
+    /// `[privacy] holidays` do not count).
+    due_by: String,
+    /// Once completed.
+    completed_at: Option<String>,
+    /// Once completed: what replaced the id everywhere (`erased:` and 56 hex digits).
+    pseudonym: Option<String>,
 }
 
 #[derive(ToSchema)]
@@ -197,7 +226,7 @@ struct EventEntry {
     id: i64,
     /// `order.paid`, `order.closed`, `entitlement.granted`, `entitlement.reduced`,
     /// `entitlement.revoked`, `entitlement.expired`, `refund.succeeded`, `refund.failed`,
-    /// `payment.late`, …
+    /// `payment.late`, `employer.erased`, …
     #[schema(rename = "type")]
     r#type: String,
     order_no: Option<String>,
@@ -341,6 +370,24 @@ fn resume_access() {}
     responses((status = 200, body = Events)), security(("api_key" = [])))]
 fn events() {}
 
+#[utoipa::path(post, path = "/v1/privacy/erasures", tag = "privacy",
+    params(("Idempotency-Key" = String, Header, description = "1 to 255 characters; the same key and body replay the answer")),
+    request_body = CreateErasure,
+    responses(
+        (status = 202, body = Erasure, description = "recorded; the erasures job carries it out within minutes"),
+        (status = 400, body = ErrorEnvelope, description = "malformed request, invalid_employer_id, missing_idempotency_key"),
+        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
+        (status = 409, body = ErrorEnvelope, description = "idempotency_key_in_flight"),
+        (status = 422, body = ErrorEnvelope, description = "idempotency_key_reused; privacy_not_configured")),
+    security(("api_key" = [])))]
+fn create_erasure() {}
+
+#[utoipa::path(get, path = "/v1/privacy/erasures/{erasure_id}", tag = "privacy",
+    params(("erasure_id" = String, Path)),
+    responses((status = 200, body = Erasure), (status = 404, body = ErrorEnvelope, description = "erasure_not_found")),
+    security(("api_key" = [])))]
+fn get_erasure() {}
+
 #[utoipa::path(post, path = "/webhooks/wechatpay", tag = "webhooks",
     request_body(content = String, content_type = "application/json", description = "WeChat Pay v3 notification, verified over its raw bytes"),
     responses((status = 204, description = "accepted (also a duplicate)"),
@@ -391,11 +438,11 @@ impl Modify for BearerKey {
     info(title = "paygate", description = "Payments and order gateway of 职前通"),
     paths(plans, create_order, get_order, cancel_order, create_refund, get_refund,
         run_reconciliation, list_reconciliations, get_reconciliation, reconciliation_csv, entitlements, resume_access, events,
-        wechatpay_webhook, alipay_webhook, healthz, readyz, metrics),
+        create_erasure, get_erasure, wechatpay_webhook, alipay_webhook, healthz, readyz, metrics),
     components(schemas(CreateOrder, Order, PaymentRecord, CreateRefund, Refund, RunReconciliation,
         Reconciliation, Reconciliations, ErrorEnvelope, ErrorBody, OrderPaid,
         Plans, PlanEntry, GrantEntry, Entitlements, EntitlementEntry, ResumeAccess, AccessGranted,
-        Events, EventEntry, Status)),
+        Events, EventEntry, CreateErasure, Erasure, Status)),
     modifiers(&BearerKey)
 )]
 struct ApiDoc;

@@ -29,6 +29,15 @@ pub async fn receive(
             match settle::settle(&state.db, &trade, Source::Notification, state.clock.now()).await {
                 Ok(settled) => {
                     tracing::info!(order_no = %trade.order_no, provider = %provider.id(), ?settled, "callback settled");
+                    if let settle::Settled::Now { .. } = settled {
+                        // A payment that reached an erased account goes straight back, after
+                        // the provider has its answer (the refund call must not hold the
+                        // notification); the erasures job retries what does not start now.
+                        let (state, order_no) = (state.clone(), trade.order_no.clone());
+                        tokio::spawn(async move {
+                            crate::privacy::refund_if_erased(&state, &order_no).await;
+                        });
+                    }
                     let outcome = match settled {
                         settle::Settled::Now { .. } => "settled",
                         settle::Settled::Already => "duplicate",

@@ -61,6 +61,10 @@ async fn sqlite_session(
     .await?;
     conn.execute("PRAGMA foreign_keys = ON").await?;
     conn.execute("PRAGMA synchronous = NORMAL").await?;
+    // Deleted and overwritten content is zeroed, not left in free pages and cells: an erased
+    // employer id must not survive in the file (issue 11; the WAL is checkpointed after each
+    // erasure).
+    conn.execute("PRAGMA secure_delete = ON").await?;
     if read_only {
         conn.execute("PRAGMA query_only = ON").await?;
     }

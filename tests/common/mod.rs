@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 pub const CHECKOUT_KEY: &str = "pgk_test_checkout";
 pub const ENTITLEMENTS_KEY: &str = "pgk_test_entitlements";
 pub const FINANCE_KEY: &str = "pgk_test_finance";
+pub const PRIVACY_KEY: &str = "pgk_test_privacy";
 
 const MERCHANT_KEY: &str = include_str!("../fixtures/merchant_key.pem");
 const PLATFORM_KEY: &str = include_str!("../fixtures/platform_key.pem");
@@ -47,6 +48,8 @@ pub struct TestApp {
     pub clock: Arc<OffsetClock>,
     pub db: paygate::store::Db,
     pub jobs: paygate::jobs::Runner,
+    /// The gateway's state, for use cases a test calls directly.
+    pub state: paygate::app::AppState,
     db_url: String,
     /// False for a sibling: the first instance drops the database.
     owns_database: bool,
@@ -235,6 +238,7 @@ impl TestApp {
             api_key("checkout", CHECKOUT_KEY, &["checkout"]),
             api_key("entitlements", ENTITLEMENTS_KEY, &["entitlements"]),
             api_key("finance", FINANCE_KEY, &["finance"]),
+            api_key("privacy", PRIVACY_KEY, &["privacy"]),
         ];
         let merchant = paygate_wechatpay::Signer::from_pem(MERCHANT_KEY).expect("fixture key");
         let setup = SandboxSetup {
@@ -268,6 +272,7 @@ impl TestApp {
         let sandbox = app.sandbox().expect("sandbox").clone();
         let db = app.state().db.clone();
         let jobs = app.jobs();
+        let state = app.state().clone();
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until(async move {
             let _ = stop.await;
@@ -283,6 +288,7 @@ impl TestApp {
             shutdown: Some(shutdown),
             server: Some(server),
             jobs,
+            state,
             _dir: dir,
         }
     }
@@ -683,6 +689,98 @@ impl TestApp {
                         out.push_str(&text);
                         out.push('\n');
                     }
+                }
+            }
+        }
+        out
+    }
+}
+
+impl TestApp {
+    /// `POST /v1/privacy/erasures` for `employer` under `idempotency_key`: status and body.
+    pub async fn request_erasure(&self, employer: &str, idempotency_key: &str) -> (u16, Value) {
+        let res = self
+            .http
+            .post(format!("{}/v1/privacy/erasures", self.url))
+            .bearer_auth(PRIVACY_KEY)
+            .header("Idempotency-Key", idempotency_key)
+            .json(&json!({"employer_id": employer}))
+            .send()
+            .await
+            .expect("erasure request");
+        (
+            res.status().as_u16(),
+            res.json().await.expect("erasure json"),
+        )
+    }
+
+    /// `GET /v1/privacy/erasures/{id}`.
+    pub async fn erasure(&self, erasure_id: &str) -> Value {
+        let res = self
+            .http
+            .get(format!("{}/v1/privacy/erasures/{erasure_id}", self.url))
+            .bearer_auth(PRIVACY_KEY)
+            .send()
+            .await
+            .expect("erasure read");
+        assert_eq!(res.status(), 200);
+        res.json().await.expect("erasure json")
+    }
+
+    /// Every cell of every table of the database as text, whichever tables and columns there
+    /// are (listed from `sqlite_master`/`pragma_table_info` or `information_schema`), each line
+    /// `table.column: value`.
+    pub async fn dump_all_tables(&self) -> String {
+        let sqlite = self.db_url.starts_with("sqlite");
+        let tables: Vec<String> = if sqlite {
+            sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
+                .fetch_all(self.db.pool())
+                .await
+                .expect("tables")
+        } else {
+            sqlx::query_scalar(
+                "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'",
+            )
+            .fetch_all(self.db.pool())
+            .await
+            .expect("tables")
+        };
+        assert!(tables.len() > 10, "{tables:?}");
+        let mut out = String::new();
+        for table in tables {
+            let columns: Vec<String> = if sqlite {
+                sqlx::query_scalar("SELECT name FROM pragma_table_info($1)")
+                    .bind(&table)
+                    .fetch_all(self.db.pool())
+                    .await
+                    .expect("columns")
+            } else {
+                sqlx::query_scalar(
+                    "SELECT column_name::text FROM information_schema.columns
+                     WHERE table_schema = 'public' AND table_name = $1",
+                )
+                .bind(&table)
+                .fetch_all(self.db.pool())
+                .await
+                .expect("columns")
+            };
+            assert!(!columns.is_empty(), "{table}");
+            for column in columns {
+                // SQLite: as bytes, so a BLOB (a migration checksum) reads too.
+                let cells: Vec<Option<Vec<u8>>> =
+                    sqlx::query_scalar(sqlx::AssertSqlSafe(if sqlite {
+                        format!("SELECT CAST(\"{column}\" AS BLOB) FROM \"{table}\"")
+                    } else {
+                        format!(
+                            "SELECT convert_to(CAST(\"{column}\" AS TEXT), 'UTF8') FROM \"{table}\""
+                        )
+                    }))
+                    .fetch_all(self.db.pool())
+                    .await
+                    .expect("dump");
+                for bytes in cells.into_iter().flatten() {
+                    let text = String::from_utf8_lossy(&bytes);
+                    out.push_str(&format!("{table}.{column}: {text}\n"));
                 }
             }
         }

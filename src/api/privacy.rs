@@ -1,0 +1,94 @@
+//! Account deletions (scope `privacy`, design.md §10): `POST /v1/privacy/erasures` records a
+//! request (idempotent) and answers 202; `GET /v1/privacy/erasures/{erasure_id}` reads it. The
+//! `erasures` job carries requests out within minutes; both answers show the pseudonym once
+//! it is done and never the employer id.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::Deserialize;
+
+use super::auth::{Caller, Scope};
+use super::idempotent::{self, Claimed};
+use crate::app::AppState;
+use crate::checkout::OwnedClaim;
+use crate::domain::EmployerId;
+use crate::error::ApiError;
+use crate::privacy::{self, PrivacyError};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateErasure {
+    employer_id: String,
+}
+
+fn privacy_error(e: PrivacyError) -> ApiError {
+    match e {
+        PrivacyError::NotConfigured => ApiError::Unprocessable(
+            "privacy_not_configured",
+            "no [privacy] pseudonym_key_file is configured; erasures cannot be carried out".into(),
+        ),
+        PrivacyError::UnknownErasure => not_found(),
+        PrivacyError::Db(e) => ApiError::Database(e),
+    }
+}
+
+fn not_found() -> ApiError {
+    ApiError::NotFound("erasure_not_found", "no such erasure request".into())
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Privacy)?;
+    let key = idempotent::key(&headers)?;
+    let req: CreateErasure = super::json_body(&body)?;
+    let employer = EmployerId::parse(&req.employer_id).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_employer_id",
+            "employer_id must be 1 to 64 characters of letters, digits and _-.:",
+        )
+    })?;
+    // The fingerprint holds the pseudonym, not the id: a stored fingerprint of the id could be
+    // tested against guessed ids after the erasure.
+    let pseudonym = privacy::pseudonym_of(&state, &employer).map_err(privacy_error)?;
+    let fingerprint = serde_json::json!({"employer": pseudonym});
+    match idempotent::claim(&state, &caller, &key, "privacy_erasures", &fingerprint).await? {
+        Claimed::Owned => {}
+        Claimed::Answered(response) => return Ok(response),
+    }
+    let claim = OwnedClaim {
+        api_key_id: &caller.0.id,
+        key: &key,
+    };
+    let recorded =
+        privacy::request(&state, &employer, Some(claim), |r| r.to_json().to_string()).await;
+    let row = match recorded {
+        Ok(row) => row,
+        Err(e) => {
+            crate::store::idempotency::release(state.db.pool(), &caller.0.id, &key).await?;
+            return Err(privacy_error(e));
+        }
+    };
+    Ok((StatusCode::ACCEPTED, Json(row.to_json())).into_response())
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(erasure_id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(Scope::Privacy)?;
+    if erasure_id.len() > 64 {
+        return Err(not_found());
+    }
+    let row = privacy::get(state.db.reader(), &erasure_id)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(Json(row.to_json()))
+}
