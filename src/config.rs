@@ -42,6 +42,7 @@ pub struct Config {
     pub plans: Option<Vec<PlanConfig>>,
     #[serde(default)]
     pub limits: LimitsConfig,
+    #[serde(default)]
     pub privacy: PrivacyConfig,
     /// The folder relative key-file paths are resolved against (the config file's folder).
     #[serde(skip)]
