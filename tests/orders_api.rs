@@ -139,6 +139,18 @@ async fn an_order_for_an_unknown_plan_is_unprocessable() {
     assert_nothing_written(&app).await;
 }
 
+/// An erased account's pseudonym is never the employer of a new order: its payment would be
+/// taken for a late payment of the erased account and refunded.
+#[tokio::test]
+async fn an_order_for_an_erased_accounts_pseudonym_is_refused() {
+    let app = TestApp::spawn().await;
+    let body = BODY.replace("emp_42", "erased:0123456789abcdef");
+    assert_ne!(body, BODY);
+    let res = app.post_order(CHECKOUT_KEY, "key-1", &body).await;
+    assert_error(res, 400, "invalid_employer_id").await;
+    assert_nothing_written(&app).await;
+}
+
 #[tokio::test]
 async fn an_order_with_an_unknown_field_is_refused() {
     let app = TestApp::spawn().await;

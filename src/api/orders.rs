@@ -102,8 +102,12 @@ pub async fn create(
     let value: serde_json::Value = super::json_body(&body)?;
     let req: CreateOrder = serde_json::from_value(value.clone())
         .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
-    let employer = EmployerId::parse(&req.employer_id)
-        .ok_or_else(|| ApiError::bad_request("invalid_employer_id", "employer_id is malformed"))?;
+    let employer = EmployerId::of_caller(&req.employer_id).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_employer_id",
+            "employer_id is malformed or an erased account's pseudonym",
+        )
+    })?;
     let plan = state
         .catalog
         .get(&req.plan)

@@ -99,10 +99,24 @@ impl EmployerId {
         ok.then(|| EmployerId(text.to_owned()))
     }
 
+    /// An id as a caller gives it for a new order: not one of the pseudonyms erasure writes
+    /// (`erased:` + hex), so no order can be created under an erased account's name.
+    pub fn of_caller(text: &str) -> Option<EmployerId> {
+        Self::parse(text).filter(|id| !id.is_pseudonym())
+    }
+
+    /// Whether this is an erased employer's pseudonym.
+    pub fn is_pseudonym(&self) -> bool {
+        self.0.starts_with(PSEUDONYM_PREFIX)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
 }
+
+/// What an erased employer's pseudonym starts with (see `privacy`).
+pub const PSEUDONYM_PREFIX: &str = "erased:";
 
 impl fmt::Display for EmployerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -226,5 +240,8 @@ mod tests {
         assert!(EmployerId::parse("").is_none());
         assert!(EmployerId::parse("emp 42").is_none());
         assert!(EmployerId::parse(&"x".repeat(65)).is_none());
+        assert!(EmployerId::parse("erased:0a1b").is_some());
+        assert!(EmployerId::of_caller("erased:0a1b").is_none());
+        assert!(EmployerId::of_caller("emp_erased:1").is_some());
     }
 }

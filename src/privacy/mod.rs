@@ -30,7 +30,7 @@ use crate::store::{idempotency, orders};
 pub use erase::Erased;
 
 /// What every pseudonym starts with: a reader of a row sees at once that it was erased.
-pub const PSEUDONYM_PREFIX: &str = "erased:";
+pub use crate::domain::ids::PSEUDONYM_PREFIX;
 /// Hex digits of the HMAC kept: the prefix and these fit [`EmployerId`]'s 64 characters.
 const PSEUDONYM_HEX: usize = 56;
 /// The refund reason of a payment that arrives for an erased account (shown to the buyer: it
