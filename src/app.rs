@@ -234,9 +234,12 @@ impl Application {
         } else {
             None
         };
+        // `wait=` learns of changes made by other instances from this one re-read.
+        let reread = tokio::spawn(crate::order_watch::reread_loop(self.state.db.clone()));
         let served = axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)
             .await;
+        reread.abort();
         if let Some(scheduled) = scheduled {
             scheduled.shutdown().await?;
         }

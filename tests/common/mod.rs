@@ -31,6 +31,26 @@ struct Variant {
     certificate_mode: bool,
     events_url: Option<String>,
     sibling: bool,
+    checkout: Option<paygate::config::CheckoutConfig>,
+}
+
+/// The `[checkout] return_url` of [`TestApp::spawn_with_checkout`].
+pub const RETURN_URL: &str = "https://www.example.cn/orders/{order_no}/paid";
+/// Its `[checkout] allowed_return_hosts`.
+pub const ALLOWED_RETURN_HOST: &str = "m.example.cn";
+
+impl Variant {
+    fn with_checkout() -> Variant {
+        Variant {
+            checkout: Some(paygate::config::CheckoutConfig {
+                return_url: Some(
+                    paygate::return_url::ReturnUrl::parse(RETURN_URL).expect("a valid template"),
+                ),
+                allowed_return_hosts: vec![ALLOWED_RETURN_HOST.to_owned()],
+            }),
+            ..Variant::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,6 +190,17 @@ impl TestApp {
         .await
     }
 
+    /// With `[checkout]` set: [`RETURN_URL`] as the return URL template, and
+    /// [`ALLOWED_RETURN_HOST`] the host a per-order return URL may use.
+    pub async fn spawn_with_checkout(backend: Backend) -> Option<TestApp> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db_url = match backend {
+            Backend::Sqlite => format!("sqlite://{}", dir.path().join("paygate.db").display()),
+            Backend::Postgres => fresh_postgres_url().await?,
+        };
+        Some(TestApp::spawn_at(&db_url, dir, Variant::with_checkout()).await)
+    }
+
     /// Another instance (its own port, sandbox and clock) on the same database as `self`.
     pub async fn spawn_sibling(&self) -> TestApp {
         TestApp::spawn_at(
@@ -187,6 +218,9 @@ impl TestApp {
         let mut config = Config::from_toml_with_env("", Vec::new(), dir.path().to_owned())
             .expect("default config");
         config.database.url = db_url.to_owned();
+        if let Some(checkout) = variant.checkout {
+            config.checkout = checkout;
+        }
         if let Some(url) = variant.events_url {
             let secret = dir.path().join("events.key");
             std::fs::write(&secret, format!("{EVENTS_SECRET}\n")).expect("events secret");
