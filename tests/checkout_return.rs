@@ -497,3 +497,25 @@ fn logs_written_to_a_pipe_carry_no_escape_codes_and_no_library_chatter() {
     );
     assert!(!text.contains("Job creator created"), "{text}");
 }
+
+/// `serve --sandbox`'s stand-in merchant page shows what the browser brought back.
+#[tokio::test]
+async fn the_sandbox_merchant_return_page_shows_the_return_query() {
+    let app = TestApp::spawn().await;
+    let res = app
+        .http
+        .get(format!(
+            "{}/sandbox/return/P0000000000000000000000001?out_trade_no=P0000000000000000000000001&total_amount=199.00",
+            app.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains("total_amount") && html.contains("199.00"),
+        "{html}"
+    );
+    assert!(html.contains("/v1/orders/P0000000000000000000000001/return-check"));
+}

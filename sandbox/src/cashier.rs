@@ -19,6 +19,52 @@ pub(crate) fn routes() -> Router<Sandbox> {
     Router::new()
         .route("/sandbox/cashier/{out_trade_no}", get(cashier_page))
         .route("/sandbox/pay/{out_trade_no}", post(pay))
+        .route("/sandbox/return/{order_no}", get(merchant_return))
+}
+
+/// A stand-in for the merchant's "paid?" page that a return URL points at (`paygate serve
+/// --sandbox` uses `{public_url}/sandbox/return/{order_no}` when `[checkout] return_url` is
+/// unset), so a person clicking through lands somewhere: it shows what the browser brought
+/// back and how the real page would check it. It verifies nothing itself.
+async fn merchant_return(
+    Path(order_no): Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let query = query.unwrap_or_default();
+    let mut rows = String::new();
+    for (key, value) in url_pairs(&query) {
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td class=\"order\">{}</td></tr>",
+            escape(&key),
+            escape(&value)
+        ));
+    }
+    let brought = if rows.is_empty() {
+        "<p>The provider appended nothing (WeChat H5 never does).</p>".to_owned()
+    } else {
+        format!("<p>Alipay's signed return query:</p><table>{rows}</table>")
+    };
+    let content = format!(
+        r#"<p class="order">Order {no}</p>
+{brought}
+<p>A return is never proof of payment. The merchant's page now asks paygate:</p>
+<pre class="code-url">POST /v1/orders/{no}/return-check   (body: the query string above)
+GET  /v1/orders/{no}?wait=25</pre>"#,
+        no = escape(&order_no),
+    );
+    Html(page("Back at the merchant", &content)).into_response()
+}
+
+/// `k=v&…` decoded once, `+` as a space, as a browser's form encoding writes it.
+fn url_pairs(query: &str) -> Vec<(String, String)> {
+    paygate_alipay::Params::from_form(query.as_bytes())
+        .map(|params| {
+            params
+                .iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// `199.00` from 19900 fen: integer arithmetic only, never floats.
