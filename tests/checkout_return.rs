@@ -131,6 +131,7 @@ async fn a_per_order_return_url_that_is_not_allowed_is_refused_with_nothing_writ
         ("page", "http://m.example.cn/paid/{order_no}"),
         ("page", "https://m.example.cn/paid/{employer_id}"),
         ("page", "https://m.example.cn/paid?who=emp_refused"),
+        ("page", "https://m.example.cn/EMP_REFUSED/{order_no}"),
         ("qr", "https://m.example.cn/paid/{order_no}"),
     ] {
         let body = json!({"employer_id": "emp_refused", "plan": "resume-download-50",

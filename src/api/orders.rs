@@ -194,10 +194,12 @@ fn order_return_url(
             "the return_url host is not in [checkout] allowed_return_hosts".into(),
         ));
     }
-    if text
-        .to_ascii_lowercase()
-        .contains(&employer.as_str().to_ascii_lowercase())
-    {
+    // A whole path segment or query value equal to the employer id (a substring test would
+    // refuse `…/8042/…` for employer `42`).
+    let carries_employer = text
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        .any(|token| token.eq_ignore_ascii_case(employer.as_str()));
+    if carries_employer {
         return Err(refuse(
             "the return_url must not carry the employer id".into(),
         ));
