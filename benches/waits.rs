@@ -65,18 +65,26 @@ fn main() {
         .spawn()
         .expect("run paygate (cargo bench builds it)");
     let pid = child.id();
+    // Read stdout to its end on a thread of its own: closing it early would make the gateway's
+    // next println! fail on a broken pipe.
+    let stdout = child.stdout.take().expect("stdout");
+    let (lines, printed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
     let mut url = None;
     let mut key = None;
-    for line in BufReader::new(child.stdout.take().expect("stdout")).lines() {
-        let line = line.expect("stdout line");
+    while url.is_none() || key.is_none() {
+        let line = printed
+            .recv_timeout(Duration::from_secs(60))
+            .expect("paygate prints its URL and key");
         if let Some(u) = line.strip_prefix("paygate with the embedded sandbox at ") {
             url = Some(u.trim().to_owned());
         }
         if let Some(k) = line.strip_prefix("API key (all scopes, shown once): ") {
             key = Some(k.trim().to_owned());
-        }
-        if url.is_some() && key.is_some() {
-            break;
         }
     }
     let (url, key) = (url.expect("served URL"), key.expect("API key"));
