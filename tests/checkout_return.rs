@@ -362,9 +362,9 @@ async fn wait_sees_a_settlement_by_another_instance_within_the_reread_interval()
         let (answered, body) = waiting.await.expect("waiter");
         assert_eq!(body["status"], "paid");
         let after = answered.saturating_duration_since(settled);
-        // One re-read interval, plus the read and the answer.
+        // One re-read interval, plus the read and the answer (room for a loaded CI machine).
         assert!(
-            after < paygate::order_watch::REREAD_INTERVAL + Duration::from_millis(300),
+            after < paygate::order_watch::REREAD_INTERVAL + Duration::from_millis(500),
             "answered {after:?} after the settlement"
         );
     }

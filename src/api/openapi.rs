@@ -271,7 +271,7 @@ fn create_order() {}
         ("wait" = Option<u32>, Query, minimum = 0, maximum = 30,
             description = "seconds: answer as soon as the status is no longer `pending`, or when the time is up (then still `pending`)")),
     responses((status = 200, body = Order),
-        (status = 400, body = ErrorEnvelope, description = "invalid_wait (not 0 to 30), invalid_query"),
+        (status = 400, body = ErrorEnvelope, description = "invalid_wait (not whole seconds from 0 to 30)"),
         (status = 404, body = ErrorEnvelope)),
     security(("api_key" = [])))]
 fn get_order() {}

@@ -285,31 +285,23 @@ pub(super) async fn full_json(
 /// The longest `wait=` (seconds).
 pub const MAX_WAIT_SECS: u64 = 30;
 
-/// `wait=N` of `GET /v1/orders/{no}`: whole seconds, 0 to 30; anything else in the query is
-/// refused rather than ignored.
+/// `wait=N` of `GET /v1/orders/{no}`: whole seconds, 0 to 30.
 fn wait_param(query: Option<&str>) -> Result<std::time::Duration, ApiError> {
     let mut wait = std::time::Duration::ZERO;
+    // Other parameters (a page's cache-buster) were always ignored here, and still are.
     for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-        match key.as_ref() {
-            "wait" => {
-                let secs = value
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|s| *s <= MAX_WAIT_SECS)
-                    .ok_or_else(|| {
-                        ApiError::bad_request(
-                            "invalid_wait",
-                            format!("wait must be whole seconds from 0 to {MAX_WAIT_SECS}"),
-                        )
-                    })?;
-                wait = std::time::Duration::from_secs(secs);
-            }
-            other => {
-                return Err(ApiError::bad_request(
-                    "invalid_query",
-                    format!("unknown query parameter {other:?}"),
-                ));
-            }
+        if key == "wait" {
+            let secs = value
+                .parse::<u64>()
+                .ok()
+                .filter(|s| *s <= MAX_WAIT_SECS)
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_wait",
+                        format!("wait must be whole seconds from 0 to {MAX_WAIT_SECS}"),
+                    )
+                })?;
+            wait = std::time::Duration::from_secs(secs);
         }
     }
     Ok(wait)
