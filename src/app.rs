@@ -254,8 +254,11 @@ impl Application {
                 rate_limits.shrink();
             }
         });
+        // `wait=` learns of changes made by other instances from this one re-read.
+        let reread = tokio::spawn(crate::order_watch::reread_loop(self.state.db.clone()));
         let served = crate::edge::serve(self.listener, router, &limits, shutdown).await;
         shrink.abort();
+        reread.abort();
         if let Some(scheduled) = scheduled {
             scheduled.shutdown().await?;
         }

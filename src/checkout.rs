@@ -7,7 +7,10 @@ use crate::app::AppState;
 use crate::clock::to_millis;
 use crate::domain::{Channel, Currency, EmployerId, Fen, OrderNo, OrderStatus, Plan, ProviderId};
 use crate::lifecycle::{self, CloseReason, SeenError};
-use crate::providers::{NewPayment, PayerHints, PaymentProvider, ProviderError};
+use crate::providers::{
+    NewPayment, PayerHints, PaymentProvider, ProviderError, ReturnError, ReturnOrder,
+};
+use crate::return_url::ReturnUrl;
 use crate::store::idempotency;
 use crate::store::orders::{self, OrderRow};
 use crate::telemetry;
@@ -20,6 +23,9 @@ pub struct NewOrder {
     pub provider: ProviderId,
     pub channel: Channel,
     pub payer: PayerHints,
+    /// The order's own return URL (its host allowed by `[checkout] allowed_return_hosts`);
+    /// None: the configured `[checkout] return_url`, if any.
+    pub return_url: Option<ReturnUrl>,
 }
 
 /// The idempotency claim a request owns: its answer is stored in the same transaction as the
@@ -40,6 +46,8 @@ pub enum CheckoutError {
     Provider(#[source] ProviderError),
     #[error("the provider reports a payment that does not fit the order")]
     DoesNotFit(#[source] anyhow::Error),
+    #[error("the browser return was refused")]
+    ReturnRefused(#[source] ReturnError),
     #[error("database error")]
     Db(#[from] sqlx::Error),
     #[error("internal error")]
@@ -113,6 +121,11 @@ pub async fn create(
         description: state.config.orders.description.clone(),
         expires_at,
         payer: req.payer,
+        return_url: req
+            .return_url
+            .as_ref()
+            .or(state.config.checkout.return_url.as_ref())
+            .map(|r| r.render(&order.order_no)),
     };
     let instructions = match provider.create(&payment).await {
         Ok(i) => i,
@@ -148,6 +161,37 @@ pub async fn cancel(state: &AppState, no: &OrderNo) -> Result<OrderRow, Checkout
     if order.status == OrderStatus::Pending {
         let provider = provider(state, order.provider)?;
         lifecycle::query_then_close(state, provider.as_ref(), no, CloseReason::Cancelled).await?;
+    }
+    orders::get(state.db.pool(), no)
+        .await?
+        .ok_or(CheckoutError::UnknownOrder)
+}
+
+/// `POST /v1/orders/{no}/return-check`: the buyer's browser came back from the provider.
+/// The return itself is never proof of payment: what it carries is verified (Alipay's signed
+/// query must name this order, amount and app), and then the provider is asked, and a payment
+/// it reports settles through the one settlement path. A refused return changes nothing.
+pub async fn return_check(
+    state: &AppState,
+    no: &OrderNo,
+    query: &[u8],
+) -> Result<OrderRow, CheckoutError> {
+    let order = orders::get(state.db.pool(), no)
+        .await?
+        .ok_or(CheckoutError::UnknownOrder)?;
+    let provider = provider(state, order.provider)?;
+    let returned = ReturnOrder {
+        order_no: no,
+        amount: order.amount,
+        channel: order.channel,
+    };
+    provider
+        .verify_return(returned, query)
+        .map_err(CheckoutError::ReturnRefused)?;
+    // A closed order may still have been paid just before it closed: the query honours that
+    // as a late payment, like any other report.
+    if matches!(order.status, OrderStatus::Pending | OrderStatus::Closed) {
+        lifecycle::query_and_settle(state, provider.as_ref(), no).await?;
     }
     orders::get(state.db.pool(), no)
         .await?

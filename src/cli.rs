@@ -302,6 +302,17 @@ async fn serve(
     let listener = tokio::net::TcpListener::bind(&config.server.listen)
         .await
         .with_context(|| format!("binding {}", config.server.listen))?;
+    if sandbox && config.checkout.return_url.is_none() {
+        // The sandbox's stand-in merchant page, so a person paying on a page/wap/h5 order is
+        // brought back somewhere. Only when it is a valid return URL (http needs a loopback
+        // address: a sandbox listening on 0.0.0.0 gets none).
+        let public_url = config.public_url(listener.local_addr()?);
+        config.checkout.return_url = crate::return_url::ReturnUrl::parse(&format!(
+            "{public_url}/sandbox/return/{}",
+            crate::return_url::PLACEHOLDER
+        ))
+        .ok();
+    }
     let setup = if sandbox {
         Some(SandboxSetup::generate(time_divisor)?)
     } else {
@@ -331,6 +342,10 @@ async fn serve(
             key.secret.expose_secret()
         );
         println!("Then open {url}/sandbox/cashier/<order_no> and press Pay.");
+        println!(
+            "Alipay page/wap and WeChat h5 orders send the browser back to [checkout] return_url after Pay \
+             (by default {url}/sandbox/return/<order_no>)."
+        );
     }
     app.run_until(shutdown_signal()).await
 }

@@ -44,6 +44,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub privacy: PrivacyConfig,
+    #[serde(default)]
+    pub checkout: CheckoutConfig,
     /// The folder relative key-file paths are resolved against (the config file's folder).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -313,6 +315,19 @@ fn default_access_resume_days() -> i64 {
     180
 }
 
+/// `[checkout]`: where the buyer's browser returns after paying (issue 13).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckoutConfig {
+    /// Alipay page/wap `return_url` and WeChat H5 `redirect_url`, `{order_no}` its only
+    /// placeholder; validated when the config loads (see [`crate::return_url`]).
+    pub return_url: Option<crate::return_url::ReturnUrl>,
+    /// Hosts (`host` or `host:port`) a per-order `"return_url"` may use.
+    #[serde(default)]
+    pub allowed_return_hosts: Vec<String>,
+}
+
+
 impl Config {
     /// Reads `path` (or nothing: every default), applies environment overrides, validates.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
@@ -451,6 +466,17 @@ impl Config {
         ] {
             if !(1..=3650).contains(&days) {
                 return invalid(format!("privacy.{name} must be between 1 and 3650"));
+            }
+        }
+        for host in &self.checkout.allowed_return_hosts {
+            let ok = !host.is_empty()
+                && host.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']')
+                });
+            if !ok {
+                return invalid(format!(
+                    "checkout.allowed_return_hosts: {host:?} is not a host or host:port"
+                ));
             }
         }
         self.catalog()?;
@@ -647,6 +673,20 @@ mod tests {
         assert_eq!(c.privacy.events_days, 30);
         assert!(load("[privacy]\nholidays = [\"2026-13-01\"]", &[]).is_err());
         assert!(load("[privacy]\nidempotency_days = 0", &[]).is_err());
+    }
+
+    #[test]
+    fn a_checkout_return_url_is_validated_when_the_config_loads() {
+        let with = |body: &str| load(&format!("[checkout]\n{body}"), &[]);
+        let c = with("return_url = \"https://www.example.cn/orders/{order_no}/paid\"\nallowed_return_hosts = [\"www.example.cn\"]").unwrap();
+        assert_eq!(
+            c.checkout.return_url.unwrap().as_template(),
+            "https://www.example.cn/orders/{order_no}/paid"
+        );
+        assert!(with("return_url = \"http://www.example.cn/paid\"").is_err());
+        assert!(with("return_url = \"https://www.example.cn/{employer_id}\"").is_err());
+        assert!(with("allowed_return_hosts = [\"https://www.example.cn/\"]").is_err());
+        assert!(load("", &[]).unwrap().checkout.return_url.is_none());
     }
 
     #[test]

@@ -55,6 +55,9 @@ pub async fn close_locally(
         .await?;
     }
     tx.commit().await?;
+    if closed {
+        db.order_watch().changed(order_no);
+    }
     Ok(closed)
 }
 

@@ -180,6 +180,7 @@ pub async fn settle(
         events::append(&mut tx, "payment.late", Some(order_no), &paid, now_ms).await?;
     }
     tx.commit().await?;
+    db.order_watch().changed(&trade.order_no);
     tracing::info!(order_no, provider = %trade.provider, source = source.as_str(), late, erased, "order settled");
     crate::telemetry::settled(trade.provider.as_str(), source.as_str(), late);
     Ok(Settled::Now { late })

@@ -11,8 +11,12 @@ const MERCHANT_KEY: &str = include_str!("fixtures/merchant_key.pem");
 const OPENID: &str = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o";
 
 /// The whole flow for one channel; answers the created order.
+/// The gateway has `[checkout] return_url` set ([`common::RETURN_URL`]), so the browser
+/// channels carry it.
 async fn pays_through(provider: &str, channel: &str, extra: Value, payment_keys: &[&str]) -> Value {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with_checkout(common::Backend::Sqlite)
+        .await
+        .expect("sqlite always runs");
     let employer = format!("emp_{provider}_{channel}");
     let order = app
         .create_order_on(&employer, provider, channel, extra)
@@ -109,12 +113,13 @@ async fn wechat_h5() {
         &["h5_url"],
     )
     .await;
-    assert!(
-        order["payment"]["h5_url"]
-            .as_str()
-            .unwrap()
-            .starts_with("http")
-    );
+    let h5_url = order["payment"]["h5_url"].as_str().unwrap();
+    assert!(h5_url.starts_with("http"));
+    // What WeChat's h5_url gains (design.md §1's allowlist grows by exactly this, issue 13):
+    // `&redirect_url=` and the URL-encoded return URL, whose only variable is the order number.
+    let back = common::RETURN_URL.replace("{order_no}", order["order_no"].as_str().unwrap());
+    let (_, appended) = h5_url.split_once("&redirect_url=").expect("a redirect_url");
+    assert_eq!(appended, paygate_wechatpay::url_encode_component(&back));
 }
 
 #[tokio::test]
@@ -147,6 +152,14 @@ async fn alipay_signed_for_the_device(channel: &str, key: &str, method: &str) {
     let signed = order["payment"][key].as_str().unwrap();
     assert!(signed.contains(&format!("method={method}")), "{signed}");
     assert!(signed.contains("sign="), "{signed}");
+    // Browser orders (page, wap) carry the configured return URL as the signed `return_url`
+    // common parameter — the one parameter issue 13 adds to design.md §1's allowlist; the
+    // app order string has no browser to send back.
+    let query = signed.split_once('?').map_or(signed, |(_, q)| q);
+    let params = paygate_alipay::Params::from_form(query.as_bytes()).unwrap();
+    let back = common::RETURN_URL.replace("{order_no}", order["order_no"].as_str().unwrap());
+    let expected = (channel != "app").then_some(back.as_str());
+    assert_eq!(params.get("return_url"), expected);
 }
 
 #[tokio::test]

@@ -60,6 +60,7 @@ async fn the_document_lists_every_route_and_real_answers_fit_it() {
         "/v1/orders",
         "/v1/orders/{order_no}",
         "/v1/orders/{order_no}/cancel",
+        "/v1/orders/{order_no}/return-check",
         "/v1/orders/{order_no}/refunds",
         "/v1/orders/{order_no}/refunds/{refund_id}",
         "/v1/reconciliations",
@@ -91,6 +92,24 @@ async fn the_document_lists_every_route_and_real_answers_fit_it() {
     app.pay(order_no).await;
     let paid = app.wait_for_status(order_no, "paid").await;
     fits(&doc, "Order", &paid);
+    // The wait answer and the WeChat return-check answer are orders too.
+    for answer in [
+        app.http
+            .get(format!("{}/v1/orders/{order_no}?wait=1", app.url))
+            .bearer_auth(common::CHECKOUT_KEY)
+            .send()
+            .await
+            .unwrap(),
+        app.http
+            .post(format!("{}/v1/orders/{order_no}/return-check", app.url))
+            .bearer_auth(common::CHECKOUT_KEY)
+            .send()
+            .await
+            .unwrap(),
+    ] {
+        assert_eq!(answer.status(), 200);
+        fits(&doc, "Order", &answer.json().await.unwrap());
+    }
     fits(&doc, "PaymentRecord", &paid["payment_record"]);
     let cancel: Value = app.cancel(order_no).await.json().await.unwrap();
     fits(&doc, "OrderPaid", &cancel);

@@ -311,6 +311,9 @@ async fn the_h5_client_ip_goes_to_wechat_for_that_request_only() {
         BTreeSet::from(["payer_client_ip", "h5_info"])
     );
     assert_eq!(body["scene_info"]["payer_client_ip"], ip);
+    // WeChat's order API is not told where the browser returns: the return address is appended
+    // to the h5_url the browser opens (see tests/checkout_return.rs), never sent here.
+    assert!(!requests[0].body.contains("redirect"));
     let tx = app.pay(order_no).await;
     app.wait_for_status(order_no, "paid").await;
     assert_kept_nowhere(&app, order_no, ip).await;
@@ -345,7 +348,10 @@ fn alipay_calls(app: &TestApp, orders: &[Value]) -> Vec<Vec<(String, String)>> {
 
 #[tokio::test]
 async fn alipay_orders_send_only_the_allowlisted_fields() {
-    let app = TestApp::spawn().await;
+    // With a return URL configured: page and wap carry it (issue 13).
+    let app = TestApp::spawn_with_checkout(common::Backend::Sqlite)
+        .await
+        .expect("sqlite always runs");
     let mut orders = Vec::new();
     for channel in ["qr", "page", "wap", "app"] {
         orders.push(
@@ -368,22 +374,34 @@ async fn alipay_orders_send_only_the_allowlisted_fields() {
                 .unwrap_or_else(|| panic!("no {key}"))
         };
         let top: BTreeSet<&str> = params.iter().map(|(k, _)| k.as_str()).collect();
-        assert_eq!(
-            top,
-            BTreeSet::from([
-                "app_id",
-                "method",
-                "format",
-                "charset",
-                "sign_type",
-                "sign",
-                "timestamp",
-                "version",
-                "notify_url",
-                "biz_content"
-            ]),
-            "{params:?}"
+        let mut allowed = BTreeSet::from([
+            "app_id",
+            "method",
+            "format",
+            "charset",
+            "sign_type",
+            "sign",
+            "timestamp",
+            "version",
+            "notify_url",
+            "biz_content",
+        ]);
+        // The allowlist grows by exactly `return_url`, and only for the browser orders (page,
+        // wap): the buyer's browser must come back to the platform, and the URL's only
+        // variable is the order number (design.md §1, issue 13).
+        let browser = matches!(
+            get("method"),
+            "alipay.trade.page.pay" | "alipay.trade.wap.pay"
         );
+        if browser {
+            allowed.insert("return_url");
+            let biz: Value = serde_json::from_str(get("biz_content")).expect("JSON biz_content");
+            assert_eq!(
+                get("return_url"),
+                common::RETURN_URL.replace("{order_no}", biz["out_trade_no"].as_str().unwrap())
+            );
+        }
+        assert_eq!(top, allowed, "{params:?}");
         assert_eq!(get("app_id"), paygate::app::SANDBOX_ALIPAY_APP_ID);
         assert_eq!(get("notify_url"), format!("{}/webhooks/alipay", app.url));
         let biz: Value = serde_json::from_str(get("biz_content")).expect("JSON biz_content");

@@ -110,6 +110,9 @@ pub(crate) struct AlipayOrder {
     total_fen: i64,
     subject: String,
     notify_url: Option<String>,
+    /// Page/wap pay: the `return_url` common parameter, and the `method` of the signed return
+    /// query the browser is sent there with after paying.
+    return_to: Option<(String, &'static str)>,
     /// The QR code content (precreate), or the cashier link for page/wap pay.
     qr_code: String,
     gmt_create: String,
@@ -581,6 +584,16 @@ impl Sandbox {
             ));
         }
         let notify_url = params.non_empty("notify_url").map(str::to_owned);
+        // Only browser orders come back through the browser (alipay.md §4, return_url).
+        let return_method = match method {
+            "alipay.trade.page.pay" => Some("alipay.trade.page.pay.return"),
+            "alipay.trade.wap.pay" => Some("alipay.trade.wap.pay.return"),
+            _ => None,
+        };
+        let return_to = params
+            .non_empty("return_url")
+            .zip(return_method)
+            .map(|(url, method)| (url.to_owned(), method));
 
         let mut orders = lock(&sim.orders);
         if let Some(existing) = orders.get(&out_trade_no) {
@@ -605,6 +618,7 @@ impl Sandbox {
             total_fen,
             subject,
             notify_url,
+            return_to,
             qr_code: format!("https://qr.alipay.com/bax0{}", random_base36(20)),
             gmt_create: beijing_time(now),
             created_at: now,
@@ -717,6 +731,37 @@ impl Sandbox {
             },
             &RETRY_SCHEDULE_SECS,
         );
+    }
+
+    /// Where the browser goes after paying a page/wap trade that named a `return_url`: that
+    /// URL with Alipay's signed synchronous return query (V1 rule, like a notification): the
+    /// trade's numbers and amount, `seller_id`, `app_id`, the `*.pay.return` method, a
+    /// timestamp. None for a trade that is not paid or named no return_url.
+    pub(crate) fn alipay_return_location(&self, out_trade_no: &str) -> Option<String> {
+        let sim = self.inner.alipay.get()?;
+        let order = lock(&sim.orders).get(out_trade_no)?.clone();
+        let TradeState::Success(_) = order.state else {
+            return None;
+        };
+        let (return_url, method) = order.return_to.as_ref()?;
+        let mut params = Params::new();
+        for (key, value) in [
+            ("app_id", sim.app_id.clone()),
+            ("auth_app_id", sim.app_id.clone()),
+            ("charset", "utf-8".to_owned()),
+            ("method", (*method).to_owned()),
+            ("out_trade_no", order.out_trade_no.clone()),
+            ("seller_id", sim.seller_id.clone()),
+            ("timestamp", beijing_time(self.now())),
+            ("total_amount", order.amount()),
+            ("trade_no", order.trade_no.clone()),
+            ("version", "1.0".to_owned()),
+        ] {
+            params.insert(key, value);
+        }
+        let query = sign_notification(params, &sim.signer).ok()?;
+        let separator = if return_url.contains('?') { '&' } else { '?' };
+        Some(format!("{return_url}{separator}{query}"))
     }
 
     pub(crate) fn alipay_cashier_view(&self, out_trade_no: &str) -> Option<CashierView> {

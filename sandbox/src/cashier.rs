@@ -2,7 +2,9 @@
 //! pay action behind the button, which tests also call directly.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,6 +19,52 @@ pub(crate) fn routes() -> Router<Sandbox> {
     Router::new()
         .route("/sandbox/cashier/{out_trade_no}", get(cashier_page))
         .route("/sandbox/pay/{out_trade_no}", post(pay))
+        .route("/sandbox/return/{order_no}", get(merchant_return))
+}
+
+/// A stand-in for the merchant's "paid?" page that a return URL points at (`paygate serve
+/// --sandbox` uses `{public_url}/sandbox/return/{order_no}` when `[checkout] return_url` is
+/// unset), so a person clicking through lands somewhere: it shows what the browser brought
+/// back and how the real page would check it. It verifies nothing itself.
+async fn merchant_return(
+    Path(order_no): Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let query = query.unwrap_or_default();
+    let mut rows = String::new();
+    for (key, value) in url_pairs(&query) {
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td class=\"order\">{}</td></tr>",
+            escape(&key),
+            escape(&value)
+        ));
+    }
+    let brought = if rows.is_empty() {
+        "<p>The provider appended nothing (WeChat H5 never does).</p>".to_owned()
+    } else {
+        format!("<p>Alipay's signed return query:</p><table>{rows}</table>")
+    };
+    let content = format!(
+        r#"<p class="order">Order {no}</p>
+{brought}
+<p>A return is never proof of payment. The merchant's page now asks paygate:</p>
+<pre class="code-url">POST /v1/orders/{no}/return-check   (body: the query string above)
+GET  /v1/orders/{no}?wait=25</pre>"#,
+        no = escape(&order_no),
+    );
+    Html(page("Back at the merchant", &content)).into_response()
+}
+
+/// `k=v&…` decoded once, `+` as a space, as a browser's form encoding writes it.
+fn url_pairs(query: &str) -> Vec<(String, String)> {
+    paygate_alipay::Params::from_form(query.as_bytes())
+        .map(|params| {
+            params
+                .iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// `199.00` from 19900 fen: integer arithmetic only, never floats.
@@ -26,9 +74,22 @@ pub fn yuan(fen: i64) -> String {
     format!("{sign}{}.{:02}", fen / 100, fen % 100)
 }
 
+/// WeChat H5's `redirect_url` (appended by the merchant to the h5_url), when it is an
+/// http(s) URL and the order is an H5 order: where the browser goes after paying.
+fn h5_redirect(
+    sandbox: &Sandbox,
+    out_trade_no: &str,
+    query: &HashMap<String, String>,
+) -> Option<String> {
+    let url = query.get("redirect_url")?;
+    let http = url.starts_with("https://") || url.starts_with("http://");
+    (http && sandbox.is_wechat_h5(out_trade_no)).then(|| url.clone())
+}
+
 async fn cashier_page(
     State(sandbox): State<Sandbox>,
     Path(out_trade_no): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     let Some(view) = sandbox.cashier_view(&out_trade_no) else {
         return (
@@ -45,10 +106,18 @@ async fn cashier_page(
                 .build()
         })
         .unwrap_or_default();
+    // The H5 page carries WeChat's redirect_url on to the Pay button.
+    let pay_path = match h5_redirect(&sandbox, &out_trade_no, &query) {
+        Some(url) => format!(
+            "/sandbox/pay/{out_trade_no}?redirect_url={}",
+            paygate_wechatpay::url_encode_component(&url)
+        ),
+        None => format!("/sandbox/pay/{out_trade_no}"),
+    };
     let action = match view.state {
         "NOTPAY" => format!(
-            r#"<form method="post" action="/sandbox/pay/{otn}"><button type="submit">Pay ¥{amount}</button></form>"#,
-            otn = escape(&out_trade_no),
+            r#"<form method="post" action="{path}"><button type="submit">Pay ¥{amount}</button></form>"#,
+            path = escape(&pay_path),
             amount = yuan(view.total_fen),
         ),
         "SUCCESS" => "<p class=\"state\">Paid.</p>".to_owned(),
@@ -73,16 +142,27 @@ async fn cashier_page(
     .into_response()
 }
 
-/// Pays the order. A browser form post (HTML accepted, or a form body) ends on a page saying
-/// paid; any other client gets the provider-side transaction as JSON.
+/// Pays the order. A browser form post (HTML accepted, or a form body) is sent back to the
+/// merchant as the provider would (303): an Alipay page/wap order with a `return_url` to it
+/// with the signed return query, a WeChat H5 order to its `redirect_url`; otherwise it ends on
+/// a page saying paid. Any other client gets the provider-side transaction as JSON.
 async fn pay(
     State(sandbox): State<Sandbox>,
     Path(out_trade_no): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
     let browser = wants_html(&headers);
     match sandbox.pay(&out_trade_no) {
         Ok(_) if browser => {
+            let back = sandbox
+                .alipay_return_location(&out_trade_no)
+                .or_else(|| h5_redirect(&sandbox, &out_trade_no, &query));
+            if let Some(location) = back
+                && let Ok(location) = axum::http::HeaderValue::from_str(&location)
+            {
+                return (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response();
+            }
             let amount = sandbox
                 .cashier_view(&out_trade_no)
                 .map(|view| view.total_fen)

@@ -631,6 +631,14 @@ impl Sandbox {
         Ok(transaction)
     }
 
+    /// Whether `out_trade_no` is a WeChat H5 order: the one channel whose cashier sends the
+    /// browser on to the `redirect_url` the merchant appended to the h5_url.
+    pub(crate) fn is_wechat_h5(&self, out_trade_no: &str) -> bool {
+        lock(&self.inner.wechat.orders)
+            .get(out_trade_no)
+            .is_some_and(|o| matches!(o.params.channel, crate::wechat_order::Channel::H5))
+    }
+
     /// What the cashier page shows of an order.
     pub(crate) fn cashier_view(&self, out_trade_no: &str) -> Option<CashierView> {
         let orders = lock(&self.inner.wechat.orders);

@@ -218,9 +218,11 @@ impl Sandbox {
             // What the buyer's WeChat would be handed: `package` for JSAPI, the id for App.
             Channel::Jsapi => (prepay_id.clone(), format!("prepay_id={prepay_id}")),
             Channel::App => (prepay_id.clone(), prepay_id),
+            // Shaped like WeChat's `…/checkmweb?prepay_id=…&package=…`: a URL with a query of its
+            // own, to which the merchant appends `&redirect_url=…` (wechatpay-v3.md §4).
             Channel::H5 => {
                 let url = format!(
-                    "http://{}/sandbox/cashier/{}",
+                    "http://{}/sandbox/cashier/{}?prepay_id={prepay_id}",
                     request_host(headers),
                     params.out_trade_no
                 );

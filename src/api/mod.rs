@@ -42,6 +42,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/plans", get(plans::list))
         .route("/v1/orders", post(orders::create))
         .route("/v1/orders/{order_no}/cancel", post(orders::cancel))
+        .route(
+            "/v1/orders/{order_no}/return-check",
+            post(orders::return_check),
+        )
         .route("/v1/orders/{order_no}/refunds", post(refunds::create))
         .route(
             "/v1/orders/{order_no}/refunds/{refund_id}",

@@ -24,6 +24,11 @@ struct CreateOrder {
     payer_openid: Option<String>,
     /// `h5` only, and required there: passed to WeChat for this request, never stored.
     client_ip: Option<String>,
+    /// Browser channels only (alipay `page`/`wap`, wechat `h5`): where the browser returns
+    /// after paying, instead of `[checkout] return_url`. `{order_no}` is its only placeholder;
+    /// https (http only on 127.0.0.1/localhost); its host must be in `[checkout]
+    /// allowed_return_hosts`, else 422 `return_url_not_allowed` and nothing is written.
+    return_url: Option<String>,
 }
 
 #[derive(ToSchema)]
@@ -291,10 +296,25 @@ fn plans() {}
 fn create_order() {}
 
 #[utoipa::path(get, path = "/v1/orders/{order_no}", tag = "orders",
-    params(("order_no" = String, Path)),
-    responses((status = 200, body = Order), (status = 404, body = ErrorEnvelope)),
+    params(("order_no" = String, Path),
+        ("wait" = Option<u32>, Query, minimum = 0, maximum = 30,
+            description = "seconds: answer as soon as the status is no longer `pending`, or when the time is up (then still `pending`)")),
+    responses((status = 200, body = Order),
+        (status = 400, body = ErrorEnvelope, description = "invalid_wait (not whole seconds from 0 to 30)"),
+        (status = 404, body = ErrorEnvelope)),
     security(("api_key" = [])))]
 fn get_order() {}
+
+#[utoipa::path(post, path = "/v1/orders/{order_no}/return-check", tag = "orders",
+    params(("order_no" = String, Path)),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+        description = "the raw query string Alipay appended to the return URL (a leading `?` is allowed); empty for WeChat Pay, whose redirect carries nothing"),
+    responses((status = 200, body = Order, description = "verified, then asked the provider: `paid` when it reports the payment (settled now, through the one settlement path)"),
+        (status = 404, body = ErrorEnvelope),
+        (status = 422, body = ErrorEnvelope, description = "return_query_rejected: the signature, order number, amount or app id does not check out; nothing changed"),
+        (status = 502, body = ErrorEnvelope, description = "the provider could not be asked")),
+    security(("api_key" = [])))]
+fn return_check() {}
 
 #[utoipa::path(post, path = "/v1/orders/{order_no}/cancel", tag = "orders",
     params(("order_no" = String, Path)),
@@ -436,7 +456,7 @@ impl Modify for BearerKey {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "paygate", description = "Payments and order gateway of 职前通"),
-    paths(plans, create_order, get_order, cancel_order, create_refund, get_refund,
+    paths(plans, create_order, get_order, return_check, cancel_order, create_refund, get_refund,
         run_reconciliation, list_reconciliations, get_reconciliation, reconciliation_csv, entitlements, resume_access, events,
         create_erasure, get_erasure, wechatpay_webhook, alipay_webhook, healthz, readyz, metrics),
     components(schemas(CreateOrder, Order, PaymentRecord, CreateRefund, Refund, RunReconciliation,

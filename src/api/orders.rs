@@ -2,7 +2,7 @@
 //! [`crate::checkout`], and renders.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -16,6 +16,7 @@ use crate::clock::rfc3339_beijing_millis;
 use crate::domain::{Channel, EmployerId, OrderNo, OrderStatus, ProviderId};
 use crate::error::{ApiError, envelope};
 use crate::providers::{PayerHints, ProviderError};
+use crate::return_url::ReturnUrl;
 use crate::store::orders::{self, OrderRow};
 use crate::store::refunds;
 
@@ -30,6 +31,10 @@ struct CreateOrder {
     payer_openid: Option<String>,
     /// WeChat `h5` only: the buyer's IP, passed through to WeChat and dropped.
     client_ip: Option<String>,
+    /// Browser channels (Alipay `page`/`wap`, WeChat `h5`): this order's return URL instead of
+    /// `[checkout] return_url`; `{order_no}` its only placeholder, its host allowed by
+    /// `[checkout] allowed_return_hosts`.
+    return_url: Option<String>,
 }
 
 /// The request fields about the payer (design.md §1): they never reach the database, not even
@@ -129,6 +134,10 @@ pub async fn create(
             )
         })?;
     let payer = payer_hints(channel, &req)?;
+    let return_url = match &req.return_url {
+        Some(text) => Some(order_return_url(&state, channel, &employer, text)?),
+        None => None,
+    };
 
     // The payer fields are left out of the request's fingerprint: a replay is recognised by
     // everything else, and nothing about the payer reaches the database.
@@ -151,6 +160,7 @@ pub async fn create(
         provider: provider_id,
         channel,
         payer,
+        return_url,
     };
     let (_, body) = checkout::create(&state, request, claim, |o| {
         order_json(o, None, &[]).to_string()
@@ -163,6 +173,42 @@ pub async fn create(
         body,
     )
         .into_response())
+}
+
+/// Checks an order's own return URL: a valid template (https, `{order_no}` the only
+/// placeholder), its host in `[checkout] allowed_return_hosts`, a channel the browser comes back
+/// from, and nothing of the employer in it (design.md §1: the order number is the only
+/// variable). Refused with 422 `return_url_not_allowed` before anything is written.
+fn order_return_url(
+    state: &AppState,
+    channel: Channel,
+    employer: &EmployerId,
+    text: &str,
+) -> Result<ReturnUrl, ApiError> {
+    let refuse = |why: String| ApiError::Unprocessable("return_url_not_allowed", why);
+    if !matches!(channel, Channel::Page | Channel::Wap | Channel::H5) {
+        return Err(refuse(format!(
+            "channel {} does not return to a page",
+            channel.as_str()
+        )));
+    }
+    let url = ReturnUrl::parse(text).map_err(|e| refuse(e.to_string()))?;
+    if !url.host_allowed(&state.config.checkout.allowed_return_hosts) {
+        return Err(refuse(
+            "the return_url host is not in [checkout] allowed_return_hosts".into(),
+        ));
+    }
+    // A whole path segment or query value equal to the employer id (a substring test would
+    // refuse `…/8042/…` for employer `42`).
+    let carries_employer = text
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        .any(|token| token.eq_ignore_ascii_case(employer.as_str()));
+    if carries_employer {
+        return Err(refuse(
+            "the return_url must not carry the employer id".into(),
+        ));
+    }
+    Ok(url)
 }
 
 /// The order as the API shows it; `payment_record` adds the settled payment, with its refunds.
@@ -246,13 +292,78 @@ pub(super) async fn full_json(
     Ok(order_json(order, payment.as_ref(), &refunds))
 }
 
+/// The longest `wait=` (seconds).
+pub const MAX_WAIT_SECS: u64 = 30;
+
+/// `wait=N` of `GET /v1/orders/{no}`: whole seconds, 0 to 30.
+fn wait_param(query: Option<&str>) -> Result<std::time::Duration, ApiError> {
+    let mut wait = std::time::Duration::ZERO;
+    // Other parameters (a page's cache-buster) were always ignored here, and still are.
+    for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if key == "wait" {
+            let secs = value
+                .parse::<u64>()
+                .ok()
+                .filter(|s| *s <= MAX_WAIT_SECS)
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_wait",
+                        format!("wait must be whole seconds from 0 to {MAX_WAIT_SECS}"),
+                    )
+                })?;
+            wait = std::time::Duration::from_secs(secs);
+        }
+    }
+    Ok(wait)
+}
+
+/// The order; with `wait=N`, answered as soon as it is no longer `pending` or after N
+/// seconds (then still `pending`). Waiting costs a parked task: no database loop (see
+/// [`crate::order_watch`]).
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
     Path(order_no): Path<String>,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(Scope::Checkout)?;
-    let order = load(&state, &order_no).await?;
+    let wait = wait_param(query.as_deref())?;
+    let no = self::order_no(&order_no)?;
+    if wait.is_zero() {
+        let order = load(&state, &order_no).await?;
+        return Ok(Json(full_json(&state, &order).await?));
+    }
+    // Subscribed before the first read: a change committed in between still wakes us.
+    let mut changes = state.db.order_watch().subscribe(&no);
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut order = load(&state, &order_no).await?;
+    while order.status == OrderStatus::Pending {
+        tokio::select! {
+            () = changes.changed() => {}
+            () = tokio::time::sleep_until(deadline) => break,
+        }
+        order = load(&state, &order_no).await?;
+    }
+    drop(changes);
+    Ok(Json(full_json(&state, &order).await?))
+}
+
+/// `POST /v1/orders/{no}/return-check`: the buyer came back from the provider; the body is
+/// the raw query string Alipay appended to the return URL (empty for WeChat). Verified, then
+/// the provider is asked and a payment settles; the order is answered. A forged or altered
+/// return is 422 `return_query_rejected` and changes nothing.
+pub async fn return_check(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(order_no): Path<String>,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(Scope::Checkout)?;
+    let no = self::order_no(&order_no)?;
+    let query = body.strip_prefix(b"?").unwrap_or(&body);
+    let order = checkout::return_check(&state, &no, query)
+        .await
+        .map_err(checkout_error)?;
     Ok(Json(full_json(&state, &order).await?))
 }
 
@@ -295,6 +406,10 @@ fn checkout_error(e: CheckoutError) -> ApiError {
             ApiError::Unprocessable("provider_disabled", format!("{id} is not configured"))
         }
         CheckoutError::Provider(p) => provider_api_error(p),
+        CheckoutError::ReturnRefused(e) => {
+            tracing::info!(error = %e, "browser return refused");
+            ApiError::Unprocessable("return_query_rejected", e.to_string())
+        }
         CheckoutError::DoesNotFit(e) => ApiError::Internal(e),
         CheckoutError::Db(e) => ApiError::Database(e),
         CheckoutError::Internal(e) => ApiError::Internal(e),

@@ -17,6 +17,8 @@ pub struct OrderNo(String);
 
 impl OrderNo {
     pub const LEN: usize = 26;
+    /// The longest order number [`OrderNo::parse`] accepts.
+    pub const MAX_LEN: usize = 32;
 
     pub fn generate() -> OrderNo {
         OrderNo(random_alnum(Self::LEN))

@@ -7,13 +7,14 @@ use anyhow::{Context, anyhow};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use paygate_alipay::{
-    Client, Error as ClientError, OrderRequest, QueryResponse, RefundStatus as AlipayRefundStatus,
-    Signer, TradeStatus as AlipayStatus, Verifier, verify_trade_notification,
+    Client, Error as ClientError, OrderChannel, OrderRequest, QueryResponse,
+    RefundStatus as AlipayRefundStatus, Signer, TradeStatus as AlipayStatus, Verifier,
+    verify_trade_notification,
 };
 
 use super::{
     Callback, CallbackError, NewPayment, NewRefund, PaymentInstructions, PaymentProvider,
-    ProviderError, RefundState, TradeStatus,
+    ProviderError, RefundState, ReturnError, ReturnOrder, TradeStatus,
 };
 use crate::config::{AlipayConfig, Config};
 use crate::domain::{Channel, Currency, Fen, OrderNo, ProviderId};
@@ -168,6 +169,11 @@ impl PaymentProvider for Alipay {
             subject: p.description.clone(),
             time_expire: p.expires_at,
             notify_url: self.notify_url.clone(),
+            // The one common parameter browser orders add (design.md §1, issue 13).
+            return_url: match p.channel {
+                Channel::Page | Channel::Wap => p.return_url.clone(),
+                _ => None,
+            },
         };
         let mut out = PaymentInstructions::new();
         match p.channel {
@@ -421,5 +427,39 @@ impl PaymentProvider for Alipay {
             Err(CallbackError::Temporary(_)) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         (status, "fail").into_response()
+    }
+
+    fn verify_return(&self, order: ReturnOrder<'_>, query: &[u8]) -> Result<(), ReturnError> {
+        let expected = match order.channel {
+            Channel::Page => OrderChannel::PagePay,
+            Channel::Wap => OrderChannel::WapPay,
+            _ => {
+                return Err(ReturnError::NotExpected(
+                    "only Alipay page and wap orders come back with a return query",
+                ));
+            }
+        };
+        // Signature first (V1 rule), then the facts, against this order and this app.
+        let r = paygate_alipay::verify_return_query(query, &self.alipay_public_key)
+            .map_err(|e| ReturnError::Unverified(e.to_string()))?;
+        let mismatch = |m: &str| Err(ReturnError::Mismatch(m.to_owned()));
+        if r.channel != expected {
+            return mismatch("the return is of another channel");
+        }
+        if r.out_trade_no != order.order_no.as_str() {
+            return mismatch("the return names another order");
+        }
+        if r.total_fen != order.amount.get() {
+            return mismatch("the return names another amount");
+        }
+        if r.app_id != self.app_id {
+            return mismatch("the return is of another app_id");
+        }
+        if let Some(seller) = &self.seller_id
+            && r.seller_id.as_ref() != Some(seller)
+        {
+            return mismatch("the return is of another seller_id");
+        }
+        Ok(())
     }
 }

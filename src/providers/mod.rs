@@ -25,6 +25,10 @@ pub struct NewPayment {
     pub description: String,
     pub expires_at: chrono::DateTime<chrono::Utc>,
     pub payer: PayerHints,
+    /// Where the buyer's browser goes back after paying (Alipay page/wap `return_url`, WeChat
+    /// H5 `redirect_url`): the rendered `[checkout]` template or the order's own, carrying the
+    /// order number only. Channels without a browser leave it unused.
+    pub return_url: Option<String>,
 }
 
 /// What a channel makes mandatory about the payer (design.md §1, the only exceptions): WeChat
@@ -111,6 +115,25 @@ pub enum CallbackError {
     Temporary(#[source] anyhow::Error),
 }
 
+/// The order a browser return is checked against.
+#[derive(Debug, Clone, Copy)]
+pub struct ReturnOrder<'a> {
+    pub order_no: &'a OrderNo,
+    pub amount: Fen,
+    pub channel: Channel,
+}
+
+/// Why a browser return was refused: it changes nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReturnError {
+    #[error("the return query does not verify: {0}")]
+    Unverified(String),
+    #[error("the return query does not match the order: {0}")]
+    Mismatch(String),
+    #[error("{0}")]
+    NotExpected(&'static str),
+}
+
 /// A verified callback.
 #[derive(Debug)]
 pub enum Callback {
@@ -162,6 +185,10 @@ pub trait PaymentProvider: Send + Sync {
     ) -> Result<Callback, CallbackError>;
     /// The provider's success or failure answer.
     fn answer(&self, outcome: &Result<(), CallbackError>) -> Response;
+    /// Checks what the provider appended when it sent the buyer's browser back (Alipay's
+    /// signed synchronous return query) against the order. Never proof of payment: the caller
+    /// asks the provider afterwards.
+    fn verify_return(&self, order: ReturnOrder<'_>, query: &[u8]) -> Result<(), ReturnError>;
     /// Fetches the provider's current platform keys where it publishes them (WeChat Pay's
     /// certificate mode); answers how many keys are now known. Nothing to do by default.
     async fn refresh_keys(&self) -> anyhow::Result<usize> {
@@ -285,6 +312,10 @@ impl PaymentProvider for Measured {
 
     fn answer(&self, outcome: &Result<(), CallbackError>) -> Response {
         self.inner.answer(outcome)
+    }
+
+    fn verify_return(&self, order: ReturnOrder<'_>, query: &[u8]) -> Result<(), ReturnError> {
+        self.inner.verify_return(order, query)
     }
 
     async fn refresh_keys(&self) -> anyhow::Result<usize> {

@@ -17,7 +17,7 @@ use paygate_wechatpay::{
 
 use super::{
     Callback, CallbackError, NewPayment, NewRefund, PaymentInstructions, PaymentProvider,
-    ProviderError, RefundState, TradeStatus,
+    ProviderError, RefundState, ReturnError, ReturnOrder, TradeStatus,
 };
 use crate::clock::{SharedClock, rfc3339_beijing};
 use crate::config::{Config, WechatPayConfig};
@@ -436,7 +436,12 @@ impl PaymentProvider for WechatPay {
                 };
                 let request = H5OrderRequest::new(base, scene_info);
                 let answer = self.call(self.client.h5_order(&request)).await?;
-                out.insert("h5_url".into(), answer.h5_url.into());
+                // WeChat sends the browser back to `redirect_url` after paying (issue 13).
+                let h5_url = match &p.return_url {
+                    Some(url) => answer.url_with_redirect(url),
+                    None => answer.h5_url,
+                };
+                out.insert("h5_url".into(), h5_url.into());
             }
             Channel::App => {
                 let request = AppOrderRequest::from(base);
@@ -670,5 +675,18 @@ impl PaymentProvider for WechatPay {
             axum::Json(serde_json::json!({"code": "FAIL", "message": message})),
         )
             .into_response()
+    }
+
+    /// WeChat's H5 `redirect_url` gets nothing appended (WeChat documents that the redirect
+    /// says nothing about the payment): there is nothing to verify, so only an empty body is
+    /// taken, and the check is the active query the caller makes next.
+    fn verify_return(&self, _order: ReturnOrder<'_>, query: &[u8]) -> Result<(), ReturnError> {
+        if query.iter().all(u8::is_ascii_whitespace) {
+            Ok(())
+        } else {
+            Err(ReturnError::NotExpected(
+                "WeChat Pay returns carry no query: send an empty body",
+            ))
+        }
     }
 }

@@ -38,6 +38,8 @@ pub struct Db {
     /// Reads that need no write: answered from a snapshot of what has committed.
     reader: AnyPool,
     backend: Backend,
+    /// Committed status changes of orders, announced to this instance's waiters (`wait=`).
+    order_watch: crate::order_watch::OrderWatch,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -93,6 +95,7 @@ impl Db {
                 reader: pool.clone(),
                 pool,
                 backend: Backend::Postgres,
+                order_watch: Default::default(),
             });
         }
         let url = if url.contains('?') || url.contains(":memory:") {
@@ -112,6 +115,7 @@ impl Db {
                 reader: writer.clone(),
                 pool: writer,
                 backend: Backend::Sqlite,
+                order_watch: Default::default(),
             });
         }
         let reader = AnyPoolOptions::new()
@@ -124,6 +128,7 @@ impl Db {
             pool: writer,
             reader,
             backend: Backend::Sqlite,
+            order_watch: Default::default(),
         })
     }
 
@@ -152,6 +157,11 @@ impl Db {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Where committed order status changes are announced to waiters on this instance.
+    pub fn order_watch(&self) -> &crate::order_watch::OrderWatch {
+        &self.order_watch
     }
 
     /// A transaction that will write. On SQLite it takes the write lock up front

@@ -529,3 +529,30 @@ where
     })
     .transpose()
 }
+
+/// Which of `order_nos` are no longer `pending` (the `wait=` re-read: one query for many
+/// waiting orders).
+pub async fn not_pending_among(
+    pool: &AnyPool,
+    order_nos: &[OrderNo],
+) -> Result<Vec<OrderNo>, sqlx::Error> {
+    if order_nos.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders: Vec<String> = (1..=order_nos.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT order_no FROM payment_order WHERE status <> 'pending' AND order_no IN ({})",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for no in order_nos {
+        query = query.bind(no.as_str());
+    }
+    let rows = query.fetch_all(pool).await?;
+    rows.iter()
+        .map(|row| {
+            let text: String = row.try_get("order_no")?;
+            OrderNo::parse(&text).ok_or_else(|| sqlx::Error::Decode("order_no is malformed".into()))
+        })
+        .collect()
+}

@@ -33,6 +33,26 @@ struct Variant {
     events_url: Option<String>,
     sibling: bool,
     limits: Option<paygate::config::LimitsConfig>,
+    checkout: Option<paygate::config::CheckoutConfig>,
+}
+
+/// The `[checkout] return_url` of [`TestApp::spawn_with_checkout`].
+pub const RETURN_URL: &str = "https://www.example.cn/orders/{order_no}/paid";
+/// Its `[checkout] allowed_return_hosts`.
+pub const ALLOWED_RETURN_HOST: &str = "m.example.cn";
+
+impl Variant {
+    fn with_checkout() -> Variant {
+        Variant {
+            checkout: Some(paygate::config::CheckoutConfig {
+                return_url: Some(
+                    paygate::return_url::ReturnUrl::parse(RETURN_URL).expect("a valid template"),
+                ),
+                allowed_return_hosts: vec![ALLOWED_RETURN_HOST.to_owned()],
+            }),
+            ..Variant::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,6 +207,17 @@ impl TestApp {
         Some(TestApp::spawn_on_url(&db_url, dir, limits).await)
     }
 
+    /// With `[checkout]` set: [`RETURN_URL`] as the return URL template, and
+    /// [`ALLOWED_RETURN_HOST`] the host a per-order return URL may use.
+    pub async fn spawn_with_checkout(backend: Backend) -> Option<TestApp> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db_url = match backend {
+            Backend::Sqlite => format!("sqlite://{}", dir.path().join("paygate.db").display()),
+            Backend::Postgres => fresh_postgres_url().await?,
+        };
+        Some(TestApp::spawn_at(&db_url, dir, Variant::with_checkout()).await)
+    }
+
     /// The gateway on `db_url` (a database made by the caller, e.g. reached through a proxy)
     /// with `limits`; the database is dropped with the app when it is a test PostgreSQL one.
     pub async fn spawn_on_url(
@@ -225,6 +256,9 @@ impl TestApp {
         config.limits.provider_timeout_ms = 2_000;
         if let Some(limits) = variant.limits {
             config.limits = limits;
+        }
+        if let Some(checkout) = variant.checkout {
+            config.checkout = checkout;
         }
         if let Some(url) = variant.events_url {
             let secret = dir.path().join("events.key");

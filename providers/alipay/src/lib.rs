@@ -7,11 +7,13 @@
 //! - [`params`]: flat parameters, form decoding (exactly once) and the sign string.
 //! - [`request`]: signed precreate / page / wap / app pay, query, close, refund and refund query
 //!   requests. Only the order number, the amount, the neutral subject, the product code, the
-//!   expiry, and for refunds the refund's number and a neutral reason leave.
+//!   expiry, the notify URL and (page/wap) the return URL, and for refunds the refund's number and a neutral reason leave.
 //! - [`response`]: the raw `*_response` node cut out and verified before it is parsed; typed
 //!   answers with amounts in exact fen and no payer fields.
 //! - [`notify`]: trade notifications (V1 rule), payments and refunds alike, and gateway-type
 //!   messages (V2 rule).
+//! - [`return_query`]: the signed query Alipay appends to `return_url` when it sends the
+//!   browser back from a page/wap payment (V1 rule; never proof of payment).
 //! - [`bill`]: trade bills for the daily reconciliation: the download URL query, and a streaming
 //!   reader of the downloaded ZIP of GBK CSVs into [`BillRow`]s (no payer column) whose footer
 //!   totals are checked once every row is read. [`Client::bill_download_url`] and
@@ -29,6 +31,7 @@ pub mod notify;
 pub mod params;
 pub mod request;
 pub mod response;
+pub mod return_query;
 pub mod simulator;
 pub mod time;
 
@@ -54,4 +57,5 @@ pub use response::{
     read_precreate_response, read_query_response, read_refund_query_response, read_refund_response,
     verify_response,
 };
+pub use return_query::{ReturnQuery, return_method, verify_return_query};
 pub use time::{beijing_time, parse_beijing_time, parse_beijing_time_with_fraction};

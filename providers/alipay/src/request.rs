@@ -28,6 +28,10 @@ pub enum RequestError {
     Subject,
     #[error("notify_url must be an http(s) URL of at most 256 characters without a query")]
     NotifyUrl,
+    #[error(
+        "return_url must be an http(s) URL of at most 256 characters, for page or wap pay only"
+    )]
+    ReturnUrl,
     #[error("out_request_no must be 1-64 characters of [A-Za-z0-9_]")]
     OutRequestNo,
     #[error("refund_reason must be 1-256 characters")]
@@ -130,6 +134,11 @@ pub struct OrderRequest {
     pub time_expire: DateTime<Utc>,
     /// Where Alipay posts the notification: `{public_url}/webhooks/alipay`.
     pub notify_url: String,
+    /// Page and wap pay only: where Alipay sends the buyer's browser back after paying, with
+    /// its signed synchronous return query (never proof of payment). Sent as the `return_url`
+    /// common parameter and signed with the rest; it must carry nothing about a person (the
+    /// order number is the only variable, design §1).
+    pub return_url: Option<String>,
 }
 
 /// Everything a refund may tell Alipay.
@@ -234,6 +243,9 @@ pub fn order_request(
     }
     check_subject(&order.subject)?;
     check_notify_url(&order.notify_url)?;
+    if let Some(return_url) = &order.return_url {
+        check_return_url(channel, return_url)?;
+    }
     let biz = OrderBizContent {
         out_trade_no: &order.out_trade_no,
         total_amount: fen_to_yuan(order.total_fen).map_err(|_| RequestError::Amount)?,
@@ -241,10 +253,11 @@ pub fn order_request(
         product_code: channel.product_code(),
         time_expire: beijing_time(order.time_expire),
     };
-    signed(
+    signed_with_urls(
         channel.method(),
         app_id,
         Some(&order.notify_url),
+        order.return_url.as_deref(),
         &biz,
         signer,
         now,
@@ -321,6 +334,21 @@ pub(crate) fn signed(
     signer: &Signer,
     now: DateTime<Utc>,
 ) -> Result<SignedRequest, RequestError> {
+    signed_with_urls(method, app_id, notify_url, None, biz, signer, now)
+}
+
+/// The common parameters are the allowlist: the seven every call has, `notify_url` for orders
+/// and `return_url` for browser orders (page/wap), and `biz_content`. Nothing else is signed or
+/// sent.
+fn signed_with_urls(
+    method: &'static str,
+    app_id: &str,
+    notify_url: Option<&str>,
+    return_url: Option<&str>,
+    biz: &impl Serialize,
+    signer: &Signer,
+    now: DateTime<Utc>,
+) -> Result<SignedRequest, RequestError> {
     if app_id.is_empty() || app_id.chars().count() > 32 {
         return Err(RequestError::AppId);
     }
@@ -336,6 +364,9 @@ pub(crate) fn signed(
     params.insert("version", "1.0");
     if let Some(url) = notify_url {
         params.insert("notify_url", url);
+    }
+    if let Some(url) = return_url {
+        params.insert("return_url", url);
     }
     params.insert("biz_content", biz_content);
     // Request rule: everything but `sign`; `sign_type` is signed.
@@ -405,5 +436,20 @@ fn check_notify_url(notify_url: &str) -> Result<(), RequestError> {
         Ok(())
     } else {
         Err(RequestError::NotifyUrl)
+    }
+}
+
+fn check_return_url(channel: OrderChannel, return_url: &str) -> Result<(), RequestError> {
+    // Only a browser order comes back through the browser; precreate and app pay have no page
+    // to return to, so a return_url there is a caller's mistake, not something to drop quietly.
+    let browser = matches!(channel, OrderChannel::PagePay | OrderChannel::WapPay);
+    let ok = browser
+        && return_url.chars().count() <= 256
+        && url::Url::parse(return_url)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+    if ok {
+        Ok(())
+    } else {
+        Err(RequestError::ReturnUrl)
     }
 }

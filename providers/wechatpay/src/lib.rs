@@ -45,7 +45,7 @@ pub use model::{
     ErrorBody, H5Info, H5OrderRequest, H5OrderResponse, H5SceneInfo, JsapiOrderRequest,
     NativeOrderRequest, NativeOrderResponse, Notification, OrderAmount, Payer, PlatformCertificate,
     PrepayResponse, Refund, RefundAmount, RefundAmounts, RefundNotification, RefundRequest,
-    RefundStatus, TradeState, Transaction, TransactionAmount,
+    RefundStatus, TradeState, Transaction, TransactionAmount, url_encode_component,
 };
 pub use notify::{NotifyError, VerifiedNotification, decrypt_resource, verify_notification};
 pub use sign::{

@@ -164,6 +164,36 @@ pub struct H5OrderResponse {
     pub h5_url: String,
 }
 
+impl H5OrderResponse {
+    /// The h5_url the buyer's browser opens, sending it back to `redirect_url` after paying:
+    /// WeChat's documented `&redirect_url=` + the URL-encoded return address, appended to the
+    /// answered URL (which always has a query of its own; `?` would only be used if it had
+    /// none). The redirect carries no payment result: WeChat appends nothing to it.
+    pub fn url_with_redirect(&self, redirect_url: &str) -> String {
+        let separator = if self.h5_url.contains('?') { '&' } else { '?' };
+        format!(
+            "{}{separator}redirect_url={}",
+            self.h5_url,
+            url_encode_component(redirect_url)
+        )
+    }
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters (as `encodeURIComponent`
+/// and PHP's `rawurlencode` do): `:`, `/`, `?`, `&`, `=` of the embedded URL all become escapes,
+/// so the embedded URL cannot add parameters to WeChat's.
+pub fn url_encode_component(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 3);
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 const REDACTED: &str = "[redacted]";
 
 /// Amount in fen (integer, ≥ 1) and currency (`CNY`).

@@ -136,6 +136,7 @@ fn order(out_trade_no: &str, total_fen: i64, notify_url: &str) -> OrderRequest {
         subject: SUBJECT.to_owned(),
         time_expire: Utc::now() + chrono::Duration::hours(2),
         notify_url: notify_url.to_owned(),
+        return_url: None,
     }
 }
 

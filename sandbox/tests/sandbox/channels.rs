@@ -223,10 +223,15 @@ async fn h5_order_answers_a_url_that_opens_the_sandbox_cashier_and_reports_mweb(
         .h5_order(&h5(&out_trade_no, "203.0.113.7"))
         .await
         .unwrap();
-    // The Host the client used: 127.0.0.1:PORT, the sandbox's own address.
-    assert_eq!(
-        created.h5_url,
-        format!("{}/sandbox/cashier/{out_trade_no}", h.base)
+    // The Host the client used: 127.0.0.1:PORT, the sandbox's own address; a query of its
+    // own (`prepay_id=…`), as WeChat's, for the merchant's `&redirect_url=` to follow.
+    assert!(
+        created.h5_url.starts_with(&format!(
+            "{}/sandbox/cashier/{out_trade_no}?prepay_id=wx",
+            h.base
+        )),
+        "{}",
+        created.h5_url
     );
     let page = h.http.get(&created.h5_url).send().await.unwrap();
     assert_eq!(page.status(), 200);
@@ -358,4 +363,35 @@ async fn native_orders_still_report_native() {
         .await
         .unwrap();
     assert_eq!(pay(&h, &out_trade_no).await["trade_type"], "NATIVE");
+}
+
+#[tokio::test]
+async fn the_h5_cashier_sends_the_browser_to_the_appended_redirect_url_after_paying() {
+    let h = start().await;
+    let out_trade_no = order_no("HR");
+    let created = h
+        .client
+        .h5_order(&h5(&out_trade_no, "203.0.113.7"))
+        .await
+        .unwrap();
+    let back = "https://www.example.cn/orders/paid?o=1";
+    let url = created.url_with_redirect(back);
+    let html = h.http.get(&url).send().await.unwrap().text().await.unwrap();
+    let action = format!(
+        "/sandbox/pay/{out_trade_no}?redirect_url={}",
+        paygate_wechatpay::url_encode_component(back)
+    );
+    assert!(html.contains(&action), "{html}");
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let paid = no_redirects
+        .post(format!("{}{action}", h.base))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paid.status(), 303);
+    assert_eq!(paid.headers()["location"], back);
 }

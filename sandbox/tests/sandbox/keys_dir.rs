@@ -239,6 +239,7 @@ async fn a_sandbox_built_from_the_keys_dir_answers_a_signed_precreate() {
             subject: "职前通服务".to_owned(),
             time_expire: chrono::Utc::now() + chrono::Duration::hours(2),
             notify_url: "http://127.0.0.1:9/webhooks/alipay".to_owned(),
+            return_url: None,
         })
         .await
         .unwrap();

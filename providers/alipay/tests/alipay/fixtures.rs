@@ -84,5 +84,6 @@ pub fn order(out_trade_no: &str, total_fen: i64) -> OrderRequest {
         subject: SUBJECT.to_owned(),
         time_expire: now() + chrono::Duration::minutes(15),
         notify_url: "https://pay.example.cn/webhooks/alipay".to_owned(),
+        return_url: None,
     }
 }

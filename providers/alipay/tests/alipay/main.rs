@@ -10,5 +10,6 @@ mod keys;
 mod notifications;
 mod requests;
 mod responses;
+mod returns;
 mod simulator;
 mod vectors;

@@ -151,3 +151,23 @@ fn a_jsapi_order_without_payer_does_not_parse() {
     value.as_object_mut().unwrap().remove("payer");
     assert!(serde_json::from_value::<JsapiOrderRequest>(value).is_err());
 }
+
+#[test]
+fn an_h5_url_gets_the_url_encoded_redirect_url_appended_and_nothing_else() {
+    let answer = paygate_wechatpay::H5OrderResponse {
+        h5_url: "https://wx.tenpay.com/cgi-bin/mmpayweb-bin/checkmweb?prepay_id=wx2016121516420242444321ca0631331346&package=1405458241".to_owned(),
+    };
+    let url = answer.url_with_redirect("https://www.example.cn/orders/P2026ABC/paid?from=wx&x=1");
+    // The privacy allowlist of what reaches WeChat grows by exactly this: the return address,
+    // whose only variable is the order number (design §1). Encoded whole, so its own `&` and
+    // `=` cannot become parameters of WeChat's URL.
+    assert_eq!(
+        url,
+        "https://wx.tenpay.com/cgi-bin/mmpayweb-bin/checkmweb?prepay_id=wx2016121516420242444321ca0631331346&package=1405458241\
+         &redirect_url=https%3A%2F%2Fwww.example.cn%2Forders%2FP2026ABC%2Fpaid%3Ffrom%3Dwx%26x%3D1"
+    );
+    assert_eq!(
+        paygate_wechatpay::url_encode_component("a-b_c.d~e 中"),
+        "a-b_c.d~e%20%E4%B8%AD"
+    );
+}
