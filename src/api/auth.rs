@@ -166,6 +166,33 @@ impl FromRequestParts<AppState> for Caller {
 mod tests {
     use super::*;
     use axum::http::{HeaderMap, HeaderValue, header::AUTHORIZATION};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(2_000),
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        /// Any header bytes: a token or a refusal, never a panic; a token is a token68 taken
+        /// from after a case-insensitive `Bearer`.
+        #[test]
+        fn the_bearer_parser_never_panics(
+            value in prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..64),
+                "(?i:bearer)[ \\t]{0,3}.{0,40}".prop_map(String::into_bytes),
+            ],
+        ) {
+            if let Ok(token) = parse_bearer(&value) {
+                prop_assert!(!token.is_empty());
+                prop_assert!(!token.contains(' ') && !token.contains('\t'));
+                let text = std::str::from_utf8(&value).unwrap();
+                prop_assert!(text.trim_start().to_ascii_lowercase().starts_with("bearer "));
+                prop_assert!(text.trim_end().ends_with(token));
+            }
+        }
+    }
 
     fn headers(values: &[&str]) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -9,5 +9,6 @@ mod certificates;
 mod channels;
 mod fixtures;
 mod refunds;
+mod properties;
 mod round_trip;
 mod vectors;
