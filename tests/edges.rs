@@ -337,3 +337,57 @@ async fn half_open_connections_neither_delay_others_nor_stay_open() {
     let after = idle.read(&mut buf).await;
     assert!(again.is_err() || matches!(after, Ok(0) | Err(_)), "idle connection closed");
 }
+
+/// A flood of forged callbacks (bad signatures, both providers) beside a genuine payment: the
+/// forged ones are refused on their signature before any database work (tests/chaos.rs shows
+/// them answered 401 at once while the database is down), and the genuine notification settles
+/// the order, retried by the sandbox if the flood's address limit caught it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_forged_callbacks_does_not_starve_a_genuine_one() {
+    let app = TestApp::spawn().await;
+    let target = app.create_order("emp_flood_target", "resume-download-50").await;
+    let genuine = app.create_order("emp_flood_genuine", "resume-download-50").await;
+    let tx = transaction_json(&target, "4200000000202611300000000500", 19900);
+    let signed = app
+        .sandbox
+        .wechat_notification(&tx, app.clock.now().timestamp());
+    let mut forged_headers = signed.headers.clone();
+    for (k, v) in forged_headers.iter_mut() {
+        if k.eq_ignore_ascii_case("Wechatpay-Signature") {
+            *v = format!("{}A", &v[..v.len() - 4]) + "==";
+        }
+    }
+    let alipay_forged = common::alipay_notification(&target, &[]).replace("&sign=", "&sign=A");
+    let flood = (0..400).map(|i| {
+        let (http, url) = (app.http.clone(), app.url.clone());
+        let wechat = app.wechat_callback_request(&forged_headers, &signed.body);
+        let alipay = alipay_forged.clone();
+        async move {
+            let res = if i % 2 == 0 {
+                wechat.send().await.unwrap()
+            } else {
+                http.post(format!("{url}/webhooks/alipay"))
+                    .header("Content-Type", "application/x-www-form-urlencoded")
+                    .body(alipay)
+                    .send()
+                    .await
+                    .unwrap()
+            };
+            res.status().as_u16()
+        }
+    });
+    let flood = tokio::spawn(futures_util::future::join_all(flood));
+    let genuine_no = genuine["order_no"].as_str().unwrap();
+    app.pay(genuine_no).await;
+    app.wait_for_status(genuine_no, "paid").await;
+    let statuses = flood.await.unwrap();
+    // Refused on the signature (WeChat 401, Alipay 400), or, past webhook_rate_per_ip from
+    // this one address, 429 before being read at all.
+    assert!(
+        statuses.iter().all(|s| [400, 401, 429].contains(s)),
+        "every forged callback refused: {statuses:?}"
+    );
+    assert!(statuses.contains(&401) && statuses.contains(&400), "{statuses:?}");
+    app.assert_settled_once(genuine_no).await;
+    app.assert_unsettled(target["order_no"].as_str().unwrap()).await;
+}
