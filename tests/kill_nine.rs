@@ -30,7 +30,8 @@ const PAID: usize = 150;
 
 fn sandbox_binary() -> PathBuf {
     let gateway = Path::new(env!("CARGO_BIN_EXE_paygate"));
-    let sandbox = gateway.with_file_name(format!("paygate-sandbox{}", std::env::consts::EXE_SUFFIX));
+    let sandbox =
+        gateway.with_file_name(format!("paygate-sandbox{}", std::env::consts::EXE_SUFFIX));
     if !sandbox.exists() {
         let status = std::process::Command::new(env!("CARGO"))
             .args(["build", "-p", "paygate-sandbox", "--bin", "paygate-sandbox"])
@@ -54,7 +55,12 @@ fn free_port() -> u16 {
 
 async fn start_sandbox(keys: &Path) -> (Child, String) {
     let mut child = Command::new(sandbox_binary())
-        .args(["--keys-dir", keys.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .args([
+            "--keys-dir",
+            keys.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .args(["--time-divisor", "1000"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -77,8 +83,19 @@ async fn start_sandbox(keys: &Path) -> (Child, String) {
     (child, url)
 }
 
-fn gateway_config(dir: &Path, keys: &Path, sandbox: &str, db_url: &str, addr: SocketAddr) -> PathBuf {
-    let read = |p: &str| std::fs::read_to_string(keys.join(p)).unwrap().trim().to_owned();
+fn gateway_config(
+    dir: &Path,
+    keys: &Path,
+    sandbox: &str,
+    db_url: &str,
+    addr: SocketAddr,
+) -> PathBuf {
+    let read = |p: &str| {
+        std::fs::read_to_string(keys.join(p))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
     let file = |p: &str| keys.join(p).display().to_string();
     let config = format!(
         r#"
@@ -202,14 +219,22 @@ async fn storm(db_url: String, dir: tempfile::TempDir) {
                 .send()
                 .await
                 .unwrap();
-            assert!(res.status().is_success(), "sandbox pay {order_no}: {}", res.status());
+            assert!(
+                res.status().is_success(),
+                "sandbox pay {order_no}: {}",
+                res.status()
+            );
         }
     };
     let third = PAID / 3;
-    futures_util::stream::iter(&to_pay[..third]).for_each_concurrent(8, pay).await;
+    futures_util::stream::iter(&to_pay[..third])
+        .for_each_concurrent(8, pay)
+        .await;
     gateway.start_kill().expect("SIGKILL"); // tokio's kill is SIGKILL on Unix
     gateway.wait().await.unwrap();
-    futures_util::stream::iter(&to_pay[third..]).for_each_concurrent(8, pay).await;
+    futures_util::stream::iter(&to_pay[third..])
+        .for_each_concurrent(8, pay)
+        .await;
     // The storm really hit a dead gateway: deliveries that found no one listening.
     let deliveries: Vec<Value> = http
         .get(format!("{sandbox_url}/sandbox/notifications"))
@@ -247,7 +272,10 @@ async fn storm(db_url: String, dir: tempfile::TempDir) {
         if pending == 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "{pending} paid orders never settled");
+        assert!(
+            Instant::now() < deadline,
+            "{pending} paid orders never settled"
+        );
         if resent.elapsed() > Duration::from_secs(5) {
             let _ = http
                 .post(format!("{sandbox_url}/sandbox/notifications/resend"))
@@ -311,7 +339,10 @@ async fn storm(db_url: String, dir: tempfile::TempDir) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_nine_mid_storm_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let db_url = format!("sqlite://{}?mode=rwc", dir.path().join("paygate.db").display());
+    let db_url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("paygate.db").display()
+    );
     storm(db_url, dir).await;
 }
 

@@ -1,6 +1,5 @@
 //! `Authorization: Bearer <api key>`: keys are configured by the SHA-256 of their secret.
 
-
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use sha2::{Digest, Sha256};
@@ -150,10 +149,7 @@ impl FromRequestParts<AppState> for Caller {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let secret = bearer_token(&parts.headers).map_err(|_| ApiError::Unauthorized)?;
-        let key = state
-            .api_keys
-            .find(secret)
-            .ok_or(ApiError::Unauthorized)?;
+        let key = state.api_keys.find(secret).ok_or(ApiError::Unauthorized)?;
         if state.rate_limits.api(&key.id).is_err() {
             crate::telemetry::refused("api_rate");
             return Err(ApiError::RateLimited);
@@ -204,7 +200,13 @@ mod tests {
 
     #[test]
     fn the_scheme_is_case_insensitive_and_spaces_are_not_counted() {
-        for v in ["Bearer k1", "bearer k1", "BEARER k1", "bEaReR   k1", "Bearer k1 "] {
+        for v in [
+            "Bearer k1",
+            "bearer k1",
+            "BEARER k1",
+            "bEaReR   k1",
+            "Bearer k1 ",
+        ] {
             assert_eq!(bearer_token(&headers(&[v])), Ok("k1"), "{v}");
         }
     }
@@ -216,7 +218,14 @@ mod tests {
             bearer_token(&headers(&["Bearer k1", "Bearer k1"])),
             Err(AuthHeaderError::Repeated)
         );
-        for v in ["Basic k1", "Bearer", "Bearer ", "Bearerk1", "Bearer k1 k2", "Bearer ="] {
+        for v in [
+            "Basic k1",
+            "Bearer",
+            "Bearer ",
+            "Bearerk1",
+            "Bearer k1 k2",
+            "Bearer =",
+        ] {
             assert!(bearer_token(&headers(&[v])).is_err(), "{v}");
         }
     }
