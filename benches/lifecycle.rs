@@ -119,7 +119,6 @@ async fn main() {
             clock: clock.clone(),
             sandbox: Some(SandboxSetup::generate(1000).expect("keys")),
             scheduler: false,
-            ..Options::default()
         },
     )
     .await

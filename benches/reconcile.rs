@@ -203,7 +203,6 @@ async fn main() {
             clock: Arc::new(OffsetClock::default()),
             sandbox: Some(SandboxSetup::generate(1000).expect("keys")),
             scheduler: false,
-            ..Options::default()
         },
     )
     .await

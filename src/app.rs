@@ -130,7 +130,7 @@ impl Application {
             LimitsConfig::ms(limits.db_acquire_timeout_ms),
         )
         .await
-            .with_context(|| "connecting to the database (database.url)")?;
+        .with_context(|| "connecting to the database (database.url)")?;
         db.migrate().await.context("running migrations")?;
 
         let http = reqwest::Client::builder()

@@ -164,11 +164,16 @@ impl LimitsConfig {
             ("webhook_body_bytes", self.webhook_body_bytes as u64),
             ("api_rate_per_key", u64::from(self.api_rate_per_key)),
             ("webhook_rate_per_ip", u64::from(self.webhook_rate_per_ip)),
-            ("provider_connect_timeout_ms", self.provider_connect_timeout_ms),
+            (
+                "provider_connect_timeout_ms",
+                self.provider_connect_timeout_ms,
+            ),
             ("provider_timeout_ms", self.provider_timeout_ms),
         ];
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
-            return Err(ConfigError::Invalid(format!("limits.{key} must be positive")));
+            return Err(ConfigError::Invalid(format!(
+                "limits.{key} must be positive"
+            )));
         }
         Ok(())
     }
@@ -606,7 +611,10 @@ mod tests {
         .unwrap();
         assert_eq!(c.limits.max_in_flight, 16);
         assert_eq!(c.limits.db_acquire_timeout_ms, 500);
-        assert_eq!(c.limits.request_timeout_ms, 10_000, "the rest keep their defaults");
+        assert_eq!(
+            c.limits.request_timeout_ms, 10_000,
+            "the rest keep their defaults"
+        );
         assert!(load("[limits]\nrequest_timeout_ms = 0", &[]).is_err());
         assert!(load("[limits]\nrequest_timeout = 5", &[]).is_err());
     }

@@ -80,8 +80,7 @@ impl IntoResponse for ApiError {
             ApiError::Database(e) => tracing::error!(code, error = %e, "request failed"),
             _ => {}
         }
-        let mut response =
-            (status, axum::Json(envelope(code, &self.to_string()))).into_response();
+        let mut response = (status, axum::Json(envelope(code, &self.to_string()))).into_response();
         if matches!(self, ApiError::RateLimited | ApiError::Database(_)) {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,

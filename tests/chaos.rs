@@ -101,7 +101,10 @@ impl Outage {
                 let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
                     .await
                     .unwrap();
-                sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await.unwrap();
+                sqlx::query("BEGIN IMMEDIATE")
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
                 *held = Some(conn);
             }
         }
@@ -133,18 +136,13 @@ async fn spawn(backend: Backend) -> Option<(TestApp, Outage)> {
     match backend {
         Backend::Sqlite => {
             let path = dir.path().join("paygate.db").display().to_string();
-            let app =
-                TestApp::spawn_on_url(&format!("sqlite://{path}"), dir, fast_limits()).await;
+            let app = TestApp::spawn_on_url(&format!("sqlite://{path}"), dir, fast_limits()).await;
             Some((app, Outage::SqliteLock(path, None)))
         }
         Backend::Postgres => {
             let direct = common::fresh_postgres_url().await?;
             let mut url = url::Url::parse(&direct).unwrap();
-            let upstream = format!(
-                "{}:{}",
-                url.host_str().unwrap(),
-                url.port().unwrap_or(5432)
-            );
+            let upstream = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
             let proxy = ChaosProxy::start(upstream).await;
             url.set_port(Some(proxy.port)).unwrap();
             let app = TestApp::spawn_on_url(url.as_str(), dir, fast_limits()).await;
@@ -160,7 +158,10 @@ async fn within<T>(bound: Duration, what: &str, f: impl std::future::Future<Outp
         .await
         .unwrap_or_else(|_| panic!("{what}: no answer at all"));
     let took = started.elapsed();
-    assert!(took < bound, "{what} answered after {took:?}, over {bound:?}");
+    assert!(
+        took < bound,
+        "{what} answered after {took:?}, over {bound:?}"
+    );
     out
 }
 
@@ -171,15 +172,24 @@ async fn outage_during_notifications(backend: Backend) {
     // Orders the sandbox will report paid during the outage, one made-up callback, one order
     // left unpaid.
     let mut paid = Vec::new();
-    for (i, provider) in ["wechatpay", "alipay", "wechatpay", "alipay"].iter().enumerate() {
-        let channel = if *provider == "alipay" { "qr" } else { "native" };
+    for (i, provider) in ["wechatpay", "alipay", "wechatpay", "alipay"]
+        .iter()
+        .enumerate()
+    {
+        let channel = if *provider == "alipay" {
+            "qr"
+        } else {
+            "native"
+        };
         let order = app
             .create_order_on(&format!("emp_chaos_{i}"), provider, channel, json!({}))
             .await;
         paid.push(order);
     }
     let by_callback = app.create_order("emp_chaos_cb", "resume-download-50").await;
-    let unpaid = app.create_order("emp_chaos_unpaid", "resume-download-50").await;
+    let unpaid = app
+        .create_order("emp_chaos_unpaid", "resume-download-50")
+        .await;
     let no = |o: &Value| o["order_no"].as_str().unwrap().to_owned();
     let tx = transaction_json(&by_callback, "4200000000202611300000000099", 19900);
     let genuine = app
@@ -227,15 +237,14 @@ async fn outage_during_notifications(backend: Backend) {
     assert_eq!(res.status(), 503);
     // The providers get their retry signal: WeChat 5xx FAIL, Alipay 5xx `fail`.
     let res = within(Duration::from_secs(3), "WeChat callback", async {
-        app.post_wechat_callback(&genuine.headers, &genuine.body).await
+        app.post_wechat_callback(&genuine.headers, &genuine.body)
+            .await
     })
     .await;
     assert!(res.status().is_server_error(), "{}", res.status());
     assert_eq!(res.json::<Value>().await.unwrap()["code"], "FAIL");
-    let alipay_body = common::alipay_notification(
-        &paid[1],
-        &[("trade_no", "2026113022001400000000000042")],
-    );
+    let alipay_body =
+        common::alipay_notification(&paid[1], &[("trade_no", "2026113022001400000000000042")]);
     let (status, text) = within(Duration::from_secs(3), "Alipay callback", async {
         app.post_alipay_callback(&alipay_body).await
     })
@@ -276,7 +285,9 @@ async fn outage_during_notifications(backend: Backend) {
 
     // Afterwards: the retried callback settles; the sandbox's retries or the active query
     // settle the rest; exactly once each.
-    let res = app.post_wechat_callback(&genuine.headers, &genuine.body).await;
+    let res = app
+        .post_wechat_callback(&genuine.headers, &genuine.body)
+        .await;
     assert_eq!(res.status(), 204);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -290,7 +301,10 @@ async fn outage_during_notifications(backend: Backend) {
         if pending == 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "{pending} paid orders never converged");
+        assert!(
+            Instant::now() < deadline,
+            "{pending} paid orders never converged"
+        );
         let _ = app.jobs.run_once(Job::ActiveQuery).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -298,7 +312,12 @@ async fn outage_during_notifications(backend: Backend) {
         app.assert_settled_once(&no(order)).await;
     }
     app.assert_unsettled(&no(&unpaid)).await;
-    let res = app.http.get(format!("{}/readyz", app.url)).send().await.unwrap();
+    let res = app
+        .http
+        .get(format!("{}/readyz", app.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
 }
 

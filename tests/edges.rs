@@ -19,12 +19,20 @@ async fn assert_envelope(res: reqwest::Response, status: u16, code: &str) {
     let content_type = res.headers()[reqwest::header::CONTENT_TYPE].clone();
     let text = res.text().await.expect("body");
     assert!(
-        content_type.to_str().unwrap().starts_with("application/json"),
+        content_type
+            .to_str()
+            .unwrap()
+            .starts_with("application/json"),
         "{content_type:?}: {text}"
     );
     let body: Value = serde_json::from_str(&text).expect("JSON");
     assert_eq!(body["error"]["code"], code, "{text}");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{text}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{text}"
+    );
 }
 
 /// WeChat's failure shape: `{"code":"FAIL","message":…}`.
@@ -63,9 +71,19 @@ async fn every_api_error_is_the_envelope() {
             .get(format!("{}{path}", app.url))
             .bearer_auth(CHECKOUT_KEY)
     };
-    assert_envelope(get("/v1/nothing-here").send().await.unwrap(), 404, "not_found").await;
+    assert_envelope(
+        get("/v1/nothing-here").send().await.unwrap(),
+        404,
+        "not_found",
+    )
+    .await;
     // A path parameter that is not UTF-8 once decoded: axum's Path rejection.
-    assert_envelope(get("/v1/orders/%E9").send().await.unwrap(), 400, "bad_request").await;
+    assert_envelope(
+        get("/v1/orders/%E9").send().await.unwrap(),
+        400,
+        "bad_request",
+    )
+    .await;
     let res = app
         .http
         .delete(format!("{}/v1/plans", app.url))
@@ -80,9 +98,17 @@ async fn every_api_error_is_the_envelope() {
     let res = app.post_order(CHECKOUT_KEY, "big-1", &big).await;
     assert_envelope(res, 413, "payload_too_large").await;
     // A handler's own error keeps its own code.
-    assert_envelope(get("/v1/orders/NOSUCHORDER").send().await.unwrap(), 404, "order_not_found")
-        .await;
-    assert_eq!(app.count("SELECT COUNT(*) FROM payment_order WHERE $1 = $1", "").await, 0);
+    assert_envelope(
+        get("/v1/orders/NOSUCHORDER").send().await.unwrap(),
+        404,
+        "order_not_found",
+    )
+    .await;
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM payment_order WHERE $1 = $1", "")
+            .await,
+        0
+    );
 }
 
 #[tokio::test]
@@ -123,16 +149,32 @@ async fn authorization_is_one_header_with_a_case_insensitive_scheme() {
         req.send()
     };
     for scheme in ["Bearer", "bearer", "BEARER"] {
-        let res = plans(&[&format!("{scheme}   {CHECKOUT_KEY}")]).await.unwrap();
+        let res = plans(&[&format!("{scheme}   {CHECKOUT_KEY}")])
+            .await
+            .unwrap();
         assert_eq!(res.status(), 200, "{scheme}");
     }
     let good = format!("Bearer {CHECKOUT_KEY}");
     // Two headers: refused even when both carry the same good key.
     assert_envelope(plans(&[&good, &good]).await.unwrap(), 401, "unauthorized").await;
-    assert_envelope(plans(&[&good, "Bearer nope"]).await.unwrap(), 401, "unauthorized").await;
-    assert_envelope(plans(&["Bearer nope", &good]).await.unwrap(), 401, "unauthorized").await;
-    assert_envelope(plans(&[&format!("Basic {CHECKOUT_KEY}")]).await.unwrap(), 401, "unauthorized")
-        .await;
+    assert_envelope(
+        plans(&[&good, "Bearer nope"]).await.unwrap(),
+        401,
+        "unauthorized",
+    )
+    .await;
+    assert_envelope(
+        plans(&["Bearer nope", &good]).await.unwrap(),
+        401,
+        "unauthorized",
+    )
+    .await;
+    assert_envelope(
+        plans(&[&format!("Basic {CHECKOUT_KEY}")]).await.unwrap(),
+        401,
+        "unauthorized",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -163,7 +205,9 @@ async fn a_repeated_wechat_signature_header_is_refused_and_the_single_one_settle
         assert_wechat_fail(res, 401).await;
         app.assert_unsettled(&order_no).await;
     }
-    let res = app.post_wechat_callback(&signed.headers, &signed.body).await;
+    let res = app
+        .post_wechat_callback(&signed.headers, &signed.body)
+        .await;
     assert_eq!(res.status(), 204);
     app.assert_settled_once(&order_no).await;
 }
@@ -191,7 +235,11 @@ async fn rate_limits_answer_429_per_key_and_per_webhook_source() {
             limited = Some(res);
         }
     }
-    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 5, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        5,
+        "{statuses:?}"
+    );
     assert_envelope(limited.expect("some 429"), 429, "rate_limited").await;
     // Another key has its own budget.
     let res = app
@@ -211,7 +259,11 @@ async fn rate_limits_answer_429_per_key_and_per_webhook_source() {
             assert_wechat_fail(res, 429).await;
         }
     }
-    assert_eq!(wechat.iter().filter(|s| **s == 401).count(), 5, "{wechat:?}");
+    assert_eq!(
+        wechat.iter().filter(|s| **s == 401).count(),
+        5,
+        "{wechat:?}"
+    );
     let res = app
         .http
         .post(format!("{}/webhooks/alipay", app.url))
@@ -247,7 +299,12 @@ async fn past_max_in_flight_requests_are_shed_with_retry_after() {
     // The stalled request holds the one slot once the server has read its head.
     let mut shed = None;
     for _ in 0..50 {
-        let res = app.http.get(format!("{}/healthz", app.url)).send().await.unwrap();
+        let res = app
+            .http
+            .get(format!("{}/healthz", app.url))
+            .send()
+            .await
+            .unwrap();
         if res.status() == 503 {
             shed = Some(res);
             break;
@@ -261,7 +318,12 @@ async fn past_max_in_flight_requests_are_shed_with_retry_after() {
     // The slot comes back once the server sees the connection gone.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let res = app.http.get(format!("{}/healthz", app.url)).send().await.unwrap();
+        let res = app
+            .http
+            .get(format!("{}/healthz", app.url))
+            .send()
+            .await
+            .unwrap();
         if res.status() == 200 {
             break;
         }
@@ -278,8 +340,15 @@ async fn a_request_whose_body_trickles_times_out_in_the_envelope() {
     let answer = read_all(&mut slow, Duration::from_secs(5)).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("\"request_timeout\""), "{answer}");
-    assert!(started.elapsed() < Duration::from_secs(3), "answered at the request timeout");
-    assert_eq!(app.count("SELECT COUNT(*) FROM payment_order WHERE $1 = $1", "").await, 0);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "answered at the request timeout"
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM payment_order WHERE $1 = $1", "")
+            .await,
+        0
+    );
 }
 
 /// Slow clients (issue 12, chaos): 200 connections that send half a request head hold nothing
@@ -301,10 +370,18 @@ async fn half_open_connections_neither_delay_others_nor_stay_open() {
         half_open.push(stream);
     }
     let started = Instant::now();
-    let res = app.http.get(format!("{}/healthz", app.url)).send().await.unwrap();
+    let res = app
+        .http
+        .get(format!("{}/healthz", app.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     let took = started.elapsed();
-    assert!(took < Duration::from_millis(500), "/healthz took {took:?} beside 200 slow clients");
+    assert!(
+        took < Duration::from_millis(500),
+        "/healthz took {took:?} beside 200 slow clients"
+    );
 
     // An idle keep-alive connection: one request answered, then nothing.
     let mut idle = TcpStream::connect(&addr).await.unwrap();
@@ -324,7 +401,10 @@ async fn half_open_connections_neither_delay_others_nor_stay_open() {
         }
     }))
     .await;
-    assert!(closed.iter().all(|c| *c), "every half-open connection is closed");
+    assert!(
+        closed.iter().all(|c| *c),
+        "every half-open connection is closed"
+    );
     assert!(
         opened.elapsed() >= header_timeout,
         "not closed before the header timeout"
@@ -335,5 +415,70 @@ async fn half_open_connections_neither_delay_others_nor_stay_open() {
     let again = idle.write_all(b"GET /healthz HTTP/1.1\r\n\r\n").await;
     let mut buf = [0u8; 16];
     let after = idle.read(&mut buf).await;
-    assert!(again.is_err() || matches!(after, Ok(0) | Err(_)), "idle connection closed");
+    assert!(
+        again.is_err() || matches!(after, Ok(0) | Err(_)),
+        "idle connection closed"
+    );
+}
+
+/// A flood of forged callbacks (bad signatures, both providers) beside a genuine payment: the
+/// forged ones are refused on their signature before any database work (tests/chaos.rs shows
+/// them answered 401 at once while the database is down), and the genuine notification settles
+/// the order, retried by the sandbox if the flood's address limit caught it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_forged_callbacks_does_not_starve_a_genuine_one() {
+    let app = TestApp::spawn().await;
+    let target = app
+        .create_order("emp_flood_target", "resume-download-50")
+        .await;
+    let genuine = app
+        .create_order("emp_flood_genuine", "resume-download-50")
+        .await;
+    let tx = transaction_json(&target, "4200000000202611300000000500", 19900);
+    let signed = app
+        .sandbox
+        .wechat_notification(&tx, app.clock.now().timestamp());
+    let mut forged_headers = signed.headers.clone();
+    for (k, v) in forged_headers.iter_mut() {
+        if k.eq_ignore_ascii_case("Wechatpay-Signature") {
+            *v = format!("{}A", &v[..v.len() - 4]) + "==";
+        }
+    }
+    let alipay_forged = common::alipay_notification(&target, &[]).replace("&sign=", "&sign=A");
+    let flood = (0..400).map(|i| {
+        let (http, url) = (app.http.clone(), app.url.clone());
+        let wechat = app.wechat_callback_request(&forged_headers, &signed.body);
+        let alipay = alipay_forged.clone();
+        async move {
+            let res = if i % 2 == 0 {
+                wechat.send().await.unwrap()
+            } else {
+                http.post(format!("{url}/webhooks/alipay"))
+                    .header("Content-Type", "application/x-www-form-urlencoded")
+                    .body(alipay)
+                    .send()
+                    .await
+                    .unwrap()
+            };
+            res.status().as_u16()
+        }
+    });
+    let flood = tokio::spawn(futures_util::future::join_all(flood));
+    let genuine_no = genuine["order_no"].as_str().unwrap();
+    app.pay(genuine_no).await;
+    app.wait_for_status(genuine_no, "paid").await;
+    let statuses = flood.await.unwrap();
+    // Refused on the signature (WeChat 401, Alipay 400), or, past webhook_rate_per_ip from
+    // this one address, 429 before being read at all.
+    assert!(
+        statuses.iter().all(|s| [400, 401, 429].contains(s)),
+        "every forged callback refused: {statuses:?}"
+    );
+    assert!(
+        statuses.contains(&401) && statuses.contains(&400),
+        "{statuses:?}"
+    );
+    app.assert_settled_once(genuine_no).await;
+    app.assert_unsettled(target["order_no"].as_str().unwrap())
+        .await;
 }

@@ -1,6 +1,5 @@
 //! `Authorization: Bearer <api key>`: keys are configured by the SHA-256 of their secret.
 
-
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use sha2::{Digest, Sha256};
@@ -154,10 +153,7 @@ impl FromRequestParts<AppState> for Caller {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let secret = bearer_token(&parts.headers).map_err(|_| ApiError::Unauthorized)?;
-        let key = state
-            .api_keys
-            .find(secret)
-            .ok_or(ApiError::Unauthorized)?;
+        let key = state.api_keys.find(secret).ok_or(ApiError::Unauthorized)?;
         if state.rate_limits.api(&key.id).is_err() {
             crate::telemetry::refused("api_rate");
             return Err(ApiError::RateLimited);
@@ -170,6 +166,33 @@ impl FromRequestParts<AppState> for Caller {
 mod tests {
     use super::*;
     use axum::http::{HeaderMap, HeaderValue, header::AUTHORIZATION};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(2_000),
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        /// Any header bytes: a token or a refusal, never a panic; a token is a token68 taken
+        /// from after a case-insensitive `Bearer`.
+        #[test]
+        fn the_bearer_parser_never_panics(
+            value in prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..64),
+                "(?i:bearer)[ \\t]{0,3}.{0,40}".prop_map(String::into_bytes),
+            ],
+        ) {
+            if let Ok(token) = parse_bearer(&value) {
+                prop_assert!(!token.is_empty());
+                prop_assert!(!token.contains(' ') && !token.contains('\t'));
+                let text = std::str::from_utf8(&value).unwrap();
+                prop_assert!(text.trim_start().to_ascii_lowercase().starts_with("bearer "));
+                prop_assert!(text.trim_end().ends_with(token));
+            }
+        }
+    }
 
     fn headers(values: &[&str]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -181,7 +204,13 @@ mod tests {
 
     #[test]
     fn the_scheme_is_case_insensitive_and_spaces_are_not_counted() {
-        for v in ["Bearer k1", "bearer k1", "BEARER k1", "bEaReR   k1", "Bearer k1 "] {
+        for v in [
+            "Bearer k1",
+            "bearer k1",
+            "BEARER k1",
+            "bEaReR   k1",
+            "Bearer k1 ",
+        ] {
             assert_eq!(bearer_token(&headers(&[v])), Ok("k1"), "{v}");
         }
     }
@@ -193,7 +222,14 @@ mod tests {
             bearer_token(&headers(&["Bearer k1", "Bearer k1"])),
             Err(AuthHeaderError::Repeated)
         );
-        for v in ["Basic k1", "Bearer", "Bearer ", "Bearerk1", "Bearer k1 k2", "Bearer ="] {
+        for v in [
+            "Basic k1",
+            "Bearer",
+            "Bearer ",
+            "Bearerk1",
+            "Bearer k1 k2",
+            "Bearer =",
+        ] {
             assert!(bearer_token(&headers(&[v])).is_err(), "{v}");
         }
     }

@@ -47,7 +47,10 @@ impl Fen {
             return Err(AmountError::NotANumber);
         }
         let value: Decimal = text.parse().map_err(|_| AmountError::NotANumber)?;
-        let fen = value * Decimal::ONE_HUNDRED;
+        // Checked: a 29-digit amount would overflow Decimal and panic.
+        let fen = value
+            .checked_mul(Decimal::ONE_HUNDRED)
+            .ok_or(AmountError::TooLarge)?;
         if fen.fract() != Decimal::ZERO {
             return Err(AmountError::TooPrecise);
         }
@@ -116,6 +119,32 @@ impl<'de> Deserialize<'de> for Fen {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(2_000),
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        /// Any text is an amount or an error, never a panic; an amount is written back as the
+        /// same number of fen.
+        #[test]
+        fn parsing_yuan_never_panics_and_round_trips(
+            text in prop_oneof![".{0,40}", "-?[0-9]{0,32}(\\.[0-9]{0,32})?"],
+        ) {
+            if let Ok(fen) = Fen::parse_yuan(&text) {
+                prop_assert!(fen.get() >= 0);
+                prop_assert_eq!(Fen::parse_yuan(&fen.to_string()), Ok(fen));
+            }
+        }
+    }
+
+    #[test]
+    fn an_amount_too_large_for_a_decimal_is_refused_not_a_panic() {
+        assert!(Fen::parse_yuan("79228162514264337593543950335").is_err());
+    }
 
     #[test]
     fn yuan_strings_parse_to_exact_fen() {

@@ -131,7 +131,10 @@ pub async fn start(
     tracing::info!(order_no = %order_no, refund_id = %row.refund_id, provider = %order.provider, "refund started");
 
     let answer = provider.refund(&new_refund(&row, &order)).await;
-    apply_answer(state, &row, answer).await;
+    if let Applied::DatabaseDown(e) = apply_answer(state, &row, answer).await {
+        tracing::warn!(refund_id = %row.refund_id, error = %e,
+            "database unavailable after the refund was sent; the refund job applies the answer");
+    }
     let now_row = refunds::get(state.db.pool(), &row.refund_id)
         .await?
         .ok_or(sqlx::Error::RowNotFound)?;
@@ -199,6 +202,9 @@ async fn apply_answer(
     };
     match settle::settle_refund(&state.db, &report, now).await {
         Ok(_) => Applied::Final,
+        Err(RefundSettleError::Db(e)) if crate::store::is_unavailable(&e) => {
+            Applied::DatabaseDown(e)
+        }
         Err(e) => {
             tracing::error!(order_no = %row.order_no, refund_id = %row.refund_id,
                 error = %e, "a refund answer could not be settled");
@@ -207,11 +213,13 @@ async fn apply_answer(
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 enum Applied {
     Final,
     Pending,
     NotFound,
+    /// The database could not be reached: the job pass stops (the next slot retries).
+    DatabaseDown(sqlx::Error),
 }
 
 async fn reschedule(
@@ -230,6 +238,9 @@ async fn reschedule(
     )
     .await
     {
+        if crate::store::is_unavailable(&e) {
+            return Applied::DatabaseDown(e);
+        }
         tracing::error!(refund_id = %row.refund_id, error = %e, "scheduling a refund query failed");
     }
     Applied::Pending
@@ -274,6 +285,7 @@ pub async fn query_due(state: &AppState) -> anyhow::Result<RefundPass> {
                 Applied::Final => pass.settled += 1,
                 Applied::Pending => pass.still_processing += 1,
                 Applied::NotFound => pass.resent += 1,
+                Applied::DatabaseDown(e) => return Err(crate::jobs::DatabaseDown(e).into()),
             }
         }
         if !full {
@@ -296,7 +308,7 @@ async fn query_one(
         .refund_query(&row.order_no, &row.out_refund_no)
         .await;
     let applied = apply_answer(state, row, answer).await;
-    if applied != Applied::NotFound {
+    if !matches!(applied, Applied::NotFound) {
         return Ok(applied);
     }
     if row.origin != RefundOrigin::Paygate {
@@ -311,6 +323,7 @@ async fn query_one(
     let answer = provider.refund(&new_refund(row, &order)).await;
     match apply_answer(state, row, answer).await {
         Applied::NotFound => Ok(reschedule(state, row, None, state.clock.now()).await),
+        down @ Applied::DatabaseDown(_) => Ok(down),
         _ => Ok(Applied::NotFound),
     }
 }

@@ -109,7 +109,7 @@ pub async fn fresh_postgres_url() -> Option<String> {
 
 /// Drops a database made by [`fresh_postgres_url`] (its connections included), from a thread of
 /// its own: this runs in `Drop`, inside the test's runtime.
-fn drop_postgres_database(db_url: &str) {
+pub fn drop_postgres_database(db_url: &str) {
     let Ok(base) = std::env::var("PAYGATE_TEST_POSTGRES_URL") else {
         return;
     };

@@ -8,6 +8,7 @@ mod fixtures;
 mod gateway;
 mod keys;
 mod notifications;
+mod properties;
 mod requests;
 mod responses;
 mod returns;

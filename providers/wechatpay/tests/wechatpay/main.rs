@@ -8,6 +8,7 @@ mod bills;
 mod certificates;
 mod channels;
 mod fixtures;
+mod properties;
 mod refunds;
 mod round_trip;
 mod vectors;

@@ -1,0 +1,356 @@
+//! kill -9 in the middle of a payment storm (issue 12): the `paygate` binary and the standalone
+//! `paygate-sandbox` binary as two processes on one database. 200 orders across both
+//! providers; the buyer pays 150 of them; after a third of the payments the gateway is killed
+//! with SIGKILL while the sandbox (its own process: its ledger and its retries live on) goes on
+//! taking payments; the gateway is started again on the same port. Every paid order ends `paid`
+//! exactly once with exactly its entitlement, every unpaid one `pending`; SQLite's
+//! `PRAGMA integrity_check` says ok. On SQLite and PostgreSQL.
+//!
+//! The sandbox binary belongs to another package, so Cargo gives no `CARGO_BIN_EXE_` for it:
+//! it is the `paygate-sandbox` next to `paygate` in the same target folder, which
+//! `cargo test --workspace` (CI) builds; a narrower `cargo test -p paygate` builds it first with
+//! the same Cargo (`cargo build -p paygate-sandbox`).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const SECRET: &str = "pgk_kill_nine_checkout";
+const ORDERS: usize = 200;
+const PAID: usize = 150;
+
+fn sandbox_binary() -> PathBuf {
+    let gateway = Path::new(env!("CARGO_BIN_EXE_paygate"));
+    let sandbox =
+        gateway.with_file_name(format!("paygate-sandbox{}", std::env::consts::EXE_SUFFIX));
+    if !sandbox.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-p", "paygate-sandbox", "--bin", "paygate-sandbox"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building paygate-sandbox");
+    }
+    assert!(sandbox.exists(), "{} after the build", sandbox.display());
+    sandbox
+}
+
+/// A free port on 127.0.0.1 (bound, then released for the child to bind).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start_sandbox(keys: &Path) -> (Child, String) {
+    let mut child = Command::new(sandbox_binary())
+        .args([
+            "--keys-dir",
+            keys.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--time-divisor", "1000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start paygate-sandbox");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("sandbox starts")
+            .unwrap()
+            .expect("a line");
+        if let Some(url) = line.strip_prefix("paygate-sandbox listening on ") {
+            break url.to_owned();
+        }
+    };
+    // Keep reading so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, url)
+}
+
+fn gateway_config(
+    dir: &Path,
+    keys: &Path,
+    sandbox: &str,
+    db_url: &str,
+    addr: SocketAddr,
+) -> PathBuf {
+    let read = |p: &str| {
+        std::fs::read_to_string(keys.join(p))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let file = |p: &str| keys.join(p).display().to_string();
+    let config = format!(
+        r#"
+[server]
+listen = "{addr}"
+
+[database]
+url = "{db_url}"
+
+[wechatpay]
+api_base = "{sandbox}/sandbox/wechatpay"
+mchid = "{mchid}"
+appid = "{appid}"
+merchant_serial = "{serial}"
+merchant_private_key_file = "{merchant_key}"
+apiv3_key_file = "{apiv3}"
+platform_public_keys = [{{ id = "{pub_id}", file = "{pub_key}" }}]
+
+[alipay]
+gateway_url = "{sandbox}/sandbox/alipay/gateway.do"
+app_id = "{app_id}"
+app_private_key_file = "{app_key}"
+alipay_public_key_file = "{alipay_pub}"
+seller_id = "{seller}"
+
+[[api_keys]]
+id = "storm"
+secret_sha256 = "{hash}"
+scopes = ["checkout"]
+
+[limits]
+provider_timeout_ms = 5000
+"#,
+        mchid = read("wechatpay/mchid.txt"),
+        appid = read("wechatpay/appid.txt"),
+        serial = read("wechatpay/merchant_serial.txt"),
+        merchant_key = file("wechatpay/apiclient_key.pem"),
+        apiv3 = file("wechatpay/apiv3.key"),
+        pub_id = read(paygate_sandbox::keys_dir::PLATFORM_KEY_ID_FILE),
+        pub_key = file(paygate_sandbox::keys_dir::PLATFORM_PUBLIC_KEY_FILE),
+        app_id = read("alipay/app_id.txt"),
+        app_key = file("alipay/app_private_key.pem"),
+        alipay_pub = file(paygate_sandbox::keys_dir::ALIPAY_PUBLIC_KEY_FILE),
+        seller = paygate_sandbox::keys_dir::SANDBOX_SELLER_ID,
+        hash = hex::encode(Sha256::digest(SECRET.as_bytes())),
+    );
+    let path = dir.join("paygate.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+async fn start_gateway(config: &Path, url: &str, http: &reqwest::Client) -> Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_paygate"))
+        .args(["--config", config.to_str().unwrap(), "serve"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start paygate");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(res) = http.get(format!("{url}/readyz")).send().await
+            && res.status() == 200
+        {
+            return child;
+        }
+        assert!(Instant::now() < deadline, "the gateway never got ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn storm(db_url: String, dir: tempfile::TempDir) {
+    let keys = dir.path().join("keys");
+    let status = Command::new(env!("CARGO_BIN_EXE_paygate"))
+        .args(["keys", "generate", keys.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success(), "keys generate");
+    let (_sandbox, sandbox_url) = start_sandbox(&keys).await;
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let url = format!("http://{addr}");
+    let config = gateway_config(dir.path(), &keys, &sandbox_url, &db_url, addr);
+    let http = reqwest::Client::new();
+    let mut gateway = start_gateway(&config, &url, &http).await;
+
+    // 200 orders, half on each provider.
+    let created: Vec<Value> = futures_util::stream::iter(0..ORDERS)
+        .map(|i| {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                let (provider, channel) = if i % 2 == 0 { ("wechatpay", "native") } else { ("alipay", "qr") };
+                let res = http
+                    .post(format!("{url}/v1/orders"))
+                    .bearer_auth(SECRET)
+                    .header("Idempotency-Key", format!("storm-{i}"))
+                    .json(&json!({"employer_id": format!("emp_storm_{i}"), "plan": "resume-download-50",
+                                  "provider": provider, "channel": channel}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), 201);
+                res.json::<Value>().await.unwrap()
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let no = |o: &Value| o["order_no"].as_str().unwrap().to_owned();
+    let (to_pay, unpaid) = created.split_at(PAID);
+
+    // The buyers pay, 8 at a time; the gateway dies after a third of them, then comes back.
+    let pay = |order: &Value| {
+        let (http, sandbox_url, order_no) = (http.clone(), sandbox_url.clone(), no(order));
+        async move {
+            let res = http
+                .post(format!("{sandbox_url}/sandbox/pay/{order_no}"))
+                .header("Accept", "application/json")
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                res.status().is_success(),
+                "sandbox pay {order_no}: {}",
+                res.status()
+            );
+        }
+    };
+    let third = PAID / 3;
+    futures_util::stream::iter(&to_pay[..third])
+        .for_each_concurrent(8, pay)
+        .await;
+    gateway.start_kill().expect("SIGKILL"); // tokio's kill is SIGKILL on Unix
+    gateway.wait().await.unwrap();
+    futures_util::stream::iter(&to_pay[third..])
+        .for_each_concurrent(8, pay)
+        .await;
+    // The storm really hit a dead gateway: deliveries that found no one listening.
+    let deliveries: Vec<Value> = http
+        .get(format!("{sandbox_url}/sandbox/notifications"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let unanswered = deliveries.iter().filter(|d| d["status"].is_null()).count();
+    assert!(unanswered > 0, "no delivery met the killed gateway");
+    let _gateway = start_gateway(&config, &url, &http).await;
+
+    // Converge: the sandbox's retries (and one extra attempt of whatever is still pending,
+    // as the provider's own schedule would make later) settle every paid order.
+    let paid_nos: Vec<String> = to_pay.iter().map(no).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut resent = Instant::now();
+    loop {
+        let mut pending = 0;
+        for order_no in &paid_nos {
+            let order: Value = http
+                .get(format!("{url}/v1/orders/{order_no}"))
+                .bearer_auth(SECRET)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if order["status"] != "paid" {
+                pending += 1;
+            }
+        }
+        if pending == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{pending} paid orders never settled"
+        );
+        if resent.elapsed() > Duration::from_secs(5) {
+            let _ = http
+                .post(format!("{sandbox_url}/sandbox/notifications/resend"))
+                .send()
+                .await;
+            resent = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // Exactly once, from the database itself.
+    sqlx::any::install_default_drivers();
+    let db = sqlx::AnyPool::connect(&db_url).await.unwrap();
+    let count = |sql: &'static str, order_no: String| {
+        let db = db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .bind(order_no)
+                .fetch_one(&db)
+                .await
+                .unwrap()
+        }
+    };
+    for order_no in &paid_nos {
+        for sql in [
+            "SELECT COUNT(*) FROM payment WHERE order_no = $1",
+            "SELECT COUNT(*) FROM entitlement WHERE order_no = $1",
+            "SELECT COUNT(*) FROM outbox_event WHERE order_no = $1 AND event_type = 'order.paid'",
+            "SELECT COUNT(*) FROM payment_order WHERE order_no = $1 AND status = 'paid'",
+        ] {
+            assert_eq!(count(sql, order_no.clone()).await, 1, "{order_no}: {sql}");
+        }
+    }
+    for order in unpaid {
+        let order_no = no(order);
+        for sql in [
+            "SELECT COUNT(*) FROM payment WHERE order_no = $1",
+            "SELECT COUNT(*) FROM entitlement WHERE order_no = $1",
+        ] {
+            assert_eq!(count(sql, order_no.clone()).await, 0, "{order_no}: {sql}");
+        }
+        assert_eq!(
+            count(
+                "SELECT COUNT(*) FROM payment_order WHERE order_no = $1 AND status IN ('pending', 'closed')",
+                order_no.clone()
+            )
+            .await,
+            1
+        );
+    }
+    if db_url.starts_with("sqlite:") {
+        let check: String = sqlx::query_scalar("PRAGMA integrity_check")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        assert_eq!(check, "ok");
+    }
+    db.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_nine_mid_storm_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("paygate.db").display()
+    );
+    storm(db_url, dir).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_nine_mid_storm_on_postgres() {
+    let Some(db_url) = common::fresh_postgres_url().await else {
+        return;
+    };
+    storm(db_url.clone(), tempfile::tempdir().unwrap()).await;
+    common::drop_postgres_database(&db_url);
+}
