@@ -428,6 +428,7 @@ async fn faults_reject_unknown_fields_and_show_the_current_setting() {
             "pay_before_close": false,
             "wechat_refund_outcome": "success",
             "bill_missing_row": null,
+            "bill_duplicate_row": null,
             "bill_extra_row": false,
             "bill_altered_amount": null,
             "bill_altered_status": null,
