@@ -258,6 +258,8 @@ struct Read {
     matched_in_day: u64,
     /// Some payment's transaction id may appear twice in the bill.
     maybe_duplicate: bool,
+    /// Every bill payment's transaction id.
+    seen: seen::SeenFilter,
 }
 
 /// Reads the bill and matches its payments, a batch at a time, against `payment` (read-only
@@ -279,8 +281,8 @@ async fn read_and_match(
         totals: BillTotals::NONE,
         matched_in_day: 0,
         maybe_duplicate: false,
+        seen: seen::SeenFilter::new(),
     };
-    let mut seen = seen::SeenFilter::new();
     let mut matching: Result<(), ReconcileError> = Ok(());
     while let Some(batch) = batches.recv().await {
         if matching.is_err() {
@@ -309,7 +311,7 @@ async fn read_and_match(
             let seq = read.rows as i64;
             read.rows += 1;
             if entry.kind == bill::EntryKind::Payment {
-                read.maybe_duplicate |= seen.insert(entry.provider_txn_id.as_bytes());
+                read.maybe_duplicate |= read.seen.insert(entry.provider_txn_id.as_bytes());
                 if let Some(p) = local.get(&entry.provider_txn_id)
                     && p.amount_fen == entry.amount.get()
                     && entry.status == bill::SUCCESS
@@ -502,7 +504,20 @@ async fn classify(
     let staged_in_day =
         store::staged_payments_paid_between(reader, id, pid, day_start, day_end).await?;
     let local_now = local_tally(reader, pid, bill::EntryKind::Payment, day).await?;
-    let exact = read.maybe_duplicate || read.matched_in_day + staged_in_day != local_now.count;
+    let in_bill = read.matched_in_day + staged_in_day;
+    let mut exact = read.maybe_duplicate;
+    if !exact && in_bill != local_now.count {
+        // Some are missing: the filter of the bill's transaction ids names them, when it can
+        // be shown to have made no mistake; otherwise the anti-join below.
+        match missing_by_filter(reader, pid, day, &read.seen, in_bill).await? {
+            Some(missing) => {
+                for (d, amount) in missing {
+                    rec.record(d, amount).await?;
+                }
+            }
+            None => exact = true,
+        }
+    }
     rec.summary.timings_ms.exact_missing_remote_check = exact;
     let mut after = String::new();
     if exact {
@@ -675,6 +690,56 @@ async fn classify(
     summary.local_payments = local_tally(reader, pid, bill::EntryKind::Payment, day).await?;
     summary.local_refunds = local_tally(reader, pid, bill::EntryKind::Refund, day).await?;
     Ok(summary)
+}
+
+/// The day's local payments that the bill certainly does not have: paged through and asked of
+/// the filter of the bill's transaction ids. That is all of the missing ones when the payments
+/// the filter may have seen number exactly `in_bill`, the day's payments the counts found in the
+/// bill: the paging sees every payment that existed when `in_bill` was counted, and each of
+/// those in the bill answers "maybe", so equal numbers leave no room for a false "maybe". Else
+/// (a false "maybe", a payment of the bill settled meanwhile, or more missing than are kept in
+/// memory) None, and the anti-join decides.
+async fn missing_by_filter(
+    reader: &sqlx::AnyPool,
+    provider: &str,
+    day: (i64, i64),
+    seen: &seen::SeenFilter,
+    in_bill: u64,
+) -> Result<Option<Vec<(Discrepancy, i64)>>, sqlx::Error> {
+    const KEPT: usize = 100_000;
+    let mut missing = Vec::new();
+    let mut maybe = 0u64;
+    let mut after: Option<(i64, String)> = None;
+    loop {
+        let cursor = after.as_ref().map(|(at, id)| (*at, id.as_str()));
+        let page = store::payments_paid_between(reader, provider, day, cursor, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = Some((last.paid_at, last.payment_id.clone()));
+        for p in page {
+            if seen.may_contain(p.provider_txn_id.as_bytes()) {
+                maybe += 1;
+                continue;
+            }
+            if missing.len() == KEPT {
+                return Ok(None);
+            }
+            let d = Discrepancy {
+                class: "missing_remote",
+                kind: "payment",
+                order_no: p.order_no,
+                provider_txn_id: Some(p.provider_txn_id),
+                refund_no: None,
+                bill_amount_fen: None,
+                local_amount_fen: Some(p.amount_fen),
+                bill_status: None,
+                local_status: Some("paid".into()),
+                healed: false,
+                note: None,
+            };
+            missing.push((d, p.amount_fen));
+        }
+    }
+    Ok((maybe == in_bill).then_some(missing))
 }
 
 /// The count and sum of `provider`'s local payments (by payment time) or refunds (by request

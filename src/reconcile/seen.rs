@@ -31,25 +31,34 @@ impl SeenFilter {
 
     /// Inserts `key`; answers whether it may have been inserted before (`false`: certainly not).
     pub fn insert(&mut self, key: &[u8]) -> bool {
+        let (base, bits) = self.position(key);
+        let mut all_set = true;
+        for (word, mask) in bits.map(|bit| (base + bit / 64, 1u64 << (bit % 64))) {
+            all_set &= self.words[word] & mask != 0;
+            self.words[word] |= mask;
+        }
+        all_set
+    }
+
+    /// Whether `key` may have been inserted (`false`: certainly not).
+    pub fn may_contain(&self, key: &[u8]) -> bool {
+        let (base, bits) = self.position(key);
+        bits.map(|bit| (base + bit / 64, 1u64 << (bit % 64)))
+            .all(|(word, mask)| self.words[word] & mask != 0)
+    }
+
+    /// The first word of `key`'s block and its bits within the block.
+    fn position(&self, key: &[u8]) -> (usize, impl Iterator<Item = usize> + use<>) {
         let mut h = self.hasher.build_hasher();
         h.write(key);
         let first = h.finish();
         // A second, independent 64-bit hash: the same keyed hasher over the first one.
         let mut h2 = self.hasher.build_hasher();
         h2.write_u64(first);
-        let mut second = h2.finish();
+        let second = h2.finish();
         let block = (first as usize) & (BLOCKS - 1);
-        let base = block * WORDS_PER_BLOCK;
-        let mut all_set = true;
-        for _ in 0..BITS_PER_KEY {
-            let bit = (second & 511) as usize;
-            second >>= 9;
-            let word = &mut self.words[base + bit / 64];
-            let mask = 1u64 << (bit % 64);
-            all_set &= *word & mask != 0;
-            *word |= mask;
-        }
-        all_set
+        let bits = (0..BITS_PER_KEY).map(move |i| ((second >> (9 * i)) & 511) as usize);
+        (block * WORDS_PER_BLOCK, bits)
     }
 }
 
@@ -74,8 +83,10 @@ mod tests {
         }
         // 100 k distinct keys in 2^18 blocks: a false "maybe" is about 1e-13 per key.
         assert_eq!(maybe, 0);
-        // Every key already inserted answers "maybe" (no false "no").
+        // Every key already inserted answers "maybe" (no false "no"); fresh ones "no".
         for i in (0..100_000u32).step_by(997) {
+            assert!(seen.may_contain(format!("4200000{i:021}").as_bytes()));
+            assert!(!seen.may_contain(format!("4300000{i:021}").as_bytes()));
             assert!(seen.insert(format!("4200000{i:021}").as_bytes()));
         }
     }

@@ -120,6 +120,53 @@ pub async fn staged_payments_paid_between(
     Ok(count as u64)
 }
 
+/// A local payment of a day, as the missing-remote check pages through them.
+#[derive(Debug, Clone)]
+pub struct DayPayment {
+    pub payment_id: String,
+    pub order_no: String,
+    pub provider_txn_id: String,
+    pub amount_fen: i64,
+    pub paid_at: i64,
+}
+
+/// A page of `provider`'s payments paid in [`from`, `to`), after `after` = (paid_at,
+/// payment_id), in that order.
+pub async fn payments_paid_between(
+    reader: &AnyPool,
+    provider: &str,
+    (from, to): (i64, i64),
+    after: Option<(i64, &str)>,
+    limit: i64,
+) -> Result<Vec<DayPayment>, sqlx::Error> {
+    let (after_at, after_id) = after.unwrap_or((from - 1, ""));
+    let rows = sqlx::query(
+        "SELECT payment_id, order_no, provider_txn_id, amount_fen, paid_at FROM payment
+         WHERE provider = $1 AND paid_at >= $2 AND paid_at < $3
+           AND (paid_at > $4 OR (paid_at = $4 AND payment_id > $5))
+         ORDER BY paid_at, payment_id LIMIT $6",
+    )
+    .bind(provider)
+    .bind(from)
+    .bind(to)
+    .bind(after_at)
+    .bind(after_id)
+    .bind(limit)
+    .fetch_all(reader)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(DayPayment {
+                payment_id: r.try_get("payment_id")?,
+                order_no: r.try_get("order_no")?,
+                provider_txn_id: r.try_get("provider_txn_id")?,
+                amount_fen: r.try_get("amount_fen")?,
+                paid_at: r.try_get("paid_at")?,
+            })
+        })
+        .collect()
+}
+
 pub async fn drop_staged(pool: &AnyPool, run_key: &str) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM reconciliation_bill_row WHERE run_key = $1")
         .bind(run_key)
