@@ -81,7 +81,7 @@ enum Command {
 
 #[derive(Subcommand)]
 enum PrivacyCommand {
-    /// Record an erasure request for employer ID and carry it out at once, as the `erasures`
+    /// Record an erasure request for employer ID and carry it out at once, as the `erasure`
     /// job would. Prints the request as JSON (its pseudonym, never the id).
     EraseEmployer { employer_id: String },
     /// Delete what is past its [privacy] retention. Prints the counts as JSON.

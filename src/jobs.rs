@@ -9,7 +9,7 @@
 //! | `refunds` | every minute | [`crate::refunds::query_due`] |
 //! | `reconciliation` | 10:30 Asia/Shanghai, then hourly until 18:30 while a bill is not ready | [`reconcile_yesterday`] |
 //! | `events` | every second, when `[events] url` is set | [`crate::push::push_due`] |
-//! | `erasures` | every 10 minutes | [`crate::privacy::run_due`] |
+//! | `erasure` | every 10 minutes | [`crate::privacy::run_due`] |
 //! | `retention` | daily, 03:00 Asia/Shanghai | [`crate::privacy::retention::run`] |
 //!
 //! Each pass is a plain async function over [`AppState`], so the CLI (`paygate sync-pending`)
@@ -58,7 +58,7 @@ pub enum Job {
     /// The event push: not on the cron schedule but a loop, every event claimed on its own.
     Events,
     /// Pending erasure requests carried out (issue 11).
-    Erasures,
+    Erasure,
     /// What is past its `[privacy]` retention deleted.
     Retention,
 }
@@ -72,7 +72,7 @@ impl Job {
         Job::Refunds,
         Job::Reconciliation,
         Job::Events,
-        Job::Erasures,
+        Job::Erasure,
         Job::Retention,
     ];
 
@@ -85,7 +85,7 @@ impl Job {
             Job::Refunds => "refunds",
             Job::Reconciliation => "reconciliation",
             Job::Events => "events",
-            Job::Erasures => "erasures",
+            Job::Erasure => "erasure",
             Job::Retention => "retention",
         }
     }
@@ -103,7 +103,7 @@ impl Job {
             // the next hour, and the 18:30 run reports a bill still missing.
             Job::Reconciliation => Some("0 30 10-18 * * *"),
             Job::Events => None,
-            Job::Erasures => Some("0 */10 * * * *"),
+            Job::Erasure => Some("0 */10 * * * *"),
             Job::Retention => Some("0 0 3 * * *"),
         }
     }
@@ -116,7 +116,7 @@ impl Job {
             }
             Job::PlatformKeys => chrono::Duration::hours(6),
             Job::EntitlementExpiry | Job::Reconciliation => chrono::Duration::hours(1),
-            Job::Erasures => chrono::Duration::minutes(10),
+            Job::Erasure => chrono::Duration::minutes(10),
             Job::Retention => chrono::Duration::days(1),
         }
     }
@@ -474,7 +474,7 @@ impl Runner {
             Job::Refunds => serde_json::to_value(crate::refunds::query_due(state).await?)?,
             Job::Reconciliation => serde_json::to_value(reconcile_yesterday(state).await?)?,
             Job::Events => serde_json::to_value(crate::push::push_due(state).await?)?,
-            Job::Erasures => serde_json::to_value(crate::privacy::run_due(state).await?)?,
+            Job::Erasure => serde_json::to_value(crate::privacy::run_due(state).await?)?,
             Job::Retention => {
                 serde_json::to_value(crate::privacy::retention::run(state, false).await?)?
             }

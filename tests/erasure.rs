@@ -140,7 +140,7 @@ async fn erase(app: &TestApp, employer: &str, key: &str) -> Value {
     assert_eq!(status, 202, "{requested}");
     assert_eq!(requested["status"], "pending");
     assert!(requested.get("pseudonym").is_none(), "{requested}");
-    let pass = run(app, Job::Erasures).await;
+    let pass = run(app, Job::Erasure).await;
     assert_eq!(pass["failed"], 0, "{pass}");
     let done = app.erasure(requested["erasure_id"].as_str().unwrap()).await;
     assert_eq!(done["status"], "completed", "{done}");
@@ -306,7 +306,7 @@ async fn erasing_twice_or_concurrently_agrees(app: TestApp) {
 
     let passes = race_all((0..3).map(|_| {
         let jobs = app.jobs.clone();
-        async move { jobs.run_once(Job::Erasures).await.expect("pass") }
+        async move { jobs.run_once(Job::Erasure).await.expect("pass") }
     }))
     .await;
     assert!(passes.iter().all(|p| p["failed"] == 0), "{passes:?}");
@@ -398,7 +398,7 @@ async fn a_payment_after_the_erasure_settles_once_grants_nothing_and_goes_back(a
         .unwrap();
     assert!(resent.status().is_success(), "{}", resent.status());
     tokio::time::sleep(StdDuration::from_millis(200)).await;
-    let pass = run(&app, Job::Erasures).await;
+    let pass = run(&app, Job::Erasure).await;
     assert_eq!(pass["refunds_started"], 0, "{pass}");
     assert_eq!(
         app.count(
@@ -444,7 +444,7 @@ async fn due_by_is_two_working_days_after_the_request_day() {
     );
     // Carried out late (nobody ran the job): done all the same, and nothing is left overdue.
     app.clock.advance(Duration::days(10));
-    let pass = app.jobs.run_once(Job::Erasures).await.unwrap();
+    let pass = app.jobs.run_once(Job::Erasure).await.unwrap();
     assert_eq!(pass["completed"], 1, "carried out, late: {pass}");
     assert_eq!(pass["overdue"], 0);
 }

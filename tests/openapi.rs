@@ -176,7 +176,7 @@ async fn the_document_lists_every_route_and_real_answers_fit_it() {
     assert_eq!(status, 202);
     fits(&doc, "Erasure", &erasure);
     app.jobs
-        .run_once(paygate::jobs::Job::Erasures)
+        .run_once(paygate::jobs::Job::Erasure)
         .await
         .unwrap();
     let done = app.erasure(erasure["erasure_id"].as_str().unwrap()).await;

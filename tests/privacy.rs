@@ -230,7 +230,7 @@ async fn request_paths_are_logged_as_route_templates_and_name_nobody() {
     let (status, _) = app.request_erasure(employer, "log-erase-1").await;
     assert_eq!(status, 202);
     app.jobs
-        .run_once(paygate::jobs::Job::Erasures)
+        .run_once(paygate::jobs::Job::Erasure)
         .await
         .unwrap();
     let logs = logs_so_far();

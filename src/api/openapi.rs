@@ -394,7 +394,7 @@ fn events() {}
     params(("Idempotency-Key" = String, Header, description = "1 to 255 characters; the same key and body replay the answer")),
     request_body = CreateErasure,
     responses(
-        (status = 202, body = Erasure, description = "recorded; the erasures job carries it out within minutes"),
+        (status = 202, body = Erasure, description = "recorded; the erasure job carries it out within minutes"),
         (status = 400, body = ErrorEnvelope, description = "malformed request, invalid_employer_id, missing_idempotency_key"),
         (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
         (status = 409, body = ErrorEnvelope, description = "idempotency_key_in_flight"),

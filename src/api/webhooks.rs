@@ -32,7 +32,7 @@ pub async fn receive(
                     if let settle::Settled::Now { .. } = settled {
                         // A payment that reached an erased account goes straight back, after
                         // the provider has its answer (the refund call must not hold the
-                        // notification); the erasures job retries what does not start now.
+                        // notification); the erasure job retries what does not start now.
                         let (state, order_no) = (state.clone(), trade.order_no.clone());
                         tokio::spawn(async move {
                             crate::privacy::refund_if_erased(&state, &order_no).await;

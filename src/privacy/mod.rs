@@ -1,5 +1,5 @@
 //! Privacy (design.md §1, §10; issue 11): account deletions carried out within two working
-//! days ([`request`], [`carry_out`], the `erasures` job [`run_due`]), the pseudonym that
+//! days ([`request`], [`carry_out`], the `erasure` job [`run_due`]), the pseudonym that
 //! replaces an erased employer id ([`PseudonymKey`]), and retention ([`retention`]).
 //!
 //! An erasure replaces the employer id everywhere paygate holds it by
@@ -263,7 +263,7 @@ pub async fn carry_out(state: &AppState, erasure_id: &str) -> Result<ErasureRow,
         .ok_or(PrivacyError::UnknownErasure)
 }
 
-/// One pass of the `erasures` job.
+/// One pass of the `erasure` job.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct ErasurePass {
     pub completed: u64,
@@ -274,7 +274,7 @@ pub struct ErasurePass {
     pub refunds_started: u64,
 }
 
-/// The `erasures` job: carries out pending requests, oldest first; refunds payments that
+/// The `erasure` job: carries out pending requests, oldest first; refunds payments that
 /// reached an erased account after its erasure and are not refunded yet (a crash between the
 /// settlement and its refund is healed here); reports what is past its `due_by`.
 pub async fn run_due(state: &AppState) -> anyhow::Result<ErasurePass> {
@@ -348,7 +348,7 @@ where
 /// A payment that reached an erased account (settled under its pseudonym, nothing granted)
 /// goes back in full through the refund path, reason `account_deleted`. True when a refund
 /// was started now; anything else (not erased, nothing left to refund, a refund already in
-/// flight, the provider not answering yet) is logged and left to the next `erasures` pass.
+/// flight, the provider not answering yet) is logged and left to the next `erasure` pass.
 pub async fn refund_if_erased(state: &AppState, order_no: &OrderNo) -> bool {
     let owed: Result<i64, sqlx::Error> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT COUNT(*) FROM payment_order o WHERE o.order_no = $1 AND {OWED}"
@@ -384,7 +384,7 @@ pub async fn refund_if_erased(state: &AppState, order_no: &OrderNo) -> bool {
             true
         }
         Err(e) => {
-            tracing::warn!(%order_no, error = %crate::error::chain(&e), "refund for an erased account not started; the erasures job retries");
+            tracing::warn!(%order_no, error = %crate::error::chain(&e), "refund for an erased account not started; the erasure job retries");
             false
         }
     }
