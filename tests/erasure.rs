@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration as StdDuration;
 
 use chrono::Duration;
-use common::{TestApp, race_all};
+use common::{TestApp, captured_logs, race_all};
 use paygate::jobs::Job;
 use paygate_sandbox::Faults;
 use serde_json::{Value, json};
@@ -23,39 +23,6 @@ async fn run(app: &TestApp, job: Job) -> Value {
     app.jobs.run_once(job).await.expect("job pass")
 }
 
-/// The DEBUG-level log of everything in this test binary (the gateway, the embedded sandbox,
-/// sqlx, the HTTP stack), captured from the first test that asks for it.
-fn captured_logs() -> &'static std::sync::Mutex<Vec<u8>> {
-    use std::sync::{Mutex, OnceLock};
-    static LOGS: OnceLock<&'static Mutex<Vec<u8>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buffer: &'static Mutex<Vec<u8>> = Box::leak(Box::new(Mutex::new(Vec::new())));
-        let writer = move || LogWriter(buffer);
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .with_writer(writer)
-            .try_init()
-            .expect("the only subscriber of this test binary");
-        buffer
-    })
-}
-
-struct LogWriter(&'static std::sync::Mutex<Vec<u8>>);
-
-impl std::io::Write for LogWriter {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// None of `ids` in any log line so far; `order_no` is there, so the capture holds this flow.
 fn assert_not_logged(order_no: &str, ids: &[&str]) {
