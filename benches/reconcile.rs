@@ -39,6 +39,18 @@ fn rss_peak_kib() -> u64 {
         .unwrap_or(0)
 }
 
+fn rss_now_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 fn reset_rss_peak() {
     // "5" resets the peak RSS (VmHWM) to the current RSS (Linux ≥ 4.0).
     let _ = std::fs::write("/proc/self/clear_refs", "5");
@@ -211,9 +223,9 @@ async fn main() {
     let date = NaiveDate::from_ymd_opt(2026, 11, 28).expect("date");
     println!("paygate reconciliation bench: {n} payments per provider, {backend}");
     println!(
-        "| provider | rows | wall | rows/s | read + match | classify | exact check | peak RSS during the run |"
+        "| provider | rows | wall | rows/s | read + match | classify | exact check | RSS before | peak RSS during the run |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for provider in [ProviderId::Wechatpay, ProviderId::Alipay] {
         let paid = paid_orders(n, provider, date);
         insert(&state.db, provider, &paid).await;
@@ -226,6 +238,7 @@ async fn main() {
         };
         drop(paid);
         reset_rss_peak();
+        let before = rss_now_kib();
         let started = Instant::now();
         let run = paygate::reconcile::run_downloaded(&state, provider, date, file, Utc::now())
             .await
@@ -244,12 +257,13 @@ async fn main() {
         );
         let timings = &summary["timings_ms"];
         println!(
-            "| {provider} | {n} | {:.1} s | {:.0} | {:.1} s | {:.1} s | {} | {} MiB |",
+            "| {provider} | {n} | {:.1} s | {:.0} | {:.1} s | {:.1} s | {} | {} MiB | {} MiB |",
             took.as_secs_f64(),
             n as f64 / took.as_secs_f64(),
             timings["read_and_match"].as_f64().unwrap_or(0.0) / 1000.0,
             timings["classify_and_heal"].as_f64().unwrap_or(0.0) / 1000.0,
             if timings["exact_missing_remote_check"] == true { "yes" } else { "no" },
+            before / 1024,
             rss_peak_kib() / 1024
         );
     }
