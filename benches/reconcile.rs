@@ -251,7 +251,9 @@ async fn main() {
             "{summary}"
         );
         assert_eq!(
-            summary["payments"]["missing_remote"]["count"].as_u64().unwrap_or(0),
+            summary["payments"]["missing_remote"]["count"]
+                .as_u64()
+                .unwrap_or(0),
             u64::from(missing),
             "{summary}"
         );
@@ -262,7 +264,11 @@ async fn main() {
             n as f64 / took.as_secs_f64(),
             timings["read_and_match"].as_f64().unwrap_or(0.0) / 1000.0,
             timings["classify_and_heal"].as_f64().unwrap_or(0.0) / 1000.0,
-            if timings["exact_missing_remote_check"] == true { "yes" } else { "no" },
+            if timings["exact_missing_remote_check"] == true {
+                "yes"
+            } else {
+                "no"
+            },
             before / 1024,
             rss_peak_kib() / 1024
         );

@@ -332,7 +332,6 @@ pub struct CheckoutConfig {
     pub allowed_return_hosts: Vec<String>,
 }
 
-
 impl Config {
     /// Reads `path` (or nothing: every default), applies environment overrides, validates.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {

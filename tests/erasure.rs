@@ -23,7 +23,6 @@ async fn run(app: &TestApp, job: Job) -> Value {
     app.jobs.run_once(job).await.expect("job pass")
 }
 
-
 /// None of `ids` in any log line so far; `order_no` is there, so the capture holds this flow.
 fn assert_not_logged(order_no: &str, ids: &[&str]) {
     let logs = String::from_utf8_lossy(&captured_logs().lock().unwrap_or_else(|e| e.into_inner()))

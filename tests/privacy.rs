@@ -148,7 +148,6 @@ on_both_backends!(
     the_payer_openid_is_never_stored
 );
 
-
 fn logs_so_far() -> String {
     String::from_utf8_lossy(&captured_logs().lock().unwrap_or_else(|e| e.into_inner())).into_owned()
 }

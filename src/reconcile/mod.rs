@@ -519,13 +519,15 @@ async fn classify(
         }
     }
     rec.summary.timings_ms.exact_missing_remote_check = exact;
-    let mut after = String::new();
+    // The anti-join's cursor: None when it is not needed.
+    let mut after = None;
     if exact {
         let mut file = staged.file;
         std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0)).map_err(BillError::Io)?;
         stage_all_payments(state, staged.all_payments_key, provider.clone(), file).await?;
+        after = Some(String::new());
     }
-    while exact {
+    while let Some(cursor) = &after {
         let page = sqlx::query(
             "SELECT p.payment_id, p.order_no, p.provider_txn_id, p.amount_fen FROM payment p
              WHERE p.provider = $2 AND p.paid_at >= $3 AND p.paid_at < $4 AND p.payment_id > $5
@@ -538,12 +540,12 @@ async fn classify(
         .bind(pid)
         .bind(day_start)
         .bind(day_end)
-        .bind(&after)
+        .bind(cursor)
         .bind(PAGE)
         .fetch_all(reader)
         .await?;
         let Some(last) = page.last() else { break };
-        after = last.try_get("payment_id")?;
+        after = Some(last.try_get("payment_id")?);
         for r in &page {
             let amount: i64 = r.try_get("amount_fen")?;
             rec.record(

@@ -11,7 +11,11 @@ use crate::reconcile::bill::BillEntry;
 const ROWS_PER_STATEMENT: usize = 32;
 
 /// Stages `rows` (each with its position in the bill) under `run_key`, in one transaction.
-pub async fn stage(tx: &mut Tx, run_key: &str, rows: &[(i64, BillEntry)]) -> Result<(), sqlx::Error> {
+pub async fn stage(
+    tx: &mut Tx,
+    run_key: &str,
+    rows: &[(i64, BillEntry)],
+) -> Result<(), sqlx::Error> {
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let mut sql = String::from(
             "INSERT INTO reconciliation_bill_row (run_key, seq, kind, order_no, provider_txn_id,
