@@ -286,3 +286,42 @@ async fn shutdown_finishes_the_writes_in_flight() {
         "every answered grant committed, nothing else"
     );
 }
+
+/// `GET /v1/orders/{no}` reads the order and its payment in one joined query: the payment
+/// record it shows is the stored one, field for field, and a pending order has none.
+async fn an_order_read_shows_its_stored_payment(app: TestApp) {
+    let pending = app
+        .create_order_on(
+            "emp_read",
+            "wechatpay",
+            "native",
+            json!({"plan": "resume-download-50"}),
+        )
+        .await;
+    let shown = app.order(&no(&pending)).await;
+    assert_eq!(shown["status"], "pending");
+    assert!(shown.get("payment_record").is_none(), "{shown}");
+    let paid = app
+        .paid_order("emp_read", "alipay", "resume-download-50")
+        .await;
+    let shown = app.order(&no(&paid)).await;
+    let (txn, amount, source): (String, i64, String) = sqlx::query_as(
+        "SELECT provider_txn_id, amount_fen, source FROM payment WHERE order_no = $1",
+    )
+    .bind(no(&paid))
+    .fetch_one(app.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(amount, 19_900);
+    let record = &shown["payment_record"];
+    assert_eq!(record["provider_transaction_id"], txn.as_str(), "{shown}");
+    assert_eq!(record["amount"], "199.00");
+    assert_eq!(record["source"], source.as_str());
+    assert_eq!(shown["amount"], "199.00");
+    assert_eq!(shown["order_no"], no(&paid).as_str());
+}
+on_both_backends!(
+    an_order_read_shows_its_stored_payment_on_sqlite,
+    an_order_read_shows_its_stored_payment_on_postgres,
+    an_order_read_shows_its_stored_payment
+);

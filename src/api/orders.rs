@@ -286,10 +286,18 @@ pub(super) async fn full_json(
     if !order.status.is_settled() {
         return Ok(order_json(order, None, &[]));
     }
-    let pool = state.db.reader();
-    let payment = orders::payment_of(pool, &order.order_no).await?;
-    let refunds = refunds::of_order(pool, &order.order_no).await?;
-    Ok(order_json(order, payment.as_ref(), &refunds))
+    let payment = orders::payment_of(state.db.reader(), &order.order_no).await?;
+    with_refunds(state, order, payment.as_ref()).await
+}
+
+/// A settled order's JSON: its refunds are read.
+async fn with_refunds(
+    state: &AppState,
+    order: &OrderRow,
+    payment: Option<&orders::PaymentRow>,
+) -> Result<serde_json::Value, ApiError> {
+    let refunds = refunds::of_order(state.db.reader(), &order.order_no).await?;
+    Ok(order_json(order, payment, &refunds))
 }
 
 /// The longest `wait=` (seconds).
@@ -330,8 +338,14 @@ pub async fn get(
     let wait = wait_param(query.as_deref())?;
     let no = self::order_no(&order_no)?;
     if wait.is_zero() {
-        let order = load(&state, &order_no).await?;
-        return Ok(Json(full_json(&state, &order).await?));
+        // The order and its payment in one read; a settled order's refunds in a second.
+        let (order, payment) = orders::get_with_payment(state.db.reader(), &no)
+            .await?
+            .ok_or_else(order_not_found)?;
+        if !order.status.is_settled() {
+            return Ok(Json(order_json(&order, None, &[])));
+        }
+        return Ok(Json(with_refunds(&state, &order, payment.as_ref()).await?));
     }
     // Subscribed before the first read: a change committed in between still wakes us.
     let mut changes = state.db.order_watch().subscribe(&no);

@@ -514,18 +514,54 @@ where
     .bind(order_no.as_str())
     .fetch_optional(exec)
     .await?;
+    row.map(|r| payment_from_row(&r, "")).transpose()
+}
+
+/// A payment row whose columns are named `{prefix}payment_id`, `{prefix}amount_fen`, ….
+fn payment_from_row(r: &AnyRow, prefix: &str) -> Result<PaymentRow, sqlx::Error> {
+    let column = |name: &str| format!("{prefix}{name}");
+    let currency: String = r.try_get(column("currency").as_str())?;
+    Ok(PaymentRow {
+        payment_id: r.try_get(column("payment_id").as_str())?,
+        provider_txn_id: r.try_get(column("provider_txn_id").as_str())?,
+        amount: fen_of("amount_fen", r.try_get(column("amount_fen").as_str())?)?,
+        currency: Currency::parse(&currency).ok_or_else(|| corrupt("currency", &currency))?,
+        trade_type: r.try_get(column("trade_type").as_str())?,
+        bank_type: r.try_get(column("bank_type").as_str())?,
+        source: r.try_get(column("source").as_str())?,
+        paid_at: r.try_get(column("paid_at").as_str())?,
+    })
+}
+
+/// An order and its payment, if it has one, in one read (what `GET /v1/orders/{no}` shows).
+pub async fn get_with_payment<'e, E>(
+    exec: E,
+    order_no: &OrderNo,
+) -> Result<Option<(OrderRow, Option<PaymentRow>)>, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let order_columns: Vec<String> = ORDER_COLUMNS
+        .split(',')
+        .map(|c| format!("o.{}", c.trim()))
+        .collect();
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {}, p.payment_id AS pay_payment_id, p.provider_txn_id AS pay_provider_txn_id,
+                p.amount_fen AS pay_amount_fen, p.currency AS pay_currency,
+                p.trade_type AS pay_trade_type, p.bank_type AS pay_bank_type,
+                p.source AS pay_source, p.paid_at AS pay_paid_at
+         FROM payment_order o LEFT JOIN payment p ON p.order_no = o.order_no
+         WHERE o.order_no = $1",
+        order_columns.join(", ")
+    )))
+    .bind(order_no.as_str())
+    .fetch_optional(exec)
+    .await?;
     row.map(|r| {
-        let currency: String = r.try_get("currency")?;
-        Ok(PaymentRow {
-            payment_id: r.try_get("payment_id")?,
-            provider_txn_id: r.try_get("provider_txn_id")?,
-            amount: fen_of("amount_fen", r.try_get("amount_fen")?)?,
-            currency: Currency::parse(&currency).ok_or_else(|| corrupt("currency", &currency))?,
-            trade_type: r.try_get("trade_type")?,
-            bank_type: r.try_get("bank_type")?,
-            source: r.try_get("source")?,
-            paid_at: r.try_get("paid_at")?,
-        })
+        let order = order_from_row(&r)?;
+        let paid: Option<String> = r.try_get("pay_payment_id")?;
+        let payment = paid.map(|_| payment_from_row(&r, "pay_")).transpose()?;
+        Ok((order, payment))
     })
     .transpose()
 }
