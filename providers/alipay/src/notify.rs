@@ -55,6 +55,14 @@ impl SignRule {
 
 /// Checks `params` under `rule`. Only RSA2 exists for us: a message claiming another
 /// `sign_type` (or none) is refused, whether or not the rule signs that field.
+/// The value of `key` in a verified message, which must be there and not empty.
+pub(crate) fn required(params: &Params, key: &'static str) -> Result<String, NotifyError> {
+    params
+        .non_empty(key)
+        .map(str::to_owned)
+        .ok_or(NotifyError::Field(key))
+}
+
 pub fn verify_params(
     params: &Params,
     rule: SignRule,
@@ -114,12 +122,7 @@ pub fn verify_trade_notification(
         return Err(NotifyError::UnexpectedType);
     }
     verify_params(&params, SignRule::V1, verifier)?;
-    let text = |key: &'static str| {
-        params
-            .non_empty(key)
-            .map(str::to_owned)
-            .ok_or(NotifyError::Field(key))
-    };
+    let text = |key: &'static str| required(&params, key);
     let time = |key: &'static str| -> Result<Option<DateTime<Utc>>, NotifyError> {
         match params.non_empty(key) {
             Some(t) => parse_beijing_time(t)

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use crate::keys::Verifier;
 use crate::money::yuan_to_fen;
-use crate::notify::{NotifyError, SignRule, verify_params};
+use crate::notify::{NotifyError, SignRule, required, verify_params};
 use crate::params::Params;
 use crate::request::OrderChannel;
 use crate::time::parse_beijing_time;
@@ -51,12 +51,7 @@ pub fn verify_return_query(query: &[u8], verifier: &Verifier) -> Result<ReturnQu
         _ => return Err(NotifyError::UnexpectedType),
     };
     verify_params(&params, SignRule::V1, verifier)?;
-    let text = |key: &'static str| {
-        params
-            .non_empty(key)
-            .map(str::to_owned)
-            .ok_or(NotifyError::Field(key))
-    };
+    let text = |key: &'static str| required(&params, key);
     Ok(ReturnQuery {
         channel,
         app_id: text("app_id")?,
