@@ -90,6 +90,21 @@ async fn get_waiting(app: &TestApp, order_no: &str, wait: &str) -> (u16, Value) 
     (res.status().as_u16(), res.json().await.expect("json"))
 }
 
+/// `GET …?wait=20` in a task of its own; it answers when it was answered, and the order.
+fn spawn_wait(app: &TestApp, order_no: &str) -> tokio::task::JoinHandle<(Instant, Value)> {
+    let (url, http, no) = (app.url.clone(), app.http.clone(), order_no.to_owned());
+    tokio::spawn(async move {
+        let res = http
+            .get(format!("{url}/v1/orders/{no}?wait=20"))
+            .bearer_auth(CHECKOUT_KEY)
+            .send()
+            .await
+            .expect("get");
+        let body: Value = res.json().await.expect("json");
+        (Instant::now(), body)
+    })
+}
+
 #[tokio::test]
 async fn a_per_order_return_url_on_an_allowed_host_is_what_page_and_h5_carry() {
     let app = checkout_app(Backend::Sqlite).await.expect("sqlite");
@@ -297,20 +312,7 @@ async fn wait_answers_within_a_second_of_a_settlement_on_the_same_instance() {
         };
         let (order, query) = paid_alipay_order_and_its_return(&app, "page").await;
         let no = order_no(&order).to_owned();
-        let waiting = {
-            let (url, http) = (app.url.clone(), app.http.clone());
-            let no = no.clone();
-            tokio::spawn(async move {
-                let res = http
-                    .get(format!("{url}/v1/orders/{no}?wait=20"))
-                    .bearer_auth(CHECKOUT_KEY)
-                    .send()
-                    .await
-                    .expect("get");
-                let body: Value = res.json().await.expect("json");
-                (Instant::now(), body)
-            })
-        };
+        let waiting = spawn_wait(&app, &no);
         let watch = app.db.order_watch().clone();
         common::wait_until("the wait has begun", || watch.waiters() == 1).await;
         let (status, _) = return_check(&app, &no, &query).await;
@@ -338,19 +340,7 @@ async fn wait_sees_a_settlement_by_another_instance_within_the_reread_interval()
             .create_order_on("emp_two", "alipay", "page", json!({}))
             .await;
         let no = order_no(&order).to_owned();
-        let waiting = {
-            let (url, http, no) = (a.url.clone(), a.http.clone(), no.clone());
-            tokio::spawn(async move {
-                let res = http
-                    .get(format!("{url}/v1/orders/{no}?wait=20"))
-                    .bearer_auth(CHECKOUT_KEY)
-                    .send()
-                    .await
-                    .expect("get");
-                let body: Value = res.json().await.expect("json");
-                (Instant::now(), body)
-            })
-        };
+        let waiting = spawn_wait(&a, &no);
         let watch = a.db.order_watch().clone();
         common::wait_until("the wait has begun", || watch.waiters() == 1).await;
         // Alipay's notification reaches instance B; A learns of it from the database only.
