@@ -57,6 +57,11 @@ fn from_row(r: &AnyRow, now_ms: i64) -> Result<Entitlement, sqlx::Error> {
     Ok(e)
 }
 
+/// Appends one line to an entitlement's audit trail.
+const AUDIT: &str =
+    "INSERT INTO entitlement_audit (entitlement_id, kind, resume_id, quota_delta, created_at)
+     VALUES ($1, $2, $3, $4, $5)";
+
 async fn audit(
     tx: &mut Tx,
     entitlement_id: &str,
@@ -65,17 +70,14 @@ async fn audit(
     quota_delta: i64,
     now_ms: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO entitlement_audit (entitlement_id, kind, resume_id, quota_delta, created_at)
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(entitlement_id)
-    .bind(kind)
-    .bind(resume_id)
-    .bind(quota_delta)
-    .bind(now_ms)
-    .execute(&mut **tx)
-    .await?;
+    sqlx::query(AUDIT)
+        .bind(entitlement_id)
+        .bind(kind)
+        .bind(resume_id)
+        .bind(quota_delta)
+        .bind(now_ms)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
@@ -445,6 +447,41 @@ mod refund_rule_tests {
     }
 }
 
+// The statements of an access check, shared by the sqlx path (PostgreSQL) and the batching
+// writer (SQLite): both bind `$1`… in order.
+
+/// The résumé is covered by a still-valid entitlement of the employer ($1 employer, $2 action,
+/// $3 now, $4 résumé): the entitlement that expires first.
+const COVERED: &str = "SELECT e.entitlement_id, e.quota, e.used FROM entitlement e
+     JOIN resume_access a ON a.entitlement_id = e.entitlement_id
+     WHERE e.employer_id = $1 AND e.action = $2 AND e.status = 'active' AND e.valid_until > $3
+       AND a.resume_id = $4 AND a.action = $2
+     ORDER BY e.valid_until LIMIT 1";
+
+/// One unit taken from the active entitlement that expires first with quota left — unless the
+/// résumé is covered meanwhile ($1 now, $2 employer, $3 action, $4 now, $5 résumé). The
+/// conditional UPDATE is the guard: two concurrent requests can never both take the last unit.
+const TAKE_UNIT: &str = "UPDATE entitlement SET used = used + 1, updated_at = $1
+     WHERE entitlement_id = (SELECT entitlement_id FROM entitlement
+                             WHERE employer_id = $2 AND action = $3 AND status = 'active'
+                               AND valid_until > $4 AND (quota IS NULL OR used < quota)
+                             ORDER BY valid_until, entitlement_id LIMIT 1)
+       AND status = 'active' AND (quota IS NULL OR used < quota)
+       AND NOT EXISTS (SELECT 1 FROM entitlement e
+                       JOIN resume_access a ON a.entitlement_id = e.entitlement_id
+                       WHERE e.employer_id = $2 AND e.action = $3 AND e.status = 'active'
+                         AND e.valid_until > $4 AND a.resume_id = $5 AND a.action = $3)
+     RETURNING entitlement_id, quota, used";
+
+/// Some active entitlement still has quota ($1 employer, $2 action, $3 now).
+const QUOTA_LEFT: &str = "SELECT entitlement_id FROM entitlement
+     WHERE employer_id = $1 AND action = $2 AND status = 'active' AND valid_until > $3
+       AND (quota IS NULL OR used < quota)
+     LIMIT 1";
+
+/// The résumé is now covered by the entitlement ($1 entitlement, $2 résumé, $3 action, $4 now).
+const RECORD_ACCESS: &str = "INSERT INTO resume_access (entitlement_id, resume_id, action, created_at) VALUES ($1, $2, $3, $4)";
+
 #[derive(Debug, Clone, Serialize)]
 pub struct AccessGranted {
     pub granted: bool,
@@ -471,13 +508,83 @@ pub async fn access(
     if let Some(granted) = covered(db.reader(), employer, resume_id, action, now_ms).await? {
         return Ok(Some(granted));
     }
-    match access_once(db, employer, resume_id, action, now).await {
+    let first_access = || async {
+        match db.batch_writer() {
+            // SQLite: the whole transaction in one hand-over to the batching writer.
+            Some(writer) => {
+                let (employer, resume_id) = (employer.as_str().to_owned(), resume_id.to_owned());
+                writer
+                    .write(move |conn| {
+                        access_once_sync(conn, &employer, &resume_id, action, now_ms)
+                    })
+                    .await
+            }
+            None => access_once(db, employer, resume_id, action, now).await,
+        }
+    };
+    match first_access().await {
         // Two concurrent first requests for one résumé: the loser's insert hits the primary
         // key; run again and it finds the résumé covered, consuming nothing.
-        Err(e) if crate::store::is_unique_violation(&e) => {
-            access_once(db, employer, resume_id, action, now).await
-        }
+        Err(e) if crate::store::is_unique_violation(&e) => first_access().await,
         other => other,
+    }
+}
+
+/// What a covered or granted access answers, from the entitlement's id, quota and use.
+fn granted(entitlement_id: String, quota: Option<i64>, used: i64) -> AccessGranted {
+    AccessGranted {
+        granted: true,
+        entitlement_id,
+        remaining: quota.map(|q| (q - used).max(0)),
+    }
+}
+
+/// [`access_once`] as a closure of SQLite's batching writer: the same statements, run inside
+/// the batch's transaction (a savepoint of its own), with no await between them.
+fn access_once_sync(
+    conn: &rusqlite::Connection,
+    employer: &str,
+    resume_id: &str,
+    action: Action,
+    now_ms: i64,
+) -> rusqlite::Result<Option<AccessGranted>> {
+    use crate::store::writer::prepare;
+    let action = action.as_str();
+    let entitlement = |row: &rusqlite::Row<'_>| -> rusqlite::Result<(String, Option<i64>, i64)> {
+        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+    };
+    loop {
+        let taken = {
+            let mut take = prepare(
+                conn,
+                TAKE_UNIT,
+                &[&now_ms, &employer, &action, &now_ms, &resume_id],
+            )?;
+            let mut rows = take.raw_query();
+            rows.next()?.map(entitlement).transpose()?
+        };
+        let Some((id, quota, used)) = taken else {
+            // Covered meanwhile: free.
+            let mut cover = prepare(conn, COVERED, &[&employer, &action, &now_ms, &resume_id])?;
+            if let Some((id, quota, used)) =
+                cover.raw_query().next()?.map(entitlement).transpose()?
+            {
+                return Ok(Some(granted(id, quota, used)));
+            }
+            let mut left = prepare(conn, QUOTA_LEFT, &[&employer, &action, &now_ms])?;
+            if left.raw_query().next()?.is_none() {
+                return Ok(None);
+            }
+            continue;
+        };
+        prepare(conn, RECORD_ACCESS, &[&id, &resume_id, &action, &now_ms])?.raw_execute()?;
+        prepare(
+            conn,
+            AUDIT,
+            &[&id, &"consumed", &Some(resume_id), &-1_i64, &now_ms],
+        )?
+        .raw_execute()?;
+        return Ok(Some(granted(id, quota, used)));
     }
 }
 
@@ -492,27 +599,19 @@ async fn covered<'e, E>(
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let row = sqlx::query(
-        "SELECT e.entitlement_id, e.quota, e.used FROM entitlement e
-         JOIN resume_access a ON a.entitlement_id = e.entitlement_id
-         WHERE e.employer_id = $1 AND e.action = $2 AND e.status = 'active' AND e.valid_until > $3
-           AND a.resume_id = $4 AND a.action = $2
-         ORDER BY e.valid_until LIMIT 1",
-    )
-    .bind(employer.as_str())
-    .bind(action.as_str())
-    .bind(now_ms)
-    .bind(resume_id)
-    .fetch_optional(exec)
-    .await?;
+    let row = sqlx::query(COVERED)
+        .bind(employer.as_str())
+        .bind(action.as_str())
+        .bind(now_ms)
+        .bind(resume_id)
+        .fetch_optional(exec)
+        .await?;
     row.map(|r| {
-        let quota: Option<i64> = r.try_get("quota")?;
-        let used: i64 = r.try_get("used")?;
-        Ok(AccessGranted {
-            granted: true,
-            entitlement_id: r.try_get("entitlement_id")?,
-            remaining: quota.map(|q| (q - used).max(0)),
-        })
+        Ok(granted(
+            r.try_get("entitlement_id")?,
+            r.try_get("quota")?,
+            r.try_get("used")?,
+        ))
     })
     .transpose()
 }
@@ -533,26 +632,14 @@ async fn access_once(
     // take the last unit. Folding the two checks into it saves two round trips to the writer
     // on the common path (issue 9).
     loop {
-        let updated: Option<(String, Option<i64>, i64)> = sqlx::query_as(
-            "UPDATE entitlement SET used = used + 1, updated_at = $1
-             WHERE entitlement_id = (SELECT entitlement_id FROM entitlement
-                                     WHERE employer_id = $2 AND action = $3 AND status = 'active'
-                                       AND valid_until > $4 AND (quota IS NULL OR used < quota)
-                                     ORDER BY valid_until, entitlement_id LIMIT 1)
-               AND status = 'active' AND (quota IS NULL OR used < quota)
-               AND NOT EXISTS (SELECT 1 FROM entitlement e
-                               JOIN resume_access a ON a.entitlement_id = e.entitlement_id
-                               WHERE e.employer_id = $2 AND e.action = $3 AND e.status = 'active'
-                                 AND e.valid_until > $4 AND a.resume_id = $5 AND a.action = $3)
-             RETURNING entitlement_id, quota, used",
-        )
-        .bind(now_ms)
-        .bind(employer.as_str())
-        .bind(action.as_str())
-        .bind(now_ms)
-        .bind(resume_id)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let updated: Option<(String, Option<i64>, i64)> = sqlx::query_as(TAKE_UNIT)
+            .bind(now_ms)
+            .bind(employer.as_str())
+            .bind(action.as_str())
+            .bind(now_ms)
+            .bind(resume_id)
+            .fetch_optional(&mut *tx)
+            .await?;
         let Some((id, quota, used)) = updated else {
             // Covered meanwhile: free.
             if let Some(granted) = covered(&mut *tx, employer, resume_id, action, now_ms).await? {
@@ -561,38 +648,27 @@ async fn access_once(
             }
             // No entitlement with quota left: refused. Otherwise the chosen one was taken
             // by a concurrent request between the choice and the update (PostgreSQL): again.
-            let left: Option<(String,)> = sqlx::query_as(
-                "SELECT entitlement_id FROM entitlement
-                 WHERE employer_id = $1 AND action = $2 AND status = 'active' AND valid_until > $3
-                   AND (quota IS NULL OR used < quota)
-                 LIMIT 1",
-            )
-            .bind(employer.as_str())
-            .bind(action.as_str())
-            .bind(now_ms)
-            .fetch_optional(&mut *tx)
-            .await?;
+            let left: Option<(String,)> = sqlx::query_as(QUOTA_LEFT)
+                .bind(employer.as_str())
+                .bind(action.as_str())
+                .bind(now_ms)
+                .fetch_optional(&mut *tx)
+                .await?;
             if left.is_none() {
                 tx.rollback().await?;
                 return Ok(None);
             }
             continue;
         };
-        sqlx::query(
-            "INSERT INTO resume_access (entitlement_id, resume_id, action, created_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(&id)
-        .bind(resume_id)
-        .bind(action.as_str())
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(RECORD_ACCESS)
+            .bind(&id)
+            .bind(resume_id)
+            .bind(action.as_str())
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
         audit(&mut tx, &id, "consumed", Some(resume_id), -1, now_ms).await?;
         tx.commit().await?;
-        return Ok(Some(AccessGranted {
-            granted: true,
-            entitlement_id: id,
-            remaining: quota.map(|q| (q - used).max(0)),
-        }));
+        return Ok(Some(granted(id, quota, used)));
     }
 }

@@ -325,3 +325,138 @@ on_both_backends!(
     an_order_read_shows_its_stored_payment_on_postgres,
     an_order_read_shows_its_stored_payment
 );
+
+/// SQLite's batching writer on a file of its own, with a table for the test.
+async fn batch_writer_db(dir: &tempfile::TempDir) -> paygate::store::Db {
+    let url = format!("sqlite://{}", dir.path().join("writer.db").display());
+    let db = paygate::store::Db::connect(&url, 4, std::time::Duration::from_secs(2))
+        .await
+        .unwrap();
+    db.batch_writer()
+        .expect("a SQLite file has a batching writer")
+        .write(|c| c.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)"))
+        .await
+        .unwrap();
+    db
+}
+
+async fn rows_of_t(db: &paygate::store::Db) -> Vec<i64> {
+    sqlx::query_scalar("SELECT id FROM t ORDER BY id")
+        .fetch_all(db.reader())
+        .await
+        .unwrap()
+}
+
+/// Sixteen transactions queued at once share one commit; the one that fails (a duplicate key)
+/// is rolled back alone: the other fifteen are written and their callers hear so, the failing
+/// caller gets its own error as a unique violation.
+#[tokio::test]
+async fn a_failing_transaction_in_a_batch_fails_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = batch_writer_db(&dir).await;
+    let writer = db.batch_writer().unwrap();
+    let (commits_before, _) = writer.commits();
+    // Polled in one pass of this (single-threaded) runtime: all sixteen are queued before the
+    // writer's task first runs, so they are one batch.
+    let outcomes = futures_util::future::join_all((0..16_i64).map(|i| {
+        writer.write(move |c| {
+            // The ninth inserts the third's key again.
+            let id = if i == 8 { 2 } else { i };
+            c.execute("INSERT INTO t (id, v) VALUES (?1, 'x')", [id])?;
+            Ok(id)
+        })
+    }))
+    .await;
+    for (i, outcome) in outcomes.iter().enumerate() {
+        match (i, outcome) {
+            (8, Err(e)) => assert!(paygate::store::is_unique_violation(e), "{e:?}"),
+            (8, Ok(_)) => panic!("a duplicate key was written"),
+            (i, Ok(id)) => assert_eq!(*id, i as i64),
+            (i, Err(e)) => panic!("transaction {i} failed with the bad one: {e:?}"),
+        }
+    }
+    assert_eq!(
+        writer.commits().0 - commits_before,
+        1,
+        "one commit for the batch"
+    );
+    let expected: Vec<i64> = (0..16).filter(|i| *i != 8).collect();
+    assert_eq!(rows_of_t(&db).await, expected);
+}
+
+/// A closure that panics is a failed transaction: its caller hears the writer crashed, the
+/// rest of its batch commits, and the writer goes on taking work.
+#[tokio::test]
+async fn a_panicking_transaction_does_not_stop_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = batch_writer_db(&dir).await;
+    let writer = db.batch_writer().unwrap();
+    let (first, panicked) = tokio::join!(
+        writer.write(|c| c.execute("INSERT INTO t (id, v) VALUES (1, 'a')", [])),
+        writer.write(|c| -> rusqlite::Result<()> {
+            c.execute("INSERT INTO t (id, v) VALUES (2, 'b')", [])?;
+            panic!("a bug in a transaction")
+        }),
+    );
+    assert_eq!(first.unwrap(), 1);
+    assert!(
+        matches!(panicked, Err(sqlx::Error::WorkerCrashed)),
+        "{panicked:?}"
+    );
+    writer
+        .write(|c| c.execute("INSERT INTO t (id, v) VALUES (3, 'c')", []))
+        .await
+        .unwrap();
+    assert_eq!(
+        rows_of_t(&db).await,
+        vec![1, 3],
+        "the panicking one left nothing"
+    );
+}
+
+/// Shutdown drains the queue: every write queued before `close` commits and is answered;
+/// a write after it is refused as unavailable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_the_database_drains_the_writer_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = batch_writer_db(&dir).await;
+    let queued: Vec<_> = (0..200_i64)
+        .map(|i| {
+            let writer = db.batch_writer().unwrap().clone();
+            tokio::spawn(async move {
+                writer
+                    .write(move |c| c.execute("INSERT INTO t (id, v) VALUES (?1, 'q')", [i]))
+                    .await
+            })
+        })
+        .collect();
+    // Let the spawned callers queue their work, then close while batches are in flight.
+    tokio::task::yield_now().await;
+    let writer = db.batch_writer().unwrap().clone();
+    let reader_url = format!("sqlite://{}", dir.path().join("writer.db").display());
+    db.close().await;
+    let mut answered = 0;
+    for q in queued {
+        match q.await.unwrap() {
+            Ok(1) => answered += 1,
+            Ok(n) => panic!("{n} rows"),
+            // Queued after the close: refused, nothing written.
+            Err(e) => assert!(paygate::store::is_unavailable(&e), "{e:?}"),
+        }
+    }
+    let after = writer
+        .write(|c| c.execute("INSERT INTO t (id, v) VALUES (1000, 'late')", []))
+        .await;
+    assert!(matches!(after, Err(sqlx::Error::PoolClosed)), "{after:?}");
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(&reader_url).await.unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        rows, answered,
+        "every answered write committed, nothing else"
+    );
+    assert!(answered > 0);
+}

@@ -11,11 +11,14 @@ pub mod jobs;
 pub mod orders;
 pub mod reconciliations;
 pub mod refunds;
+pub mod writer;
 
+use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{AnyPool, Executor};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{AnyPool, Connection, Executor};
 
 pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
@@ -38,9 +41,15 @@ pub struct Db {
     /// Reads that need no write: answered from a snapshot of what has committed.
     reader: AnyPool,
     backend: Backend,
+    /// SQLite (a file): the batching writer of the hottest transactions, sharing the writer
+    /// connection's turn. None on PostgreSQL and for `:memory:`.
+    batch_writer: Option<writer::Writer>,
     /// Committed status changes of orders, announced to this instance's waiters (`wait=`).
     order_watch: crate::order_watch::OrderWatch,
 }
+
+/// A PostgreSQL connection idle longer than this is pinged before it is used again.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(5);
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -89,12 +98,25 @@ impl Db {
             let pool = AnyPoolOptions::new()
                 .max_connections(max)
                 .acquire_timeout(acquire_timeout)
+                .test_before_acquire(false)
+                .before_acquire(|conn, meta| {
+                    Box::pin(async move {
+                        // A connection used within the last seconds is live; only one that sat
+                        // idle is pinged before use (a restarted server has cut it). Pinging
+                        // every acquire doubled the round trips of a one-query read.
+                        if meta.idle_for > IDLE_BEFORE_PING {
+                            conn.ping().await?;
+                        }
+                        Ok(true)
+                    })
+                })
                 .connect(url)
                 .await?;
             return Ok(Db {
                 reader: pool.clone(),
                 pool,
                 backend: Backend::Postgres,
+                batch_writer: None,
                 order_watch: Default::default(),
             });
         }
@@ -103,9 +125,13 @@ impl Db {
         } else {
             format!("{url}?mode=rwc")
         };
+        // No ping before handing out a SQLite connection: it is a file in this process, not a
+        // socket that can die idle, and the ping is one more round trip to the connection's
+        // worker thread on every query.
         let writer = AnyPoolOptions::new()
             .max_connections(1)
             .acquire_timeout(acquire_timeout)
+            .test_before_acquire(false)
             .after_connect(move |conn, _| Box::pin(sqlite_session(conn, false, acquire_timeout)))
             .connect(&url)
             .await?;
@@ -115,19 +141,26 @@ impl Db {
                 reader: writer.clone(),
                 pool: writer,
                 backend: Backend::Sqlite,
+                batch_writer: None,
                 order_watch: Default::default(),
             });
         }
         let reader = AnyPoolOptions::new()
             .max_connections(max)
             .acquire_timeout(acquire_timeout)
+            .test_before_acquire(false)
             .after_connect(move |conn, _| Box::pin(sqlite_session(conn, true, acquire_timeout)))
             .connect(&url)
             .await?;
+        let file = SqliteConnectOptions::from_str(&url)?
+            .get_filename()
+            .to_owned();
+        let batch_writer = writer::Writer::open(&file, writer.clone(), acquire_timeout)?;
         Ok(Db {
             pool: writer,
             reader,
             backend: Backend::Sqlite,
+            batch_writer: Some(batch_writer),
             order_watch: Default::default(),
         })
     }
@@ -151,8 +184,16 @@ impl Db {
 
     /// Waits for work in flight to finish and closes every connection (shutdown).
     pub async fn close(&self) {
+        if let Some(w) = &self.batch_writer {
+            w.close().await;
+        }
         self.pool.close().await;
         self.reader.close().await;
+    }
+
+    /// The batching writer, where there is one (a SQLite file): see [`writer`].
+    pub fn batch_writer(&self) -> Option<&writer::Writer> {
+        self.batch_writer.as_ref()
     }
 
     pub fn backend(&self) -> Backend {

@@ -1,0 +1,377 @@
+//! SQLite's batching writer: the hot write path (a résumé's first access) as closures run on a
+//! synchronous connection, the queued ones in one transaction and one commit.
+//!
+//! Through sqlx every statement of a transaction is a message to the connection's worker
+//! thread and a wake-up back; the profile of issue 9 showed five such round trips per first
+//! access costing far more than SQLite's own work. Here a caller hands over its whole
+//! transaction as a closure. A task takes every closure queued at that moment, runs them on a
+//! blocking thread inside one `BEGIN IMMEDIATE … COMMIT`, each inside a savepoint of its own,
+//! and only then tells each caller its outcome:
+//!
+//! - a closure that fails has its savepoint rolled back; the others still commit, and the
+//!   failing caller gets its own error;
+//! - a commit that fails fails every caller of the batch (nothing of it was written);
+//! - no caller hears "done" before the commit that holds its write returned.
+//!
+//! While a batch runs, the task holds the sqlx writer pool's only connection, so every other
+//! write of the process (which all go through that pool) waits its turn in the pool's queue
+//! instead of in SQLite's busy handler. [`Writer::close`] runs what is queued and then stops.
+
+use std::borrow::Cow;
+use std::panic::AssertUnwindSafe;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rusqlite::{Connection, ToSql};
+use sqlx::AnyPool;
+use tokio::sync::{mpsc, oneshot};
+
+/// At most this many callers share one commit; the rest wait for the next.
+const MAX_BATCH: usize = 256;
+
+type Outcome<T> = Result<T, sqlx::Error>;
+
+/// A caller's transaction with its answer channel: run on the connection, or refused unrun.
+trait Job: Send {
+    /// Runs the transaction; answers whether it failed and how to deliver its outcome once the
+    /// batch's commit is known.
+    fn run(self: Box<Self>, conn: &Connection) -> Ran;
+    /// Tells the caller why its transaction was not run.
+    fn refuse(self: Box<Self>, why: sqlx::Error);
+}
+
+struct Ran {
+    failed: bool,
+    deliver: Deliver,
+}
+
+/// Hands a caller its outcome, given the batch's commit error if there was one.
+type Deliver = Box<dyn FnOnce(Option<&SqliteError>) + Send>;
+
+struct Typed<T, F> {
+    f: F,
+    done: oneshot::Sender<Outcome<T>>,
+}
+
+impl<T, F> Job for Typed<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> rusqlite::Result<T> + Send,
+{
+    fn run(self: Box<Self>, conn: &Connection) -> Ran {
+        let Typed { f, done } = *self;
+        let out = f(conn);
+        Ran {
+            failed: out.is_err(),
+            deliver: Box::new(move |commit| {
+                let outcome = match (out, commit) {
+                    (Err(e), _) => Err(to_sqlx(e)),
+                    (Ok(_), Some(e)) => Err(e.clone().into()),
+                    (Ok(v), None) => Ok(v),
+                };
+                // A caller that went away (its request was cancelled) needs no answer.
+                let _ = done.send(outcome);
+            }),
+        }
+    }
+
+    fn refuse(self: Box<Self>, why: sqlx::Error) {
+        let _ = self.done.send(Err(why));
+    }
+}
+
+enum Msg {
+    Job(Box<dyn Job>),
+    Close(oneshot::Sender<()>),
+}
+
+/// The handle callers queue on. Cloning is cheap; the task stops after [`Writer::close`].
+#[derive(Clone, Debug)]
+pub struct Writer {
+    queue: mpsc::UnboundedSender<Msg>,
+    stats: Arc<Stats>,
+}
+
+/// How many transactions ran in how many commits (the load tool reports the batch size).
+#[derive(Debug, Default)]
+struct Stats {
+    commits: AtomicU64,
+    transactions: AtomicU64,
+}
+
+impl Writer {
+    /// Opens the writer's own connection to the SQLite file at `path` (which exists: the sqlx
+    /// writer created it) and starts the task on the current runtime. `gate` is the sqlx writer
+    /// pool whose one connection is held while a batch runs.
+    pub fn open(path: &Path, gate: AnyPool, busy_timeout: Duration) -> Result<Writer, sqlx::Error> {
+        let conn = Connection::open(path).map_err(to_sqlx)?;
+        // The same session as every sqlx connection of the file (see `sqlite_session`).
+        conn.busy_timeout(busy_timeout).map_err(to_sqlx)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;
+             PRAGMA secure_delete = ON;",
+        )
+        .map_err(to_sqlx)?;
+        let (queue, rx) = mpsc::unbounded_channel();
+        let stats = Arc::<Stats>::default();
+        tokio::spawn(run(conn, rx, gate, stats.clone()));
+        Ok(Writer { queue, stats })
+    }
+
+    /// Runs `f` as a transaction of its own (a savepoint inside the batch's transaction) and
+    /// answers its outcome once it has committed: `f`'s error if it failed (nothing of it is
+    /// written), the commit's error if the batch could not commit.
+    pub async fn write<T, F>(&self, f: F) -> Outcome<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let (done, answer) = oneshot::channel::<Outcome<T>>();
+        let job: Box<dyn Job> = Box::new(Typed { f, done });
+        self.queue
+            .send(Msg::Job(job))
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        // The task dropped the job without an answer: it panicked or the runtime stopped.
+        answer.await.map_err(|_| sqlx::Error::WorkerCrashed)?
+    }
+
+    /// Batches committed so far, and the transactions they held.
+    pub fn commits(&self) -> (u64, u64) {
+        (
+            self.stats.commits.load(Ordering::Relaxed),
+            self.stats.transactions.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Runs everything queued before this call, then stops; later writes answer `PoolClosed`.
+    pub async fn close(&self) {
+        let (done, closed) = oneshot::channel();
+        if self.queue.send(Msg::Close(done)).is_ok() {
+            let _ = closed.await;
+        }
+    }
+}
+
+async fn run(
+    conn: Connection,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+    gate: AnyPool,
+    stats: Arc<Stats>,
+) {
+    let mut conn = Some(conn);
+    while let Some(first) = rx.recv().await {
+        let mut jobs = Vec::new();
+        let mut close = None;
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                Msg::Job(job) => jobs.push(job),
+                Msg::Close(done) => {
+                    close = Some(done);
+                    break;
+                }
+            }
+            if jobs.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !jobs.is_empty() {
+            let Some(c) = conn.take() else { break };
+            // Holding the sqlx writer's connection keeps the process's other writes out of
+            // SQLite's write lock (and its busy handler) while this batch has it.
+            match gate.acquire().await {
+                Ok(held) => {
+                    let stats = stats.clone();
+                    let ran = tokio::task::spawn_blocking(move || {
+                        run_batch(&c, jobs, &stats);
+                        c
+                    })
+                    .await;
+                    drop(held);
+                    match ran {
+                        Ok(c) => conn = Some(c),
+                        // A panic outside the jobs (they are caught one by one): the
+                        // connection is gone with it; every later write answers PoolClosed.
+                        Err(e) => {
+                            tracing::error!(error = %e, "the SQLite writer stopped");
+                            break;
+                        }
+                    }
+                }
+                Err(e) => {
+                    let failed = SqliteError::unavailable(&e);
+                    for job in jobs {
+                        job.refuse(failed.clone().into());
+                    }
+                    conn = Some(c);
+                }
+            }
+        }
+        if let Some(done) = close {
+            let _ = done.send(());
+            break;
+        }
+    }
+    // Closed: whatever was queued after the close is refused, not dropped unanswered.
+    rx.close();
+    while let Ok(msg) = rx.try_recv() {
+        match msg {
+            Msg::Job(job) => job.refuse(sqlx::Error::PoolClosed),
+            Msg::Close(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+/// One transaction for all `jobs`, each in a savepoint; outcomes delivered after the commit.
+fn run_batch(conn: &Connection, jobs: Vec<Box<dyn Job>>, stats: &Stats) {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let e = SqliteError::from(&e);
+        for job in jobs {
+            job.refuse(e.clone().into());
+        }
+        return;
+    }
+    let mut ran = Vec::with_capacity(jobs.len());
+    let mut broken: Option<SqliteError> = None;
+    for job in jobs {
+        if let Some(e) = &broken {
+            job.refuse(e.clone().into());
+            continue;
+        }
+        if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+            let e = SqliteError::from(&e);
+            job.refuse(e.clone().into());
+            broken = Some(e);
+            continue;
+        }
+        // A panicking closure is a failed one: its savepoint is rolled back, its caller hears
+        // "crashed" (its answer channel is dropped), the batch goes on.
+        let r = std::panic::catch_unwind(AssertUnwindSafe(|| job.run(conn))).ok();
+        let failed = r.as_ref().is_none_or(|r| r.failed);
+        let end = if failed {
+            "ROLLBACK TO job; RELEASE job"
+        } else {
+            "RELEASE job"
+        };
+        if let Err(e) = conn.execute_batch(end) {
+            broken = Some(SqliteError::from(&e));
+        }
+        ran.extend(r);
+    }
+    let commit = match broken {
+        Some(e) => Err(e),
+        None => conn
+            .execute_batch("COMMIT")
+            .map_err(|e| SqliteError::from(&e)),
+    };
+    if commit.is_err() && !conn.is_autocommit() {
+        // Nothing of the batch may stay half-written; the next batch begins clean.
+        if let Err(e) = conn.execute_batch("ROLLBACK") {
+            tracing::error!(error = %e, "rolling back a failed batch");
+        }
+    }
+    if commit.is_ok() {
+        stats.commits.fetch_add(1, Ordering::Relaxed);
+        stats.transactions.fetch_add(
+            ran.iter().filter(|r| !r.failed).count() as u64,
+            Ordering::Relaxed,
+        );
+    }
+    let commit = commit.err();
+    for r in ran {
+        (r.deliver)(commit.as_ref());
+    }
+}
+
+/// `$1`, `$2`… of `sql` bound to `values` in order, as sqlx binds them: the same statement text
+/// serves both paths. Answers the statement ready to run.
+pub fn prepare<'c>(
+    conn: &'c Connection,
+    sql: &str,
+    values: &[&dyn ToSql],
+) -> rusqlite::Result<rusqlite::CachedStatement<'c>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    for (i, value) in values.iter().enumerate() {
+        if let Some(index) = stmt.parameter_index(&format!("${}", i + 1))? {
+            stmt.raw_bind_parameter(index, value)?;
+        }
+    }
+    Ok(stmt)
+}
+
+/// A SQLite error of the writer, as sqlx reports one: the extended result code as the code, so
+/// `is_unavailable` and `is_unique_violation` read it as they read sqlx's own.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct SqliteError {
+    code: Option<i32>,
+    message: String,
+}
+
+impl SqliteError {
+    fn unavailable(e: &sqlx::Error) -> SqliteError {
+        SqliteError {
+            code: Some(rusqlite::ffi::SQLITE_BUSY),
+            message: format!("no turn at the write lock: {e}"),
+        }
+    }
+}
+
+impl From<&rusqlite::Error> for SqliteError {
+    fn from(e: &rusqlite::Error) -> SqliteError {
+        SqliteError {
+            code: e.sqlite_error().map(|f| f.extended_code),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl sqlx::error::DatabaseError for SqliteError {
+    fn message(&self) -> &str {
+        &self.message
+    }
+
+    fn code(&self) -> Option<Cow<'_, str>> {
+        self.code.map(|c| c.to_string().into())
+    }
+
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        self
+    }
+
+    fn kind(&self) -> sqlx::error::ErrorKind {
+        use rusqlite::ffi;
+        use sqlx::error::ErrorKind;
+        match self.code {
+            Some(ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY) => {
+                ErrorKind::UniqueViolation
+            }
+            Some(ffi::SQLITE_CONSTRAINT_FOREIGNKEY) => ErrorKind::ForeignKeyViolation,
+            Some(ffi::SQLITE_CONSTRAINT_NOTNULL) => ErrorKind::NotNullViolation,
+            Some(ffi::SQLITE_CONSTRAINT_CHECK) => ErrorKind::CheckViolation,
+            _ => ErrorKind::Other,
+        }
+    }
+}
+
+/// A closure's error as the rest of the storage layer speaks it: SQLite's failures as database
+/// errors (code kept), anything else (a column of the wrong type) as a decode error.
+pub fn to_sqlx(e: rusqlite::Error) -> sqlx::Error {
+    if e.sqlite_error().is_some() {
+        sqlx::Error::Database(Box::new(SqliteError::from(&e)))
+    } else {
+        sqlx::Error::Decode(Box::new(e))
+    }
+}
