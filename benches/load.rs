@@ -49,6 +49,12 @@
 //!   sandbox (same process), so the machine's single-thread sign rate
 //!   (`paygate_wechatpay::Signer`, measured here for 2 s while the server is idle) and the
 //!   ratio order_create / sign rate are reported with it.
+//! - `order_create_stub`: the same requests to a second gateway on the same database whose
+//!   `[wechatpay] api_base` is a stub in this process that does not sign: it answers every
+//!   order with one `code_url` answer signed once, before the window, with the platform key the
+//!   gateway trusts. So each order costs the gateway's one signature and nothing of the
+//!   provider's; the ratio to the sign rate of one thread and of all threads (`nproc` signers
+//!   at once, the machine's rate) is reported.
 //! - `fresh_callback`: N pending WeChat Pay native orders, each with a TRANSACTION.SUCCESS
 //!   callback (distinct transaction id) signed and encrypted beforehand with the sandbox's keys
 //!   (`Sandbox::wechat_notification`), so the simulator's signing is not measured; each is
@@ -108,12 +114,13 @@ const MERCHANT_KEY: &str = include_str!("../tests/fixtures/merchant_key.pem");
 const PLATFORM_KEY: &str = include_str!("../tests/fixtures/platform_key.pem");
 const APIV3_KEY: &str = "paygateTestApiV3Key0123456789abc";
 
-const SCENARIOS: [&str; 10] = [
+const SCENARIOS: [&str; 11] = [
     "healthz",
     "repeat_view",
     "first_view",
     "order_read",
     "order_create",
+    "order_create_stub",
     "fresh_callback",
     "fresh_callback_alipay",
     "duplicate_callback",
@@ -564,6 +571,9 @@ struct Bench {
     /// Our own connection to the gateway's database, for copying order rows.
     prep_db: Option<sqlx::AnyPool>,
     sqlite: bool,
+    /// The gateway's database and temp dir, for the stub scenario's second gateway.
+    db_url: String,
+    dir: std::path::PathBuf,
 }
 
 impl Bench {
@@ -584,13 +594,17 @@ impl Bench {
         builder.body(Full::new(body)).expect("a valid request")
     }
 
-    async fn http_workers(&self, scenario: HttpScenario) -> anyhow::Result<Vec<HttpWorker>> {
+    async fn http_workers(
+        &self,
+        addr: SocketAddr,
+        scenario: HttpScenario,
+    ) -> anyhow::Result<Vec<HttpWorker>> {
         let scenario = Arc::new(scenario);
         let mut workers = Vec::with_capacity(self.opts.connections);
         for _ in 0..self.opts.connections {
             workers.push(HttpWorker {
-                addr: self.addr,
-                sender: Some(connect(self.addr).await.context("connecting a client")?),
+                addr,
+                sender: Some(connect(addr).await.context("connecting a client")?),
                 scenario: scenario.clone(),
             });
         }
@@ -603,7 +617,17 @@ impl Bench {
         seconds: f64,
         scenario: HttpScenario,
     ) -> anyhow::Result<Measured> {
-        let workers = self.http_workers(scenario).await?;
+        self.run_http_at(self.addr, name, seconds, scenario).await
+    }
+
+    async fn run_http_at(
+        &self,
+        addr: SocketAddr,
+        name: &str,
+        seconds: f64,
+        scenario: HttpScenario,
+    ) -> anyhow::Result<Measured> {
+        let workers = self.http_workers(addr, scenario).await?;
         eprintln!("{name}: {} connections, {seconds} s", workers.len());
         Ok(drive(name, &tokio::runtime::Handle::current(), workers, seconds).await)
     }
@@ -1055,9 +1079,19 @@ impl Bench {
         for e in &employers {
             used_before += self.used(e).await.unwrap_or_default();
         }
+        let commits = || self.state.db.batch_writer().map(|w| w.commits());
+        let commits_before = commits();
         let mut m = self
             .run_http("first_view", self.opts.seconds, scenario)
             .await?;
+        if let (Some((c0, t0)), Some((c1, t1))) = (commits_before, commits()) {
+            m.notes.push(format!(
+                "SQLite's batching writer: {} transactions in {} commits ({:.1} a commit)",
+                t1 - t0,
+                c1 - c0,
+                (t1 - t0) as f64 / (c1 - c0).max(1) as f64
+            ));
+        }
         let mut used_after = 0;
         for e in &employers {
             used_after += self.used(e).await.unwrap_or_default();
@@ -1105,12 +1139,10 @@ impl Bench {
             .await
     }
 
-    async fn order_create(&self) -> anyhow::Result<Measured> {
-        eprintln!("order_create: measuring the RSA-2048 sign rate on one thread (2 s)");
-        let sign_rate = tokio::task::spawn_blocking(|| sign_rate(Duration::from_secs(2))).await??;
-        let host = self.host.clone();
+    /// `POST /v1/orders` (WeChat Pay native), a distinct Idempotency-Key each, to `host`.
+    fn order_create_scenario(host: HeaderValue) -> HttpScenario {
         let run = hex::encode(rand::random::<[u8; 4]>());
-        let scenario = HttpScenario {
+        HttpScenario {
             build: Box::new(move |i| {
                 let body = format!(
                     r#"{{"employer_id":"emp_load_oc_{}","plan":"resume-download-50","provider":"wechatpay","channel":"native"}}"#,
@@ -1131,7 +1163,13 @@ impl Bench {
             }),
             status: StatusCode::CREATED,
             body: None,
-        };
+        }
+    }
+
+    async fn order_create(&self) -> anyhow::Result<Measured> {
+        eprintln!("order_create: measuring the RSA-2048 sign rate on one thread (2 s)");
+        let sign_rate = tokio::task::spawn_blocking(|| sign_rate(Duration::from_secs(2))).await??;
+        let scenario = Self::order_create_scenario(self.host.clone());
         let mut m = self
             .run_http("order_create", self.opts.seconds, scenario)
             .await?;
@@ -1139,6 +1177,53 @@ impl Bench {
             "RSA-2048 sign rate (paygate_wechatpay::Signer, one thread, server idle): {sign_rate:.0}/s; \
              order_create / sign rate = {:.2} (each order costs one signature in the gateway and one in the sandbox, both in this process)",
             m.rate / sign_rate
+        ));
+        Ok(m)
+    }
+
+    async fn order_create_stub(&self) -> anyhow::Result<Measured> {
+        eprintln!(
+            "order_create_stub: measuring the RSA-2048 sign rate on one thread and on {} (2 s each)",
+            nproc()
+        );
+        let (one, all) = tokio::task::spawn_blocking(|| {
+            let one = sign_rate(Duration::from_secs(2))?;
+            let all = std::thread::scope(|scope| {
+                let signers: Vec<_> = (0..nproc())
+                    .map(|_| scope.spawn(|| sign_rate(Duration::from_secs(2))))
+                    .collect();
+                signers
+                    .into_iter()
+                    .map(|t| t.join().map_err(|_| anyhow!("a signer panicked"))?)
+                    .sum::<anyhow::Result<f64>>()
+            })?;
+            anyhow::Ok((one, all))
+        })
+        .await??;
+        let (db_url, dir) = (self.db_url.clone(), self.dir.clone());
+        let addr = self
+            .server
+            .spawn(async move {
+                let stub = start_wechat_stub().await?;
+                start_stub_gateway(&db_url, &dir, stub).await
+            })
+            .await??;
+        let host = HeaderValue::from_str(&addr.to_string())?;
+        let mut m = self
+            .run_http_at(
+                addr,
+                "order_create_stub",
+                self.opts.seconds,
+                Self::order_create_scenario(host),
+            )
+            .await?;
+        m.notes.push(format!(
+            "RSA-2048 sign rate (paygate_wechatpay::Signer, server idle): {one:.0}/s on one thread, \
+             {all:.0}/s on {} threads at once; order_create_stub / sign rate = {:.2} of one thread, {:.2} of the machine \
+             (each order costs one signature, in the gateway; the stub provider signs nothing)",
+            nproc(),
+            m.rate / one,
+            m.rate / all
         ));
         Ok(m)
     }
@@ -1606,6 +1691,8 @@ fn main() {
         server: server_rt.handle().clone(),
         prep_db,
         sqlite: pg.is_none(),
+        db_url: db_url.clone(),
+        dir: dir.path().to_owned(),
     };
 
     let mut rows = Vec::new();
@@ -1618,6 +1705,7 @@ fn main() {
                 "first_view" => bench.first_view().await,
                 "order_read" => bench.order_read().await,
                 "order_create" => bench.order_create().await,
+                "order_create_stub" => bench.order_create_stub().await,
                 "fresh_callback" => bench.fresh_callback(false).await,
                 "fresh_callback_alipay" => bench.fresh_callback(true).await,
                 "duplicate_callback" => bench.duplicate_callback(false).await,
@@ -1656,13 +1744,12 @@ fn main() {
     }
 }
 
-async fn start_gateway(
-    db_url: &str,
-    dir: &std::path::Path,
-) -> anyhow::Result<(String, SocketAddr, Sandbox, AppState)> {
+/// The gateway's configuration for the load: `toml`, then the environment's overrides, on
+/// `db_url`, with the load's API key and the rate limits out of the way unless given.
+fn load_config(toml: &str, db_url: &str, dir: &std::path::Path) -> anyhow::Result<Config> {
     // The gateway's own overrides (PAYGATE_<SECTION>__<KEY>) apply, as to `paygate serve`.
     let env = std::env::vars().filter(|(k, _)| k.starts_with("PAYGATE_") && k.contains("__"));
-    let mut config = Config::from_toml_with_env("", env, dir.to_owned())?;
+    let mut config = Config::from_toml_with_env(toml, env, dir.to_owned())?;
     config.database.url = db_url.to_owned();
     // One API key and one source address drive every scenario: the per-key and per-address
     // rate limits (their cost is still paid on every request) and the in-flight cap are set
@@ -1679,6 +1766,14 @@ async fn start_gateway(
         secret_sha256: paygate::keygen::hash_secret(KEY),
         scopes: vec!["checkout".into(), "entitlements".into()],
     }];
+    Ok(config)
+}
+
+async fn start_gateway(
+    db_url: &str,
+    dir: &std::path::Path,
+) -> anyhow::Result<(String, SocketAddr, Sandbox, AppState)> {
+    let config = load_config("", db_url, dir)?;
     let merchant = paygate_wechatpay::Signer::from_pem(MERCHANT_KEY)
         .map_err(|e| anyhow!("fixture key: {e}"))?;
     let setup = SandboxSetup {
@@ -1708,4 +1803,110 @@ async fn start_gateway(
     let state = app.state().clone();
     tokio::spawn(app.run_until(std::future::pending()));
     Ok((url, addr, sandbox, state))
+}
+
+/// The platform key id the stub signs under and the stub gateway trusts.
+const STUB_PLATFORM_KEY_ID: &str = "PUB_KEY_ID_0100000000000000000000000000000001";
+
+/// A WeChat Pay that does not sign: every request is answered 200 with one native-order answer
+/// signed once, here, with the platform key (valid for the 5 minutes the gateway allows).
+async fn start_wechat_stub() -> anyhow::Result<SocketAddr> {
+    use paygate_wechatpay::verify::{
+        HEADER_NONCE, HEADER_SERIAL, HEADER_SIGNATURE, HEADER_SIGNATURE_TYPE, HEADER_TIMESTAMP,
+        SIGNATURE_TYPE,
+    };
+    let platform = paygate_wechatpay::Signer::from_pem(PLATFORM_KEY)
+        .map_err(|e| anyhow!("fixture key: {e}"))?;
+    let body = Bytes::from_static(br#"{"code_url":"weixin://wxpay/bizpayurl?pr=loadstub"}"#);
+    let timestamp = chrono::Utc::now().timestamp().to_string();
+    let nonce = hex::encode(rand::random::<[u8; 16]>());
+    let mut message = format!("{timestamp}\n{nonce}\n").into_bytes();
+    message.extend_from_slice(&body);
+    message.push(b'\n');
+    let signature = platform.sign_base64(&message);
+    let headers: Arc<Vec<(&'static str, HeaderValue)>> = Arc::new(vec![
+        (
+            HEADER_SERIAL,
+            HeaderValue::from_static(STUB_PLATFORM_KEY_ID),
+        ),
+        (HEADER_TIMESTAMP, HeaderValue::from_str(&timestamp)?),
+        (HEADER_NONCE, HeaderValue::from_str(&nonce)?),
+        (HEADER_SIGNATURE, HeaderValue::from_str(&signature)?),
+        (
+            HEADER_SIGNATURE_TYPE,
+            HeaderValue::from_static(SIGNATURE_TYPE),
+        ),
+        ("content-type", HeaderValue::from_static("application/json")),
+    ]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (headers, body) = (headers.clone(), body.clone());
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let (headers, body) = (headers.clone(), body.clone());
+                        async move {
+                            // The request is read whole (as a provider would) and not looked at.
+                            req.into_body().collect().await?;
+                            let mut res = hyper::Response::new(Full::new(body));
+                            for (name, value) in headers.iter() {
+                                res.headers_mut().insert(*name, value.clone());
+                            }
+                            Ok::<_, hyper::Error>(res)
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+/// A second gateway on the same database, no sandbox: its WeChat Pay is the stub at `stub`.
+async fn start_stub_gateway(
+    db_url: &str,
+    dir: &std::path::Path,
+    stub: SocketAddr,
+) -> anyhow::Result<SocketAddr> {
+    let keys = dir.join("stub");
+    std::fs::create_dir_all(&keys)?;
+    let platform = paygate_wechatpay::Signer::from_pem(PLATFORM_KEY)
+        .map_err(|e| anyhow!("fixture key: {e}"))?;
+    std::fs::write(keys.join("apiclient_key.pem"), MERCHANT_KEY)?;
+    std::fs::write(keys.join("apiv3_key.txt"), APIV3_KEY)?;
+    std::fs::write(keys.join("platform_pub.pem"), platform.public_key_pem())?;
+    let file = |name: &str| keys.join(name).display().to_string();
+    let toml = format!(
+        r#"
+[wechatpay]
+api_base = "http://{stub}"
+mchid = "1900000001"
+appid = "wx8888888888888888"
+merchant_serial = "5157F09EFDC096DE15EBE81A47057A7232F1B8E1"
+merchant_private_key_file = "{merchant}"
+apiv3_key_file = "{apiv3}"
+platform_public_keys = [{{ id = "{STUB_PLATFORM_KEY_ID}", file = "{platform}" }}]
+"#,
+        merchant = file("apiclient_key.pem"),
+        apiv3 = file("apiv3_key.txt"),
+        platform = file("platform_pub.pem"),
+    );
+    let config = load_config(&toml, db_url, dir)?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let app = Application::build(
+        config,
+        listener,
+        Options {
+            scheduler: false,
+            ..Options::default()
+        },
+    )
+    .await?;
+    let addr = app.local_addr();
+    tokio::spawn(app.run_until(std::future::pending()));
+    Ok(addr)
 }
