@@ -505,7 +505,21 @@ pub async fn access(
     now: DateTime<Utc>,
 ) -> Result<Option<AccessGranted>, sqlx::Error> {
     let now_ms = to_millis(now);
-    if let Some(granted) = covered(db.reader(), employer, resume_id, action, now_ms).await? {
+    let (who, act) = (employer.as_str(), action.as_str());
+    let cover = db
+        .lookup(
+            |conn| {
+                crate::store::inline::query_optional(
+                    conn,
+                    COVERED,
+                    &[&who, &act, &now_ms, &resume_id],
+                    |r| granted_from(r),
+                )
+            },
+            |pool| covered(pool, employer, resume_id, action, now_ms),
+        )
+        .await?;
+    if let Some(granted) = cover {
         return Ok(Some(granted));
     }
     let first_access = || async {
@@ -537,6 +551,15 @@ fn granted(entitlement_id: String, quota: Option<i64>, used: i64) -> AccessGrant
         entitlement_id,
         remaining: quota.map(|q| (q - used).max(0)),
     }
+}
+
+/// A covering entitlement's row (`entitlement_id`, `quota`, `used`) as the access answer.
+fn granted_from(r: &impl crate::store::Columns) -> Result<AccessGranted, sqlx::Error> {
+    Ok(granted(
+        r.column("entitlement_id")?,
+        r.column("quota")?,
+        r.column("used")?,
+    ))
 }
 
 /// [`access_once`] as a closure of SQLite's batching writer: the same statements, run inside
@@ -606,14 +629,7 @@ where
         .bind(resume_id)
         .fetch_optional(exec)
         .await?;
-    row.map(|r| {
-        Ok(granted(
-            r.try_get("entitlement_id")?,
-            r.try_get("quota")?,
-            r.try_get("used")?,
-        ))
-    })
-    .transpose()
+    row.as_ref().map(granted_from).transpose()
 }
 
 async fn access_once(

@@ -71,7 +71,7 @@ pub async fn settle(
     // The duplicate (providers repeat every notification) is answered from a read: the same
     // provider transaction already settled this order with this amount. Anything else —
     // unknown, or known with other facts — goes through the gate below, which decides.
-    if orders::is_settled_by(db.reader(), trade).await? {
+    if orders::is_settled_by(db, trade).await? {
         return Ok(Settled::Already);
     }
     let mut tx = db.begin_write().await?;

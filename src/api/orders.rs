@@ -296,7 +296,7 @@ async fn with_refunds(
     order: &OrderRow,
     payment: Option<&orders::PaymentRow>,
 ) -> Result<serde_json::Value, ApiError> {
-    let refunds = refunds::of_order(state.db.reader(), &order.order_no).await?;
+    let refunds = refunds::of_order_lookup(&state.db, &order.order_no).await?;
     Ok(order_json(order, payment, &refunds))
 }
 
@@ -339,7 +339,7 @@ pub async fn get(
     let no = self::order_no(&order_no)?;
     if wait.is_zero() {
         // The order and its payment in one read; a settled order's refunds in a second.
-        let (order, payment) = orders::get_with_payment(state.db.reader(), &no)
+        let (order, payment) = orders::get_with_payment(&state.db, &no)
             .await?
             .ok_or_else(order_not_found)?;
         if !order.status.is_settled() {

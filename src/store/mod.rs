@@ -7,6 +7,7 @@
 
 pub mod events;
 pub mod idempotency;
+pub mod inline;
 pub mod jobs;
 pub mod orders;
 pub mod reconciliations;
@@ -44,6 +45,8 @@ pub struct Db {
     /// SQLite (a file): the batching writer of the hottest transactions, sharing the writer
     /// connection's turn. None on PostgreSQL and for `:memory:`.
     batch_writer: Option<writer::Writer>,
+    /// SQLite (a file): the inline readers of the hottest lookups. None elsewhere.
+    inline: Option<std::sync::Arc<inline::Readers>>,
     /// Committed status changes of orders, announced to this instance's waiters (`wait=`).
     order_watch: crate::order_watch::OrderWatch,
 }
@@ -117,6 +120,7 @@ impl Db {
                 pool,
                 backend: Backend::Postgres,
                 batch_writer: None,
+                inline: None,
                 order_watch: Default::default(),
             });
         }
@@ -142,6 +146,7 @@ impl Db {
                 pool: writer,
                 backend: Backend::Sqlite,
                 batch_writer: None,
+                inline: None,
                 order_watch: Default::default(),
             });
         }
@@ -156,11 +161,13 @@ impl Db {
             .get_filename()
             .to_owned();
         let batch_writer = writer::Writer::open(&file, writer.clone(), acquire_timeout)?;
+        let inline = inline::Readers::open(&file)?;
         Ok(Db {
             pool: writer,
             reader,
             backend: Backend::Sqlite,
             batch_writer: Some(batch_writer),
+            inline: Some(std::sync::Arc::new(inline)),
             order_watch: Default::default(),
         })
     }
@@ -189,6 +196,26 @@ impl Db {
         }
         self.pool.close().await;
         self.reader.close().await;
+        if let Some(inline) = &self.inline {
+            inline.close();
+        }
+    }
+
+    /// A read-only lookup by key: on SQLite `inline`, on this thread (see [`inline`]); on
+    /// PostgreSQL, or when SQLite answered busy, `pooled` on the reader pool. Both must read
+    /// the same thing.
+    pub async fn lookup<'a, T, Fut>(
+        &'a self,
+        inline: impl FnOnce(&rusqlite::Connection) -> Result<T, sqlx::Error>,
+        pooled: impl FnOnce(&'a AnyPool) -> Fut,
+    ) -> Result<T, sqlx::Error>
+    where
+        Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+    {
+        if let Some(found) = self.inline.as_ref().and_then(|r| r.read(inline)) {
+            return found;
+        }
+        pooled(&self.reader).await
     }
 
     /// The batching writer, where there is one (a SQLite file): see [`writer`].
@@ -261,6 +288,32 @@ pub fn is_unavailable(err: &sqlx::Error) -> bool {
                 || code.starts_with("57P0")
         }),
         _ => false,
+    }
+}
+
+/// A row of either read path, by column name: sqlx's `AnyRow` or rusqlite's `Row` (the
+/// inline readers and the batching writer), so one decoder serves both.
+pub trait Columns {
+    fn column<T>(&self, name: &str) -> Result<T, sqlx::Error>
+    where
+        T: rusqlite::types::FromSql + for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>;
+}
+
+impl Columns for sqlx::any::AnyRow {
+    fn column<T>(&self, name: &str) -> Result<T, sqlx::Error>
+    where
+        T: rusqlite::types::FromSql + for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+    {
+        sqlx::Row::try_get(self, name)
+    }
+}
+
+impl Columns for rusqlite::Row<'_> {
+    fn column<T>(&self, name: &str) -> Result<T, sqlx::Error>
+    where
+        T: rusqlite::types::FromSql + for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+    {
+        self.get(name).map_err(writer::to_sqlx)
     }
 }
 

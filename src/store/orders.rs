@@ -2,8 +2,9 @@
 //! conditional update whose `WHERE` names the states [`OrderStatus::can_become`] allows to move:
 //! that update is the gate two concurrent reports meet at.
 
-use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
+
+use super::{Columns, Db, inline};
 
 use crate::domain::{Channel, Currency, EmployerId, Fen, Grant, OrderNo, OrderStatus, ProviderId};
 
@@ -56,8 +57,8 @@ pub(crate) fn fen_of(column: &'static str, value: i64) -> Result<Fen, sqlx::Erro
     Fen::new(value).map_err(|e| corrupt(column, e))
 }
 
-fn order_from_row(r: &AnyRow) -> Result<OrderRow, sqlx::Error> {
-    let text = |column: &'static str| r.try_get::<String, _>(column);
+fn order_from_row(r: &impl Columns) -> Result<OrderRow, sqlx::Error> {
+    let text = |column: &'static str| r.column::<String>(column);
     let order_no = text("order_no")?;
     let employer_id = text("employer_id")?;
     let currency = text("currency")?;
@@ -72,20 +73,20 @@ fn order_from_row(r: &AnyRow) -> Result<OrderRow, sqlx::Error> {
             .ok_or_else(|| corrupt("employer_id", "not an employer id"))?,
         plan_id: text("plan_id")?,
         grants,
-        amount: fen_of("amount_fen", r.try_get("amount_fen")?)?,
+        amount: fen_of("amount_fen", r.column("amount_fen")?)?,
         currency: Currency::parse(&currency).ok_or_else(|| corrupt("currency", &currency))?,
         provider: ProviderId::parse(&provider).ok_or_else(|| corrupt("provider", &provider))?,
         channel: Channel::parse(&channel).ok_or_else(|| corrupt("channel", &channel))?,
         status: OrderStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
-        payment_json: r.try_get("payment_json")?,
-        late_payment: r.try_get::<i64, _>("late_payment")? != 0,
-        refunded: fen_of("refunded_fen", r.try_get("refunded_fen")?)?,
-        refund_pending: fen_of("refund_pending_fen", r.try_get("refund_pending_fen")?)?,
-        expires_at: r.try_get("expires_at")?,
-        paid_at: r.try_get("paid_at")?,
-        closed_at: r.try_get("closed_at")?,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
+        payment_json: r.column("payment_json")?,
+        late_payment: r.column::<i64>("late_payment")? != 0,
+        refunded: fen_of("refunded_fen", r.column("refunded_fen")?)?,
+        refund_pending: fen_of("refund_pending_fen", r.column("refund_pending_fen")?)?,
+        expires_at: r.column("expires_at")?,
+        paid_at: r.column("paid_at")?,
+        closed_at: r.column("closed_at")?,
+        created_at: r.column("created_at")?,
+        updated_at: r.column("updated_at")?,
     })
 }
 
@@ -466,21 +467,31 @@ pub async fn pending_expired(
 
 /// True when `trade` is exactly the payment recorded for its order: same provider transaction,
 /// order, amount and currency. A read: a duplicate report needs no write.
-pub async fn is_settled_by<'e, E>(
-    exec: E,
-    trade: &crate::settle::PaidTrade,
-) -> Result<bool, sqlx::Error>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Any>,
-{
-    let found: Option<(String, i64, String)> = sqlx::query_as(
-        "SELECT order_no, amount_fen, currency FROM payment
-         WHERE provider = $1 AND provider_txn_id = $2",
-    )
-    .bind(trade.provider.as_str())
-    .bind(&trade.provider_txn_id)
-    .fetch_optional(exec)
-    .await?;
+pub async fn is_settled_by(db: &Db, trade: &crate::settle::PaidTrade) -> Result<bool, sqlx::Error> {
+    const SQL: &str = "SELECT order_no, amount_fen, currency FROM payment
+         WHERE provider = $1 AND provider_txn_id = $2";
+    fn facts(r: &impl Columns) -> Result<(String, i64, String), sqlx::Error> {
+        Ok((
+            r.column("order_no")?,
+            r.column("amount_fen")?,
+            r.column("currency")?,
+        ))
+    }
+    let (provider, txn) = (trade.provider.as_str(), trade.provider_txn_id.as_str());
+    let found = db
+        .lookup(
+            |conn| inline::query_optional(conn, SQL, &[&provider, &txn], |r| facts(r)),
+            |pool| async move {
+                sqlx::query(SQL)
+                    .bind(provider)
+                    .bind(txn)
+                    .fetch_optional(pool)
+                    .await?
+                    .map(|r| facts(&r))
+                    .transpose()
+            },
+        )
+        .await?;
     Ok(found.is_some_and(|(order_no, amount, currency)| {
         order_no == trade.order_no.as_str()
             && amount == trade.amount.get()
@@ -518,34 +529,28 @@ where
 }
 
 /// A payment row whose columns are named `{prefix}payment_id`, `{prefix}amount_fen`, ….
-fn payment_from_row(r: &AnyRow, prefix: &str) -> Result<PaymentRow, sqlx::Error> {
+fn payment_from_row(r: &impl Columns, prefix: &str) -> Result<PaymentRow, sqlx::Error> {
     let column = |name: &str| format!("{prefix}{name}");
-    let currency: String = r.try_get(column("currency").as_str())?;
+    let currency: String = r.column(column("currency").as_str())?;
     Ok(PaymentRow {
-        payment_id: r.try_get(column("payment_id").as_str())?,
-        provider_txn_id: r.try_get(column("provider_txn_id").as_str())?,
-        amount: fen_of("amount_fen", r.try_get(column("amount_fen").as_str())?)?,
+        payment_id: r.column(column("payment_id").as_str())?,
+        provider_txn_id: r.column(column("provider_txn_id").as_str())?,
+        amount: fen_of("amount_fen", r.column(column("amount_fen").as_str())?)?,
         currency: Currency::parse(&currency).ok_or_else(|| corrupt("currency", &currency))?,
-        trade_type: r.try_get(column("trade_type").as_str())?,
-        bank_type: r.try_get(column("bank_type").as_str())?,
-        source: r.try_get(column("source").as_str())?,
-        paid_at: r.try_get(column("paid_at").as_str())?,
+        trade_type: r.column(column("trade_type").as_str())?,
+        bank_type: r.column(column("bank_type").as_str())?,
+        source: r.column(column("source").as_str())?,
+        paid_at: r.column(column("paid_at").as_str())?,
     })
 }
 
-/// An order and its payment, if it has one, in one read (what `GET /v1/orders/{no}` shows).
-pub async fn get_with_payment<'e, E>(
-    exec: E,
-    order_no: &OrderNo,
-) -> Result<Option<(OrderRow, Option<PaymentRow>)>, sqlx::Error>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Any>,
-{
+/// `get_with_payment`'s statement: the order's columns, its payment's as `pay_…`.
+static WITH_PAYMENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let order_columns: Vec<String> = ORDER_COLUMNS
         .split(',')
         .map(|c| format!("o.{}", c.trim()))
         .collect();
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+    format!(
         "SELECT {}, p.payment_id AS pay_payment_id, p.provider_txn_id AS pay_provider_txn_id,
                 p.amount_fen AS pay_amount_fen, p.currency AS pay_currency,
                 p.trade_type AS pay_trade_type, p.bank_type AS pay_bank_type,
@@ -553,17 +558,35 @@ where
          FROM payment_order o LEFT JOIN payment p ON p.order_no = o.order_no
          WHERE o.order_no = $1",
         order_columns.join(", ")
-    )))
-    .bind(order_no.as_str())
-    .fetch_optional(exec)
-    .await?;
-    row.map(|r| {
-        let order = order_from_row(&r)?;
-        let paid: Option<String> = r.try_get("pay_payment_id")?;
-        let payment = paid.map(|_| payment_from_row(&r, "pay_")).transpose()?;
-        Ok((order, payment))
-    })
-    .transpose()
+    )
+});
+
+fn order_and_payment(r: &impl Columns) -> Result<(OrderRow, Option<PaymentRow>), sqlx::Error> {
+    let order = order_from_row(r)?;
+    let paid: Option<String> = r.column("pay_payment_id")?;
+    let payment = paid.map(|_| payment_from_row(r, "pay_")).transpose()?;
+    Ok((order, payment))
+}
+
+/// An order and its payment, if it has one, in one read (what `GET /v1/orders/{no}` shows);
+/// a lookup by key (see [`Db::lookup`]).
+pub async fn get_with_payment(
+    db: &Db,
+    order_no: &OrderNo,
+) -> Result<Option<(OrderRow, Option<PaymentRow>)>, sqlx::Error> {
+    let sql = WITH_PAYMENT.as_str();
+    db.lookup(
+        |conn| inline::query_optional(conn, sql, &[&order_no.as_str()], |r| order_and_payment(r)),
+        |pool| async move {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(order_no.as_str())
+                .fetch_optional(pool)
+                .await?
+                .map(|r| order_and_payment(&r))
+                .transpose()
+        },
+    )
+    .await
 }
 
 /// Which of `order_nos` are no longer `pending` (the `wait=` re-read: one query for many

@@ -1,8 +1,7 @@
 //! Refunds. A refund's status changes only here, each as a conditional update whose `WHERE`
 //! names the states [`RefundStatus::can_become`] allows to move.
 
-use sqlx::any::AnyRow;
-use sqlx::{AnyPool, Row};
+use sqlx::AnyPool;
 
 use super::orders::{corrupt, fen_of};
 use crate::domain::{Currency, Fen, OrderNo, ProviderId, RefundId, RefundOrigin, RefundStatus};
@@ -34,8 +33,8 @@ const COLUMNS: &str = "refund_id, order_no, provider, out_refund_no, provider_re
      amount_fen, currency, reason, status, origin, failure, next_query_at, query_attempts, \
      created_at, updated_at, succeeded_at, failed_at";
 
-fn from_row(r: &AnyRow) -> Result<RefundRow, sqlx::Error> {
-    let text = |column: &'static str| r.try_get::<String, _>(column);
+fn from_row(r: &impl super::Columns) -> Result<RefundRow, sqlx::Error> {
+    let text = |column: &'static str| r.column::<String>(column);
     let (refund_id, order_no, provider) =
         (text("refund_id")?, text("order_no")?, text("provider")?);
     let (currency, status, origin) = (text("currency")?, text("status")?, text("origin")?);
@@ -44,19 +43,19 @@ fn from_row(r: &AnyRow) -> Result<RefundRow, sqlx::Error> {
         order_no: OrderNo::parse(&order_no).ok_or_else(|| corrupt("order_no", &order_no))?,
         provider: ProviderId::parse(&provider).ok_or_else(|| corrupt("provider", &provider))?,
         out_refund_no: text("out_refund_no")?,
-        provider_refund_id: r.try_get("provider_refund_id")?,
-        amount: fen_of("amount_fen", r.try_get("amount_fen")?)?,
+        provider_refund_id: r.column("provider_refund_id")?,
+        amount: fen_of("amount_fen", r.column("amount_fen")?)?,
         currency: Currency::parse(&currency).ok_or_else(|| corrupt("currency", &currency))?,
-        reason: r.try_get("reason")?,
+        reason: r.column("reason")?,
         status: RefundStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
         origin: RefundOrigin::parse(&origin).ok_or_else(|| corrupt("origin", &origin))?,
-        failure: r.try_get("failure")?,
-        next_query_at: r.try_get("next_query_at")?,
-        query_attempts: r.try_get("query_attempts")?,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
-        succeeded_at: r.try_get("succeeded_at")?,
-        failed_at: r.try_get("failed_at")?,
+        failure: r.column("failure")?,
+        next_query_at: r.column("next_query_at")?,
+        query_attempts: r.column("query_attempts")?,
+        created_at: r.column("created_at")?,
+        updated_at: r.column("updated_at")?,
+        succeeded_at: r.column("succeeded_at")?,
+        failed_at: r.column("failed_at")?,
     })
 }
 
@@ -131,18 +130,36 @@ where
     row.as_ref().map(from_row).transpose()
 }
 
+static OF_ORDER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("SELECT {COLUMNS} FROM refund WHERE order_no = $1 ORDER BY created_at, refund_id")
+});
+
 /// The order's refunds, oldest first.
 pub async fn of_order<'e, E>(exec: E, order_no: &OrderNo) -> Result<Vec<RefundRow>, sqlx::Error>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM refund WHERE order_no = $1 ORDER BY created_at, refund_id"
-    )))
-    .bind(order_no.as_str())
-    .fetch_all(exec)
-    .await?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(OF_ORDER.as_str()))
+        .bind(order_no.as_str())
+        .fetch_all(exec)
+        .await?;
     rows.iter().map(from_row).collect()
+}
+
+/// [`of_order`] as a lookup by key (see [`super::Db::lookup`]): what an order read shows.
+pub async fn of_order_lookup(
+    db: &super::Db,
+    order_no: &OrderNo,
+) -> Result<Vec<RefundRow>, sqlx::Error> {
+    db.lookup(
+        |conn| {
+            super::inline::query_all(conn, OF_ORDER.as_str(), &[&order_no.as_str()], |r| {
+                from_row(r)
+            })
+        },
+        |pool| of_order(pool, order_no),
+    )
+    .await
 }
 
 /// → succeeded. False when another report got there first.

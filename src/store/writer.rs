@@ -313,6 +313,14 @@ pub struct SqliteError {
 }
 
 impl SqliteError {
+    /// SQLITE_BUSY, as a connection that will not wait reports a lock held elsewhere.
+    pub(crate) fn busy(message: &str) -> SqliteError {
+        SqliteError {
+            code: Some(rusqlite::ffi::SQLITE_BUSY),
+            message: message.to_owned(),
+        }
+    }
+
     fn unavailable(e: &sqlx::Error) -> SqliteError {
         SqliteError {
             code: Some(rusqlite::ffi::SQLITE_BUSY),
