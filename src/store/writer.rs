@@ -314,6 +314,7 @@ pub struct SqliteError {
 
 impl SqliteError {
     /// SQLITE_BUSY, as a connection that will not wait reports a lock held elsewhere.
+    #[cfg(test)]
     pub(crate) fn busy(message: &str) -> SqliteError {
         SqliteError {
             code: Some(rusqlite::ffi::SQLITE_BUSY),
