@@ -110,7 +110,7 @@ pub async fn create(
         updated_at: now_ms,
     };
     let pool = state.db.pool();
-    if let Err(e) = orders::insert(pool, &order).await {
+    if let Err(e) = orders::insert(&state.db, &order).await {
         let _ = idempotency::release(pool, claim.api_key_id, claim.key).await;
         return Err(e.into());
     }
@@ -143,10 +143,13 @@ pub async fn create(
     let payment_json = serde_json::Value::Object(instructions).to_string();
     order.payment_json = Some(payment_json.clone());
     let body = render(&order);
-    let mut tx = state.db.begin_write().await?;
-    orders::set_payment_json(&mut tx, &order.order_no, &payment_json, now_ms).await?;
-    idempotency::complete(&mut tx, claim.api_key_id, claim.key, 201, &body).await?;
-    tx.commit().await?;
+    state
+        .db
+        .write_all(vec![
+            orders::set_payment_json(&order.order_no, payment_json, now_ms),
+            idempotency::complete_statement(claim.api_key_id, claim.key, 201, body.clone()),
+        ])
+        .await?;
     tracing::info!(order_no = %order.order_no, provider = %order.provider, channel = order.channel.as_str(), "order created");
     telemetry::order_created(order.provider.as_str(), order.channel.as_str());
     Ok((order, body))

@@ -55,7 +55,7 @@ pub async fn claim(
     };
     let request_hash = hex::encode(Sha256::digest(hashed.as_bytes()));
     let now_ms = to_millis(state.clock.now());
-    match idempotency::claim(state.db.pool(), &caller.0.id, key, &request_hash, now_ms).await? {
+    match idempotency::claim(&state.db, &caller.0.id, key, &request_hash, now_ms).await? {
         Claim::Owned => Ok(Claimed::Owned),
         Claim::Replay { status, body } => {
             let status = StatusCode::from_u16(status)

@@ -18,26 +18,28 @@ pub enum Claim {
 }
 
 pub async fn claim(
-    pool: &AnyPool,
+    db: &super::Db,
     api_key_id: &str,
     key: &str,
     request_hash: &str,
     now_ms: i64,
 ) -> Result<Claim, sqlx::Error> {
-    let inserted = sqlx::query(
-        "INSERT INTO idempotency (api_key_id, idempotency_key, request_hash, created_at)
-         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-    )
-    .bind(api_key_id)
-    .bind(key)
-    .bind(request_hash)
-    .bind(now_ms)
-    .execute(pool)
-    .await?
-    .rows_affected();
-    if inserted == 1 {
+    let inserted = db
+        .write_all(vec![(
+            "INSERT INTO idempotency (api_key_id, idempotency_key, request_hash, created_at)
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            vec![
+                api_key_id.into(),
+                key.into(),
+                request_hash.into(),
+                now_ms.into(),
+            ],
+        )])
+        .await?;
+    if inserted == [1] {
         return Ok(Claim::Owned);
     }
+    let pool = db.pool();
     let row = sqlx::query(
         "SELECT request_hash, response_status, response_body, created_at FROM idempotency
          WHERE api_key_id = $1 AND idempotency_key = $2",
@@ -83,6 +85,28 @@ pub async fn claim(
     Ok(Claim::InFlight)
 }
 
+/// The answer stored with the claim ($1 status, $2 body, $3 API key, $4 key).
+const COMPLETE: &str = "UPDATE idempotency SET response_status = $1, response_body = $2
+     WHERE api_key_id = $3 AND idempotency_key = $4";
+
+/// [`complete`] as a statement of [`super::Db::write_all`].
+pub fn complete_statement(
+    api_key_id: &str,
+    key: &str,
+    status: u16,
+    body: String,
+) -> super::Statement {
+    (
+        COMPLETE,
+        vec![
+            i64::from(status).into(),
+            body.into(),
+            api_key_id.into(),
+            key.into(),
+        ],
+    )
+}
+
 pub async fn complete(
     conn: &mut sqlx::AnyConnection,
     api_key_id: &str,
@@ -90,16 +114,13 @@ pub async fn complete(
     status: u16,
     body: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE idempotency SET response_status = $1, response_body = $2
-         WHERE api_key_id = $3 AND idempotency_key = $4",
-    )
-    .bind(i64::from(status))
-    .bind(body)
-    .bind(api_key_id)
-    .bind(key)
-    .execute(conn)
-    .await?;
+    sqlx::query(COMPLETE)
+        .bind(i64::from(status))
+        .bind(body)
+        .bind(api_key_id)
+        .bind(key)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

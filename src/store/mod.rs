@@ -201,6 +201,53 @@ impl Db {
         }
     }
 
+    /// Write statements that must commit together (or one on its own), answering the rows each
+    /// changed: on SQLite one closure of the batching writer (its commit shared with whatever
+    /// is queued beside it), elsewhere one pooled transaction.
+    pub async fn write_all(&self, statements: Vec<Statement>) -> Result<Vec<u64>, sqlx::Error> {
+        if let Some(writer) = &self.batch_writer {
+            return writer
+                .write(move |conn| {
+                    statements
+                        .iter()
+                        .map(|(sql, values)| {
+                            let values: Vec<&dyn rusqlite::ToSql> =
+                                values.iter().map(|v| v as &dyn rusqlite::ToSql).collect();
+                            let changed = writer::prepare(conn, sql, &values)?.raw_execute()?;
+                            Ok(changed as u64)
+                        })
+                        .collect()
+                })
+                .await;
+        }
+        // One statement is its own transaction: no BEGIN and COMMIT round trips around it.
+        let mut tx = match statements.len() {
+            1 => None,
+            _ => Some(self.begin_write().await?),
+        };
+        let mut changed = Vec::with_capacity(statements.len());
+        for (sql, values) in &statements {
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(*sql));
+            for value in values {
+                query = match value {
+                    Value::Text(s) => query.bind(s.as_str()),
+                    Value::Int(i) => query.bind(*i),
+                    Value::NullText => query.bind(None::<String>),
+                    Value::NullInt => query.bind(None::<i64>),
+                };
+            }
+            let done = match tx.as_mut() {
+                Some(tx) => query.execute(&mut **tx).await?,
+                None => query.execute(&self.pool).await?,
+            };
+            changed.push(done.rows_affected());
+        }
+        if let Some(tx) = tx {
+            tx.commit().await?;
+        }
+        Ok(changed)
+    }
+
     /// A read-only lookup by key: on SQLite `inline`, on this thread (see [`inline`]); on
     /// PostgreSQL, or when SQLite answered busy, `pooled` on the reader pool. Both must read
     /// the same thing.
@@ -290,6 +337,61 @@ pub fn is_unavailable(err: &sqlx::Error) -> bool {
         _ => false,
     }
 }
+
+/// A value bound to a statement of [`Db::write_all`], on either path.
+#[derive(Debug, Clone)]
+pub enum Value {
+    Text(String),
+    Int(i64),
+    /// SQL NULL where a text goes.
+    NullText,
+    /// SQL NULL where an integer goes.
+    NullInt,
+}
+
+impl From<&str> for Value {
+    fn from(v: &str) -> Value {
+        Value::Text(v.to_owned())
+    }
+}
+
+impl From<String> for Value {
+    fn from(v: String) -> Value {
+        Value::Text(v)
+    }
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Value {
+        Value::Int(v)
+    }
+}
+
+impl From<Option<String>> for Value {
+    fn from(v: Option<String>) -> Value {
+        v.map_or(Value::NullText, Value::Text)
+    }
+}
+
+impl From<Option<i64>> for Value {
+    fn from(v: Option<i64>) -> Value {
+        v.map_or(Value::NullInt, Value::Int)
+    }
+}
+
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(match self {
+            Value::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+            Value::Int(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
+            Value::NullText | Value::NullInt => ToSqlOutput::Borrowed(ValueRef::Null),
+        })
+    }
+}
+
+/// A write statement and its `$1`… values.
+pub type Statement = (&'static str, Vec<Value>);
 
 /// A row of either read path, by column name: sqlx's `AnyRow` or rusqlite's `Row` (the
 /// inline readers and the batching writer), so one decoder serves both.

@@ -4,7 +4,7 @@
 
 use sqlx::{AnyPool, Row};
 
-use super::{Columns, Db, inline};
+use super::{Columns, Db, Statement, Value, inline};
 
 use crate::domain::{Channel, Currency, EmployerId, Fen, Grant, OrderNo, OrderStatus, ProviderId};
 
@@ -100,34 +100,42 @@ fn may_become(next: OrderStatus) -> String {
     format!("status IN ({})", sources.join(", "))
 }
 
+/// `insert`'s statement: every column of [`ORDER_COLUMNS`], in order.
+static INSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let placeholders: Vec<String> = (1..=ORDER_COLUMNS.split(',').count())
+        .map(|i| format!("${i}"))
+        .collect();
+    format!(
+        "INSERT INTO payment_order ({ORDER_COLUMNS}) VALUES ({})",
+        placeholders.join(", ")
+    )
+});
+
 /// A new order: `pending`, no payment yet.
-pub async fn insert(pool: &AnyPool, o: &OrderRow) -> Result<(), sqlx::Error> {
+pub async fn insert(db: &Db, o: &OrderRow) -> Result<(), sqlx::Error> {
     let grants_json =
         serde_json::to_string(&o.grants).map_err(|e| sqlx::Error::Encode(e.into()))?;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO payment_order ({ORDER_COLUMNS})
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
-    )))
-    .bind(o.order_no.as_str())
-    .bind(o.employer_id.as_str())
-    .bind(&o.plan_id)
-    .bind(grants_json)
-    .bind(o.amount.get())
-    .bind(o.currency.as_str())
-    .bind(o.provider.as_str())
-    .bind(o.channel.as_str())
-    .bind(OrderStatus::Pending.as_str())
-    .bind(&o.payment_json)
-    .bind(i64::from(o.late_payment))
-    .bind(o.refunded.get())
-    .bind(o.refund_pending.get())
-    .bind(o.expires_at)
-    .bind(o.paid_at)
-    .bind(o.closed_at)
-    .bind(o.created_at)
-    .bind(o.updated_at)
-    .execute(pool)
-    .await?;
+    let values: Vec<Value> = vec![
+        o.order_no.as_str().into(),
+        o.employer_id.as_str().into(),
+        o.plan_id.as_str().into(),
+        grants_json.into(),
+        o.amount.get().into(),
+        o.currency.as_str().into(),
+        o.provider.as_str().into(),
+        o.channel.as_str().into(),
+        OrderStatus::Pending.as_str().into(),
+        o.payment_json.clone().into(),
+        i64::from(o.late_payment).into(),
+        o.refunded.get().into(),
+        o.refund_pending.get().into(),
+        o.expires_at.into(),
+        o.paid_at.into(),
+        o.closed_at.into(),
+        o.created_at.into(),
+        o.updated_at.into(),
+    ];
+    db.write_all(vec![(INSERT.as_str(), values)]).await?;
     Ok(())
 }
 
@@ -156,19 +164,13 @@ pub async fn delete_unaccepted(pool: &AnyPool, order_no: &OrderNo) -> Result<(),
     Ok(())
 }
 
-pub async fn set_payment_json(
-    conn: &mut sqlx::AnyConnection,
-    order_no: &OrderNo,
-    payment_json: &str,
-    now_ms: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE payment_order SET payment_json = $1, updated_at = $2 WHERE order_no = $3")
-        .bind(payment_json)
-        .bind(now_ms)
-        .bind(order_no.as_str())
-        .execute(conn)
-        .await?;
-    Ok(())
+/// The provider's payment instructions stored on the order, as a statement of
+/// [`Db::write_all`].
+pub fn set_payment_json(order_no: &OrderNo, payment_json: String, now_ms: i64) -> Statement {
+    (
+        "UPDATE payment_order SET payment_json = $1, updated_at = $2 WHERE order_no = $3",
+        vec![payment_json.into(), now_ms.into(), order_no.as_str().into()],
+    )
 }
 
 /// What a payment must match to settle an order.
