@@ -41,7 +41,7 @@ enum Command {
     /// provider and settled if paid. Prints the pass as JSON.
     SyncPending,
     /// One pass of any lifecycle job, without the lease: active_query, expire, platform_keys,
-    /// entitlement_expiry, refunds, events, erasures, retention. Prints the pass as JSON.
+    /// entitlement_expiry, refunds, events, erasure, retention. Prints the pass as JSON.
     RunJob { job: String },
     /// Reconcile one provider's bill of one Asia/Shanghai day (re-running a date replaces its
     /// result), as `POST /v1/reconciliations` does. Prints the run and its summary as JSON.
