@@ -165,20 +165,18 @@ pub async fn settle(
         "paid_at": rfc3339_beijing_millis(paid_ms),
         "source": source.as_str(),
     });
-    events::append(&mut tx, "order.paid", Some(order_no), &paid, now_ms).await?;
-    for ent in &granted {
-        events::append(
-            &mut tx,
-            "entitlement.granted",
-            Some(order_no),
-            &ent.to_json(),
-            now_ms,
-        )
-        .await?;
-    }
+    // The events last, in one append: the outbox counter row is held from here to the commit.
+    let granted_json: Vec<serde_json::Value> = granted.iter().map(|e| e.to_json()).collect();
+    let mut appended = vec![("order.paid", Some(order_no), &paid)];
+    appended.extend(
+        granted_json
+            .iter()
+            .map(|data| ("entitlement.granted", Some(order_no), data)),
+    );
     if late {
-        events::append(&mut tx, "payment.late", Some(order_no), &paid, now_ms).await?;
+        appended.push(("payment.late", Some(order_no), &paid));
     }
+    events::append_all(&mut tx, &appended, now_ms).await?;
     tx.commit().await?;
     db.order_watch().changed(&trade.order_no);
     tracing::info!(order_no, provider = %trade.provider, source = source.as_str(), late, erased, "order settled");

@@ -334,6 +334,14 @@ async fn a_payment_for_a_closed_order_is_honoured_once_and_flagged_late(app: Tes
         ],
         "{events}"
     );
+    // Gap-free ids: the settlement's three events are appended together, one id each.
+    let ids: Vec<i64> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_i64().unwrap())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "{ids:?}");
     let ents = app.entitlements("emp_webhook").await;
     assert_eq!(ents["entitlements"].as_array().unwrap().len(), 1);
     assert_eq!(ents["entitlements"][0]["remaining"], 50);

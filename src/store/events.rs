@@ -24,23 +24,59 @@ pub async fn append(
     data: &serde_json::Value,
     now_ms: i64,
 ) -> Result<i64, sqlx::Error> {
-    let id: i64 = sqlx::query_scalar(
-        "UPDATE event_counter SET value = value + 1 WHERE name = 'outbox' RETURNING value",
+    let ids = append_all(tx, &[(event_type, order_no, data)], now_ms).await?;
+    ids.first().copied().ok_or(sqlx::Error::RowNotFound)
+}
+
+/// Appends `events` in order with consecutive ids, as [`append`] would one by one, in two
+/// statements however many there are: one step of the counter row, one insert.
+pub async fn append_all(
+    tx: &mut Tx,
+    events: &[(&str, Option<&str>, &serde_json::Value)],
+    now_ms: i64,
+) -> Result<Vec<i64>, sqlx::Error> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let count = i64::try_from(events.len()).map_err(|e| sqlx::Error::Encode(e.into()))?;
+    let last: i64 = sqlx::query_scalar(
+        "UPDATE event_counter SET value = value + $1 WHERE name = 'outbox' RETURNING value",
     )
+    .bind(count)
     .fetch_one(&mut **tx)
     .await?;
-    sqlx::query(
+    let ids: Vec<i64> = (last - count + 1..=last).collect();
+    // ($1, $2, $3, $4, $5, $5), ($6, …): id, type, order, payload, time (created and due).
+    let rows: Vec<String> = (0..events.len())
+        .map(|i| {
+            let p = i * 5;
+            format!(
+                "(${}, ${}, ${}, ${}, ${}, ${})",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5,
+                p + 5
+            )
+        })
+        .collect();
+    let sql = format!(
         "INSERT INTO outbox_event (event_id, event_type, order_no, payload_json, created_at, next_attempt_at)
-         VALUES ($1, $2, $3, $4, $5, $5)",
-    )
-    .bind(id)
-    .bind(event_type)
-    .bind(order_no)
-    .bind(data.to_string())
-    .bind(now_ms)
-    .execute(&mut **tx)
-    .await?;
-    Ok(id)
+         VALUES {}",
+        rows.join(", ")
+    );
+    let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (id, (event_type, order_no, data)) in ids.iter().zip(events) {
+        insert = insert
+            .bind(*id)
+            .bind(*event_type)
+            .bind(*order_no)
+            .bind(data.to_string())
+            .bind(now_ms);
+    }
+    insert.execute(&mut **tx).await?;
+    Ok(ids)
 }
 
 /// An undelivered event due for a push attempt, with its attempt bookkeeping.
