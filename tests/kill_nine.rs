@@ -124,7 +124,7 @@ seller_id = "{seller}"
 [[api_keys]]
 id = "storm"
 secret_sha256 = "{hash}"
-scopes = ["checkout"]
+scopes = ["checkout", "entitlements"]
 
 [limits]
 provider_timeout_ms = 5000
@@ -168,8 +168,18 @@ async fn start_gateway(config: &Path, url: &str, http: &reqwest::Client) -> Chil
     }
 }
 
-async fn storm(db_url: String, dir: tempfile::TempDir) {
-    let keys = dir.path().join("keys");
+/// The sandbox binary and the gateway binary on `db_url`, both running.
+struct Rig {
+    _sandbox: Child,
+    sandbox_url: String,
+    url: String,
+    config: PathBuf,
+    http: reqwest::Client,
+    gateway: Child,
+}
+
+async fn rig(db_url: &str, dir: &Path) -> Rig {
+    let keys = dir.join("keys");
     let status = Command::new(env!("CARGO_BIN_EXE_paygate"))
         .args(["keys", "generate", keys.to_str().unwrap()])
         .stdout(Stdio::null())
@@ -177,12 +187,31 @@ async fn storm(db_url: String, dir: tempfile::TempDir) {
         .await
         .unwrap();
     assert!(status.success(), "keys generate");
-    let (_sandbox, sandbox_url) = start_sandbox(&keys).await;
+    let (sandbox, sandbox_url) = start_sandbox(&keys).await;
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let url = format!("http://{addr}");
-    let config = gateway_config(dir.path(), &keys, &sandbox_url, &db_url, addr);
+    let config = gateway_config(dir, &keys, &sandbox_url, db_url, addr);
     let http = reqwest::Client::new();
-    let mut gateway = start_gateway(&config, &url, &http).await;
+    let gateway = start_gateway(&config, &url, &http).await;
+    Rig {
+        _sandbox: sandbox,
+        sandbox_url,
+        url,
+        config,
+        http,
+        gateway,
+    }
+}
+
+async fn storm(db_url: String, dir: tempfile::TempDir) {
+    let Rig {
+        _sandbox,
+        sandbox_url,
+        url,
+        config,
+        http,
+        mut gateway,
+    } = rig(&db_url, dir.path()).await;
 
     // 200 orders, half on each provider.
     let created: Vec<Value> = futures_util::stream::iter(0..ORDERS)
@@ -352,5 +381,177 @@ async fn kill_nine_mid_storm_on_postgres() {
         return;
     };
     storm(db_url.clone(), tempfile::tempdir().unwrap()).await;
+    common::drop_postgres_database(&db_url);
+}
+
+const ACCESSES: usize = 600;
+
+/// kill -9 among résumé first accesses (SQLite: the batching writer's commits): every access
+/// answered 200 before the kill is there after it, and the entitlement's count of used units
+/// is exactly the accesses recorded — no unit taken without its row, no row without its unit,
+/// whatever the kill cut in half.
+async fn first_accesses(db_url: String, dir: tempfile::TempDir) {
+    let Rig {
+        _sandbox,
+        sandbox_url,
+        url,
+        config,
+        http,
+        mut gateway,
+    } = rig(&db_url, dir.path()).await;
+    let employer = "emp_kill_access";
+    let order: Value = http
+        .post(format!("{url}/v1/orders"))
+        .bearer_auth(SECRET)
+        .header("Idempotency-Key", "kill-access")
+        .json(
+            &json!({"employer_id": employer, "plan": "resume-download-200",
+                      "provider": "alipay", "channel": "qr"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let order_no = order["order_no"].as_str().unwrap().to_owned();
+    let paid = http
+        .post(format!("{sandbox_url}/sandbox/pay/{order_no}"))
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert!(paid.status().is_success());
+    let settled: Value = http
+        .get(format!("{url}/v1/orders/{order_no}?wait=10"))
+        .bearer_auth(SECRET)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(settled["status"], "paid", "{settled}");
+
+    // 32 at a time; the gateway dies once 120 have been answered.
+    let answered = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let storm = {
+        let (http, url, answered) = (http.clone(), url.clone(), answered.clone());
+        tokio::spawn(async move {
+            futures_util::stream::iter(0..ACCESSES)
+                .for_each_concurrent(32, |i| {
+                    let (http, url, answered) = (http.clone(), url.clone(), answered.clone());
+                    async move {
+                        let resume = format!("r-{i:04}");
+                        let res = http
+                            .post(format!("{url}/v1/employers/{employer}/resume-access"))
+                            .bearer_auth(SECRET)
+                            .json(&json!({"resume_id": resume, "action": "download"}))
+                            .send()
+                            .await;
+                        if let Ok(res) = res
+                            && res.status() == 200
+                        {
+                            answered.lock().unwrap().push(resume);
+                        }
+                    }
+                })
+                .await;
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while answered.lock().unwrap().len() < 120 {
+        assert!(Instant::now() < deadline, "the accesses never got going");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    gateway.start_kill().expect("SIGKILL");
+    gateway.wait().await.unwrap();
+    storm.await.unwrap();
+    let answered = answered.lock().unwrap().clone();
+    assert!(
+        answered.len() < 200,
+        "the kill came before the quota ran out: {}",
+        answered.len()
+    );
+
+    sqlx::any::install_default_drivers();
+    let db = sqlx::AnyPool::connect(&db_url).await.unwrap();
+    let recorded: Vec<String> = sqlx::query_scalar(
+        "SELECT a.resume_id FROM resume_access a JOIN entitlement e ON e.entitlement_id = a.entitlement_id
+         WHERE e.employer_id = $1",
+    )
+    .bind(employer)
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    let recorded: std::collections::BTreeSet<String> = recorded.into_iter().collect();
+    for resume in &answered {
+        assert!(
+            recorded.contains(resume),
+            "{resume} was answered 200 but not kept"
+        );
+    }
+    let (used, consumed): (i64, i64) = sqlx::query_as(
+        "SELECT e.used, (SELECT COUNT(*) FROM entitlement_audit u
+                         WHERE u.entitlement_id = e.entitlement_id AND u.kind = 'consumed')
+         FROM entitlement e WHERE e.employer_id = $1",
+    )
+    .bind(employer)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(
+        used as usize,
+        recorded.len(),
+        "units used = accesses recorded"
+    );
+    assert_eq!(
+        consumed as usize,
+        recorded.len(),
+        "one audit line per access"
+    );
+    if db_url.starts_with("sqlite:") {
+        let check: String = sqlx::query_scalar("PRAGMA integrity_check")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        assert_eq!(check, "ok");
+    }
+    db.close().await;
+
+    // Back up: every answered résumé is a repeat, free; the count does not move.
+    let _gateway = start_gateway(&config, &url, &http).await;
+    for resume in answered.iter().take(20) {
+        let res: Value = http
+            .post(format!("{url}/v1/employers/{employer}/resume-access"))
+            .bearer_auth(SECRET)
+            .json(&json!({"resume_id": resume, "action": "download"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(res["granted"], true, "{res}");
+        assert_eq!(res["remaining"], 200 - recorded.len() as i64, "{res}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_nine_among_first_accesses_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("paygate.db").display()
+    );
+    first_accesses(db_url, dir).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_nine_among_first_accesses_on_postgres() {
+    let Some(db_url) = common::fresh_postgres_url().await else {
+        return;
+    };
+    first_accesses(db_url.clone(), tempfile::tempdir().unwrap()).await;
     common::drop_postgres_database(&db_url);
 }
