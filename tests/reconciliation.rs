@@ -340,6 +340,15 @@ async fn assert_bill_refused(provider: &str, fault: Value) {
         .await,
         0
     );
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM reconciliation_work WHERE reconciliation_id <> $1",
+            ""
+        )
+        .await,
+        0,
+        "a failed run leaves no work behind"
+    );
 }
 
 #[tokio::test]
@@ -535,4 +544,116 @@ on_both_backends!(
     a_clean_day_needs_no_exact_check_on_sqlite,
     a_clean_day_needs_no_exact_check_on_postgres,
     a_clean_day_needs_no_exact_check
+);
+
+/// What runs that died under a crash left (their work row, staged bill rows, discrepancy rows
+/// with no run row) is swept by the next run once they are 6 hours old; a run still in
+/// progress elsewhere (started a minute ago) keeps its rows; the finished run leaves no work.
+async fn the_leftovers_of_a_dead_run_are_swept(app: TestApp) {
+    app.paid_order("emp_recon_sweep", "alipay", "resume-download-50")
+        .await;
+    let now = paygate::clock::to_millis(app.clock.now());
+    let hour = 3_600_000;
+    for (id, started) in [("rec_dead", now - 7 * hour), ("rec_live", now - 60_000)] {
+        sqlx::query(
+            "INSERT INTO reconciliation_work (reconciliation_id, started_at) VALUES ($1, $2)",
+        )
+        .bind(id)
+        .bind(started)
+        .execute(app.db.pool())
+        .await
+        .unwrap();
+        for (key, seq) in [(id.to_owned(), 1_i64), (format!("{id}/payments"), 2)] {
+            sqlx::query(
+                "INSERT INTO reconciliation_bill_row (run_key, seq, kind, order_no, provider_txn_id,
+                                                      amount_fen, status, occurred_at)
+                 VALUES ($1, $2, 'payment', 'ORDERX', 'TXN', 100, 'SUCCESS', $3)",
+            )
+            .bind(key)
+            .bind(seq)
+            .bind(now)
+            .execute(app.db.pool())
+            .await
+            .unwrap();
+        }
+        sqlx::query(
+            "INSERT INTO reconciliation_discrepancy (reconciliation_id, seq, class, kind, order_no)
+             VALUES ($1, 1, 'missing_local', 'payment', 'ORDERX')",
+        )
+        .bind(id)
+        .execute(app.db.pool())
+        .await
+        .unwrap();
+    }
+    let (status, run) = reconcile(&app, "alipay", &today(&app)).await;
+    assert_eq!(status, 201, "{run}");
+    let left = |table: &'static str, column: &'static str, prefix: &'static str| {
+        let pool = app.db.pool().clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!(
+                "SELECT COUNT(*) FROM {table} WHERE {column} LIKE $1"
+            )))
+            .bind(format!("{prefix}%"))
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(
+        left("reconciliation_work", "reconciliation_id", "rec_dead").await,
+        0
+    );
+    assert_eq!(
+        left("reconciliation_bill_row", "run_key", "rec_dead").await,
+        0
+    );
+    assert_eq!(
+        left(
+            "reconciliation_discrepancy",
+            "reconciliation_id",
+            "rec_dead"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        left("reconciliation_work", "reconciliation_id", "rec_live").await,
+        1
+    );
+    assert_eq!(
+        left("reconciliation_bill_row", "run_key", "rec_live").await,
+        2
+    );
+    assert_eq!(
+        left(
+            "reconciliation_discrepancy",
+            "reconciliation_id",
+            "rec_live"
+        )
+        .await,
+        1
+    );
+    // The finished run: no work row, its result kept.
+    let id = run["reconciliation_id"].as_str().unwrap();
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM reconciliation_work WHERE reconciliation_id = $1",
+            id
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM reconciliation_run WHERE reconciliation_id = $1",
+            id
+        )
+        .await,
+        1
+    );
+}
+on_both_backends!(
+    the_leftovers_of_a_dead_run_are_swept_on_sqlite,
+    the_leftovers_of_a_dead_run_are_swept_on_postgres,
+    the_leftovers_of_a_dead_run_are_swept
 );

@@ -142,6 +142,17 @@ pub async fn run_downloaded(
         .cloned()
         .ok_or(ReconcileError::ProviderDisabled(provider_id))?;
     let reconciliation_id = crate::domain::ids::prefixed_id("rec");
+    // What runs that died long ago left behind goes first; then this run says it is working.
+    let cutoff = to_millis(started) - ABANDONED_AFTER.as_millis() as i64;
+    match store::sweep_abandoned(&state.db, cutoff).await {
+        Ok(0) => {}
+        Ok(swept) => tracing::warn!(
+            swept,
+            "swept the leftovers of reconciliations that never finished"
+        ),
+        Err(e) => tracing::warn!(error = %e, "sweeping unfinished reconciliations failed"),
+    }
+    store::begin_work(state.db.pool(), &reconciliation_id, to_millis(started)).await?;
     // The exact missing-remote check (rarely needed) reads the file a second time.
     let again = file.try_clone().map_err(BillError::Io)?;
     let all_payments_key = format!("{reconciliation_id}/payments");
@@ -173,7 +184,16 @@ pub async fn run_downloaded(
             tracing::warn!(error = %e, "dropping staged bill rows failed");
         }
     }
-    let mut summary = result?;
+    let mut summary = match result {
+        Ok(summary) => summary,
+        Err(e) => {
+            // Its discrepancy rows so far are nobody's: no run row will ever name them.
+            if let Err(abandon) = store::abandon(&state.db, &reconciliation_id).await {
+                tracing::warn!(error = %abandon, "dropping a failed reconciliation's rows failed");
+            }
+            return Err(e);
+        }
+    };
     summary.timings_ms.read_and_match = read_ms;
     summary.timings_ms.classify_and_heal = classify_ms;
 
@@ -208,6 +228,10 @@ pub async fn run_downloaded(
     tracing::info!(provider = %provider_id, date = %date, reconciliation_id, rows = summary.bill_rows, healed = summary.healed, "reconciliation completed");
     Ok(run)
 }
+
+/// A run still marked working this long after it started died with its process: the next run
+/// sweeps what it left. A run of a day's bill takes seconds to minutes.
+const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
 
 /// Entries handed from the reading thread per batch.
 const READ_BATCH: usize = 2_000;

@@ -274,6 +274,60 @@ where
 
 /// Puts `run` in place of the date's previous run and its discrepancies, in `tx`. The new
 /// run's discrepancies were written before, under its id.
+/// A run starts: its work row says so until its result is stored or it fails.
+pub async fn begin_work(pool: &AnyPool, id: &str, started_at: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO reconciliation_work (reconciliation_id, started_at) VALUES ($1, $2)")
+        .bind(id)
+        .bind(started_at)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// What a run that did not finish leaves behind: its staged bill rows (under its id and
+/// `{id}/payments`), its discrepancy rows (a finished run's are kept: its run row exists) and
+/// its work row.
+async fn drop_unfinished(db: &super::Db, id: &str) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin_write().await?;
+    sqlx::query("DELETE FROM reconciliation_bill_row WHERE run_key = $1 OR run_key = $2")
+        .bind(id)
+        .bind(format!("{id}/payments"))
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "DELETE FROM reconciliation_discrepancy WHERE reconciliation_id = $1
+           AND NOT EXISTS (SELECT 1 FROM reconciliation_run WHERE reconciliation_id = $1)",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM reconciliation_work WHERE reconciliation_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await
+}
+
+/// A run that failed: what it wrote goes with it.
+pub async fn abandon(db: &super::Db, id: &str) -> Result<(), sqlx::Error> {
+    drop_unfinished(db, id).await
+}
+
+/// Runs started before `cutoff` that never finished nor failed (the process died under them):
+/// what they left is deleted. Answers how many.
+pub async fn sweep_abandoned(db: &super::Db, cutoff: i64) -> Result<usize, sqlx::Error> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT reconciliation_id FROM reconciliation_work WHERE started_at < $1",
+    )
+    .bind(cutoff)
+    .fetch_all(db.reader())
+    .await?;
+    for id in &ids {
+        drop_unfinished(db, id).await?;
+    }
+    Ok(ids.len())
+}
+
 pub async fn replace(tx: &mut Tx, run: &RunRow) -> Result<(), sqlx::Error> {
     if let Some(old) = of_date(&mut **tx, &run.provider, &run.bill_date).await? {
         sqlx::query("DELETE FROM reconciliation_discrepancy WHERE reconciliation_id = $1")
@@ -285,6 +339,10 @@ pub async fn replace(tx: &mut Tx, run: &RunRow) -> Result<(), sqlx::Error> {
             .execute(&mut **tx)
             .await?;
     }
+    sqlx::query("DELETE FROM reconciliation_work WHERE reconciliation_id = $1")
+        .bind(&run.reconciliation_id)
+        .execute(&mut **tx)
+        .await?;
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO reconciliation_run ({RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
     )))
