@@ -13,6 +13,8 @@
 //! | `paygate_events_pushed_total` | outcome (`delivered`, `failed`) |
 //! | `paygate_erasures_overdue` (gauge) | — : erasure requests still pending past their `due_by` |
 //! | `paygate_provider_call_seconds` (summary) | provider, call (`create`, `query`, `close`), outcome (`ok`, `unavailable`, `rejected`) |
+//! | `paygate_sqlite_batch_commits_total`, `paygate_sqlite_batched_transactions_total` | — : SQLite's batching writer, its commits and the transactions they held (their ratio is the batch size) |
+//! | `paygate_sqlite_inline_busy_total` | — : inline SQLite lookups that found the file busy and were asked of the pooled reader |
 
 use std::sync::OnceLock;
 
@@ -104,4 +106,15 @@ pub fn refused(reason: &'static str) {
 /// breaks the privacy policy's promise and should page someone.
 pub fn erasures_overdue(n: u64) {
     metrics::gauge!("paygate_erasures_overdue").set(n as f64);
+}
+
+/// A commit of SQLite's batching writer, and how many callers' transactions it held.
+pub fn sqlite_batch_committed(transactions: u64) {
+    metrics::counter!("paygate_sqlite_batch_commits_total").increment(1);
+    metrics::counter!("paygate_sqlite_batched_transactions_total").increment(transactions);
+}
+
+/// An inline SQLite lookup found the file busy: the pooled reader was asked instead.
+pub fn sqlite_inline_busy() {
+    metrics::counter!("paygate_sqlite_inline_busy_total").increment(1);
 }

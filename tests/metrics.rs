@@ -181,6 +181,13 @@ async fn metrics_count_orders_callbacks_settlements_and_job_runs() {
         ),
         1
     );
+    // SQLite's batching writer committed the orders' writes, a transaction or more a commit.
+    let commits = value(&m, "paygate_sqlite_batch_commits_total", &[]);
+    let batched = value(&m, "paygate_sqlite_batched_transactions_total", &[]);
+    assert!(
+        commits > 0 && batched >= commits,
+        "{commits} commits, {batched} transactions"
+    );
     for secret in [
         order_no.as_str(),
         queried_no.as_str(),

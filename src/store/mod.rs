@@ -259,8 +259,11 @@ impl Db {
     where
         Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
     {
-        if let Some(found) = self.inline.as_ref().and_then(|r| r.read(inline)) {
-            return found;
+        if let Some(readers) = &self.inline {
+            match readers.read(inline) {
+                Some(found) => return found,
+                None => crate::telemetry::sqlite_inline_busy(),
+            }
         }
         pooled(&self.reader).await
     }

@@ -275,11 +275,10 @@ fn run_batch(conn: &Connection, jobs: Vec<Box<dyn Job>>, stats: &Stats) {
         }
     }
     if commit.is_ok() {
+        let committed = ran.iter().filter(|r| !r.failed).count() as u64;
         stats.commits.fetch_add(1, Ordering::Relaxed);
-        stats.transactions.fetch_add(
-            ran.iter().filter(|r| !r.failed).count() as u64,
-            Ordering::Relaxed,
-        );
+        stats.transactions.fetch_add(committed, Ordering::Relaxed);
+        crate::telemetry::sqlite_batch_committed(committed);
     }
     let commit = commit.err();
     for r in ran {
