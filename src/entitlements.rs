@@ -8,6 +8,7 @@ use sqlx::any::AnyRow;
 
 use crate::clock::{rfc3339_beijing_millis, to_millis};
 use crate::domain::{Action, EmployerId, Fen, Grant, OrderNo};
+use crate::store::exec::Exec;
 use crate::store::{Db, Tx};
 
 #[derive(Debug, Clone, Serialize)]
@@ -70,21 +71,40 @@ async fn audit(
     quota_delta: i64,
     now_ms: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(AUDIT)
-        .bind(entitlement_id)
-        .bind(kind)
-        .bind(resume_id)
-        .bind(quota_delta)
-        .bind(now_ms)
-        .execute(&mut **tx)
-        .await?;
+    audit_in(
+        &mut Exec::Sqlx(tx),
+        entitlement_id,
+        kind,
+        resume_id,
+        quota_delta,
+        now_ms,
+    )
+    .await
+}
+
+async fn audit_in(
+    ex: &mut Exec<'_>,
+    entitlement_id: &str,
+    kind: &str,
+    resume_id: Option<&str>,
+    quota_delta: i64,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    let values = [
+        entitlement_id.into(),
+        kind.into(),
+        resume_id.map(str::to_owned).into(),
+        quota_delta.into(),
+        now_ms.into(),
+    ];
+    ex.execute(AUDIT, &values).await?;
     Ok(())
 }
 
 /// Grants an order's entitlements inside the settlement transaction. The unique
 /// (order_no, action) constraint makes a second grant for one order impossible.
 pub async fn grant(
-    tx: &mut Tx,
+    ex: &mut Exec<'_>,
     employer_id: &EmployerId,
     order_no: &OrderNo,
     plan_id: &str,
@@ -96,22 +116,24 @@ pub async fn grant(
     for g in grants {
         let id = crate::domain::ids::prefixed_id("ent");
         let until = to_millis(now + chrono::Duration::days(g.days));
-        sqlx::query(
+        let values = [
+            id.as_str().into(),
+            employer_id.as_str().into(),
+            order_no.as_str().into(),
+            plan_id.into(),
+            g.action.as_str().into(),
+            g.quota.into(),
+            now_ms.into(),
+            until.into(),
+        ];
+        ex.execute(
             "INSERT INTO entitlement (entitlement_id, employer_id, order_no, plan_id, action, quota, used,
                                       status, valid_from, valid_until, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, 0, 'active', $7, $8, $7, $7)",
+            &values,
         )
-        .bind(&id)
-        .bind(employer_id.as_str())
-        .bind(order_no.as_str())
-        .bind(plan_id)
-        .bind(g.action.as_str())
-        .bind(g.quota)
-        .bind(now_ms)
-        .bind(until)
-        .execute(&mut **tx)
         .await?;
-        audit(tx, &id, "granted", None, g.quota.unwrap_or(0), now_ms).await?;
+        audit_in(ex, &id, "granted", None, g.quota.unwrap_or(0), now_ms).await?;
         out.push(Entitlement {
             entitlement_id: id,
             order_no: order_no.to_string(),

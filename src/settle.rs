@@ -6,6 +6,7 @@
 use crate::clock::{rfc3339_beijing_millis, to_millis};
 use crate::domain::{Currency, Fen, OrderNo, ProviderId};
 use crate::entitlements;
+use crate::store::exec::Exec;
 use crate::store::{self, Db, events, orders};
 
 /// What a provider says was paid, after its signature and merchant ids checked out.
@@ -66,15 +67,58 @@ pub async fn settle(
     source: Source,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Settled, SettleError> {
-    let now_ms = to_millis(now);
-    let paid_ms = to_millis(trade.paid_at);
     // The duplicate (providers repeat every notification) is answered from a read: the same
     // provider transaction already settled this order with this amount. Anything else —
     // unknown, or known with other facts — goes through the gate below, which decides.
     if orders::is_settled_by(db, trade).await? {
         return Ok(Settled::Already);
     }
-    let mut tx = db.begin_write().await?;
+    // The transaction, written once: on SQLite a closure of the batching writer (its commit
+    // shared with whatever is queued beside it), elsewhere a sqlx transaction. Any error rolls
+    // all of it back.
+    let moved = match db.batch_writer() {
+        Some(writer) => {
+            let trade = trade.clone();
+            writer
+                .write_with(move |conn| {
+                    store::exec::ready(settle_in(&mut Exec::Sqlite(conn), &trade, source, now))
+                })
+                .await?
+        }
+        None => {
+            let mut tx = db.begin_write().await?;
+            let moved = settle_in(&mut Exec::Sqlx(&mut tx), trade, source, now).await?;
+            tx.commit().await?;
+            moved
+        }
+    };
+    let Moved::Settled { late, erased } = moved else {
+        return not_moved(db, trade).await;
+    };
+    db.order_watch().changed(&trade.order_no);
+    tracing::info!(order_no = %trade.order_no, provider = %trade.provider, source = source.as_str(), late, erased, "order settled");
+    crate::telemetry::settled(trade.provider.as_str(), source.as_str(), late);
+    Ok(Settled::Now { late })
+}
+
+/// What the settlement transaction did.
+enum Moved {
+    /// The order is paid now, with its payment, entitlements (none if its account was erased)
+    /// and events.
+    Settled { late: bool, erased: bool },
+    /// The gate let nothing through: the report does not fit the order as it stands.
+    Nothing,
+}
+
+/// The settlement transaction: the gate, the payment row, the grants and the events.
+async fn settle_in(
+    ex: &mut Exec<'_>,
+    trade: &PaidTrade,
+    source: Source,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Moved, SettleError> {
+    let now_ms = to_millis(now);
+    let paid_ms = to_millis(trade.paid_at);
     // The gate: only a pending or closed order with the same amount, provider and currency
     // moves to paid.
     let facts = orders::PaidFacts {
@@ -84,49 +128,33 @@ pub async fn settle(
         currency: trade.currency,
         paid_ms,
     };
-    let Some(flipped) = orders::mark_paid(&mut tx, &facts, now_ms).await? else {
-        // Nothing moved: tell a duplicate from a report that does not fit the order.
-        let order = orders::get(&mut *tx, &trade.order_no).await?;
-        let payment = orders::payment_of(&mut *tx, &trade.order_no).await?;
-        tx.rollback().await?;
-        let Some(order) = order else {
-            return Err(SettleError::UnknownOrder);
-        };
-        if order.amount != trade.amount {
-            return Err(SettleError::AmountMismatch {
-                expected: order.amount,
-                reported: trade.amount,
-            });
-        }
-        if order.provider != trade.provider || order.currency != trade.currency {
-            return Err(SettleError::Mismatch);
-        }
-        return match payment {
-            Some(p) if p.provider_txn_id == trade.provider_txn_id => Ok(Settled::Already),
-            _ => Err(SettleError::ConflictingTransaction),
-        };
+    let Some(flipped) = orders::mark_paid(ex, &facts, now_ms).await? else {
+        return Ok(Moved::Nothing);
     };
     let late = flipped.late;
 
     let payment_id = crate::domain::ids::prefixed_id("pay");
-    let inserted = sqlx::query(
-        "INSERT INTO payment (payment_id, order_no, provider, provider_txn_id, amount_fen, currency,
-                              trade_type, bank_type, source, paid_at, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(&payment_id)
-    .bind(trade.order_no.as_str())
-    .bind(trade.provider.as_str())
-    .bind(&trade.provider_txn_id)
-    .bind(trade.amount.get())
-    .bind(trade.currency.as_str())
-    .bind(&trade.trade_type)
-    .bind(&trade.bank_type)
-    .bind(source.as_str())
-    .bind(paid_ms)
-    .bind(now_ms)
-    .execute(&mut *tx)
-    .await;
+    let values = [
+        payment_id.as_str().into(),
+        trade.order_no.as_str().into(),
+        trade.provider.as_str().into(),
+        trade.provider_txn_id.as_str().into(),
+        trade.amount.get().into(),
+        trade.currency.as_str().into(),
+        trade.trade_type.clone().into(),
+        trade.bank_type.clone().into(),
+        source.as_str().into(),
+        paid_ms.into(),
+        now_ms.into(),
+    ];
+    let inserted = ex
+        .execute(
+            "INSERT INTO payment (payment_id, order_no, provider, provider_txn_id, amount_fen, currency,
+                                  trade_type, bank_type, source, paid_at, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            &values,
+        )
+        .await;
     if let Err(e) = inserted {
         // The same provider transaction id on another order: never settle twice from one payment.
         return Err(if store::is_unique_violation(&e) {
@@ -139,12 +167,12 @@ pub async fn settle(
     // A payment that reaches an erased account (its order closed by the erasure, paid late)
     // is recorded like any other but grants nothing: there is nobody left to use it, and it is
     // refunded in full (`privacy::refund_if_erased`, reason `account_deleted`).
-    let erased = crate::privacy::is_erased(&mut *tx, &flipped.employer_id).await?;
+    let erased = crate::privacy::is_erased(ex, &flipped.employer_id).await?;
     let granted = if erased {
         Vec::new()
     } else {
         entitlements::grant(
-            &mut tx,
+            ex,
             &flipped.employer_id,
             &trade.order_no,
             &flipped.plan_id,
@@ -176,10 +204,27 @@ pub async fn settle(
     if late {
         appended.push(("payment.late", Some(order_no), &paid));
     }
-    events::append_all(&mut tx, &appended, now_ms).await?;
-    tx.commit().await?;
-    db.order_watch().changed(&trade.order_no);
-    tracing::info!(order_no, provider = %trade.provider, source = source.as_str(), late, erased, "order settled");
-    crate::telemetry::settled(trade.provider.as_str(), source.as_str(), late);
-    Ok(Settled::Now { late })
+    events::append_all(ex, &appended, now_ms).await?;
+    Ok(Moved::Settled { late, erased })
+}
+
+/// Nothing moved: tell a duplicate from a report that does not fit the order, from what has
+/// committed (the gate's transaction wrote nothing).
+async fn not_moved(db: &Db, trade: &PaidTrade) -> Result<Settled, SettleError> {
+    let Some(order) = orders::get(db.reader(), &trade.order_no).await? else {
+        return Err(SettleError::UnknownOrder);
+    };
+    if order.amount != trade.amount {
+        return Err(SettleError::AmountMismatch {
+            expected: order.amount,
+            reported: trade.amount,
+        });
+    }
+    if order.provider != trade.provider || order.currency != trade.currency {
+        return Err(SettleError::Mismatch);
+    }
+    match orders::payment_of(db.reader(), &trade.order_no).await? {
+        Some(p) if p.provider_txn_id == trade.provider_txn_id => Ok(Settled::Already),
+        _ => Err(SettleError::ConflictingTransaction),
+    }
 }

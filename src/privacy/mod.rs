@@ -334,15 +334,17 @@ const OWED: &str = "o.status IN ('paid', 'partially_refunded')
      AND NOT EXISTS (SELECT 1 FROM entitlement e WHERE e.order_no = o.order_no)";
 
 /// True when `employer` is the pseudonym of an erased account.
-pub async fn is_erased<'e, E>(exec: E, employer: &EmployerId) -> Result<bool, sqlx::Error>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Any>,
-{
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM erased_employer WHERE pseudonym = $1")
-        .bind(employer.as_str())
-        .fetch_one(exec)
+pub async fn is_erased(
+    ex: &mut crate::store::exec::Exec<'_>,
+    employer: &EmployerId,
+) -> Result<bool, sqlx::Error> {
+    let found = ex
+        .optional(
+            "SELECT 1 AS erased FROM erased_employer WHERE pseudonym = $1",
+            &[employer.as_str().into()],
+        )
         .await?;
-    Ok(n > 0)
+    Ok(found.is_some())
 }
 
 /// A payment that reached an erased account (settled under its pseudonym, nothing granted)

@@ -3,7 +3,8 @@
 use serde::Serialize;
 use sqlx::Row;
 
-use super::Tx;
+use super::exec::Exec;
+use super::{Columns, Tx, Value};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
@@ -24,14 +25,14 @@ pub async fn append(
     data: &serde_json::Value,
     now_ms: i64,
 ) -> Result<i64, sqlx::Error> {
-    let ids = append_all(tx, &[(event_type, order_no, data)], now_ms).await?;
+    let ids = append_all(&mut Exec::Sqlx(tx), &[(event_type, order_no, data)], now_ms).await?;
     ids.first().copied().ok_or(sqlx::Error::RowNotFound)
 }
 
 /// Appends `events` in order with consecutive ids, as [`append`] would one by one, in two
 /// statements however many there are: one step of the counter row, one insert.
 pub async fn append_all(
-    tx: &mut Tx,
+    ex: &mut Exec<'_>,
     events: &[(&str, Option<&str>, &serde_json::Value)],
     now_ms: i64,
 ) -> Result<Vec<i64>, sqlx::Error> {
@@ -39,12 +40,14 @@ pub async fn append_all(
         return Ok(Vec::new());
     }
     let count = i64::try_from(events.len()).map_err(|e| sqlx::Error::Encode(e.into()))?;
-    let last: i64 = sqlx::query_scalar(
-        "UPDATE event_counter SET value = value + $1 WHERE name = 'outbox' RETURNING value",
-    )
-    .bind(count)
-    .fetch_one(&mut **tx)
-    .await?;
+    let last: i64 = ex
+        .optional(
+            "UPDATE event_counter SET value = value + $1 WHERE name = 'outbox' RETURNING value",
+            &[count.into()],
+        )
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)?
+        .column("value")?;
     let ids: Vec<i64> = (last - count + 1..=last).collect();
     // ($1, $2, $3, $4, $5, $5), ($6, …): id, type, order, payload, time (created and due).
     let rows: Vec<String> = (0..events.len())
@@ -66,16 +69,17 @@ pub async fn append_all(
          VALUES {}",
         rows.join(", ")
     );
-    let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+    let mut values = Vec::with_capacity(events.len() * 5);
     for (id, (event_type, order_no, data)) in ids.iter().zip(events) {
-        insert = insert
-            .bind(*id)
-            .bind(*event_type)
-            .bind(*order_no)
-            .bind(data.to_string())
-            .bind(now_ms);
+        values.extend([
+            Value::Int(*id),
+            (*event_type).into(),
+            order_no.map(str::to_owned).into(),
+            data.to_string().into(),
+            now_ms.into(),
+        ]);
     }
-    insert.execute(&mut **tx).await?;
+    ex.execute(&sql, &values).await?;
     Ok(ids)
 }
 

@@ -6,6 +6,7 @@
 //! work; the in-process writer queue of SQLite only orders writes, it guards nothing.
 
 pub mod events;
+pub mod exec;
 pub mod idempotency;
 pub mod inline;
 pub mod jobs;

@@ -197,11 +197,11 @@ pub struct Flipped {
 /// nothing moved (a duplicate, or a report that does not fit). `late_payment` reads the row's
 /// old status (SET sees the old row).
 pub async fn mark_paid(
-    tx: &mut super::Tx,
+    ex: &mut super::exec::Exec<'_>,
     paid: &PaidFacts<'_>,
     now_ms: i64,
 ) -> Result<Option<Flipped>, sqlx::Error> {
-    let row: Option<(i64, String, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let sql = format!(
         "UPDATE payment_order
          SET late_payment = CASE WHEN status = 'closed' THEN 1 ELSE 0 END,
              status = 'paid', paid_at = $1, updated_at = $2
@@ -209,21 +209,24 @@ pub async fn mark_paid(
            AND amount_fen = $4 AND provider = $5 AND currency = $6
          RETURNING late_payment, employer_id, plan_id, grants_json",
         may_become(OrderStatus::Paid)
-    )))
-    .bind(paid.paid_ms)
-    .bind(now_ms)
-    .bind(paid.order_no.as_str())
-    .bind(paid.amount.get())
-    .bind(paid.provider.as_str())
-    .bind(paid.currency.as_str())
-    .fetch_optional(&mut **tx)
-    .await?;
-    row.map(|(late, employer_id, plan_id, grants_json)| {
+    );
+    let values = [
+        paid.paid_ms.into(),
+        now_ms.into(),
+        paid.order_no.as_str().into(),
+        paid.amount.get().into(),
+        paid.provider.as_str().into(),
+        paid.currency.as_str().into(),
+    ];
+    let row = ex.optional(&sql, &values).await?;
+    row.map(|r| {
+        let employer_id: String = r.column("employer_id")?;
+        let grants_json: String = r.column("grants_json")?;
         Ok(Flipped {
-            late: late != 0,
+            late: r.column::<i64>("late_payment")? != 0,
             employer_id: EmployerId::parse(&employer_id)
                 .ok_or_else(|| corrupt("employer_id", "not an employer id"))?,
-            plan_id,
+            plan_id: r.column("plan_id")?,
             grants: serde_json::from_str(&grants_json).map_err(|e| corrupt("grants_json", e))?,
         })
     })

@@ -37,7 +37,7 @@ type Outcome<T> = Result<T, sqlx::Error>;
 trait Job: Send {
     /// Runs the transaction; answers whether it failed and how to deliver its outcome once the
     /// batch's commit is known.
-    fn run(self: Box<Self>, conn: &Connection) -> Ran;
+    fn run(self: Box<Self>, conn: &mut Connection) -> Ran;
     /// Tells the caller why its transaction was not run.
     fn refuse(self: Box<Self>, why: sqlx::Error);
 }
@@ -50,25 +50,26 @@ struct Ran {
 /// Hands a caller its outcome, given the batch's commit error if there was one.
 type Deliver = Box<dyn FnOnce(Option<&SqliteError>) + Send>;
 
-struct Typed<T, F> {
+struct Typed<T, E, F> {
     f: F,
-    done: oneshot::Sender<Outcome<T>>,
+    done: oneshot::Sender<Result<T, E>>,
 }
 
-impl<T, F> Job for Typed<T, F>
+impl<T, E, F> Job for Typed<T, E, F>
 where
     T: Send + 'static,
-    F: FnOnce(&Connection) -> rusqlite::Result<T> + Send,
+    E: From<sqlx::Error> + Send + 'static,
+    F: FnOnce(&mut Connection) -> Result<T, E> + Send,
 {
-    fn run(self: Box<Self>, conn: &Connection) -> Ran {
+    fn run(self: Box<Self>, conn: &mut Connection) -> Ran {
         let Typed { f, done } = *self;
         let out = f(conn);
         Ran {
             failed: out.is_err(),
             deliver: Box::new(move |commit| {
                 let outcome = match (out, commit) {
-                    (Err(e), _) => Err(to_sqlx(e)),
-                    (Ok(_), Some(e)) => Err(e.clone().into()),
+                    (Err(e), _) => Err(e),
+                    (Ok(_), Some(e)) => Err(sqlx::Error::from(e.clone()).into()),
                     (Ok(v), None) => Ok(v),
                 };
                 // A caller that went away (its request was cancelled) needs no answer.
@@ -78,7 +79,7 @@ where
     }
 
     fn refuse(self: Box<Self>, why: sqlx::Error) {
-        let _ = self.done.send(Err(why));
+        let _ = self.done.send(Err(why.into()));
     }
 }
 
@@ -126,9 +127,20 @@ impl Writer {
     pub async fn write<T, F>(&self, f: F) -> Outcome<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        let (done, answer) = oneshot::channel::<Outcome<T>>();
+        self.write_with(move |conn| f(conn).map_err(to_sqlx)).await
+    }
+
+    /// [`Writer::write`] for a transaction with an error of its own: any `Err` rolls it back,
+    /// and the writer's failures (commit, closed, crashed) arrive as `E` too.
+    pub async fn write_with<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<sqlx::Error> + Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+    {
+        let (done, answer) = oneshot::channel::<Result<T, E>>();
         let job: Box<dyn Job> = Box::new(Typed { f, done });
         self.queue
             .send(Msg::Job(job))
@@ -185,7 +197,8 @@ async fn run(
                 Ok(held) => {
                     let stats = stats.clone();
                     let ran = tokio::task::spawn_blocking(move || {
-                        run_batch(&c, jobs, &stats);
+                        let mut c = c;
+                        run_batch(&mut c, jobs, &stats);
                         c
                     })
                     .await;
@@ -227,7 +240,7 @@ async fn run(
 }
 
 /// One transaction for all `jobs`, each in a savepoint; outcomes delivered after the commit.
-fn run_batch(conn: &Connection, jobs: Vec<Box<dyn Job>>, stats: &Stats) {
+fn run_batch(conn: &mut Connection, jobs: Vec<Box<dyn Job>>, stats: &Stats) {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let e = SqliteError::from(&e);
         for job in jobs {
