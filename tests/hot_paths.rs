@@ -444,3 +444,80 @@ async fn closing_the_database_drains_the_writer_queue() {
         .unwrap();
     assert_eq!(rows, 200, "every write queued before the close committed");
 }
+
+/// One provider transaction reported for a second order: the second order's flip to `paid` is
+/// rolled back with everything after it (no payment, no entitlement, no event), while the
+/// settlements queued beside it (SQLite: in the same batch) commit.
+async fn a_transaction_id_reported_for_two_orders_settles_one(app: TestApp) {
+    let mut orders = Vec::new();
+    for _ in 0..9 {
+        orders.push(no(&app
+            .create_order("emp_hot_twice", "resume-download-50")
+            .await));
+    }
+    let now = app.clock.now();
+    let trade = |i: usize, txn: String| PaidTrade {
+        order_no: OrderNo::parse(&orders[i]).unwrap(),
+        provider: ProviderId::Wechatpay,
+        provider_txn_id: txn,
+        amount: Fen::new(19900).unwrap(),
+        currency: Currency::Cny,
+        trade_type: Some("NATIVE".into()),
+        bank_type: None,
+        paid_at: now,
+    };
+    let shared = "4200000000202611300000077777".to_owned();
+    let first = paygate::settle::settle(
+        &app.db,
+        &trade(0, shared.clone()),
+        Source::Notification,
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(first, Settled::Now { late: false });
+    // Order 1 reports order 0's transaction; orders 2‥8 their own, all at once.
+    let results = race_all((1..9).map(|i| {
+        let db = app.db.clone();
+        let txn = if i == 1 {
+            shared.clone()
+        } else {
+            format!("42000000002026113000000880{i:02}")
+        };
+        let trade = trade(i, txn);
+        async move { paygate::settle::settle(&db, &trade, Source::Notification, now).await }
+    }))
+    .await;
+    for (k, result) in results.iter().enumerate() {
+        match (k + 1, result) {
+            (1, Err(SettleError::ConflictingTransaction)) => {}
+            (1, other) => panic!("the reused transaction: {other:?}"),
+            (_, Ok(Settled::Now { late: false })) => {}
+            (i, other) => panic!("order {i}: {other:?}"),
+        }
+    }
+    assert_eq!(app.order(&orders[1]).await["status"], "pending");
+    for (sql, expected) in [
+        ("SELECT COUNT(*) FROM payment WHERE order_no = $1", 0),
+        ("SELECT COUNT(*) FROM entitlement WHERE order_no = $1", 0),
+        ("SELECT COUNT(*) FROM outbox_event WHERE order_no = $1", 0),
+    ] {
+        assert_eq!(app.count(sql, &orders[1]).await, expected, "{sql}");
+    }
+    for order_no in orders.iter().skip(2) {
+        assert_eq!(app.order(order_no).await["status"], "paid");
+        assert_eq!(
+            app.count(
+                "SELECT COUNT(*) FROM entitlement WHERE order_no = $1",
+                order_no
+            )
+            .await,
+            1
+        );
+    }
+}
+on_both_backends!(
+    a_transaction_id_reported_for_two_orders_settles_one_on_sqlite,
+    a_transaction_id_reported_for_two_orders_settles_one_on_postgres,
+    a_transaction_id_reported_for_two_orders_settles_one
+);
