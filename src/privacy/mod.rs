@@ -352,11 +352,13 @@ pub async fn is_erased(
 /// was started now; anything else (not erased, nothing left to refund, a refund already in
 /// flight, the provider not answering yet) is logged and left to the next `erasure` pass.
 pub async fn refund_if_erased(state: &AppState, order_no: &OrderNo) -> bool {
+    // A read of what has committed (every settled callback asks, almost always for nothing):
+    // on the reader, so it never queues for the writer. The refund path guards its own writes.
     let owed: Result<i64, sqlx::Error> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT COUNT(*) FROM payment_order o WHERE o.order_no = $1 AND {OWED}"
     )))
     .bind(order_no.as_str())
-    .fetch_one(state.db.pool())
+    .fetch_one(state.db.reader())
     .await;
     let order = match owed {
         Ok(0) => return false,
