@@ -365,24 +365,36 @@ async fn storm(db_url: String, dir: tempfile::TempDir) {
     db.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_nine_mid_storm_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    let db_url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("paygate.db").display()
-    );
-    storm(db_url, dir).await;
+/// `$body(db_url, dir)` as two tests: on a fresh SQLite file and on a fresh PostgreSQL
+/// database (when one is configured).
+macro_rules! on_sqlite_and_postgres {
+    ($sqlite:ident, $postgres:ident, $body:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $sqlite() {
+            let dir = tempfile::tempdir().unwrap();
+            let db_url = format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("paygate.db").display()
+            );
+            $body(db_url, dir).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $postgres() {
+            let Some(db_url) = common::fresh_postgres_url().await else {
+                return;
+            };
+            $body(db_url.clone(), tempfile::tempdir().unwrap()).await;
+            common::drop_postgres_database(&db_url);
+        }
+    };
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_nine_mid_storm_on_postgres() {
-    let Some(db_url) = common::fresh_postgres_url().await else {
-        return;
-    };
-    storm(db_url.clone(), tempfile::tempdir().unwrap()).await;
-    common::drop_postgres_database(&db_url);
-}
+on_sqlite_and_postgres!(
+    kill_nine_mid_storm_on_sqlite,
+    kill_nine_mid_storm_on_postgres,
+    storm
+);
 
 const ACCESSES: usize = 600;
 
@@ -537,21 +549,8 @@ async fn first_accesses(db_url: String, dir: tempfile::TempDir) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_nine_among_first_accesses_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    let db_url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("paygate.db").display()
-    );
-    first_accesses(db_url, dir).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_nine_among_first_accesses_on_postgres() {
-    let Some(db_url) = common::fresh_postgres_url().await else {
-        return;
-    };
-    first_accesses(db_url.clone(), tempfile::tempdir().unwrap()).await;
-    common::drop_postgres_database(&db_url);
-}
+on_sqlite_and_postgres!(
+    kill_nine_among_first_accesses_on_sqlite,
+    kill_nine_among_first_accesses_on_postgres,
+    first_accesses
+);
