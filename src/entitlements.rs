@@ -8,6 +8,7 @@ use sqlx::any::AnyRow;
 
 use crate::clock::{rfc3339_beijing_millis, to_millis};
 use crate::domain::{Action, EmployerId, Fen, Grant, OrderNo};
+use crate::store::Columns;
 use crate::store::exec::Exec;
 use crate::store::{Db, Tx};
 
@@ -469,8 +470,8 @@ mod refund_rule_tests {
     }
 }
 
-// The statements of an access check, shared by the sqlx path (PostgreSQL) and the batching
-// writer (SQLite): both bind `$1`… in order.
+// The statements of an access check: the inline lookup (SQLite), the pooled one and the
+// transaction (`access_in`, on either executor) bind `$1`… in order.
 
 /// The résumé is covered by a still-valid entitlement of the employer ($1 employer, $2 action,
 /// $3 now, $4 résumé): the entitlement that expires first.
@@ -550,12 +551,30 @@ pub async fn access(
             Some(writer) => {
                 let (employer, resume_id) = (employer.as_str().to_owned(), resume_id.to_owned());
                 writer
-                    .write(move |conn| {
-                        access_once_sync(conn, &employer, &resume_id, action, now_ms)
+                    .write_with(move |conn| {
+                        crate::store::exec::ready(access_in(
+                            &mut Exec::Sqlite(conn),
+                            &employer,
+                            &resume_id,
+                            action,
+                            now_ms,
+                        ))
                     })
                     .await
             }
-            None => access_once(db, employer, resume_id, action, now).await,
+            None => {
+                let mut tx = db.begin_write().await?;
+                let answer = access_in(
+                    &mut Exec::Sqlx(&mut tx),
+                    employer.as_str(),
+                    resume_id,
+                    action,
+                    now_ms,
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(answer)
+            }
         }
     };
     match first_access().await {
@@ -584,55 +603,6 @@ fn granted_from(r: &impl crate::store::Columns) -> Result<AccessGranted, sqlx::E
     ))
 }
 
-/// [`access_once`] as a closure of SQLite's batching writer: the same statements, run inside
-/// the batch's transaction (a savepoint of its own), with no await between them.
-fn access_once_sync(
-    conn: &rusqlite::Connection,
-    employer: &str,
-    resume_id: &str,
-    action: Action,
-    now_ms: i64,
-) -> rusqlite::Result<Option<AccessGranted>> {
-    use crate::store::writer::prepare;
-    let action = action.as_str();
-    let entitlement = |row: &rusqlite::Row<'_>| -> rusqlite::Result<(String, Option<i64>, i64)> {
-        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-    };
-    loop {
-        let taken = {
-            let mut take = prepare(
-                conn,
-                TAKE_UNIT,
-                &[&now_ms, &employer, &action, &now_ms, &resume_id],
-            )?;
-            let mut rows = take.raw_query();
-            rows.next()?.map(entitlement).transpose()?
-        };
-        let Some((id, quota, used)) = taken else {
-            // Covered meanwhile: free.
-            let mut cover = prepare(conn, COVERED, &[&employer, &action, &now_ms, &resume_id])?;
-            if let Some((id, quota, used)) =
-                cover.raw_query().next()?.map(entitlement).transpose()?
-            {
-                return Ok(Some(granted(id, quota, used)));
-            }
-            let mut left = prepare(conn, QUOTA_LEFT, &[&employer, &action, &now_ms])?;
-            if left.raw_query().next()?.is_none() {
-                return Ok(None);
-            }
-            continue;
-        };
-        prepare(conn, RECORD_ACCESS, &[&id, &resume_id, &action, &now_ms])?.raw_execute()?;
-        prepare(
-            conn,
-            AUDIT,
-            &[&id, &"consumed", &Some(resume_id), &-1_i64, &now_ms],
-        )?
-        .raw_execute()?;
-        return Ok(Some(granted(id, quota, used)));
-    }
-}
-
 /// The résumé is already covered by a still-valid entitlement of the employer: free.
 async fn covered<'e, E>(
     exec: E,
@@ -654,59 +624,60 @@ where
     row.as_ref().map(granted_from).transpose()
 }
 
-async fn access_once(
-    db: &Db,
-    employer: &EmployerId,
+/// The first access's transaction, written once (see [`crate::store::exec`]): one unit taken
+/// from the entitlement that expires first, the access row, the audit line.
+async fn access_in(
+    ex: &mut Exec<'_>,
+    employer: &str,
     resume_id: &str,
     action: Action,
-    now: DateTime<Utc>,
+    now_ms: i64,
 ) -> Result<Option<AccessGranted>, sqlx::Error> {
-    let now_ms = to_millis(now);
-    let mut tx = db.begin_write().await?;
-
+    let action = action.as_str();
     // One statement takes a unit from the active entitlement that expires first with quota
     // left — unless the résumé is covered meanwhile (a concurrent first access of it
     // committed). The conditional UPDATE is the guard: two concurrent requests can never both
-    // take the last unit. Folding the two checks into it saves two round trips to the writer
-    // on the common path (issue 9).
+    // take the last unit.
     loop {
-        let updated: Option<(String, Option<i64>, i64)> = sqlx::query_as(TAKE_UNIT)
-            .bind(now_ms)
-            .bind(employer.as_str())
-            .bind(action.as_str())
-            .bind(now_ms)
-            .bind(resume_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some((id, quota, used)) = updated else {
+        let take = [
+            now_ms.into(),
+            employer.into(),
+            action.into(),
+            now_ms.into(),
+            resume_id.into(),
+        ];
+        let Some(taken) = ex.optional(TAKE_UNIT, &take).await? else {
             // Covered meanwhile: free.
-            if let Some(granted) = covered(&mut *tx, employer, resume_id, action, now_ms).await? {
-                tx.commit().await?;
-                return Ok(Some(granted));
+            let cover = [
+                employer.into(),
+                action.into(),
+                now_ms.into(),
+                resume_id.into(),
+            ];
+            if let Some(row) = ex.optional(COVERED, &cover).await? {
+                return Ok(Some(granted_from(&row)?));
             }
             // No entitlement with quota left: refused. Otherwise the chosen one was taken
             // by a concurrent request between the choice and the update (PostgreSQL): again.
-            let left: Option<(String,)> = sqlx::query_as(QUOTA_LEFT)
-                .bind(employer.as_str())
-                .bind(action.as_str())
-                .bind(now_ms)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if left.is_none() {
-                tx.rollback().await?;
+            let left = [employer.into(), action.into(), now_ms.into()];
+            if ex.optional(QUOTA_LEFT, &left).await?.is_none() {
                 return Ok(None);
             }
             continue;
         };
-        sqlx::query(RECORD_ACCESS)
-            .bind(&id)
-            .bind(resume_id)
-            .bind(action.as_str())
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
-        audit(&mut tx, &id, "consumed", Some(resume_id), -1, now_ms).await?;
-        tx.commit().await?;
-        return Ok(Some(granted(id, quota, used)));
+        let id: String = taken.column("entitlement_id")?;
+        let record = [
+            id.as_str().into(),
+            resume_id.into(),
+            action.into(),
+            now_ms.into(),
+        ];
+        ex.execute(RECORD_ACCESS, &record).await?;
+        audit_in(ex, &id, "consumed", Some(resume_id), -1, now_ms).await?;
+        return Ok(Some(granted(
+            id,
+            taken.column("quota")?,
+            taken.column("used")?,
+        )));
     }
 }
