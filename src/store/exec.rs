@@ -44,7 +44,8 @@ impl Columns for Row {
     }
 }
 
-fn sqlx_query<'q>(
+/// `sql` with `$1`… bound to `values`, as sqlx runs it.
+pub fn query<'q>(
     sql: &'q str,
     values: &'q [Value],
 ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
@@ -72,7 +73,7 @@ impl Exec<'_> {
         values: &[Value],
     ) -> Result<Option<Row>, sqlx::Error> {
         match self {
-            Exec::Sqlx(tx) => Ok(sqlx_query(sql, values)
+            Exec::Sqlx(tx) => Ok(query(sql, values)
                 .fetch_optional(&mut ***tx)
                 .await?
                 .map(Row::Any)),
@@ -98,7 +99,7 @@ impl Exec<'_> {
     /// Runs `sql` with `$1`… bound to `values`; answers the rows it changed.
     pub async fn execute(&mut self, sql: &str, values: &[Value]) -> Result<u64, sqlx::Error> {
         match self {
-            Exec::Sqlx(tx) => Ok(sqlx_query(sql, values)
+            Exec::Sqlx(tx) => Ok(query(sql, values)
                 .execute(&mut ***tx)
                 .await?
                 .rows_affected()),

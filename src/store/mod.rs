@@ -208,44 +208,19 @@ impl Db {
     pub async fn write_all(&self, statements: Vec<Statement>) -> Result<Vec<u64>, sqlx::Error> {
         if let Some(writer) = &self.batch_writer {
             return writer
-                .write(move |conn| {
-                    statements
-                        .iter()
-                        .map(|(sql, values)| {
-                            let values: Vec<&dyn rusqlite::ToSql> =
-                                values.iter().map(|v| v as &dyn rusqlite::ToSql).collect();
-                            let changed = writer::prepare(conn, sql, &values)?.raw_execute()?;
-                            Ok(changed as u64)
-                        })
-                        .collect()
+                .write_with(move |conn| {
+                    exec::ready(execute_all(&mut exec::Exec::Sqlite(conn), &statements))
                 })
                 .await;
         }
-        // One statement is its own transaction: no BEGIN and COMMIT round trips around it.
-        let mut tx = match statements.len() {
-            1 => None,
-            _ => Some(self.begin_write().await?),
-        };
-        let mut changed = Vec::with_capacity(statements.len());
-        for (sql, values) in &statements {
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(*sql));
-            for value in values {
-                query = match value {
-                    Value::Text(s) => query.bind(s.as_str()),
-                    Value::Int(i) => query.bind(*i),
-                    Value::NullText => query.bind(None::<String>),
-                    Value::NullInt => query.bind(None::<i64>),
-                };
-            }
-            let done = match tx.as_mut() {
-                Some(tx) => query.execute(&mut **tx).await?,
-                None => query.execute(&self.pool).await?,
-            };
-            changed.push(done.rows_affected());
+        if let [(sql, values)] = statements.as_slice() {
+            // One statement is its own transaction: no BEGIN and COMMIT round trips around it.
+            let done = exec::query(sql, values).execute(&self.pool).await?;
+            return Ok(vec![done.rows_affected()]);
         }
-        if let Some(tx) = tx {
-            tx.commit().await?;
-        }
+        let mut tx = self.begin_write().await?;
+        let changed = execute_all(&mut exec::Exec::Sqlx(&mut tx), &statements).await?;
+        tx.commit().await?;
         Ok(changed)
     }
 
@@ -396,6 +371,18 @@ impl rusqlite::ToSql for Value {
 
 /// A write statement and its `$1`… values.
 pub type Statement = (&'static str, Vec<Value>);
+
+/// Runs `statements` in order on `ex`; answers the rows each changed.
+async fn execute_all(
+    ex: &mut exec::Exec<'_>,
+    statements: &[Statement],
+) -> Result<Vec<u64>, sqlx::Error> {
+    let mut changed = Vec::with_capacity(statements.len());
+    for (sql, values) in statements {
+        changed.push(ex.execute(sql, values).await?);
+    }
+    Ok(changed)
+}
 
 /// A row of either read path, by column name: sqlx's `AnyRow` or rusqlite's `Row` (the
 /// inline readers and the batching writer), so one decoder serves both.
