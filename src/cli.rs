@@ -1,4 +1,4 @@
-//! The command line (design.md §9). `main` parses and calls `run`.
+//! The command line (DESIGN.md §9). `main` parses and calls `run`.
 
 use std::path::PathBuf;
 
@@ -15,7 +15,7 @@ use crate::config::{ApiKeyConfig, Config};
     about = "Payments and order gateway of 职前通"
 )]
 pub struct Cli {
-    /// The TOML config file (design.md §8); without one, every default applies.
+    /// The TOML config file (DESIGN.md §8); without one, every default applies.
     #[arg(long, global = true, env = "PAYGATE_CONFIG")]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -72,7 +72,7 @@ enum Command {
         #[command(subcommand)]
         command: ApiKeyCommand,
     },
-    /// Account deletions and retention (design.md §10).
+    /// Account deletions and retention (DESIGN.md §10).
     Privacy {
         #[command(subcommand)]
         command: PrivacyCommand,

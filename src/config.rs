@@ -1,4 +1,4 @@
-//! Configuration (design.md §8): a TOML file, every key overridable by
+//! Configuration (DESIGN.md §8): a TOML file, every key overridable by
 //! `PAYGATE_<SECTION>__<KEY>`, unknown keys rejected, key material read from named files.
 
 use std::collections::HashSet;
@@ -99,7 +99,7 @@ fn default_max_connections() -> u32 {
     10
 }
 
-/// `[limits]`: the edges (design.md §8). Every wait is bounded and every resource capped, so a
+/// `[limits]`: the edges (DESIGN.md §8). Every wait is bounded and every resource capped, so a
 /// slow database, a slow client or a flood answers fast instead of piling up.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -274,7 +274,7 @@ pub struct PlanConfig {
 
 pub const SCOPES: [&str; 4] = ["checkout", "entitlements", "finance", "privacy"];
 
-/// `[privacy]` (design.md §8, §10): the erasure pseudonym key, the non-working days that
+/// `[privacy]` (DESIGN.md §8, §10): the erasure pseudonym key, the non-working days that
 /// `due_by` skips besides weekends, and how long each kind of stored data is kept.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -10,7 +10,7 @@
 //! | body size | axum `DefaultBodyLimit` per route (in `api::router`) | 413 `payload_too_large` |
 //! | requests per API key / webhook source address | governor keyed limiters | 429 `rate_limited`, `Retry-After` |
 //!
-//! [`one_shape`] gives every error its audience's shape: the JSON envelope of design.md §4 for
+//! [`one_shape`] gives every error its audience's shape: the JSON envelope of DESIGN.md §4 for
 //! the API (axum's own rejections, 404, 405, 413, 415, 408, 503 included), WeChat's
 //! `{"code":"FAIL","message":…}` on `/webhooks/wechatpay`, the body `fail` on
 //! `/webhooks/alipay`. The embedded sandbox (`/sandbox/…`) is left as the providers answer.

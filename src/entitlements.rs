@@ -205,7 +205,7 @@ pub enum RefundEffect {
 }
 
 /// What is left of a grant after refunds totalling `refunded` of a payment `paid`
-/// (design.md §5): a quota grant keeps `ceil(quota × (1 − R/P))` but never less than `used`;
+/// (DESIGN.md §5): a quota grant keeps `ceil(quota × (1 − R/P))` but never less than `used`;
 /// an unlimited grant keeps `valid_until` shortened by the share R/P of its term, never
 /// earlier than `now`. Computed from the grant as bought, so refunds in any number and order
 /// give the same result for the same total. None when R ≥ P: the grant is revoked.

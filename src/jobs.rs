@@ -1,4 +1,4 @@
-//! The order lifecycle jobs of design.md §10, run by tokio-cron-scheduler inside `serve`:
+//! The order lifecycle jobs of DESIGN.md §10, run by tokio-cron-scheduler inside `serve`:
 //!
 //! | job | schedule | pass |
 //! |---|---|---|

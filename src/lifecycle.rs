@@ -18,7 +18,7 @@ pub enum CloseReason {
     Cancelled,
     /// Its time ran out.
     Expired,
-    /// The employer's account was deleted (an erasure, design.md §10).
+    /// The employer's account was deleted (an erasure, DESIGN.md §10).
     AccountDeleted,
 }
 

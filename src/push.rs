@@ -1,4 +1,4 @@
-//! The event push (design.md §6): when `[events] url` is set, every outbox event is POSTed there
+//! The event push (DESIGN.md §6): when `[events] url` is set, every outbox event is POSTed there
 //! as JSON with `Paygate-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`,
 //! retried with back-off until a 2xx: at least once, each event with its stable `id` for the
 //! receiver to dedupe.

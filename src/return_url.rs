@@ -2,7 +2,7 @@
 //! `return_url`, WeChat H5 `redirect_url`.
 //!
 //! A return URL is a template whose only placeholder is `{order_no}`, so the order number is
-//! the only thing about the order it can carry (design.md §1): no employer, no buyer. https is
+//! the only thing about the order it can carry (DESIGN.md §1): no employer, no buyer. https is
 //! required, except on 127.0.0.1/localhost (a developer's machine, the sandbox).
 
 use crate::domain::OrderNo;

@@ -1,4 +1,4 @@
-//! `POST /webhooks/alipay` (design.md §4, alipay.md §6): a notification settles only when its
+//! `POST /webhooks/alipay` (DESIGN.md §4, alipay.md §6): a notification settles only when its
 //! signature verifies under the V1 rule, it names our `app_id` and `seller_id`, our order, the
 //! order's exact amount, and a paid `trade_status`. Everything else is answered `fail` and
 //! changes nothing (a verified close of an unpaid trade is acknowledged and changes nothing;

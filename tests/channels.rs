@@ -1,4 +1,4 @@
-//! Every way an employer can pay (design.md §4): for each provider × channel, create → the
+//! Every way an employer can pay (DESIGN.md §4): for each provider × channel, create → the
 //! buyer pays in the sandbox → the provider's notification → `paid` → one entitlement. Plus
 //! what each channel hands the buyer's client, and cancel for Alipay orders.
 
@@ -115,7 +115,7 @@ async fn wechat_h5() {
     .await;
     let h5_url = order["payment"]["h5_url"].as_str().unwrap();
     assert!(h5_url.starts_with("http"));
-    // What WeChat's h5_url gains (design.md §1's allowlist grows by exactly this, issue 13):
+    // What WeChat's h5_url gains (DESIGN.md §1's allowlist grows by exactly this, issue 13):
     // `&redirect_url=` and the URL-encoded return URL, whose only variable is the order number.
     let back = common::RETURN_URL.replace("{order_no}", order["order_no"].as_str().unwrap());
     let (_, appended) = h5_url.split_once("&redirect_url=").expect("a redirect_url");
@@ -153,7 +153,7 @@ async fn alipay_signed_for_the_device(channel: &str, key: &str, method: &str) {
     assert!(signed.contains(&format!("method={method}")), "{signed}");
     assert!(signed.contains("sign="), "{signed}");
     // Browser orders (page, wap) carry the configured return URL as the signed `return_url`
-    // common parameter — the one parameter issue 13 adds to design.md §1's allowlist; the
+    // common parameter — the one parameter issue 13 adds to DESIGN.md §1's allowlist; the
     // app order string has no browser to send back.
     let query = signed.split_once('?').map_or(signed, |(_, q)| q);
     let params = paygate_alipay::Params::from_form(query.as_bytes()).unwrap();

@@ -13,7 +13,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// The answer is the JSON envelope of design.md §4 with `code` and `status`.
+/// The answer is the JSON envelope of DESIGN.md §4 with `code` and `status`.
 async fn assert_envelope(res: reqwest::Response, status: u16, code: &str) {
     assert_eq!(res.status(), status, "status");
     let content_type = res.headers()[reqwest::header::CONTENT_TYPE].clone();

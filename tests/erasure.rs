@@ -1,4 +1,4 @@
-//! Account deletion and retention (design.md §10, issue 11), with the real gateway and the real
+//! Account deletion and retention (DESIGN.md §10, issue 11), with the real gateway and the real
 //! sandbox: an erased employer id is in no row of any table and, on SQLite, in no byte of the
 //! database or its WAL; the accounting is the same before and after; erasing is idempotent by
 //! pseudonym; a payment that arrives after the erasure settles once, grants nothing and goes

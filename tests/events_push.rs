@@ -1,4 +1,4 @@
-//! The event push (design.md §6): every outbox event POSTed to `[events] url` with
+//! The event push (DESIGN.md §6): every outbox event POSTed to `[events] url` with
 //! `Paygate-Signature: t=…,v1=HMAC-SHA256(secret, "t.body")`, retried with back-off until a 2xx,
 //! each event with its stable id.
 

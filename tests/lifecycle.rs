@@ -1,4 +1,4 @@
-//! The order lifecycle converges whatever the providers do (design.md §10): notifications
+//! The order lifecycle converges whatever the providers do (DESIGN.md §10): notifications
 //! dropped, delayed, reordered; the provider down or slow; payments racing the close; several
 //! instances on one database. Time is moved on the injected clock, never slept through.
 

@@ -1,4 +1,4 @@
-//! `POST /v1/orders` and the rest of the API contract (design.md §4): idempotency, request
+//! `POST /v1/orders` and the rest of the API contract (DESIGN.md §4): idempotency, request
 //! validation, authentication, provider outages, quota, catalog, health.
 
 mod common;

@@ -1,4 +1,4 @@
-//! design.md §1.1 and §1.2: only the order number and the amount leave for WeChat (plus merchant
+//! DESIGN.md §1.1 and §1.2: only the order number and the amount leave for WeChat (plus merchant
 //! ids, the neutral description, expiry and notify URL), and no payer data is ever stored.
 
 mod common;
@@ -354,7 +354,7 @@ async fn alipay_orders_send_only_the_allowlisted_fields() {
         ]);
         // The allowlist grows by exactly `return_url`, and only for the browser orders (page,
         // wap): the buyer's browser must come back to the platform, and the URL's only
-        // variable is the order number (design.md §1, issue 13).
+        // variable is the order number (DESIGN.md §1, issue 13).
         let browser = matches!(
             get("method"),
             "alipay.trade.page.pay" | "alipay.trade.wap.pay"

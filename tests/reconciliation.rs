@@ -1,4 +1,4 @@
-//! Daily reconciliation against the sandbox's bills (design.md §10, issue 10): every
+//! Daily reconciliation against the sandbox's bills (DESIGN.md §10, issue 10): every
 //! discrepancy found once in its class, missed payments healed through the one settlement
 //! path, bad bills refused whole, Beijing days, re-runs that replace.
 

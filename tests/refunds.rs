@@ -1,4 +1,4 @@
-//! Refunds through paygate and at the providers' side (design.md §4–§6, issue 8): the order,
+//! Refunds through paygate and at the providers' side (DESIGN.md §4–§6, issue 8): the order,
 //! the refund and the entitlement follow the money exactly once, whoever started the refund and
 //! however often, late or concurrently it is reported. Real gateway, real sandbox, over HTTP.
 

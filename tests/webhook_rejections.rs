@@ -1,4 +1,4 @@
-//! Callbacks that must not change anything (design.md §1.5, §4 "Webhook answers"): each gets a
+//! Callbacks that must not change anything (DESIGN.md §1.5, §4 "Webhook answers"): each gets a
 //! non-2xx answer with `{"code":"FAIL"}` and leaves the order `pending` with no payment,
 //! entitlement or event. And the one callback that must be honoured although the order is
 //! closed: the buyer paid just before the close.

@@ -10,7 +10,7 @@ pub async fn live() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
 
-/// Prometheus text exposition (design.md §4); unauthenticated like the health checks, so
+/// Prometheus text exposition (DESIGN.md §4); unauthenticated like the health checks, so
 /// expose it only where the scraper can reach it. It holds counts, never identifiers.
 pub async fn metrics() -> impl axum::response::IntoResponse {
     (

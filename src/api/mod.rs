@@ -1,4 +1,4 @@
-//! The HTTP API (design.md §4): one module per resource.
+//! The HTTP API (DESIGN.md §4): one module per resource.
 
 pub mod auth;
 pub mod entitlements;
@@ -24,7 +24,7 @@ use tower_http::timeout::TimeoutLayer;
 use crate::app::AppState;
 use crate::config::LimitsConfig;
 
-/// The longest `?wait=` of `GET /v1/orders/{order_no}` (design.md §4).
+/// The longest `?wait=` of `GET /v1/orders/{order_no}` (DESIGN.md §4).
 pub const MAX_WAIT: Duration = Duration::from_secs(30);
 
 pub fn router(state: AppState) -> Router {

@@ -1,4 +1,4 @@
-//! `GET /openapi.json` (design.md §4): the HTTP API as an OpenAPI 3.1 document, generated with
+//! `GET /openapi.json` (DESIGN.md §4): the HTTP API as an OpenAPI 3.1 document, generated with
 //! utoipa from the types below. The handlers build their answers as JSON; these types describe
 //! them, and `tests/openapi.rs` checks real answers against them so the two cannot drift apart.
 

@@ -37,7 +37,7 @@ struct CreateOrder {
     return_url: Option<String>,
 }
 
-/// The request fields about the payer (design.md §1): they never reach the database, not even
+/// The request fields about the payer (DESIGN.md §1): they never reach the database, not even
 /// hashed into the idempotency record.
 const PAYER_FIELDS: [&str; 2] = ["payer_openid", "client_ip"];
 
@@ -177,7 +177,7 @@ pub async fn create(
 
 /// Checks an order's own return URL: a valid template (https, `{order_no}` the only
 /// placeholder), its host in `[checkout] allowed_return_hosts`, a channel the browser comes back
-/// from, and nothing of the employer in it (design.md §1: the order number is the only
+/// from, and nothing of the employer in it (DESIGN.md §1: the order number is the only
 /// variable). Refused with 422 `return_url_not_allowed` before anything is written.
 fn order_return_url(
     state: &AppState,

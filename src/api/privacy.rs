@@ -1,4 +1,4 @@
-//! Account deletions (scope `privacy`, design.md §10): `POST /v1/privacy/erasures` records a
+//! Account deletions (scope `privacy`, DESIGN.md §10): `POST /v1/privacy/erasures` records a
 //! request (idempotent) and answers 202; `GET /v1/privacy/erasures/{erasure_id}` reads it. The
 //! `erasure` job carries requests out within minutes; both answers show the pseudonym once
 //! it is done and never the employer id.

@@ -56,7 +56,7 @@ impl Catalog {
         Catalog { plans }
     }
 
-    /// design.md §5's built-in catalog.
+    /// DESIGN.md §5's built-in catalog.
     pub fn builtin() -> Catalog {
         let plan = |id: &str, name: &str, fen: i64, grant: Grant| Plan {
             id: id.to_owned(),

@@ -1,4 +1,4 @@
-//! What an erasure does (design.md §10), for one employer:
+//! What an erasure does (DESIGN.md §10), for one employer:
 //!
 //! 1. each order still `pending` is asked about and closed here and at the provider through
 //!    [`lifecycle::query_then_close`] (one that turns out paid settles through the one

@@ -1,4 +1,4 @@
-//! Privacy (design.md §1, §10; issue 11): account deletions carried out within two working
+//! Privacy (DESIGN.md §1, §10; issue 11): account deletions carried out within two working
 //! days ([`request`], [`carry_out`], the `erasure` job [`run_due`]), the pseudonym that
 //! replaces an erased employer id ([`PseudonymKey`]), and retention ([`retention`]).
 //!

@@ -1,4 +1,4 @@
-//! Retention (design.md §10 `retention`, `[privacy]`): nothing kept longer than its purpose
+//! Retention (DESIGN.md §10 `retention`, `[privacy]`): nothing kept longer than its purpose
 //! needs. The daily job and `paygate privacy retention [--dry-run]` run [`run`]:
 //!
 //! - stored idempotency answers older than `idempotency_days` are deleted: the key may then be

@@ -162,14 +162,14 @@ impl PaymentProvider for Alipay {
     }
 
     async fn create(&self, p: &NewPayment) -> Result<PaymentInstructions, ProviderError> {
-        // The allowlist of design.md §1; the crate's biz_content type has no other fields.
+        // The allowlist of DESIGN.md §1; the crate's biz_content type has no other fields.
         let request = OrderRequest {
             out_trade_no: p.order_no.to_string(),
             total_fen: p.amount.get(),
             subject: p.description.clone(),
             time_expire: p.expires_at,
             notify_url: self.notify_url.clone(),
-            // The one common parameter browser orders add (design.md §1, issue 13).
+            // The one common parameter browser orders add (DESIGN.md §1, issue 13).
             return_url: match p.channel {
                 Channel::Page | Channel::Wap => p.return_url.clone(),
                 _ => None,
@@ -233,7 +233,7 @@ impl PaymentProvider for Alipay {
 
     async fn refund(&self, refund: &NewRefund) -> Result<RefundState, ProviderError> {
         // The crate's biz_content has only out_trade_no, out_request_no, refund_amount and
-        // refund_reason (design.md §1).
+        // refund_reason (DESIGN.md §1).
         let answer = self
             .client
             .refund(

@@ -16,7 +16,7 @@ use crate::refunds::{RefundFailure, RefundReport};
 use crate::settle::PaidTrade;
 
 /// What leaves for a provider when an order is created: the order number, the amount, and the
-/// neutral description — nothing about the employer or the plan (design.md §1).
+/// neutral description — nothing about the employer or the plan (DESIGN.md §1).
 #[derive(Debug, Clone)]
 pub struct NewPayment {
     pub order_no: OrderNo,
@@ -31,7 +31,7 @@ pub struct NewPayment {
     pub return_url: Option<String>,
 }
 
-/// What a channel makes mandatory about the payer (design.md §1, the only exceptions): WeChat
+/// What a channel makes mandatory about the payer (DESIGN.md §1, the only exceptions): WeChat
 /// JSAPI's `payer.openid` and H5's `payer_client_ip`. Passed through for the one create request,
 /// never stored, never logged (`Debug` shows only whether a value is present).
 #[derive(Clone, Default)]
@@ -75,7 +75,7 @@ pub enum TradeStatus {
 }
 
 /// What leaves for a provider when paygate refunds: the order number, the refund number, the
-/// amounts and a neutral reason (design.md §1).
+/// amounts and a neutral reason (DESIGN.md §1).
 #[derive(Debug, Clone)]
 pub struct NewRefund {
     pub order_no: OrderNo,

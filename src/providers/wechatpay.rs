@@ -381,7 +381,7 @@ impl PaymentProvider for WechatPay {
     }
 
     async fn create(&self, p: &NewPayment) -> Result<PaymentInstructions, ProviderError> {
-        // The allowlist of design.md §1: merchant ids, order number, amount, neutral text,
+        // The allowlist of DESIGN.md §1: merchant ids, order number, amount, neutral text,
         // expiry, notify URL; the request types have no other fields. JSAPI adds the payer's
         // openid and H5 the payer's IP, which those channels require: passed through here and
         // dropped with the request.
@@ -496,7 +496,7 @@ impl PaymentProvider for WechatPay {
     }
 
     async fn refund(&self, refund: &NewRefund) -> Result<RefundState, ProviderError> {
-        // The allowlist (design.md §1): the order number, the refund number, the amounts, the
+        // The allowlist (DESIGN.md §1): the order number, the refund number, the amounts, the
         // neutral reason and our notify URL; the request type has no other fields.
         let request = RefundRequest {
             out_trade_no: refund.order_no.to_string(),

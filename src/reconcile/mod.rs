@@ -1,4 +1,4 @@
-//! Daily reconciliation (design.md §10): one provider's trade bill of one Asia/Shanghai day
+//! Daily reconciliation (DESIGN.md §10): one provider's trade bill of one Asia/Shanghai day
 //! against paygate's payments and refunds of that day.
 //!
 //! The bill is downloaded to a temporary file, read row by row on a blocking thread (the

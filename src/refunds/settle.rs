@@ -1,7 +1,7 @@
 //! The one refund settlement path, the twin of [`crate::settle`]: a verified report that a
 //! refund went back (or will not) becomes, in ONE transaction, the refund's final state, the
 //! order's `partially_refunded` / `refunded` state, the entitlements that follow the money
-//! (design.md §5) and the outbox events — exactly once, however often, late or concurrently it
+//! (DESIGN.md §5) and the outbox events — exactly once, however often, late or concurrently it
 //! is reported (a notification, the refund job's query, the create answer itself).
 
 use chrono::{DateTime, Utc};

@@ -1,4 +1,4 @@
-//! The job lease (design.md §10): a row per job with its holder, the holder's expiry, a fencing
+//! The job lease (DESIGN.md §10): a row per job with its holder, the holder's expiry, a fencing
 //! counter and the last slot taken. One conditional upsert takes a slot, on both backends, so
 //! however many instances fire at once, each slot of each job runs on one of them.
 
