@@ -74,7 +74,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(
-        mut config: Config,
+        #[cfg_attr(not(feature = "sandbox"), allow(unused_mut))] mut config: Config,
         listener: TcpListener,
         options: Options,
     ) -> anyhow::Result<Application> {
