@@ -217,11 +217,7 @@ pub fn order_json(
     payment_record: Option<&orders::PaymentRow>,
     refunds: &[refunds::RefundRow],
 ) -> serde_json::Value {
-    let payment: serde_json::Value = o
-        .payment_json
-        .as_deref()
-        .and_then(|p| serde_json::from_str(p).ok())
-        .unwrap_or(serde_json::Value::Null);
+    let payment = o.payment_json.clone().unwrap_or(serde_json::Value::Null);
     let mut v = serde_json::json!({
         "order_no": o.order_no,
         "status": o.status,
