@@ -321,6 +321,13 @@ async fn serve(
         ))
         .ok();
     }
+    if !sandbox {
+        // --sandbox brings its own providers and key; otherwise a gateway that would refuse
+        // everything must not start silently.
+        for warning in config.serve_warnings() {
+            tracing::warn!("{warning}");
+        }
+    }
     #[cfg(feature = "sandbox")]
     let options = Options {
         sandbox: if sandbox {
