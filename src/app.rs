@@ -34,6 +34,8 @@ pub struct AppState {
     pub rate_limits: Arc<crate::edge::RateLimits>,
     /// The key of erased employers' pseudonyms (`[privacy]`); None: erasures are refused.
     pub pseudonym_key: Option<Arc<crate::privacy::PseudonymKey>>,
+    /// How `Idempotency-Key`s are stored: keyed hashes (`[privacy]`), never text.
+    pub idempotency_keys: Arc<crate::privacy::idempotency_keys::IdempotencyKeys>,
 }
 
 /// Key material for the embedded sandbox: the merchant side the gateway signs with and the
@@ -142,6 +144,24 @@ impl Application {
         let mut sandbox = None;
         let pseudonym_key =
             crate::privacy::PseudonymKey::load(&config, options.sandbox.is_some())?.map(Arc::new);
+        // Only a key from the file keys the stored Idempotency-Keys: a sandbox's generated one
+        // changes at every start, and stored keys must match across restarts and instances.
+        let idempotency_keys = crate::privacy::idempotency_keys::IdempotencyKeys::new(
+            pseudonym_key
+                .as_deref()
+                .filter(|_| config.privacy.pseudonym_key_file.is_some()),
+        );
+        if config.privacy.pseudonym_key_file.is_none() {
+            tracing::warn!(
+                "no [privacy] pseudonym_key_file: Idempotency-Keys are stored as unkeyed hashes \
+                 (no text, but a guessed key can be confirmed) and erasures are refused \
+                 (except the sandbox's)"
+            );
+        }
+        idempotency_keys
+            .refresh(&db)
+            .await
+            .context("reading the idempotency table")?;
         if let Some(setup) = options.sandbox {
             // --sandbox replaces the provider sections with the embedded simulator.
             let embedded = embedded_sandbox(&setup, &public_url, &options.clock)?;
@@ -190,6 +210,7 @@ impl Application {
             pusher,
             rate_limits: Arc::new(crate::edge::RateLimits::new(&config.limits)),
             pseudonym_key,
+            idempotency_keys: Arc::new(idempotency_keys),
             api_keys: Arc::new(ApiKeys::new(&config.api_keys)),
             config: Arc::new(config),
             db,
