@@ -9,7 +9,7 @@
 //! pseudonym key lives one process only, while stored keys must match across restarts and
 //! instances), K is the public constant "paygate idempotency-key v1 (no pseudonym key)" (form
 //! `unkeyed`): still no text, but a guessed key can be confirmed by hashing it, as erasures are
-//! refused in that setup anyway. `check-config` and `serve` warn about it.
+//! refused in that setup anyway. The application logs a warning at start.
 //!
 //! Rows written before (form `text`, the migration's default) or in the other hashed form
 //! still match: while any may exist, a claim first moves the row of its key to the current
