@@ -154,8 +154,7 @@ impl Application {
         if config.privacy.pseudonym_key_file.is_none() {
             tracing::warn!(
                 "no [privacy] pseudonym_key_file: Idempotency-Keys are stored as unkeyed hashes \
-                 (no text, but a guessed key can be confirmed) and erasures are refused \
-                 (except the sandbox's)"
+                 (no text, but a guessed key can be confirmed by hashing it)"
             );
         }
         idempotency_keys

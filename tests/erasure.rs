@@ -388,8 +388,8 @@ async fn a_key_stored_as_text_before_the_upgrade_still_replays(app: TestApp) {
         .await;
     assert_eq!(res.status(), 201);
     let order: Value = res.json().await.unwrap();
-    // Turn the row back into what an older paygate wrote, and restart so the instance looks
-    // for such rows again.
+    // Turn the row back into what an older paygate wrote; the instance then looks for such
+    // rows again, as one started on that database does.
     sqlx::query(
         "UPDATE idempotency SET idempotency_key = 'legacy-replay-1', key_form = 'text'
          WHERE api_key_id = 'checkout'",

@@ -101,9 +101,9 @@ async fn a_write_lock_held_elsewhere_fails_each_write_after_the_setting_not_twic
     assert_eq!(res.json::<Value>().await.unwrap()["code"], "FAIL");
     assert_about_the_setting("webhook", took);
     let (tx, took) = pooled;
-    let e = tx
-        .err()
-        .expect("no write transaction while the lock is held elsewhere");
+    let Err(e) = tx else {
+        panic!("a write transaction began while the lock is held elsewhere");
+    };
     assert!(paygate::store::is_unavailable(&e), "{e}");
     assert_about_the_setting("pooled write transaction", took);
 
