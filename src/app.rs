@@ -40,6 +40,8 @@ pub struct AppState {
     pub rate_limits: Arc<crate::edge::RateLimits>,
     /// The key of erased employers' pseudonyms (`[privacy]`); None: erasures are refused.
     pub pseudonym_key: Option<Arc<crate::privacy::PseudonymKey>>,
+    /// How `Idempotency-Key`s are stored: keyed hashes (`[privacy]`), never text.
+    pub idempotency_keys: Arc<crate::privacy::idempotency_keys::IdempotencyKeys>,
 }
 
 pub struct Options {
@@ -105,6 +107,23 @@ impl Application {
         let sandbox_mode = false;
         let pseudonym_key =
             crate::privacy::PseudonymKey::load(&config, sandbox_mode)?.map(Arc::new);
+        // Only a key from the file keys the stored Idempotency-Keys: a sandbox's generated one
+        // changes at every start, and stored keys must match across restarts and instances.
+        let idempotency_keys = crate::privacy::idempotency_keys::IdempotencyKeys::new(
+            pseudonym_key
+                .as_deref()
+                .filter(|_| config.privacy.pseudonym_key_file.is_some()),
+        );
+        if config.privacy.pseudonym_key_file.is_none() {
+            tracing::warn!(
+                "no [privacy] pseudonym_key_file: Idempotency-Keys are stored as unkeyed hashes \
+                 (no text, but a guessed key can be confirmed by hashing it)"
+            );
+        }
+        idempotency_keys
+            .refresh(&db)
+            .await
+            .context("reading the idempotency table")?;
         #[cfg(feature = "sandbox")]
         let sandbox = match sandbox_setup {
             // --sandbox replaces the provider sections with the embedded simulator.
@@ -146,6 +165,7 @@ impl Application {
             pusher,
             rate_limits: Arc::new(crate::edge::RateLimits::new(&config.limits)),
             pseudonym_key,
+            idempotency_keys: Arc::new(idempotency_keys),
             api_keys: Arc::new(ApiKeys::new(&config.api_keys)),
             config: Arc::new(config),
             db,

@@ -243,7 +243,7 @@ async fn one_shot(config_path: Option<PathBuf>) -> anyhow::Result<Application> {
 async fn reconcile(config_path: Option<PathBuf>, provider: &str, date: &str) -> anyhow::Result<()> {
     let provider = crate::domain::ProviderId::parse(provider)
         .with_context(|| format!("{provider:?} is not wechatpay or alipay"))?;
-    let date = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
+    let date = crate::domain::parse_date(date)
         .with_context(|| format!("{date:?} is not a date YYYY-MM-DD"))?;
     let app = one_shot(config_path).await?;
     let run = crate::reconcile::run(app.state(), provider, date)

@@ -319,7 +319,7 @@ pub struct PrivacyConfig {
     /// erasures are refused; `serve --sandbox` generates one per start when it is unset.
     pub pseudonym_key_file: Option<PathBuf>,
     /// Extra non-working days (Asia/Shanghai), `YYYY-MM-DD`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::domain::date::deserialize_dates")]
     pub holidays: Vec<chrono::NaiveDate>,
     /// Stored idempotency answers are deleted after this many days (the key may then be reused).
     #[serde(default = "default_idempotency_days")]

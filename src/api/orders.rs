@@ -103,7 +103,7 @@ pub async fn create(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::Checkout)?;
-    let key = idempotent::key(&headers)?;
+    let key = idempotent::key(&state, &headers)?;
     // Validate everything before writing anything.
     let value: serde_json::Value = super::json_body(&body)?;
     let req: CreateOrder = serde_json::from_value(value.clone())
@@ -151,7 +151,7 @@ pub async fn create(
     let claim = match idempotent::claim(&state, &caller, &key, "orders", &canonical).await? {
         Claimed::Owned => OwnedClaim {
             api_key_id: &caller.0.id,
-            key: &key,
+            key: key.stored(),
         },
         Claimed::Answered(response) => return Ok(response),
     };

@@ -36,7 +36,7 @@ fn provider(text: &str) -> Result<ProviderId, ApiError> {
 }
 
 fn date(text: &str, field: &str) -> Result<NaiveDate, ApiError> {
-    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+    crate::domain::parse_date(text)
         .map_err(|_| ApiError::bad_request("invalid_date", format!("{field} must be YYYY-MM-DD")))
 }
 
