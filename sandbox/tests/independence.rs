@@ -6,6 +6,13 @@
 //! `paygate_sandbox::wire` only, refuses exactly the mistakes. Were the sandbox to share the
 //! crates' sign-string code, a mistake made in a crate would be made on both sides and pass;
 //! here the same mistake made inside a crate fails the first half of these tests.
+//!
+//! Run by hand once (2026-12-06), with a mutation in the provider crate and
+//! `cargo test -p paygate-sandbox --no-fail-fast --test sandbox --test alipay --test independence`:
+//! `paygate_alipay::Params::sign_content` iterating in reverse (not sorted) failed 39 tests (37 of
+//! `alipay`, this file's Alipay test, `keys_dir`'s signed precreate); `request_message` signing
+//! the URL without its query failed 31 (30 of `sandbox`, this file's WeChat test). Before the
+//! sandbox had its own `wire`, both mutations were made on both sides and passed.
 
 use paygate_sandbox::{AlipaySandboxConfig, Sandbox, SandboxConfig, WechatSandboxConfig};
 use serde_json::Value;
