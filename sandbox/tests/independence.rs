@@ -12,7 +12,8 @@
 //! `paygate_alipay::Params::sign_content` iterating in reverse (not sorted) failed 39 tests (37 of
 //! `alipay`, this file's Alipay test, `keys_dir`'s signed precreate); `request_message` signing
 //! the URL without its query failed 31 (30 of `sandbox`, this file's WeChat test). Before the
-//! sandbox had its own `wire`, both mutations were made on both sides and passed.
+//! sandbox had its own `wire` it built its sign strings with these same two functions, so either
+//! mutation was made on both sides at once (not run).
 
 use paygate_sandbox::{AlipaySandboxConfig, Sandbox, SandboxConfig, WechatSandboxConfig};
 use serde_json::Value;
