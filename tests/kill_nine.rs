@@ -4,7 +4,9 @@
 //! with SIGKILL while the sandbox (its own process: its ledger and its retries live on) goes on
 //! taking payments; the gateway is started again on the same port. Every paid order ends `paid`
 //! exactly once with exactly its entitlement, every unpaid one `pending`; SQLite's
-//! `PRAGMA integrity_check` says ok. On SQLite and PostgreSQL.
+//! `PRAGMA integrity_check` says ok. On SQLite and PostgreSQL. Also: kill -9 among résumé first
+//! accesses, and kill -9 of both processes with the simulator's ledger kept (`--data`), after
+//! which the active query alone converges every payment the simulator took (issue 19).
 //!
 //! The sandbox binary belongs to another package, so Cargo gives no `CARGO_BIN_EXE_` for it:
 //! it is the `paygate-sandbox` next to `paygate` in the same target folder, which
@@ -54,13 +56,14 @@ fn free_port() -> u16 {
 }
 
 async fn start_sandbox(keys: &Path) -> (Child, String) {
+    start_sandbox_with(keys, &["--listen", "127.0.0.1:0"]).await
+}
+
+/// The sandbox binary with `args` (`--listen` among them) besides its keys dir.
+async fn start_sandbox_with(keys: &Path, args: &[&str]) -> (Child, String) {
     let mut child = Command::new(sandbox_binary())
-        .args([
-            "--keys-dir",
-            keys.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
+        .args(["--keys-dir", keys.to_str().unwrap()])
+        .args(args)
         .args(["--time-divisor", "1000"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -553,4 +556,212 @@ on_sqlite_and_postgres!(
     kill_nine_among_first_accesses_on_sqlite,
     kill_nine_among_first_accesses_on_postgres,
     first_accesses
+);
+
+const LEDGER_ORDERS: usize = 60;
+const LEDGER_PAID: usize = 40;
+
+/// kill -9 of both processes while buyers pay (issue 19): the simulator runs with `--data`, and
+/// the gateway's notify URL leads nowhere, so no callback ever tells the gateway anything. 60
+/// orders across both providers; buyers pay 40 of them at the simulator; after a third of the
+/// payments were answered the simulator is killed with SIGKILL mid-storm, then the gateway.
+/// Both start again, the simulator on the same ledger file and port. The gateway's active
+/// query (`paygate sync-pending`, once the orders are old enough for it) then settles every
+/// payment the simulator answered, and agrees with the simulator on every other order: paid
+/// exactly once where the simulator took the money (a payment in flight at the kill may have
+/// been kept), pending where it did not.
+async fn both_killed_ledger_kept(db_url: String, dir: tempfile::TempDir) {
+    let keys = dir.path().join("keys");
+    let status = Command::new(env!("CARGO_BIN_EXE_paygate"))
+        .args(["keys", "generate", keys.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success(), "keys generate");
+    let ledger = dir.path().join("sandbox.db");
+    let sandbox_addr = format!("127.0.0.1:{}", free_port());
+    let sandbox_args = [
+        "--listen",
+        sandbox_addr.as_str(),
+        "--data",
+        ledger.to_str().unwrap(),
+    ];
+    let (mut sandbox, sandbox_url) = start_sandbox_with(&keys, &sandbox_args).await;
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let url = format!("http://{addr}");
+    let config = gateway_config(dir.path(), &keys, &sandbox_url, &db_url, addr);
+    // Callbacks go to a port nobody listens on: only a query can tell the gateway.
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &format!("listen = \"{addr}\""),
+        &format!("listen = \"{addr}\"\npublic_url = \"http://127.0.0.1:9\""),
+    );
+    std::fs::write(&config, text).unwrap();
+    let http = reqwest::Client::new();
+    let mut gateway = start_gateway(&config, &url, &http).await;
+
+    let created: Vec<String> = futures_util::stream::iter(0..LEDGER_ORDERS)
+        .map(|i| {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                let (provider, channel) = if i % 2 == 0 { ("wechatpay", "native") } else { ("alipay", "qr") };
+                let res = http
+                    .post(format!("{url}/v1/orders"))
+                    .bearer_auth(SECRET)
+                    .header("Idempotency-Key", format!("ledger-{i}"))
+                    .json(&json!({"employer_id": format!("emp_ledger_{i}"), "plan": "resume-download-50",
+                                  "provider": provider, "channel": channel}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), 201);
+                let order: Value = res.json().await.unwrap();
+                order["order_no"].as_str().unwrap().to_owned()
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let (to_pay, unpaid) = created.split_at(LEDGER_PAID);
+
+    // The buyers pay, 8 at a time; a payment counts once the simulator answered it.
+    let answered = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let storm = {
+        let (http, sandbox_url, answered) = (http.clone(), sandbox_url.clone(), answered.clone());
+        let to_pay = to_pay.to_vec();
+        tokio::spawn(async move {
+            futures_util::stream::iter(to_pay)
+                .for_each_concurrent(8, |order_no| {
+                    let (http, sandbox_url, answered) =
+                        (http.clone(), sandbox_url.clone(), answered.clone());
+                    async move {
+                        let res = http
+                            .post(format!("{sandbox_url}/sandbox/pay/{order_no}"))
+                            .header("Accept", "application/json")
+                            .send()
+                            .await;
+                        if let Ok(res) = res
+                            && res.status().is_success()
+                        {
+                            answered.lock().unwrap().push(order_no);
+                        }
+                    }
+                })
+                .await;
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while answered.lock().unwrap().len() < LEDGER_PAID / 3 {
+        assert!(Instant::now() < deadline, "the payments never got going");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // No delivery reached anyone: whatever the gateway learns, it learns by asking.
+    let deliveries: Vec<Value> = http
+        .get(format!("{sandbox_url}/sandbox/notifications"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(deliveries.iter().all(|d| d["acknowledged"] == false));
+    sandbox.start_kill().expect("SIGKILL");
+    sandbox.wait().await.unwrap();
+    gateway.start_kill().expect("SIGKILL");
+    gateway.wait().await.unwrap();
+    storm.await.unwrap();
+    let answered = answered.lock().unwrap().clone();
+    assert!(
+        answered.len() < LEDGER_PAID,
+        "the kill came before every payment was answered"
+    );
+
+    // Back up: the simulator on its ledger and port, then the gateway. The active query takes
+    // orders older than 2 minutes; these were made seconds ago, so they are aged in the
+    // database rather than waited for.
+    let (_sandbox, restarted_url) = start_sandbox_with(&keys, &sandbox_args).await;
+    assert_eq!(restarted_url, sandbox_url);
+    sqlx::any::install_default_drivers();
+    let db = sqlx::AnyPool::connect(&db_url).await.unwrap();
+    sqlx::query("UPDATE payment_order SET created_at = created_at - 180000")
+        .execute(&db)
+        .await
+        .unwrap();
+    let _gateway = start_gateway(&config, &url, &http).await;
+    let out = Command::new(env!("CARGO_BIN_EXE_paygate"))
+        .args(["--config", config.to_str().unwrap(), "sync-pending"])
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "sync-pending");
+    let pass: Value = serde_json::from_slice(&out.stdout).expect("the pass as JSON");
+    assert_eq!(pass["failed"], 0, "{pass}");
+
+    // What the simulator says now (its cashier page), against the gateway's database.
+    let count = |sql: &'static str, order_no: String| {
+        let db = db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .bind(order_no)
+                .fetch_one(&db)
+                .await
+                .unwrap()
+        }
+    };
+    let mut kept_in_flight = 0;
+    for order_no in to_pay {
+        let cashier = http
+            .get(format!("{sandbox_url}/sandbox/cashier/{order_no}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let paid_at_simulator = cashier.contains("<p class=\"state\">Paid.</p>");
+        if answered.contains(order_no) {
+            assert!(
+                paid_at_simulator,
+                "{order_no}: the simulator forgot a payment it answered"
+            );
+        } else if paid_at_simulator {
+            kept_in_flight += 1;
+        }
+        let expected = i64::from(paid_at_simulator);
+        for sql in [
+            "SELECT COUNT(*) FROM payment WHERE order_no = $1",
+            "SELECT COUNT(*) FROM entitlement WHERE order_no = $1",
+            "SELECT COUNT(*) FROM outbox_event WHERE order_no = $1 AND event_type = 'order.paid'",
+            "SELECT COUNT(*) FROM payment_order WHERE order_no = $1 AND status = 'paid'",
+        ] {
+            assert_eq!(
+                count(sql, order_no.clone()).await,
+                expected,
+                "{order_no}: {sql}"
+            );
+        }
+    }
+    eprintln!(
+        "{} payments answered before the kill, {kept_in_flight} more kept from flight",
+        answered.len()
+    );
+    for order_no in unpaid {
+        assert_eq!(
+            count(
+                "SELECT COUNT(*) FROM payment_order WHERE order_no = $1 AND status = 'pending'",
+                order_no.clone()
+            )
+            .await,
+            1
+        );
+    }
+    db.close().await;
+}
+
+on_sqlite_and_postgres!(
+    kill_nine_of_both_with_a_kept_ledger_converges_by_query_on_sqlite,
+    kill_nine_of_both_with_a_kept_ledger_converges_by_query_on_postgres,
+    both_killed_ledger_kept
 );

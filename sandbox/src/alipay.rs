@@ -79,7 +79,7 @@ pub(crate) struct AlipaySim {
     seller_id: String,
     app_key: PublicKey,
     pub(crate) signer: PrivateKey,
-    orders: Mutex<HashMap<String, AlipayOrder>>,
+    pub(crate) orders: Mutex<HashMap<String, AlipayOrder>>,
     /// Every gateway.do request received, for tests that check what the gateway sends.
     requests: Mutex<Vec<Vec<(String, String)>>>,
 }
@@ -102,7 +102,7 @@ impl AlipaySim {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct AlipayOrder {
     out_trade_no: String,
     /// Alipay's trade number: 28 digits, the creation date first.
@@ -112,7 +112,7 @@ pub(crate) struct AlipayOrder {
     notify_url: Option<String>,
     /// Page/wap pay: the `return_url` common parameter, and the `method` of the signed return
     /// query the browser is sent there with after paying.
-    return_to: Option<(String, &'static str)>,
+    return_to: Option<(String, String)>,
     /// The QR code content (precreate), or the cashier link for page/wap pay.
     qr_code: String,
     gmt_create: String,
@@ -123,14 +123,14 @@ pub(crate) struct AlipayOrder {
     refunds: Vec<AlipayRefund>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 enum TradeState {
     WaitBuyerPay,
     Success(Payment),
     Closed,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Payment {
     gmt_payment: String,
     /// `gmt_payment` as an instant: which day's bill the payment is in.
@@ -474,6 +474,7 @@ impl Sandbox {
                 match order.state {
                     TradeState::WaitBuyerPay => {
                         order.state = TradeState::Closed;
+                        self.keep_alipay_order(&key, order);
                         tracing::info!(out_trade_no = %order.out_trade_no, "sandbox: Alipay trade closed");
                         Ok(Outcome::Success(vec![
                             ("out_trade_no", json!(order.out_trade_no)),
@@ -579,7 +580,7 @@ impl Sandbox {
         let return_to = params
             .non_empty("return_url")
             .zip(return_method)
-            .map(|(url, method)| (url.to_owned(), method));
+            .map(|(url, method)| (url.to_owned(), method.to_owned()));
 
         let mut orders = lock(&sim.orders);
         if let Some(existing) = orders.get(&out_trade_no) {
@@ -612,6 +613,7 @@ impl Sandbox {
             refunds: Vec::new(),
         };
         tracing::info!(out_trade_no = %out_trade_no, method, "sandbox: Alipay trade created");
+        self.keep_alipay_order(&out_trade_no, &order);
         orders.insert(out_trade_no, order.clone());
         Ok(order)
     }
@@ -693,6 +695,7 @@ impl Sandbox {
                 buyer_id: new_buyer_id(),
                 buyer_logon_id: new_buyer_logon_id(),
             });
+            self.keep_alipay_order(out_trade_no, order);
             order.clone()
         };
         tracing::info!(out_trade_no, "sandbox: Alipay trade paid");

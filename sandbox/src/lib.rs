@@ -31,6 +31,9 @@
 //! - [`wire`]: the sandbox's own reading of both wire protocols (signatures, encryption, forms,
 //!   amounts, bill files), written from the providers' published documentation and never shared
 //!   with the gateway's provider crates.
+//! - [`ledger_file`]: with [`Sandbox::with_data`] (`paygate-sandbox --data FILE`) the ledger is
+//!   also kept, write-through, in an SQLite file, so a restarted simulator remembers it;
+//!   without it the ledger lives in memory only.
 //!
 //! Time: every "now" the sandbox uses (signature timestamps and windows, `success_time`,
 //! `create_time`, Alipay's `gmt_*` (`gmt_refund` included) and `notify_time`, delivery records)
@@ -46,6 +49,7 @@ pub mod cashier;
 pub mod delivery;
 pub mod faults;
 pub mod keys_dir;
+pub mod ledger_file;
 pub mod outbox;
 pub mod portal;
 pub mod wechat;
@@ -126,6 +130,8 @@ struct Inner {
     bill_tokens: bill::BillTokens,
     /// For callbacks; WeChat waits 5 s for an answer.
     http: reqwest::Client,
+    /// Set once by [`Sandbox::with_data`]: the file the ledger is kept in.
+    data: OnceLock<ledger_file::LedgerFile>,
 }
 
 impl Sandbox {
@@ -147,6 +153,7 @@ impl Sandbox {
                 outbox: outbox::Outbox::default(),
                 bill_tokens: bill::BillTokens::default(),
                 http,
+                data: OnceLock::new(),
             }),
         })
     }

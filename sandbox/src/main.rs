@@ -3,6 +3,7 @@
 //! ```text
 //! paygate keys generate keys          # the merchant side, once
 //! paygate-sandbox --keys-dir keys     # http://127.0.0.1:9090/sandbox/…
+//! paygate-sandbox --keys-dir keys --data sandbox.db   # the ledger survives a restart
 //! ```
 //!
 //! The Alipay half is served when the keys dir has `alipay/app_public_key.pem` (every dir
@@ -33,6 +34,10 @@ struct Args {
     /// Divide every callback retry delay by this (1 = WeChat's real schedule).
     #[arg(long, default_value_t = 1)]
     time_divisor: u32,
+    /// Keep the ledger (orders, payments, refunds, notifications still due) in this SQLite
+    /// file, created when missing, so a restart remembers it; without it, memory only.
+    #[arg(long, value_name = "FILE")]
+    data: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -55,6 +60,15 @@ async fn main() -> anyhow::Result<()> {
     let seller_id = alipay.as_ref().map(|config| config.seller_id.clone());
     if let Some(config) = alipay {
         sandbox = sandbox.with_alipay(config)?;
+    }
+    if let Some(path) = &args.data {
+        sandbox = match sandbox.with_data(path) {
+            Ok(sandbox) => sandbox,
+            Err(error) => {
+                eprintln!("paygate-sandbox: {error:#}");
+                std::process::exit(2);
+            }
+        };
     }
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let base = format!("http://{}", listener.local_addr()?);
@@ -80,6 +94,10 @@ async fn main() -> anyhow::Result<()> {
             "  Alipay: not served ({} not found; `paygate keys generate` into a new DIR writes it)",
             args.keys_dir.join(ALIPAY_APP_PUBLIC_KEY_FILE).display()
         ),
+    }
+    match &args.data {
+        Some(path) => println!("  ledger: {} (kept across restarts)", path.display()),
+        None => println!("  ledger: in memory (--data FILE keeps it across restarts)"),
     }
     println!("  public keys: {base}/sandbox/keys");
     axum::serve(listener, sandbox.router())

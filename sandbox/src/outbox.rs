@@ -20,6 +20,7 @@ use crate::faults::REORDER_WINDOW_MS;
 use crate::{Sandbox, lock};
 
 /// What is being notified.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub(crate) enum Payload {
     /// WeChat's `TRANSACTION.SUCCESS`, the transaction to encrypt.
     Wechat { transaction: Value },
@@ -63,13 +64,29 @@ impl Sandbox {
         payload: Payload,
         schedule: &'static [u64],
     ) {
+        self.keep_notification(&id, &out_trade_no, &notify_url, &payload);
+        self.start_notification(id, out_trade_no, notify_url, payload, 0, schedule);
+    }
+
+    /// Records a notification as pending, `attempts` already made (a restarted simulator's
+    /// kept one, [`crate::ledger_file`]), and starts its retry loop: an attempt at once, then
+    /// one after each delay of `schedule`.
+    pub(crate) fn start_notification(
+        &self,
+        id: String,
+        out_trade_no: String,
+        notify_url: String,
+        payload: Payload,
+        attempts: u32,
+        schedule: &'static [u64],
+    ) {
         lock(&self.inner.outbox.pending).insert(
             id.clone(),
             Pending {
                 out_trade_no,
                 notify_url,
                 payload: Arc::new(payload),
-                attempts: 0,
+                attempts,
             },
         );
         let sandbox = self.clone();
@@ -127,6 +144,7 @@ impl Sandbox {
             entry.attempts += 1;
             (entry.clone(), entry.attempts)
         };
+        self.keep_notification_attempts(id, attempt);
         let faults = self.faults();
         let delay = faults.notification_delay();
         if !delay.is_zero() {
@@ -179,6 +197,7 @@ impl Sandbox {
         drop(turn);
         if acknowledged {
             lock(&self.inner.outbox.pending).remove(id);
+            self.forget_notification(id);
             tracing::info!(out_trade_no = %entry.out_trade_no, attempt, "sandbox: notification acknowledged");
         } else {
             tracing::info!(out_trade_no = %entry.out_trade_no, attempt, "sandbox: notification not acknowledged");

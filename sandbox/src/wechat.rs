@@ -116,7 +116,7 @@ impl WechatSim {
 }
 
 /// One order of the ledger.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Order {
     pub(crate) params: OrderParams,
     /// The create answer's value: `code_url` (Native), `prepay_id` (JSAPI, App) or `h5_url`.
@@ -129,14 +129,14 @@ pub(crate) struct Order {
     pub(crate) refunds: Vec<RefundEntry>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) enum OrderState {
     NotPay,
     Success(Payment),
     Closed,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Payment {
     pub(crate) transaction_id: String,
     pub(crate) success_time: String,
@@ -533,6 +533,7 @@ async fn close_order(
                 )),
                 OrderState::NotPay | OrderState::Closed => {
                     order.state = OrderState::Closed;
+                    sandbox.keep_wechat_order(order);
                     tracing::info!(out_trade_no = %out_trade_no, "sandbox: WeChat order closed");
                     Ok(Answer::no_content())
                 }
@@ -628,6 +629,7 @@ impl Sandbox {
                 paid_at: now.with_timezone(&Utc),
                 openid,
             });
+            self.keep_wechat_order(order);
             (order.transaction_json(), order.params.notify_url.clone())
         };
         tracing::info!(out_trade_no, "sandbox: WeChat order paid");

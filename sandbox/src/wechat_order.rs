@@ -24,7 +24,7 @@ use crate::wire::wechat::Authorization;
 use crate::{Sandbox, lock};
 
 /// The four prepay channels, and the `trade_type` each becomes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Channel {
     Native,
     Jsapi,
@@ -77,7 +77,7 @@ const ALLOWED_AMOUNT_FIELDS: &[&str] = &["total", "currency"];
 const H5_TYPES: &[&str] = &["iOS", "Android", "Wap"];
 
 /// A payer field: compared like any parameter, never shown by `Debug`.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Private(pub(crate) String);
 
 impl std::fmt::Debug for Private {
@@ -88,7 +88,7 @@ impl std::fmt::Debug for Private {
 
 /// What a re-order must repeat exactly to get the same prepay answer back. The channel is part
 /// of it: the same number on another channel is "other parameters".
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct OrderParams {
     pub(crate) channel: Channel,
     pub(crate) appid: String,
@@ -234,16 +234,15 @@ impl Sandbox {
             trade_type = channel.trade_type(),
             "sandbox: WeChat order created"
         );
-        orders.insert(
-            params.out_trade_no.clone(),
-            Order {
-                params,
-                prepay: prepay.clone(),
-                qr,
-                state: OrderState::NotPay,
-                refunds: Vec::new(),
-            },
-        );
+        let order = Order {
+            params,
+            prepay: prepay.clone(),
+            qr,
+            state: OrderState::NotPay,
+            refunds: Vec::new(),
+        };
+        self.keep_wechat_order(&order);
+        orders.insert(order.params.out_trade_no.clone(), order);
         Ok(Answer::json(&json!({ (field): prepay })))
     }
 }

@@ -60,7 +60,7 @@ const ALLOWED_REFUND_AMOUNT_FIELDS: &[&str] = &["refund", "total", "currency"];
 const USER_RECEIVED_ACCOUNT: &str = "支付用户零钱";
 
 /// What a re-post must repeat exactly to get the same refund back.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct RefundParams {
     out_trade_no: String,
     out_refund_no: String,
@@ -72,7 +72,7 @@ pub(crate) struct RefundParams {
 }
 
 /// One refund of an order.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct RefundEntry {
     params: RefundParams,
     refund_id: String,
@@ -86,7 +86,7 @@ pub(crate) struct RefundEntry {
     notify_url: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 enum RefundState {
     Processing,
     Success { success_time: String },
@@ -298,13 +298,32 @@ impl Sandbox {
             "sandbox: WeChat refund accepted"
         );
         order.refunds.push(entry.clone());
+        self.keep_wechat_order(order);
+        self.settle_wechat_refund_later(out_refund_no);
+        entry
+    }
 
+    /// Completes the refund [`REFUND_SETTLE_SECS`] (divided by `time_divisor`) from now.
+    fn settle_wechat_refund_later(&self, out_refund_no: String) {
         let (sandbox, divisor) = (self.clone(), u64::from(self.time_divisor()));
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(REFUND_SETTLE_SECS * 1000 / divisor)).await;
             sandbox.settle_wechat_refund(&out_refund_no);
         });
-        entry
+    }
+
+    /// A restarted simulator's refunds still `PROCESSING` ([`crate::ledger_file`]) complete
+    /// [`REFUND_SETTLE_SECS`] from now, as if just accepted.
+    pub(crate) fn resume_wechat_refunds(&self) {
+        let processing: Vec<String> = lock(&self.inner.wechat.orders)
+            .values()
+            .flat_map(|order| &order.refunds)
+            .filter(|refund| refund.state == RefundState::Processing)
+            .map(|refund| refund.params.out_refund_no.clone())
+            .collect();
+        for out_refund_no in processing {
+            self.settle_wechat_refund_later(out_refund_no);
+        }
     }
 
     /// A `PROCESSING` refund completes now, as the `wechat_refund_outcome` fault says:
@@ -346,12 +365,15 @@ impl Sandbox {
             status = refund.status(),
             "sandbox: WeChat refund completed"
         );
-        if let Some(notify_url) = refund.notify_url.clone() {
-            self.notify_wechat(
-                refund.params.out_trade_no.clone(),
-                notify_url,
-                refund.resource_json(&wechat.mchid, &transaction_id),
-            );
+        let notice = refund.notify_url.clone().map(|notify_url| {
+            let resource = refund.resource_json(&wechat.mchid, &transaction_id);
+            (refund.params.out_trade_no.clone(), notify_url, resource)
+        });
+        // Kept before its notification is queued: a kept notification never names a refund
+        // the file still has as processing.
+        self.keep_wechat_order(order);
+        if let Some((out_trade_no, notify_url, resource)) = notice {
+            self.notify_wechat(out_trade_no, notify_url, resource);
         }
         true
     }

@@ -38,7 +38,7 @@ use crate::portal::{
 use crate::{Sandbox, lock};
 
 /// One refund of a paid trade.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct AlipayRefund {
     pub(super) out_request_no: String,
     pub(super) refund_fen: i64,
@@ -162,6 +162,7 @@ impl Sandbox {
             refunded_at: self.now(),
         };
         order.refunds.push(refund.clone());
+        self.keep_alipay_order(&order.out_trade_no, order);
         tracing::info!(
             out_trade_no = %order.out_trade_no,
             out_request_no = %refund.out_request_no,
