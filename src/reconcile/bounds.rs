@@ -233,7 +233,7 @@ mod tests {
             Some(Stopped::Exceeded(Exceeded::Decompressed(6400)))
         );
         // Blank lines: the lines bound long before the bytes bound.
-        let blank = vec![b'\n'; 101];
+        let blank = [b'\n'; 101];
         assert_eq!(
             stopped(std::io::copy(
                 &mut bounds.reader(&blank[..]),
