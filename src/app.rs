@@ -6,18 +6,24 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use paygate_sandbox::{AlipaySandboxConfig, Sandbox, SandboxConfig, WechatSandboxConfig};
 use tokio::net::TcpListener;
 
 use crate::api::auth::ApiKeys;
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::{AlipayConfig, Config, LimitsConfig, WechatPayConfig};
+use crate::config::{Config, LimitsConfig};
 use crate::domain::Catalog;
 use crate::jobs::Runner;
 use crate::providers::Registry;
 use crate::providers::alipay::{Alipay, AlipayKeys};
 use crate::providers::wechatpay::{WechatKeys, WechatPay};
 use crate::store::Db;
+
+#[cfg(feature = "sandbox")]
+pub use crate::embedded::SandboxSetup;
+pub use crate::embedded::{
+    SANDBOX_ALIPAY_APP_ID, SANDBOX_ALIPAY_SELLER_ID, SANDBOX_APPID, SANDBOX_MCHID,
+    SANDBOX_MERCHANT_SERIAL,
+};
 
 /// Everything a request handler needs; cheap to clone.
 #[derive(Clone)]
@@ -34,62 +40,14 @@ pub struct AppState {
     pub rate_limits: Arc<crate::edge::RateLimits>,
     /// The key of erased employers' pseudonyms (`[privacy]`); None: erasures are refused.
     pub pseudonym_key: Option<Arc<crate::privacy::PseudonymKey>>,
-}
-
-/// Key material for the embedded sandbox: the merchant side the gateway signs with and the
-/// platform side the simulator signs with. Generated at start, or fixtures in tests.
-pub struct SandboxSetup {
-    pub merchant_private_key_pem: String,
-    pub merchant_public_key_pem: String,
-    pub platform_private_key_pem: String,
-    pub apiv3_key: String,
-    /// The Alipay app key the gateway signs requests with (its public half goes to the sandbox).
-    pub alipay_app_private_key_pem: String,
-    /// The sandbox's Alipay key: signs its answers and notifications.
-    pub alipay_private_key_pem: String,
-    /// Callback retry delays are divided by this.
-    pub time_divisor: u32,
-    /// WeChat Pay platform certificate mode: the sandbox signs with certificates and the
-    /// gateway fetches them from `/v3/certificates` (`fetch_platform_certificates = true`)
-    /// instead of trusting the `PUB_KEY_ID` public key.
-    pub wechat_certificate_mode: bool,
-}
-
-pub const SANDBOX_MCHID: &str = "1900000001";
-pub const SANDBOX_APPID: &str = "wx8888888888888888";
-pub const SANDBOX_MERCHANT_SERIAL: &str = "5A3B1C0D9E8F7A6B5C4D3E2F1A0B9C8D7E6F5A4B";
-pub const SANDBOX_ALIPAY_APP_ID: &str = "2021000000000001";
-pub const SANDBOX_ALIPAY_SELLER_ID: &str = "2088000000000001";
-
-impl SandboxSetup {
-    pub fn generate(time_divisor: u32) -> anyhow::Result<SandboxSetup> {
-        let (merchant_private_key_pem, merchant_public_key_pem) =
-            paygate_wechatpay::generate_key_pair()?;
-        let (platform_private_key_pem, _) = paygate_wechatpay::generate_key_pair()?;
-        use secrecy::ExposeSecret;
-        let (alipay_app, _) = paygate_alipay::generate_key_pair()?;
-        let (alipay_platform, _) = paygate_alipay::generate_key_pair()?;
-        use rand::Rng;
-        const ALNUM: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-        let mut rng = rand::rng();
-        let apiv3_key = (0..32)
-            .map(|_| ALNUM[rng.random_range(0..ALNUM.len())] as char)
-            .collect();
-        Ok(SandboxSetup {
-            merchant_private_key_pem,
-            merchant_public_key_pem,
-            platform_private_key_pem,
-            apiv3_key,
-            alipay_app_private_key_pem: alipay_app.expose_secret().to_owned(),
-            alipay_private_key_pem: alipay_platform.expose_secret().to_owned(),
-            time_divisor,
-            wechat_certificate_mode: false,
-        })
-    }
+    /// How `Idempotency-Key`s are stored: keyed hashes (`[privacy]`), never text.
+    pub idempotency_keys: Arc<crate::privacy::idempotency_keys::IdempotencyKeys>,
 }
 
 pub struct Options {
     pub clock: SharedClock,
+    /// `serve --sandbox`: the embedded simulator replaces the provider sections.
+    #[cfg(feature = "sandbox")]
     pub sandbox: Option<SandboxSetup>,
     /// Run the lifecycle jobs on their schedule (`serve`); tests run passes themselves.
     pub scheduler: bool,
@@ -99,6 +57,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             clock: Arc::new(SystemClock),
+            #[cfg(feature = "sandbox")]
             sandbox: None,
             scheduler: true,
         }
@@ -110,13 +69,14 @@ pub struct Application {
     addr: SocketAddr,
     public_url: String,
     state: AppState,
-    sandbox: Option<Sandbox>,
+    #[cfg(feature = "sandbox")]
+    sandbox: Option<paygate_sandbox::Sandbox>,
     scheduler: bool,
 }
 
 impl Application {
     pub async fn build(
-        mut config: Config,
+        #[cfg_attr(not(feature = "sandbox"), allow(unused_mut))] mut config: Config,
         listener: TcpListener,
         options: Options,
     ) -> anyhow::Result<Application> {
@@ -139,30 +99,45 @@ impl Application {
             .build()?;
         let catalog = config.catalog()?;
         let mut providers = Registry::default();
-        let mut sandbox = None;
+        #[cfg(feature = "sandbox")]
+        let sandbox_setup = options.sandbox;
+        #[cfg(feature = "sandbox")]
+        let sandbox_mode = sandbox_setup.is_some();
+        #[cfg(not(feature = "sandbox"))]
+        let sandbox_mode = false;
         let pseudonym_key =
-            crate::privacy::PseudonymKey::load(&config, options.sandbox.is_some())?.map(Arc::new);
-        if let Some(setup) = options.sandbox {
+            crate::privacy::PseudonymKey::load(&config, sandbox_mode)?.map(Arc::new);
+        // Only a key from the file keys the stored Idempotency-Keys: a sandbox's generated one
+        // changes at every start, and stored keys must match across restarts and instances.
+        let idempotency_keys = crate::privacy::idempotency_keys::IdempotencyKeys::new(
+            pseudonym_key
+                .as_deref()
+                .filter(|_| config.privacy.pseudonym_key_file.is_some()),
+        );
+        if config.privacy.pseudonym_key_file.is_none() {
+            tracing::warn!(
+                "no [privacy] pseudonym_key_file: Idempotency-Keys are stored as unkeyed hashes \
+                 (no text, but a guessed key can be confirmed by hashing it)"
+            );
+        }
+        idempotency_keys
+            .refresh(&db)
+            .await
+            .context("reading the idempotency table")?;
+        #[cfg(feature = "sandbox")]
+        let sandbox = match sandbox_setup {
             // --sandbox replaces the provider sections with the embedded simulator.
-            let embedded = embedded_sandbox(&setup, &public_url, &options.clock)?;
-            providers.register(Arc::new(WechatPay::new(
-                &embedded.wechatpay,
-                embedded.wechat_keys,
+            Some(setup) => Some(crate::embedded::attach(
+                &setup,
+                &mut config,
+                &mut providers,
                 &public_url,
-                http.clone(),
-                options.clock.clone(),
-            )));
-            providers.register(Arc::new(Alipay::new(
-                &embedded.alipay,
-                embedded.alipay_keys,
-                &public_url,
-                http.clone(),
-                options.clock.clone(),
-            )));
-            config.wechatpay = Some(embedded.wechatpay);
-            config.alipay = Some(embedded.alipay);
-            sandbox = Some(embedded.sandbox);
-        } else {
+                &http,
+                &options.clock,
+            )?),
+            None => None,
+        };
+        if !sandbox_mode {
             if let Some(w) = &config.wechatpay {
                 let keys = WechatKeys::load(&config, w)?;
                 providers.register(Arc::new(WechatPay::new(
@@ -190,6 +165,7 @@ impl Application {
             pusher,
             rate_limits: Arc::new(crate::edge::RateLimits::new(&config.limits)),
             pseudonym_key,
+            idempotency_keys: Arc::new(idempotency_keys),
             api_keys: Arc::new(ApiKeys::new(&config.api_keys)),
             config: Arc::new(config),
             db,
@@ -202,6 +178,7 @@ impl Application {
             addr,
             public_url,
             state,
+            #[cfg(feature = "sandbox")]
             sandbox,
             scheduler: options.scheduler,
         })
@@ -219,7 +196,8 @@ impl Application {
         &self.state
     }
 
-    pub fn sandbox(&self) -> Option<&Sandbox> {
+    #[cfg(feature = "sandbox")]
+    pub fn sandbox(&self) -> Option<&paygate_sandbox::Sandbox> {
         self.sandbox.as_ref()
     }
 
@@ -233,7 +211,9 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        #[cfg_attr(not(feature = "sandbox"), allow(unused_mut))]
         let mut router = crate::api::router(self.state.clone());
+        #[cfg(feature = "sandbox")]
         if let Some(sim) = &self.sandbox {
             router = router.merge(sim.router());
         }
@@ -278,94 +258,4 @@ fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
         .map(axum::extract::MatchedPath::as_str)
         .unwrap_or("(unmatched)");
     tracing::debug_span!("request", method = %request.method(), route)
-}
-
-/// The embedded simulator and the provider sections and keys that point the gateway at it.
-struct EmbeddedSandbox {
-    sandbox: Sandbox,
-    wechatpay: WechatPayConfig,
-    wechat_keys: WechatKeys,
-    alipay: AlipayConfig,
-    alipay_keys: AlipayKeys,
-}
-
-fn embedded_sandbox(
-    setup: &SandboxSetup,
-    public_url: &str,
-    clock: &SharedClock,
-) -> anyhow::Result<EmbeddedSandbox> {
-    // The simulator reads the gateway's clock: tests that move time move both sides.
-    let sandbox_clock = {
-        let clock = clock.clone();
-        Arc::new(move || clock.now())
-    };
-    let alipay_app = paygate_alipay::Signer::from_pem_or_base64(&setup.alipay_app_private_key_pem)?;
-    let sandbox = Sandbox::new(SandboxConfig {
-        wechatpay: WechatSandboxConfig {
-            mchid: SANDBOX_MCHID.into(),
-            appid: SANDBOX_APPID.into(),
-            merchant_serial: SANDBOX_MERCHANT_SERIAL.into(),
-            merchant_public_key_pem: setup.merchant_public_key_pem.clone(),
-            apiv3_key: setup.apiv3_key.clone(),
-            platform_private_key_pem: setup.platform_private_key_pem.clone(),
-            platform_key_id: paygate_sandbox::keys_dir::new_platform_key_id(),
-        },
-        time_divisor: setup.time_divisor,
-        clock: sandbox_clock,
-    })?
-    .with_alipay(AlipaySandboxConfig {
-        app_id: SANDBOX_ALIPAY_APP_ID.into(),
-        app_public_key_pem: alipay_app.public_key_pem(),
-        alipay_private_key_pem: setup.alipay_private_key_pem.clone(),
-        seller_id: SANDBOX_ALIPAY_SELLER_ID.into(),
-    })?;
-
-    let wechatpay = WechatPayConfig {
-        api_base: format!("{public_url}/sandbox/wechatpay"),
-        mchid: SANDBOX_MCHID.into(),
-        appid: SANDBOX_APPID.into(),
-        merchant_serial: SANDBOX_MERCHANT_SERIAL.into(),
-        merchant_private_key_file: "(generated)".into(),
-        apiv3_key_file: "(generated)".into(),
-        platform_public_keys: vec![],
-        fetch_platform_certificates: setup.wechat_certificate_mode,
-    };
-    let mut platform = paygate_wechatpay::PlatformKeys::new();
-    if setup.wechat_certificate_mode {
-        // Nothing trusted up front: the keys come from /v3/certificates once serving.
-        sandbox.use_wechat_platform_certificates();
-    } else {
-        platform.insert(
-            sandbox.wechat_platform_key_id(),
-            paygate_wechatpay::Verifier::from_pem(&sandbox.wechat_platform_public_key_pem())?,
-        );
-    }
-    let wechat_keys = WechatKeys {
-        signer: paygate_wechatpay::Signer::from_pem(&setup.merchant_private_key_pem)?,
-        apiv3_key: paygate_wechatpay::ApiV3Key::new(setup.apiv3_key.as_bytes())
-            .map_err(|_| anyhow::anyhow!("sandbox APIv3 key must be 32 bytes"))?,
-        platform,
-    };
-
-    let alipay = AlipayConfig {
-        gateway_url: format!("{public_url}/sandbox/alipay/gateway.do"),
-        app_id: SANDBOX_ALIPAY_APP_ID.into(),
-        app_private_key_file: "(generated)".into(),
-        alipay_public_key_file: "(generated)".into(),
-        seller_id: Some(SANDBOX_ALIPAY_SELLER_ID.into()),
-    };
-    let alipay_public_key = sandbox
-        .alipay_public_key_pem()
-        .ok_or_else(|| anyhow::anyhow!("the sandbox's Alipay half is configured above"))?;
-    let alipay_keys = AlipayKeys {
-        signer: alipay_app,
-        alipay_public_key: paygate_alipay::Verifier::from_pem_or_base64(&alipay_public_key)?,
-    };
-    Ok(EmbeddedSandbox {
-        sandbox,
-        wechatpay,
-        wechat_keys,
-        alipay,
-        alipay_keys,
-    })
 }

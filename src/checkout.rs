@@ -140,13 +140,14 @@ pub async fn create(
             return Err(CheckoutError::Provider(e));
         }
     };
-    let payment_json = serde_json::Value::Object(instructions).to_string();
-    order.payment_json = Some(payment_json.clone());
+    let payment_json = serde_json::Value::Object(instructions);
+    let set_payment = orders::set_payment_json(&order.order_no, &payment_json, now_ms);
+    order.payment_json = Some(payment_json);
     let body = render(&order);
     state
         .db
         .write_all(vec![
-            orders::set_payment_json(&order.order_no, payment_json, now_ms),
+            set_payment,
             idempotency::complete_statement(claim.api_key_id, claim.key, 201, body.clone()),
         ])
         .await?;

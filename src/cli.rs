@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::app::{Application, Options, SandboxSetup};
+use crate::app::{Application, Options};
 use crate::config::{ApiKeyConfig, Config};
 
 #[derive(Parser)]
@@ -97,9 +97,9 @@ enum KeysCommand {
     /// Write merchant key pairs and an APIv3 key into DIR.
     Generate {
         dir: PathBuf,
-        #[arg(long, default_value = crate::app::SANDBOX_MCHID)]
+        #[arg(long, default_value = crate::embedded::SANDBOX_MCHID)]
         mchid: String,
-        #[arg(long, default_value = crate::app::SANDBOX_APPID)]
+        #[arg(long, default_value = crate::embedded::SANDBOX_APPID)]
         appid: String,
         #[arg(long, default_value = "2021000000000000")]
         alipay_app_id: String,
@@ -243,7 +243,7 @@ async fn one_shot(config_path: Option<PathBuf>) -> anyhow::Result<Application> {
 async fn reconcile(config_path: Option<PathBuf>, provider: &str, date: &str) -> anyhow::Result<()> {
     let provider = crate::domain::ProviderId::parse(provider)
         .with_context(|| format!("{provider:?} is not wechatpay or alipay"))?;
-    let date = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
+    let date = crate::domain::parse_date(date)
         .with_context(|| format!("{date:?} is not a date YYYY-MM-DD"))?;
     let app = one_shot(config_path).await?;
     let run = crate::reconcile::run(app.state(), provider, date)
@@ -283,6 +283,14 @@ async fn serve(
     sandbox: bool,
     time_divisor: u32,
 ) -> anyhow::Result<()> {
+    #[cfg(not(feature = "sandbox"))]
+    if sandbox {
+        anyhow::bail!(
+            "this paygate was built without the embedded sandbox (cargo feature `sandbox`): \
+             build it with the default features (`cargo build --release`), or run the standalone \
+             simulator (`paygate-sandbox`) and point [wechatpay] and [alipay] at it"
+        );
+    }
     let mut config = Config::load(config_path.as_deref())?;
     let mut printed_key = None;
     if sandbox && config.api_keys.is_empty() {
@@ -313,20 +321,28 @@ async fn serve(
         ))
         .ok();
     }
-    let setup = if sandbox {
-        Some(SandboxSetup::generate(time_divisor)?)
-    } else {
-        None
-    };
-    let app = Application::build(
-        config,
-        listener,
-        Options {
-            sandbox: setup,
-            ..Options::default()
+    if !sandbox {
+        // --sandbox brings its own providers and key; otherwise a gateway that would refuse
+        // everything must not start silently.
+        for warning in config.serve_warnings() {
+            tracing::warn!("{warning}");
+        }
+    }
+    #[cfg(feature = "sandbox")]
+    let options = Options {
+        sandbox: if sandbox {
+            Some(crate::app::SandboxSetup::generate(time_divisor)?)
+        } else {
+            None
         },
-    )
-    .await?;
+        ..Options::default()
+    };
+    #[cfg(not(feature = "sandbox"))]
+    let options = {
+        let _ = time_divisor;
+        Options::default()
+    };
+    let app = Application::build(config, listener, options).await?;
     let url = app.public_url().to_owned();
     tracing::info!(listen = %app.local_addr(), sandbox, "paygate listening");
     if let Some(key) = printed_key {

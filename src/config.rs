@@ -17,7 +17,9 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("config is not valid TOML or has unknown or mistyped keys: {0}")]
+    // The TOML error is the source, not part of this message: `{e:#}` (main's output) prints
+    // the chain, and printed it twice when both held it.
+    #[error("config is not valid TOML or has unknown or mistyped keys")]
     Parse(#[from] toml::de::Error),
     #[error("environment override {var}: {why}")]
     Env { var: String, why: String },
@@ -117,8 +119,12 @@ pub struct LimitsConfig {
     pub header_read_timeout_ms: u64,
     /// Open client connections; past it, new ones wait in the listen backlog.
     pub max_connections: usize,
-    /// Requests being handled; past it, 503 `overloaded` with `Retry-After`.
+    /// Requests being handled (long polls and health probes aside); max(1, max_in_flight / 8)
+    /// of them only webhooks may take. Past it, 503 `overloaded` with `Retry-After`.
     pub max_in_flight: usize,
+    /// Open `?wait=` long polls; past it a wait is answered at once with the current state.
+    /// Unset: 2048, or half of `max_connections` if that is less (waits hold connections).
+    pub max_waits: Option<usize>,
     pub api_body_bytes: usize,
     pub webhook_body_bytes: usize,
     /// Requests per second per API key (burst of the same size); 429 past it.
@@ -130,6 +136,9 @@ pub struct LimitsConfig {
     pub provider_timeout_ms: u64,
 }
 
+/// `max_waits` when unset (and `max_connections` allows it).
+const DEFAULT_MAX_WAITS: usize = 2_048;
+
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
@@ -139,6 +148,7 @@ impl Default for LimitsConfig {
             header_read_timeout_ms: 10_000,
             max_connections: 10_000,
             max_in_flight: 2_048,
+            max_waits: None,
             api_body_bytes: 64 * 1024,
             webhook_body_bytes: 64 * 1024,
             api_rate_per_key: 2_000,
@@ -154,7 +164,19 @@ impl LimitsConfig {
         std::time::Duration::from_millis(value)
     }
 
+    /// The cap on open long polls: `max_waits`, or its default.
+    pub fn max_waits(&self) -> usize {
+        self.max_waits
+            .unwrap_or_else(|| DEFAULT_MAX_WAITS.min(self.max_connections / 2))
+    }
+
+    /// The in-flight slots only webhooks may take (DESIGN.md §13): an eighth, at least one.
+    pub fn webhook_reserve(&self) -> usize {
+        (self.max_in_flight / 8).max(1)
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |why: String| Err(ConfigError::Invalid(why));
         let positive = [
             ("db_acquire_timeout_ms", self.db_acquire_timeout_ms),
             ("readiness_timeout_ms", self.readiness_timeout_ms),
@@ -162,6 +184,7 @@ impl LimitsConfig {
             ("header_read_timeout_ms", self.header_read_timeout_ms),
             ("max_connections", self.max_connections as u64),
             ("max_in_flight", self.max_in_flight as u64),
+            ("max_waits", self.max_waits() as u64),
             ("api_body_bytes", self.api_body_bytes as u64),
             ("webhook_body_bytes", self.webhook_body_bytes as u64),
             ("api_rate_per_key", u64::from(self.api_rate_per_key)),
@@ -173,9 +196,22 @@ impl LimitsConfig {
             ("provider_timeout_ms", self.provider_timeout_ms),
         ];
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
-            return Err(ConfigError::Invalid(format!(
-                "limits.{key} must be positive"
-            )));
+            return invalid(format!("limits.{key} must be positive"));
+        }
+        if self.max_in_flight < 2 {
+            return invalid(
+                "limits.max_in_flight must be at least 2: webhooks have a reserved share".into(),
+            );
+        }
+        // Each open wait holds its connection: all of them must leave connections for health
+        // probes, webhooks and the rest of the API.
+        if self.max_waits() >= self.max_connections {
+            return invalid(format!(
+                "limits.max_waits ({}) must be below limits.max_connections ({}): every open \
+                 wait holds a connection",
+                self.max_waits(),
+                self.max_connections
+            ));
         }
         Ok(())
     }
@@ -285,7 +321,7 @@ pub struct PrivacyConfig {
     /// erasures are refused; `serve --sandbox` generates one per start when it is unset.
     pub pseudonym_key_file: Option<PathBuf>,
     /// Extra non-working days (Asia/Shanghai), `YYYY-MM-DD`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::domain::date::deserialize_dates")]
     pub holidays: Vec<chrono::NaiveDate>,
     /// Stored idempotency answers are deleted after this many days (the key may then be reused).
     #[serde(default = "default_idempotency_days")]
@@ -518,6 +554,21 @@ impl Config {
         Ok(())
     }
 
+    /// What `serve` should warn of: a gateway that starts but refuses every order (no
+    /// provider) or every `/v1` call (no API key).
+    pub fn serve_warnings(&self) -> Vec<&'static str> {
+        let mut warnings = Vec::new();
+        if self.wechatpay.is_none() && self.alipay.is_none() {
+            warnings.push(
+                "no [wechatpay] or [alipay] section: every order will be refused (422 provider_disabled)",
+            );
+        }
+        if self.api_keys.is_empty() {
+            warnings.push("no [[api_keys]]: every /v1 call will be refused (401 unauthorized)");
+        }
+        warnings
+    }
+
     /// The configured catalog, or the built-in one.
     pub fn catalog(&self) -> Result<Catalog, ConfigError> {
         let Some(plans) = &self.plans else {
@@ -664,6 +715,47 @@ mod tests {
             );
         }
         assert!(load("[reconciliation]\nmax_bill_byte = 1048576", &[]).is_err());
+    }
+
+    #[test]
+    fn max_waits_defaults_below_max_connections_and_must_stay_below_it() {
+        let c = load("", &[]).unwrap();
+        assert_eq!(c.limits.max_waits(), 2_048);
+        assert_eq!(c.limits.webhook_reserve(), 256);
+        // An operator who lowered max_connections keeps a working default.
+        let c = load("[limits]\nmax_connections = 1000", &[]).unwrap();
+        assert_eq!(c.limits.max_waits(), 500);
+        let c = load(
+            "[limits]\nmax_waits = 10",
+            &[("PAYGATE_LIMITS__MAX_WAITS", "20")],
+        )
+        .unwrap();
+        assert_eq!(c.limits.max_waits(), 20);
+        for bad in [
+            "[limits]\nmax_connections = 100\nmax_waits = 100",
+            "[limits]\nmax_waits = 0",
+            "[limits]\nmax_in_flight = 1",
+        ] {
+            assert!(
+                matches!(load(bad, &[]), Err(ConfigError::Invalid(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_once_in_the_error_chain() {
+        let e = load("[server]\nlisen = \"x\"", &[]).unwrap_err();
+        let chain = format!("{:#}", anyhow::Error::from(e));
+        assert_eq!(chain.matches("unknown field `lisen`").count(), 1, "{chain}");
+    }
+
+    #[test]
+    fn serving_with_no_provider_and_no_api_key_is_warned_of() {
+        let warnings = load("", &[]).unwrap().serve_warnings();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings.iter().any(|w| w.contains("every order")));
+        assert!(warnings.iter().any(|w| w.contains("every /v1 call")));
     }
 
     #[test]

@@ -1,19 +1,24 @@
-//! The edges (issue 12): how the gateway faces the internet. Every wait bounded, every
+//! The edges (issues 12 and 20): how the gateway faces the internet. Every wait bounded, every
 //! resource capped, one error shape per audience, all from `[limits]`:
 //!
 //! | what | how | answer past it |
 //! |---|---|---|
 //! | reading a request head; an idle keep-alive connection | hyper's HTTP/1 `header_read_timeout` | connection closed |
 //! | open connections | a semaphore taken before `accept` | new ones wait in the listen backlog |
-//! | requests in flight | tower `ConcurrencyLimit` + `LoadShed` | 503 `overloaded`, `Retry-After: 1` |
+//! | a request head hyper cannot parse (400, 414, 431) | hyper answers; [`wire`] rewrites the bodiless answer | the envelope (a webhook route: its provider's shape) |
+//! | a declared `Content-Length` over the route's limit | [`body_limit`], before any body is read | 413 `payload_too_large` |
+//! | requests in flight, per class of traffic | [`admission`] | 503 `overloaded` with `Retry-After: 1`; a long poll is answered at once |
 //! | a whole request, body included | tower-http `TimeoutLayer` (in `api::router`) | 408 `request_timeout` |
-//! | body size | axum `DefaultBodyLimit` per route (in `api::router`) | 413 `payload_too_large` |
+//! | a body that grows over its limit | axum `DefaultBodyLimit` per route (in `api::router`) | 413 `payload_too_large` |
 //! | requests per API key / webhook source address | governor keyed limiters | 429 `rate_limited`, `Retry-After` |
 //!
 //! [`one_shape`] gives every error its audience's shape: the JSON envelope of DESIGN.md §4 for
 //! the API (axum's own rejections, 404, 405, 413, 415, 408, 503 included), WeChat's
 //! `{"code":"FAIL","message":…}` on `/webhooks/wechatpay`, the body `fail` on
 //! `/webhooks/alipay`. The embedded sandbox (`/sandbox/…`) is left as the providers answer.
+
+pub mod admission;
+mod wire;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -23,7 +28,6 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::error_handling::HandleErrorLayer;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -33,7 +37,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tower::{BoxError, ServiceBuilder, ServiceExt};
+use tower::{ServiceBuilder, ServiceExt};
 
 use crate::config::LimitsConfig;
 use crate::error::envelope;
@@ -112,7 +116,7 @@ pub async fn webhook_rate(
 
 /// Whose shape an error answer takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Audience {
+pub(crate) enum Audience {
     Api,
     Wechat,
     Alipay,
@@ -121,7 +125,7 @@ enum Audience {
 }
 
 impl Audience {
-    fn of(path: &str) -> Audience {
+    pub(crate) fn of(path: &str) -> Audience {
         if path == "/webhooks/wechatpay" {
             Audience::Wechat
         } else if path == "/webhooks/alipay" {
@@ -135,7 +139,7 @@ impl Audience {
 }
 
 /// The envelope code of an answer that no handler shaped (axum's rejections, the layers').
-fn code_of(status: StatusCode) -> &'static str {
+pub(crate) fn code_of(status: StatusCode) -> &'static str {
     match status {
         StatusCode::BAD_REQUEST => "bad_request",
         StatusCode::UNAUTHORIZED => "unauthorized",
@@ -144,6 +148,8 @@ fn code_of(status: StatusCode) -> &'static str {
         StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
         StatusCode::REQUEST_TIMEOUT => "request_timeout",
         StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::URI_TOO_LONG => "uri_too_long",
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "headers_too_large",
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
         StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
         StatusCode::TOO_MANY_REQUESTS => "rate_limited",
@@ -224,20 +230,59 @@ pub async fn one_shape(request: Request, next: Next) -> Response {
     Response::from_parts(parts, body)
 }
 
-/// Load shedding's answer: 503 with `Retry-After`, shaped by [`one_shape`].
-async fn overloaded(error: BoxError) -> Response {
-    if error.is::<tower::load_shed::error::Overloaded>() {
-        crate::telemetry::refused("overloaded");
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, HeaderValue::from_static("1"))],
-            "too many requests in flight; retry shortly",
-        )
-            .into_response()
-    } else {
-        tracing::error!(error = %error, "request failed in a layer");
-        StatusCode::INTERNAL_SERVER_ERROR.into_response()
+/// The body limits of the routes (`DefaultBodyLimit` in `api::router` holds the same
+/// numbers): webhooks have theirs, every other route but the simulator's the API's.
+#[derive(Debug, Clone, Copy)]
+struct BodyLimits {
+    api: usize,
+    webhook: usize,
+}
+
+impl BodyLimits {
+    fn of(&self, path: &str) -> Option<usize> {
+        if path.starts_with("/webhooks/") {
+            Some(self.webhook)
+        } else if Audience::of(path) == Audience::Sandbox {
+            None
+        } else {
+            Some(self.api)
+        }
     }
+}
+
+fn too_large(limit: usize) -> Response {
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the request body is over this route's limit of {limit} bytes"),
+    )
+        .into_response()
+}
+
+/// Middleware: a request whose `Content-Length` is over its route's limit is answered 413 at
+/// once, before any of the body is read or a slot taken (hyper then closes the connection,
+/// the body unread). A body that grows past the limit without declaring it is refused by
+/// `DefaultBodyLimit` as it is read; that 413 gets the same wording here. Shaped by
+/// [`one_shape`].
+async fn body_limit(State(limits): State<BodyLimits>, request: Request, next: Next) -> Response {
+    let Some(limit) = limits.of(request.uri().path()) else {
+        return next.run(request).await;
+    };
+    // hyper has already refused a request with two different lengths or an unparsable one.
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        crate::telemetry::refused("body_too_large");
+        return too_large(limit);
+    }
+    let response = next.run(request).await;
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json(&response) {
+        crate::telemetry::refused("body_too_large");
+        return too_large(limit);
+    }
+    response
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then lets the requests in flight
@@ -249,13 +294,24 @@ pub async fn serve(
     limits: &LimitsConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // Outside the router so the in-flight cap is one for the whole process (Router::layer
-    // would give each route its own), and outside the cap so a shed request is shaped too.
+    // Outside the router so the budgets are one for the whole process (Router::layer would
+    // give each route its own); the body check before admission, so an oversized request
+    // takes no slot; one_shape outermost, so every refusal is shaped.
+    let body_limits = BodyLimits {
+        api: limits.api_body_bytes,
+        webhook: limits.webhook_body_bytes,
+    };
+    let admission = Arc::new(admission::Admission::new(limits));
     let service = ServiceBuilder::new()
         .layer(axum::middleware::from_fn(one_shape))
-        .layer(HandleErrorLayer::new(overloaded))
-        .load_shed()
-        .concurrency_limit(limits.max_in_flight)
+        .layer(axum::middleware::from_fn_with_state(
+            body_limits,
+            body_limit,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            admission,
+            admission::admit,
+        ))
         .service(router);
 
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -286,10 +342,14 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let exchanges = Arc::new(wire::Exchanges::default());
+        let stream = wire::Wire::new(stream, exchanges.clone());
         let service =
             service
                 .clone()
                 .map_request(move |request: hyper::Request<hyper::body::Incoming>| {
+                    // Before hyper can write its answer: see `wire`.
+                    exchanges.request(request.method() == axum::http::Method::HEAD);
                     let mut request = request.map(Body::new);
                     request.extensions_mut().insert(ConnectInfo(peer));
                     request

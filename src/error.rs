@@ -20,6 +20,9 @@ pub enum ApiError {
     Unprocessable(&'static str, String),
     #[error("the payment provider is unavailable; retry with the same Idempotency-Key")]
     ProviderUnavailable(#[source] anyhow::Error),
+    /// The same outage where the caller sends no Idempotency-Key (reconciliation).
+    #[error("the payment provider is unavailable; retry later")]
+    ProviderUnavailableRetryLater(#[source] anyhow::Error),
     #[error("the payment provider rejected the request")]
     ProviderRejected(#[source] anyhow::Error),
     #[error("too many requests for this API key; retry after a second")]
@@ -43,7 +46,9 @@ impl ApiError {
             ApiError::NotFound(code, _) => (StatusCode::NOT_FOUND, code),
             ApiError::Conflict(code, _) => (StatusCode::CONFLICT, code),
             ApiError::Unprocessable(code, _) => (StatusCode::UNPROCESSABLE_ENTITY, code),
-            ApiError::ProviderUnavailable(_) => (StatusCode::BAD_GATEWAY, "provider_unavailable"),
+            ApiError::ProviderUnavailable(_) | ApiError::ProviderUnavailableRetryLater(_) => {
+                (StatusCode::BAD_GATEWAY, "provider_unavailable")
+            }
             ApiError::ProviderRejected(_) => (StatusCode::BAD_GATEWAY, "provider_rejected"),
             ApiError::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Database(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
@@ -73,6 +78,7 @@ impl IntoResponse for ApiError {
         let (status, code) = self.status_and_code();
         match &self {
             ApiError::ProviderUnavailable(e)
+            | ApiError::ProviderUnavailableRetryLater(e)
             | ApiError::ProviderRejected(e)
             | ApiError::Internal(e) => {
                 tracing::error!(code, error = format!("{e:#}"), "request failed");
@@ -88,5 +94,39 @@ impl IntoResponse for ApiError {
             );
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::ReconcileError;
+    use crate::reconcile::bill::BillError;
+
+    async fn body_of(e: ApiError) -> (StatusCode, serde_json::Value) {
+        let response = e.into_response();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .expect("body");
+        (status, serde_json::from_slice(&bytes).expect("JSON"))
+    }
+
+    /// `POST /v1/reconciliations` takes no Idempotency-Key: its 502 must not ask for one.
+    #[tokio::test]
+    async fn a_reconciliation_outage_says_retry_later_without_an_idempotency_key() {
+        let e = crate::api::reconciliations::reconcile_error(ReconcileError::Bill(
+            BillError::Unavailable(anyhow::anyhow!("connection refused")),
+        ));
+        let (status, body) = body_of(e).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY);
+        assert_eq!(body["error"]["code"], "provider_unavailable");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("retry later"), "{message}");
+        assert!(!message.contains("Idempotency"), "{message}");
+        assert!(
+            !message.contains("refused"),
+            "the cause stays in the log: {message}"
+        );
     }
 }

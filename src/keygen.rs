@@ -319,16 +319,25 @@ pseudonym_key_file = {pseudonym}
         serial = toml_string(&k.merchant_serial),
         merchant_key = path(&k.wechatpay_private_key_file)?,
         apiv3 = path(&k.apiv3_key_file)?,
-        sandbox_pub = path(&keys_dir.join(paygate_sandbox::keys_dir::PLATFORM_PUBLIC_KEY_FILE))?,
-        sandbox_id = path(&keys_dir.join(paygate_sandbox::keys_dir::PLATFORM_KEY_ID_FILE))?,
+        sandbox_pub = path(&keys_dir.join(sandbox_layout::PLATFORM_PUBLIC_KEY_FILE))?,
+        sandbox_id = path(&keys_dir.join(sandbox_layout::PLATFORM_KEY_ID_FILE))?,
         platform_pub = path(&wechat_dir.join("pub_key.pem"))?,
         app_id = toml_string(alipay_app_id),
         app_key = path(&k.alipay_private_key_file)?,
         app_pub = path(&k.alipay_public_key_file)?,
-        alipay_pub = path(&keys_dir.join(paygate_sandbox::keys_dir::ALIPAY_PUBLIC_KEY_FILE))?,
-        seller_id = toml_string(paygate_sandbox::keys_dir::SANDBOX_SELLER_ID),
+        alipay_pub = path(&keys_dir.join(sandbox_layout::ALIPAY_PUBLIC_KEY_FILE))?,
+        seller_id = toml_string(crate::embedded::SANDBOX_ALIPAY_SELLER_ID),
         pseudonym = path(&k.pseudonym_key_file)?,
     ))
+}
+
+/// Where the standalone sandbox (`paygate-sandbox --keys-dir`) writes what the config points at.
+/// Written here, not imported, so a gateway built without the simulator still prints them; a
+/// test keeps them equal to the sandbox's own.
+mod sandbox_layout {
+    pub const PLATFORM_PUBLIC_KEY_FILE: &str = "sandbox/wechatpay_pub_key.pem";
+    pub const PLATFORM_KEY_ID_FILE: &str = "sandbox/wechatpay_pub_key_id.txt";
+    pub const ALIPAY_PUBLIC_KEY_FILE: &str = "alipay/alipay_public_key.pem";
 }
 
 /// A TOML basic string, quoted and escaped.
@@ -489,6 +498,29 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "sandbox")]
+    #[test]
+    fn the_printed_layout_is_the_sandboxs() {
+        use paygate_sandbox::keys_dir as sandbox;
+        assert_eq!(
+            super::sandbox_layout::PLATFORM_PUBLIC_KEY_FILE,
+            sandbox::PLATFORM_PUBLIC_KEY_FILE
+        );
+        assert_eq!(
+            super::sandbox_layout::PLATFORM_KEY_ID_FILE,
+            sandbox::PLATFORM_KEY_ID_FILE
+        );
+        assert_eq!(
+            super::sandbox_layout::ALIPAY_PUBLIC_KEY_FILE,
+            sandbox::ALIPAY_PUBLIC_KEY_FILE
+        );
+        assert_eq!(
+            crate::embedded::SANDBOX_ALIPAY_SELLER_ID,
+            sandbox::SANDBOX_SELLER_ID
+        );
+    }
+
+    #[cfg(feature = "sandbox")]
     #[test]
     fn the_sandbox_accepts_the_generated_keys_dir() {
         let (dir, keys) = generated();
@@ -712,7 +744,7 @@ mod tests {
         assert!(platform["file"].is_str());
         assert_eq!(
             table["alipay"]["seller_id"].as_str(),
-            Some(paygate_sandbox::keys_dir::SANDBOX_SELLER_ID)
+            Some(crate::embedded::SANDBOX_ALIPAY_SELLER_ID)
         );
     }
 

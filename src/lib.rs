@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod edge;
+pub mod embedded;
 pub mod entitlements;
 pub mod error;
 pub mod jobs;

@@ -85,7 +85,7 @@ impl Pusher {
         signature(self.secret.expose_secret().as_bytes(), t, body)
     }
 
-    async fn post(&self, body: String, t: i64) -> Result<(), String> {
+    async fn post(&self, body: String, t: i64) -> Result<(), PushError> {
         let response = self
             .http
             .post(&self.url)
@@ -94,13 +94,22 @@ impl Pusher {
             .body(body)
             .send()
             .await
-            .map_err(|e| format!("transport: {e}"))?;
+            .map_err(PushError::Transport)?;
         if response.status().is_success() {
             Ok(())
         } else {
-            Err(format!("answered {}", response.status()))
+            Err(PushError::Refused(response.status().as_u16()))
         }
     }
+}
+
+/// Why one event was not delivered; it is tried again later.
+#[derive(Debug, thiserror::Error)]
+enum PushError {
+    #[error("the receiver could not be reached")]
+    Transport(#[source] reqwest::Error),
+    #[error("the receiver answered {0}")]
+    Refused(u16),
 }
 
 /// The signature scheme, for receivers' tests and for [`Pusher::signature`].
@@ -154,7 +163,13 @@ pub async fn push_due(state: &AppState) -> anyhow::Result<PushPass> {
                 let attempts = due.attempts + 1;
                 let next = state.clock.now() + backoff(attempts);
                 events::retry_push_at(pool, id, to_millis(next)).await?;
-                tracing::warn!(event_id = id, attempts, reason = %why, "event push failed; retrying later");
+                let reason = crate::error::chain(&why);
+                tracing::warn!(
+                    event_id = id,
+                    attempts,
+                    reason,
+                    "event push failed; retrying later"
+                );
                 pass.failed += 1;
             }
         }

@@ -11,6 +11,8 @@
 //! | `paygate_job_runs_total` | job, outcome (`ok`, `error`, `skipped`: another instance had the slot) |
 //! | `paygate_job_orders_total` | job, result (`settled`, `closed`, `still_pending`, `failed`) |
 //! | `paygate_events_pushed_total` | outcome (`delivered`, `failed`) |
+//! | `paygate_requests_refused_total` | reason (`overloaded`, `api_rate`, `webhook_rate`, `body_too_large`) |
+//! | `paygate_waits_degraded_total` | — : `?wait=` long polls past `[limits] max_waits`, answered at once |
 //! | `paygate_erasures_overdue` (gauge) | — : erasure requests still pending past their `due_by` |
 //! | `paygate_provider_call_seconds` (summary) | provider, call (`create`, `query`, `close`), outcome (`ok`, `unavailable`, `rejected`) |
 //! | `paygate_sqlite_batch_commits_total`, `paygate_sqlite_batched_transactions_total` | — : SQLite's batching writer, its commits and the transactions they held (their ratio is the batch size) |
@@ -97,9 +99,14 @@ pub fn provider_call(
         .record(took.as_secs_f64());
 }
 
-/// A request refused at the edge (`overloaded`, `api_rate`, `webhook_rate`).
+/// A request refused at the edge (`overloaded`, `api_rate`, `webhook_rate`, `body_too_large`).
 pub fn refused(reason: &'static str) {
     metrics::counter!("paygate_requests_refused_total", "reason" => reason).increment(1);
+}
+
+/// A `?wait=` long poll past `[limits] max_waits`, answered at once instead.
+pub fn wait_degraded() {
+    metrics::counter!("paygate_waits_degraded_total").increment(1);
 }
 
 /// Erasure requests still pending past their `due_by` (two working days): anything above zero

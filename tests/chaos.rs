@@ -1,6 +1,6 @@
 //! Database outages during payment notifications (issue 12): the gateway answers fast and in
 //! the right shapes while the database is gone, and every paid order converges exactly once
-//! afterwards.
+//! afterwards. And a flood of waiting checkout pages (issue 20), which must starve nothing.
 //!
 //! PostgreSQL: a TCP proxy in the test between the gateway and the server, which cuts every
 //! connection and refuses new ones for the outage (as crates.io's ChaosProxy does). SQLite:
@@ -331,4 +331,128 @@ async fn a_sqlite_write_lock_outage_answers_fast_and_converges() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_outage_through_a_proxy_answers_fast_and_converges() {
     outage_during_notifications(Backend::Postgres).await;
+}
+
+/// The number in `/metrics` of an unlabelled counter (0 before its first increment).
+async fn counter(app: &TestApp, name: &str) -> u64 {
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+/// The next long poll answered (status, order status), well before a wait's own 30 s.
+async fn next_answer(
+    answers: &mut tokio::sync::mpsc::UnboundedReceiver<(u16, String)>,
+) -> (u16, String) {
+    tokio::time::timeout(Duration::from_secs(25), answers.recv())
+        .await
+        .expect("an answer before the waits' own 30 s")
+        .expect("every waiter answers")
+}
+
+/// Waiting checkout pages (issue 20): more open `?wait=` long polls than `max_in_flight`, and
+/// more again past `max_waits`. Those past it are answered at once with the current state;
+/// the open ones take no API slot, so health probes, a provider's callback and a new order all
+/// succeed beside them; and a payment answers every open wait.
+async fn a_flood_of_waits_starves_nothing(backend: Backend) {
+    const MAX_WAITS: usize = 40;
+    const FLOOD: usize = 60;
+    let limits = LimitsConfig {
+        max_in_flight: 32,
+        max_waits: Some(MAX_WAITS),
+        ..fast_limits()
+    };
+    let Some(app) = TestApp::spawn_with_limits(backend, limits).await else {
+        return;
+    };
+    let waited = app
+        .create_order("emp_wait_flood", "resume-download-50")
+        .await;
+    let no = waited["order_no"].as_str().unwrap().to_owned();
+    let degraded_before = counter(&app, "paygate_waits_degraded_total").await;
+
+    let (answered, mut answers) = tokio::sync::mpsc::unbounded_channel();
+    for _ in 0..FLOOD {
+        let (http, url, no, answered) = (
+            app.http.clone(),
+            app.url.clone(),
+            no.clone(),
+            answered.clone(),
+        );
+        tokio::spawn(async move {
+            let res = http
+                .get(format!("{url}/v1/orders/{no}?wait=30"))
+                .bearer_auth(CHECKOUT_KEY)
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            let body: Value = res.json().await.unwrap();
+            let _ = answered.send((status, body["status"].as_str().unwrap_or("").to_owned()));
+        });
+    }
+    // The order is unpaid: only the waits past max_waits can come back now, at once, with
+    // its current state.
+    for _ in MAX_WAITS..FLOOD {
+        assert_eq!(next_answer(&mut answers).await, (200, "pending".to_owned()));
+    }
+
+    // Beside the 40 open waits (more than max_in_flight):
+    for probe in ["/healthz", "/readyz", "/metrics"] {
+        let res = app
+            .http
+            .get(format!("{}{probe}", app.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{probe}");
+    }
+    let body = r#"{"employer_id":"emp_wait_flood_new","plan":"resume-download-50","provider":"wechatpay","channel":"native"}"#;
+    let res = app
+        .post_order(CHECKOUT_KEY, "wait-flood-create", body)
+        .await;
+    assert_eq!(res.status(), 201, "an order is created");
+    let by_callback: Value = res.json().await.unwrap();
+    let tx = transaction_json(&by_callback, "4200000000202612060000000777", 19900);
+    let notification = app
+        .sandbox
+        .wechat_notification(&tx, app.clock.now().timestamp());
+    let res = app
+        .post_wechat_callback(&notification.headers, &notification.body)
+        .await;
+    assert_eq!(res.status(), 204, "the provider's callback is taken");
+    app.assert_settled_once(by_callback["order_no"].as_str().unwrap())
+        .await;
+    assert!(
+        counter(&app, "paygate_waits_degraded_total").await
+            >= degraded_before + (FLOOD - MAX_WAITS) as u64,
+        "each degraded wait is counted"
+    );
+    assert!(answers.try_recv().is_err(), "the open waits still wait");
+
+    // The payment answers every open wait.
+    app.pay(&no).await;
+    for _ in 0..MAX_WAITS {
+        assert_eq!(next_answer(&mut answers).await, (200, "paid".to_owned()));
+    }
+    app.assert_settled_once(&no).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_waits_on_sqlite_starves_nothing() {
+    a_flood_of_waits_starves_nothing(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_waits_on_postgres_starves_nothing() {
+    a_flood_of_waits_starves_nothing(Backend::Postgres).await;
 }

@@ -257,7 +257,7 @@ async fn a_tampered_return_query_is_refused_and_changes_nothing() {
 }
 
 /// WeChat's H5 redirect carries nothing: `return-check` with an empty body is an active query
-/// (it settles a paid order), and a body is refused.
+/// (it settles a paid order), and a body, blanks included, is refused.
 #[tokio::test]
 async fn a_wechat_return_check_is_an_active_query() {
     for backend in [Backend::Sqlite, Backend::Postgres] {
@@ -296,6 +296,10 @@ async fn a_wechat_return_check_is_an_active_query() {
 
         let (status, _) = return_check(&app, no, "out_trade_no=x").await;
         assert_eq!(status, 422);
+        // Blanks are a body too (README: any body is 422).
+        let (status, answer) = return_check(&app, no, " \r\n\t").await;
+        assert_eq!(status, 422, "{answer}");
+        assert_eq!(answer["error"]["code"], "return_query_rejected");
         app.assert_unsettled(no).await;
         let (status, answer) = return_check(&app, no, "").await;
         assert_eq!(status, 200);

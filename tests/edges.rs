@@ -292,19 +292,23 @@ async fn read_all(stream: &mut TcpStream, within: Duration) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Classes of traffic (issue 20): with the API's one slot taken, API requests are shed, while
+/// health probes are never shed and a webhook takes the slot reserved for webhooks.
 #[tokio::test]
 async fn past_max_in_flight_requests_are_shed_with_retry_after() {
-    let app = spawn_with(|l| l.max_in_flight = 1).await;
+    // 2 slots: one only webhooks may take, one for the rest of the API.
+    let app = spawn_with(|l| l.max_in_flight = 2).await;
     let _slow = stalled_body(&app).await;
-    // The stalled request holds the one slot once the server has read its head.
+    let plans = || {
+        app.http
+            .get(format!("{}/v1/plans", app.url))
+            .bearer_auth(CHECKOUT_KEY)
+            .send()
+    };
+    // The stalled request holds the API's slot once the server has read its head.
     let mut shed = None;
     for _ in 0..50 {
-        let res = app
-            .http
-            .get(format!("{}/healthz", app.url))
-            .send()
-            .await
-            .unwrap();
+        let res = plans().await.unwrap();
         if res.status() == 503 {
             shed = Some(res);
             break;
@@ -314,16 +318,32 @@ async fn past_max_in_flight_requests_are_shed_with_retry_after() {
     let shed = shed.expect("a request past the cap is shed");
     assert_eq!(shed.headers()["retry-after"], "1");
     assert_envelope(shed, 503, "overloaded").await;
+    for probe in ["/healthz", "/readyz", "/metrics"] {
+        let res = app
+            .http
+            .get(format!("{}{probe}", app.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{probe} is never shed");
+    }
+    // A webhook takes the reserved slot: refused on its signature, not shed.
+    let res = app
+        .http
+        .post(format!("{}/webhooks/alipay", app.url))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("a=b")
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    assert!((400..500).contains(&status), "{status}");
+    assert_alipay_fail(res, status).await;
     drop(_slow);
     // The slot comes back once the server sees the connection gone.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let res = app
-            .http
-            .get(format!("{}/healthz", app.url))
-            .send()
-            .await
-            .unwrap();
+        let res = plans().await.unwrap();
         if res.status() == 200 {
             break;
         }

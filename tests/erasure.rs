@@ -251,6 +251,181 @@ on_both_backends!(
     erasure_leaves_the_id_nowhere_and_the_accounting_as_it_was
 );
 
+/// Everything a client sent that can hold the id (issue 20): the `Idempotency-Key`s of the
+/// order, the refund and the erasure request, the refund's reason, a résumé id, and a key stored
+/// as text before keys were hashed. Before the erasure no key text is stored at all and replays
+/// answer as ever; after it, the id is in no cell of any table and, on SQLite, in no byte of the
+/// files.
+async fn erasure_leaves_the_id_in_no_key_reason_or_resume_id(app: TestApp) {
+    captured_logs();
+    const EMPLOYER: &str = "emp_keyed_R4d8w";
+    let order_key = format!("checkout-{EMPLOYER}-1");
+    let body = json!({"employer_id": EMPLOYER, "plan": "resume-download-50",
+        "provider": "wechatpay", "channel": "native"})
+    .to_string();
+    let res = app
+        .post_order(common::CHECKOUT_KEY, &order_key, &body)
+        .await;
+    assert_eq!(res.status(), 201);
+    let order: Value = res.json().await.unwrap();
+    // The same key and body: the same answer; another body: refused.
+    let replay = app
+        .post_order(common::CHECKOUT_KEY, &order_key, &body)
+        .await;
+    assert_eq!(replay.status(), 201);
+    assert_eq!(replay.json::<Value>().await.unwrap(), order);
+    let other = body.replace("resume-download-50", "resume-view-30d");
+    let reused = app
+        .post_order(common::CHECKOUT_KEY, &order_key, &other)
+        .await;
+    assert_eq!(reused.status(), 422);
+    assert_eq!(
+        reused.json::<Value>().await.unwrap()["error"]["code"],
+        "idempotency_key_reused"
+    );
+    app.pay(&no(&order)).await;
+    app.wait_for_status(&no(&order), "paid").await;
+    let resume = format!("cv-seen-by-{EMPLOYER}");
+    assert_eq!(app.access(EMPLOYER, &resume, "download").await.0, 200);
+
+    // A reason naming the employer never gets in; a neutral one does, and goes with the id.
+    let refund_key = format!("refund-{EMPLOYER}-1");
+    let (status, refused) = app
+        .post_refund(
+            common::FINANCE_KEY,
+            &refund_key,
+            &no(&order),
+            json!({"amount": "1.00", "reason": format!("asked by {EMPLOYER}")}),
+        )
+        .await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["error"]["code"], "invalid_reason");
+    let refund_body = json!({"amount": "1.00", "reason": "duplicate purchase"});
+    let (status, refund) = app
+        .post_refund(
+            common::FINANCE_KEY,
+            &refund_key,
+            &no(&order),
+            refund_body.clone(),
+        )
+        .await;
+    assert_eq!(status, 201, "{refund}");
+    let (status, again) = app
+        .post_refund(common::FINANCE_KEY, &refund_key, &no(&order), refund_body)
+        .await;
+    assert_eq!((status, &again), (201, &refund));
+    let refund_id = refund["refund_id"].as_str().unwrap().to_owned();
+    app.wait_for_refund(&no(&order), &refund_id, "succeeded")
+        .await;
+
+    // A row as an older paygate wrote it: the key as text, and a reason naming the employer.
+    let legacy_key = format!("legacy-{EMPLOYER}-7");
+    sqlx::query(
+        "INSERT INTO idempotency (api_key_id, idempotency_key, request_hash, response_status,
+             response_body, created_at)
+         VALUES ('checkout', $1, 'h', 201, '{}', 0)",
+    )
+    .bind(&legacy_key)
+    .execute(app.db.pool())
+    .await
+    .unwrap();
+
+    let dump = app.dump_all_tables().await;
+    for text in [&order_key, &refund_key] {
+        assert!(
+            !dump.contains(text.as_str()),
+            "the key {text} is stored as text"
+        );
+    }
+    assert!(dump.contains(&legacy_key) && dump.contains(&resume));
+
+    let done = erase(&app, EMPLOYER, &format!("erase-{EMPLOYER}")).await;
+    let dump = app.dump_all_tables().await;
+    assert!(
+        !dump.contains(EMPLOYER),
+        "the id is left in:\n{}",
+        dump.lines()
+            .filter(|l| l.contains(EMPLOYER))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    if app.database_url().starts_with("sqlite") {
+        assert_eq!(occurrences_in_sqlite_files(&app, EMPLOYER), 0);
+    }
+    assert!(dump.contains(done["pseudonym"].as_str().unwrap()));
+    let after = app.refund_of(&no(&order), &refund_id).await;
+    assert_eq!(after["reason"], Value::Null, "{after}");
+    assert_eq!(after["amount"], "1.00");
+    assert_eq!(after["status"], "succeeded");
+    // The refund's key, hashed all along, still finds its (rewritten) row: never a second refund.
+    let (status, _) = app
+        .post_refund(
+            common::FINANCE_KEY,
+            &refund_key,
+            &no(&order),
+            json!({"amount": "1.00", "reason": "duplicate purchase"}),
+        )
+        .await;
+    assert_eq!(status, 422);
+    assert_not_logged(&no(&order), &[EMPLOYER, &order_key, &refund_key, &resume]);
+}
+
+on_both_backends!(
+    erasure_leaves_no_key_reason_or_resume_id_on_sqlite,
+    erasure_leaves_no_key_reason_or_resume_id_on_postgres,
+    erasure_leaves_the_id_in_no_key_reason_or_resume_id
+);
+
+/// A key stored as text before keys were hashed (the migration leaves old rows so) still
+/// answers its replay, and is then stored hashed: no second order for a retry across the
+/// upgrade.
+async fn a_key_stored_as_text_before_the_upgrade_still_replays(app: TestApp) {
+    let body = json!({"employer_id": "emp_legacy_1", "plan": "resume-download-50",
+        "provider": "wechatpay", "channel": "native"})
+    .to_string();
+    let res = app
+        .post_order(common::CHECKOUT_KEY, "legacy-replay-1", &body)
+        .await;
+    assert_eq!(res.status(), 201);
+    let order: Value = res.json().await.unwrap();
+    // Turn the row back into what an older paygate wrote; the instance then looks for such
+    // rows again, as one started on that database does.
+    sqlx::query(
+        "UPDATE idempotency SET idempotency_key = 'legacy-replay-1', key_form = 'text'
+         WHERE api_key_id = 'checkout'",
+    )
+    .execute(app.db.pool())
+    .await
+    .unwrap();
+    app.state.idempotency_keys.refresh(&app.db).await.unwrap();
+    let replay = app
+        .post_order(common::CHECKOUT_KEY, "legacy-replay-1", &body)
+        .await;
+    assert_eq!(replay.status(), 201);
+    assert_eq!(replay.json::<Value>().await.unwrap(), order);
+    let forms: Vec<(String, String)> =
+        sqlx::query_as("SELECT idempotency_key, key_form FROM idempotency")
+            .fetch_all(app.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(forms.len(), 1, "{forms:?}");
+    assert_eq!(forms[0].1, "keyed", "{forms:?}");
+    assert_eq!(forms[0].0.len(), 64);
+    let orders = app
+        .count(
+            "SELECT COUNT(*) FROM payment_order WHERE employer_id = $1",
+            "emp_legacy_1",
+        )
+        .await;
+    assert_eq!(orders, 1);
+}
+
+on_both_backends!(
+    a_key_stored_as_text_still_replays_on_sqlite,
+    a_key_stored_as_text_still_replays_on_postgres,
+    a_key_stored_as_text_before_the_upgrade_still_replays
+);
+
 /// Three requests carried out by three job passes at once, then a fourth later: one
 /// pseudonym, one `employer.erased`, one revocation.
 async fn erasing_twice_or_concurrently_agrees(app: TestApp) {
@@ -485,17 +660,21 @@ async fn retention_deletes_what_is_past_its_age_and_nothing_younger(app: TestApp
         .unwrap();
     // retention-old, and the key paid_order used.
     assert_eq!(dry.idempotency_deleted, 2, "{dry:?}");
+    // Stored as its keyed hash, never as text.
     let idem = "SELECT COUNT(*) FROM idempotency WHERE idempotency_key = $1";
+    let stored = app.state.idempotency_keys.digest("retention-old").value;
+    assert_eq!(app.count(idem, "retention-old").await, 0);
     assert_eq!(
-        app.count(idem, "retention-old").await,
+        app.count(idem, &stored).await,
         1,
         "a dry run changes nothing"
     );
     let pass = run(&app, Job::Retention).await;
     assert_eq!(pass["idempotency_deleted"], 2, "{pass}");
     assert_eq!(pass["events_deleted"], 0, "{pass}");
-    assert_eq!(app.count(idem, "retention-old").await, 0);
-    assert_eq!(app.count(idem, "retention-young").await, 1);
+    assert_eq!(app.count(idem, &stored).await, 0);
+    let young = app.state.idempotency_keys.digest("retention-young").value;
+    assert_eq!(app.count(idem, &young).await, 1);
     let res = app
         .post_order(common::CHECKOUT_KEY, "retention-old", &body("emp_ret_3"))
         .await;

@@ -21,11 +21,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{any, get};
 use chrono::{DateTime, SecondsFormat, Utc};
-use paygate_alipay::simulator::{
-    GatewayRequestError, error_response, escape_slashes, parse_gateway_request, sign_notification,
-    verify_gateway_request,
-};
-use paygate_alipay::{Params, Signer, Verifier, beijing_time, fen_to_yuan, response_key};
 use rand::Rng as _;
 use serde_json::{Value, json};
 
@@ -33,6 +28,11 @@ use crate::delivery::DeliveryRecord;
 use crate::faults::Faults;
 use crate::outbox::Payload;
 use crate::wechat::{CashierView, PayError, random_hex};
+use crate::wire::alipay::{
+    BILL_METHOD, MAX_ORDER_FEN, Params, RequestError, beijing_time, error_response, escape_slashes,
+    parse_beijing_time, signed_notification, signed_response, verify_request, yuan_to_fen,
+};
+use crate::wire::rsa::{PrivateKey, PublicKey};
 use crate::{Sandbox, lock};
 use refund::AlipayRefund;
 
@@ -77,8 +77,8 @@ impl std::fmt::Debug for AlipaySandboxConfig {
 pub(crate) struct AlipaySim {
     app_id: String,
     seller_id: String,
-    app_key: Verifier,
-    pub(crate) signer: Signer,
+    app_key: PublicKey,
+    pub(crate) signer: PrivateKey,
     orders: Mutex<HashMap<String, AlipayOrder>>,
     /// Every gateway.do request received, for tests that check what the gateway sends.
     requests: Mutex<Vec<Vec<(String, String)>>>,
@@ -86,9 +86,9 @@ pub(crate) struct AlipaySim {
 
 impl AlipaySim {
     pub(crate) fn new(config: AlipaySandboxConfig) -> anyhow::Result<AlipaySim> {
-        let app_key = Verifier::from_pem_or_base64(&config.app_public_key_pem)
+        let app_key = PublicKey::from_pem(&config.app_public_key_pem)
             .map_err(|e| anyhow::anyhow!("alipay app public key: {e}"))?;
-        let signer = Signer::from_pem_or_base64(&config.alipay_private_key_pem)
+        let signer = PrivateKey::from_pem(&config.alipay_private_key_pem)
             .map_err(|e| anyhow::anyhow!("alipay private key: {e}"))?;
         anyhow::ensure!(!config.app_id.is_empty(), "alipay app_id is empty");
         Ok(AlipaySim {
@@ -156,7 +156,7 @@ impl AlipayOrder {
     }
 
     fn amount(&self) -> String {
-        fen_to_yuan(self.total_fen).unwrap_or_default()
+        yuan(self.total_fen)
     }
 
     /// The `alipay.trade.query` node fields after code/msg, as Alipay answers them (buyer fields
@@ -254,8 +254,8 @@ impl Failure {
     }
 }
 
-impl From<GatewayRequestError> for Failure {
-    fn from(error: GatewayRequestError) -> Failure {
+impl From<RequestError> for Failure {
+    fn from(error: RequestError) -> Failure {
         Failure {
             code: error.code(),
             msg: error.msg(),
@@ -302,7 +302,7 @@ async fn gateway(
         )
             .into_response();
     };
-    let params = match parse_gateway_request(query.as_deref().unwrap_or(""), &body) {
+    let params = match Params::from_request(query.as_deref().unwrap_or("").as_bytes(), &body) {
         Ok(params) => params,
         Err(error) => {
             return unsigned_error(&Failure::invalid(
@@ -324,7 +324,7 @@ async fn gateway(
         );
     }
     let Some(method) = params.non_empty("method").map(str::to_owned) else {
-        return unsigned_error(&Failure::from(GatewayRequestError::Missing("method")));
+        return unsigned_error(&Failure::from(RequestError::Missing("method")));
     };
     let known = matches!(
         method.as_str(),
@@ -336,7 +336,7 @@ async fn gateway(
             | "alipay.trade.close"
             | "alipay.trade.refund"
             | "alipay.trade.fastpay.refund.query"
-            | paygate_alipay::bill::BILL_METHOD
+            | BILL_METHOD
     );
     if !known {
         return unsigned_error(&Failure::invalid(
@@ -405,17 +405,7 @@ impl Sandbox {
         if self.faults().corrupt_response_signature {
             signed.push(' ');
         }
-        let sign = match sim.signer.sign(signed.as_bytes()) {
-            Ok(sign) => sign,
-            Err(_) => {
-                tracing::error!("sandbox: signing an Alipay answer failed");
-                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-            }
-        };
-        json_response(format!(
-            "{{\"{}\":{node},\"sign\":\"{sign}\"}}",
-            response_key(method)
-        ))
+        json_response(signed_response(method, &node, &signed, &sim.signer))
     }
 
     /// `headers`: the request's, for the `Host` a bill download URL points back to.
@@ -432,7 +422,7 @@ impl Sandbox {
         {
             return Err(Failure::invalid("isv.invalid-app-id", "无效的AppID参数"));
         }
-        verify_gateway_request(params, &sim.app_key)?;
+        verify_request(params, &sim.app_key)?;
         if self.take_api_error() {
             return Err(Failure {
                 code: "20000",
@@ -499,7 +489,7 @@ impl Sandbox {
             }
             "alipay.trade.refund" => self.alipay_refund(sim, biz),
             "alipay.trade.fastpay.refund.query" => self.alipay_refund_query(sim, biz),
-            paygate_alipay::bill::BILL_METHOD => self.alipay_bill_url(sim, biz, headers),
+            BILL_METHOD => self.alipay_bill_url(sim, biz, headers),
             _ => Err(Failure::invalid("isv.invalid-method", "不存在的方法名")),
         }
     }
@@ -551,9 +541,8 @@ impl Sandbox {
             Some(Value::Number(n)) => n.to_string(),
             _ => String::new(),
         };
-        let total_fen = paygate_alipay::yuan_to_fen(&amount_text)
-            .ok()
-            .filter(|fen| (1..=paygate_alipay::money::MAX_ORDER_FEN).contains(fen))
+        let total_fen = yuan_to_fen(&amount_text)
+            .filter(|fen| (1..=MAX_ORDER_FEN).contains(fen))
             .ok_or_else(|| Failure::business("ACQ.INVALID_PARAMETER", "参数total_amount不正确"))?;
         let expected_product = match method {
             "alipay.trade.page.pay" => Some("FAST_INSTANT_TRADE_PAY"),
@@ -573,10 +562,7 @@ impl Sandbox {
             ));
         }
         if let Some(expire) = biz.get("time_expire")
-            && expire
-                .as_str()
-                .and_then(paygate_alipay::parse_beijing_time)
-                .is_none()
+            && expire.as_str().and_then(parse_beijing_time).is_none()
         {
             return Err(Failure::business(
                 "ACQ.INVALID_PARAMETER",
@@ -744,7 +730,7 @@ impl Sandbox {
             return None;
         };
         let (return_url, method) = order.return_to.as_ref()?;
-        let mut params = Params::new();
+        let mut params = Params::default();
         for (key, value) in [
             ("app_id", sim.app_id.clone()),
             ("auth_app_id", sim.app_id.clone()),
@@ -759,7 +745,7 @@ impl Sandbox {
         ] {
             params.insert(key, value);
         }
-        let query = sign_notification(params, &sim.signer).ok()?;
+        let query = signed_notification(params, &sim.signer);
         let separator = if return_url.contains('?') { '&' } else { '?' };
         Some(format!("{return_url}{separator}{query}"))
     }
@@ -826,7 +812,7 @@ impl Sandbox {
             };
             let this = &order.refunds[at];
             let refund_fee: i64 = order.refunds[..=at].iter().map(|r| r.refund_fen).sum();
-            refund_fields.push(("refund_fee", fen_to_yuan(refund_fee).unwrap_or_default()));
+            refund_fields.push(("refund_fee", yuan(refund_fee)));
             refund_fields.push(("out_biz_no", this.out_request_no.clone()));
             refund_fields.push(("gmt_refund", this.gmt_refund()));
             // A fully refunded trade is closed (alipay.md §6).
@@ -835,7 +821,7 @@ impl Sandbox {
                 refund_fields.push(("gmt_close", beijing_time(this.refunded_at)));
             }
         }
-        let mut params = Params::new();
+        let mut params = Params::default();
         for (key, value) in [
             ("notify_id", notify_id.to_owned()),
             ("notify_time", beijing_time(self.now())),
@@ -868,7 +854,7 @@ impl Sandbox {
         {
             params.insert(key, value);
         }
-        sign_notification(params, &sim.signer).unwrap_or_default()
+        signed_notification(params, &sim.signer)
     }
 
     /// POSTs one notification; the status and whether the body was exactly `success`.
@@ -975,4 +961,9 @@ fn random_base36(len: usize) -> String {
     (0..len)
         .map(|_| char::from(b"0123456789abcdefghijklmnopqrstuvwxyz"[rng.random_range(0..36)]))
         .collect()
+}
+
+/// An amount of the ledger (never negative) in yuan.
+pub(crate) fn yuan(fen: i64) -> String {
+    crate::wire::alipay::fen_to_yuan(fen).unwrap_or_default()
 }

@@ -1,7 +1,7 @@
 //! What the two providers' bills share: the Beijing day a bill covers, which dates have one, the
 //! download tokens, and the faults that act on a finished file. The formats themselves are
-//! written by the provider crates (`paygate_wechatpay::write_trade_bill`,
-//! `paygate_alipay::simulator::write_trade_bill_zip`); the WeChat and Alipay halves are in
+//! written by [`crate::wire::wechat_bill`] and [`crate::wire::alipay_bill`]; the WeChat and
+//! Alipay halves are in
 //! [`crate::wechat_bill`] and `alipay::bill`.
 //!
 //! A bill is made from the ledger when it is asked for, under the faults set at that moment, and

@@ -57,14 +57,7 @@ GET  /v1/orders/{no}?wait=25</pre>"#,
 
 /// `k=v&…` decoded once, `+` as a space, as a browser's form encoding writes it.
 fn url_pairs(query: &str) -> Vec<(String, String)> {
-    paygate_alipay::Params::from_form(query.as_bytes())
-        .map(|params| {
-            params
-                .iter()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect()
-        })
-        .unwrap_or_default()
+    crate::wire::alipay::decode_form(query.as_bytes()).unwrap_or_default()
 }
 
 /// `199.00` from 19900 fen: integer arithmetic only, never floats.
@@ -110,7 +103,7 @@ async fn cashier_page(
     let pay_path = match h5_redirect(&sandbox, &out_trade_no, &query) {
         Some(url) => format!(
             "/sandbox/pay/{out_trade_no}?redirect_url={}",
-            paygate_wechatpay::url_encode_component(&url)
+            crate::wire::wechat::percent_encode(&url)
         ),
         None => format!("/sandbox/pay/{out_trade_no}"),
     };

@@ -5,18 +5,13 @@
 //! schedule ([`crate::outbox`] runs the schedule and the notification faults).
 
 use chrono::{FixedOffset, SecondsFormat};
-use paygate_wechatpay::model::{
-    AEAD_AES_256_GCM, EVENT_REFUND_ABNORMAL, EVENT_REFUND_CLOSED, EVENT_REFUND_SUCCESS,
-    EVENT_TRANSACTION_SUCCESS, EncryptedResource,
-};
-use paygate_wechatpay::verify::HEADER_SIGNATURE;
-use paygate_wechatpay::{Notification, SIGNATURE_PROBE_PREFIX, signed_headers};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::faults::Faults;
 use crate::outbox::Payload;
 use crate::wechat::random_hex;
+use crate::wire::wechat::{HEADER_SIGNATURE, SIGNATURE_PROBE_PREFIX, nonce, signed_headers};
 use crate::{Sandbox, lock};
 
 /// Delays before the 2nd, 3rd, … delivery when unacknowledged: 15s/15s/30s/3m/10m/20m/30m/30m/
@@ -86,39 +81,33 @@ impl Sandbox {
         let (serial, signer) = wechat.platform.signing();
         // WeChat's resource nonces are 12 characters; the AAD is non-empty (the original_type,
         // "transaction" or "refund"), since the official Java sample rejects an empty one.
-        let resource_nonce = &paygate_wechatpay::new_nonce()[..12];
+        let resource_nonce = nonce(12);
         let kind = ResourceKind::of(transaction);
         let plaintext = serde_json::to_vec(transaction).unwrap_or_default();
         let beijing = FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset");
-        let envelope = Notification {
-            id: id.to_owned(),
-            create_time: self
+        let envelope = json!({
+            "id": id,
+            "create_time": self
                 .now()
                 .with_timezone(&beijing)
                 .to_rfc3339_opts(SecondsFormat::Secs, false),
-            event_type: kind.event_type.to_owned(),
-            resource_type: "encrypt-resource".to_owned(),
-            summary: Some(kind.summary.to_owned()),
-            resource: EncryptedResource {
-                algorithm: AEAD_AES_256_GCM.to_owned(),
-                ciphertext: wechat.apiv3_key.encrypt(
-                    resource_nonce,
+            "event_type": kind.event_type,
+            "resource_type": "encrypt-resource",
+            "summary": kind.summary,
+            "resource": {
+                "original_type": kind.original_type,
+                "algorithm": "AEAD_AES_256_GCM",
+                "ciphertext": wechat.apiv3_key.encrypt(
+                    &resource_nonce,
                     kind.original_type,
                     &plaintext,
                 ),
-                associated_data: Some(kind.original_type.to_owned()),
-                nonce: resource_nonce.to_owned(),
-                original_type: Some(kind.original_type.to_owned()),
+                "associated_data": kind.original_type,
+                "nonce": resource_nonce,
             },
-        };
-        let body = serde_json::to_string(&envelope).unwrap_or_default();
-        let headers = signed_headers(
-            &signer,
-            &serial,
-            timestamp,
-            &paygate_wechatpay::new_nonce(),
-            body.as_bytes(),
-        );
+        });
+        let body = envelope.to_string();
+        let headers = signed_headers(&signer, &serial, timestamp, &nonce(32), body.as_bytes());
         let mut headers: Vec<(String, String)> = headers
             .into_iter()
             .map(|(name, value)| (name.to_owned(), value))
@@ -171,13 +160,13 @@ impl ResourceKind {
         };
         match resource.get("refund_status").and_then(Value::as_str) {
             None => ResourceKind {
-                event_type: EVENT_TRANSACTION_SUCCESS,
+                event_type: "TRANSACTION.SUCCESS",
                 summary: "支付成功",
                 original_type: "transaction",
             },
-            Some("SUCCESS") => refund(EVENT_REFUND_SUCCESS, "退款成功"),
-            Some("CLOSED") => refund(EVENT_REFUND_CLOSED, "退款关闭"),
-            Some(_) => refund(EVENT_REFUND_ABNORMAL, "退款异常"),
+            Some("SUCCESS") => refund("REFUND.SUCCESS", "退款成功"),
+            Some("CLOSED") => refund("REFUND.CLOSED", "退款关闭"),
+            Some(_) => refund("REFUND.ABNORMAL", "退款异常"),
         }
     }
 }

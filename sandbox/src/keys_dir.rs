@@ -9,11 +9,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use paygate_wechatpay::{Signer, generate_key_pair};
 use rand::Rng as _;
 
 use crate::alipay::AlipaySandboxConfig;
 use crate::wechat::WechatSandboxConfig;
+use crate::wire::rsa::{PrivateKey, PublicKey, generate_private_key_pem};
 
 /// `DIR/sandbox/wechatpay_platform_key.pem`: the simulated WeChat Pay platform private key.
 pub const PLATFORM_PRIVATE_KEY_FILE: &str = "sandbox/wechatpay_platform_key.pem";
@@ -100,12 +100,12 @@ pub fn load_or_create_platform_key(dir: &Path) -> anyhow::Result<PlatformKeyFile
         fs::read_to_string(&private_path)
             .with_context(|| format!("reading {}", private_path.display()))?
     } else {
-        let (private_pem, _) =
-            generate_key_pair().map_err(|e| anyhow::anyhow!("generating platform key: {e}"))?;
+        let private_pem = generate_private_key_pem()
+            .map_err(|e| anyhow::anyhow!("generating platform key: {e}"))?;
         write_private(&private_path, &private_pem)?;
         private_pem
     };
-    let signer = Signer::from_pem(&private_key_pem)
+    let signer = PrivateKey::from_pem(&private_key_pem)
         .map_err(|e| anyhow::anyhow!("{}: {e}", private_path.display()))?;
     let public_key_pem = signer.public_key_pem();
     // Always rewritten from the private key, so the two can never disagree.
@@ -197,30 +197,27 @@ fn load_or_create_alipay_key(dir: &Path) -> anyhow::Result<String> {
         }
         fs::create_dir_all(dir.join("sandbox"))
             .with_context(|| format!("creating {}", dir.join("sandbox").display()))?;
-        // Alipay's RSA2 takes any RSA-2048 key; this generator hands back the plain String
-        // that AlipaySandboxConfig holds anyway.
-        let (private_pem, _) =
-            generate_key_pair().map_err(|e| anyhow::anyhow!("generating the Alipay key: {e}"))?;
+        // Alipay's RSA2 takes any RSA-2048 key.
+        let private_pem = generate_private_key_pem()
+            .map_err(|e| anyhow::anyhow!("generating the Alipay key: {e}"))?;
         write_private(&private_path, &private_pem)?;
         private_pem
     };
-    let public_key_pem = paygate_alipay::Signer::from_pem_or_base64(&private_key_pem)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", private_path.display()))?
-        .public_key_pem();
+    let key = PrivateKey::from_pem(&private_key_pem)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", private_path.display()))?;
     match existing_public {
-        Some(text) if same_public_key(&text, &public_key_pem) => {}
+        Some(text) if same_public_key(&text, &key) => {}
         Some(_) => return Err(not_ours()),
-        None => fs::write(&public_path, &public_key_pem)
+        None => fs::write(&public_path, key.public_key_pem())
             .with_context(|| format!("writing {}", public_path.display()))?,
     }
     Ok(private_key_pem)
 }
 
-/// Whether `text` is the public key `pem` (compared as keys: line endings and PEM label kind
-/// may differ).
-fn same_public_key(text: &str, pem: &str) -> bool {
-    paygate_alipay::Verifier::from_pem_or_base64(text)
-        .is_ok_and(|verifier| verifier.public_key_pem() == pem)
+/// Whether `text` is `key`'s public key (compared as keys: line endings and PEM label kind may
+/// differ).
+fn same_public_key(text: &str, key: &PrivateKey) -> bool {
+    PublicKey::from_pem(text).is_ok_and(|public| public.der() == key.public_key_der())
 }
 
 /// `PUB_KEY_ID_` and 28 digits, like `PUB_KEY_ID_0114232134912410000000000000`.

@@ -22,12 +22,15 @@
 //!   signed with the simulator's Alipay key, `trade_status_sync` notifications of payments and
 //!   of each refund until answered `success`.
 //! - [`wechat_bill`], `alipay::bill` and [`bill`]: trade bills made from the ledger of one
-//!   Beijing day by the provider crates' writers, behind download URLs that expire by the
+//!   Beijing day by [`wire`]'s writers, behind download URLs that expire by the
 //!   sandbox clock ([`Sandbox::wechat_bill`], [`Sandbox::alipay_bill`] give the bytes).
 //! - [`faults`]: switches a test flips (`/sandbox/faults`), among them `api_latency_ms` (the
 //!   answer held after the request was acted on) and `wechat_refund_outcome` (WeChat refunds
 //!   ending `CLOSED` or `ABNORMAL`).
 //! - [`keys_dir`]: the key files the standalone binary and `paygate serve --sandbox` read.
+//! - [`wire`]: the sandbox's own reading of both wire protocols (signatures, encryption, forms,
+//!   amounts, bill files), written from the providers' published documentation and never shared
+//!   with the gateway's provider crates.
 //!
 //! Time: every "now" the sandbox uses (signature timestamps and windows, `success_time`,
 //! `create_time`, Alipay's `gmt_*` (`gmt_refund` included) and `notify_time`, delivery records)
@@ -50,6 +53,7 @@ pub mod wechat_bill;
 pub mod wechat_order;
 pub mod wechat_platform;
 pub mod wechat_refund;
+pub mod wire;
 
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 

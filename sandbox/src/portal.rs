@@ -130,7 +130,7 @@ async fn refund(
         }
     };
     // Exact to the fen or refused, never rounded.
-    let Ok(amount_fen) = paygate_alipay::yuan_to_fen(&request.amount) else {
+    let Some(amount_fen) = crate::wire::alipay::yuan_to_fen(&request.amount) else {
         return error_response(
             StatusCode::BAD_REQUEST,
             "INVALID_AMOUNT",

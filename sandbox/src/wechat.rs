@@ -16,8 +16,6 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
-use paygate_wechatpay::verify::{HEADER_REQUEST_ID, MAX_SKEW_SECONDS};
-use paygate_wechatpay::{ApiV3Key, Authorization, Signer, Verifier, signed_headers};
 use rand::Rng as _;
 use serde_json::{Value, json};
 
@@ -25,6 +23,10 @@ use crate::wechat_bill;
 use crate::wechat_order::{self, OrderParams};
 use crate::wechat_platform::{self, Platform};
 use crate::wechat_refund::{self, RefundEntry};
+use crate::wire::rsa::{PrivateKey, PublicKey};
+use crate::wire::wechat::{
+    ApiV3Key, Authorization, HEADER_REQUEST_ID, MAX_SKEW_SECONDS, nonce, signed_headers,
+};
 use crate::{Sandbox, lock};
 
 /// Where the WeChat API lives in the sandbox. The merchant signs the path after it (`/v3/…`),
@@ -63,7 +65,7 @@ pub(crate) struct WechatSim {
     pub(crate) mchid: String,
     pub(crate) appid: String,
     merchant_serial: String,
-    merchant_key: Verifier,
+    merchant_key: PublicKey,
     pub(crate) apiv3_key: ApiV3Key,
     /// The platform key (`PUB_KEY_ID_…`) and certificates; what signs now.
     pub(crate) platform: Platform,
@@ -90,9 +92,9 @@ impl WechatSim {
         config: WechatSandboxConfig,
         now: DateTime<Utc>,
     ) -> anyhow::Result<WechatSim> {
-        let merchant_key = Verifier::from_pem(&config.merchant_public_key_pem)
+        let merchant_key = PublicKey::from_pem(&config.merchant_public_key_pem)
             .map_err(|e| anyhow::anyhow!("merchant public key: {e}"))?;
-        let platform_signer = Signer::from_pem(&config.platform_private_key_pem)
+        let platform_signer = PrivateKey::from_pem(&config.platform_private_key_pem)
             .map_err(|e| anyhow::anyhow!("platform private key: {e}"))?;
         let apiv3_key = ApiV3Key::new(config.apiv3_key.as_bytes())
             .map_err(|e| anyhow::anyhow!("APIv3 key: {e}"))?;
@@ -337,7 +339,7 @@ impl Sandbox {
     /// Signs an answer with the platform key that signs now, over the exact bytes sent.
     fn signed(&self, answer: Answer) -> Response {
         let (serial, signer) = self.inner.wechat.platform.signing();
-        let nonce = paygate_wechatpay::new_nonce();
+        let nonce = nonce(32);
         let mut signed_body = answer.body.clone();
         if self.faults().corrupt_response_signature {
             signed_body.extend_from_slice(b" ");
@@ -429,13 +431,16 @@ impl Sandbox {
         let authorization = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| Authorization::parse(v).ok())
+            .and_then(Authorization::parse)
             .ok_or_else(ApiError::sign_error)?;
         if authorization.mchid != wechat.mchid || authorization.serial_no != wechat.merchant_serial
         {
             return Err(ApiError::sign_error());
         }
-        if self.now().timestamp().abs_diff(authorization.timestamp) >= MAX_SKEW_SECONDS as u64 {
+        let skew = authorization
+            .unix_seconds()
+            .map(|at| self.now().timestamp().abs_diff(at));
+        if skew.is_none_or(|skew| skew >= MAX_SKEW_SECONDS) {
             return Err(ApiError::sign_error());
         }
         let canonical_url = path_and_query
@@ -547,8 +552,7 @@ async fn certificates(
         .authenticate(&Method::GET, &uri, &headers, b"")
         .map(|_| {
             let wechat = &sandbox.inner.wechat;
-            let listing = wechat.platform.listing(&wechat.apiv3_key);
-            Answer::json(&serde_json::to_value(listing).unwrap_or_default())
+            Answer::json(&wechat.platform.listing(&wechat.apiv3_key))
         });
     sandbox.respond(answer).await
 }

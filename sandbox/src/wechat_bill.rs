@@ -5,8 +5,9 @@
 //! The bill of a Beijing day lists every payment whose `success_time` falls in it (交易状态
 //! `SUCCESS`) and every refund *requested* in it (its 交易时间 is the refund's `create_time`,
 //! its 退款状态 what the refund is when the bill is made: `PROCESSING`, `SUCCESS`, `CLOSED` or
-//! `ABNORMAL`), written by `paygate_wechatpay::write_trade_bill` with the buyer's openid in
-//! 用户标识, so a gateway test can show the parser drops it.
+//! `ABNORMAL`), written by `wire::wechat_bill` with the buyer's openid in 用户标识, so a gateway
+//! test can show the parser drops it. 手续费 is 0.60% of a payment, rounded to the fen as the
+//! published bill's fees are; refunds carry none.
 //!
 //! Both requests are authenticated like every API call (the download's signature covers its
 //! path and query, `/v3/billdownload/file?token=…`). The bill request is answered signed; the
@@ -20,7 +21,6 @@ use axum::response::Response;
 use chrono::NaiveDate;
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use paygate_wechatpay::{BillRowSpec, RefundSpec, write_trade_bill};
 use serde_json::json;
 
 use crate::Sandbox;
@@ -30,6 +30,7 @@ use crate::bill::{
 };
 use crate::faults::Faults;
 use crate::wechat::{API_PREFIX, Answer, ApiError, OrderState};
+use crate::wire::wechat_bill::{TradeBillRow, sha1_hex, write_trade_bill};
 use crate::{bill, lock};
 
 /// How long a `download_url` works, by the sandbox clock: WeChat's current docs say 5 minutes
@@ -41,6 +42,9 @@ const NOT_UTF8: &[u8] = b"\xFF\xFE\xFD";
 
 /// The amount of the `bill_extra_row` fault's payment: 1.00 yuan.
 const FOREIGN_AMOUNT_FEN: i64 = 100;
+
+/// 费率 of every payment, in hundredths of a percent (0.60%, the usual rate).
+const FEE_RATE_BASIS_POINTS: i64 = 60;
 
 /// `GET /v3/bill/tradebill`.
 pub(crate) async fn trade_bill(
@@ -148,10 +152,7 @@ impl Sandbox {
             system_error()
         })?;
         // SHA-1 of the uncompressed file, whatever is downloaded.
-        let mut hash_value = paygate_wechatpay::bill_hash(&file[..], false).map_err(|error| {
-            tracing::error!(error = %error, "sandbox: hashing a WeChat bill failed");
-            system_error()
-        })?;
+        let mut hash_value = sha1_hex(&file);
         if faults.bill_wrong_hash {
             let wrong = if hash_value.starts_with('0') {
                 "1"
@@ -206,13 +207,13 @@ impl Sandbox {
         Ok(self.wechat_bill_file(&day, &self.faults())?)
     }
 
-    /// The file, written by `paygate_wechatpay::write_trade_bill`, then cut or spoiled as the
+    /// The file, written by `wire::wechat_bill`, then cut or spoiled as the
     /// faults say.
     fn wechat_bill_file(&self, day: &BillDay, faults: &Faults) -> std::io::Result<Vec<u8>> {
         let mut rows = self.wechat_bill_rows(day, faults);
         let bad_encoding = faults.bill_bad_encoding && !rows.is_empty();
         if bad_encoding {
-            rows[0].payer_openid = BAD_ENCODING_MARKER.to_owned();
+            rows[0].openid = BAD_ENCODING_MARKER.to_owned();
         }
         let mut file = Vec::new();
         write_trade_bill(rows, &mut file)?;
@@ -226,7 +227,7 @@ impl Sandbox {
     }
 
     /// The day's rows, oldest first: payments by `success_time`, refunds by `create_time`.
-    fn wechat_bill_rows(&self, day: &BillDay, faults: &Faults) -> Vec<BillRowSpec> {
+    fn wechat_bill_rows(&self, day: &BillDay, faults: &Faults) -> Vec<TradeBillRow> {
         let wechat = &self.inner.wechat;
         let names = |fault: &Option<String>, no: &str| fault.as_deref() == Some(no);
         let mut rows = Vec::new();
@@ -235,19 +236,17 @@ impl Sandbox {
                 continue;
             };
             let p = &order.params;
-            let row = |trade_time, trade_state: &str, amount_fen, refund| BillRowSpec {
+            let row = |trade_time, trade_state: &str| TradeBillRow {
                 trade_time,
                 appid: p.appid.clone(),
                 mchid: p.mchid.clone(),
                 transaction_id: payment.transaction_id.clone(),
                 out_trade_no: p.out_trade_no.clone(),
-                payer_openid: payment.openid.clone(),
+                openid: payment.openid.clone(),
                 trade_type: p.channel.trade_type().to_owned(),
                 trade_state: trade_state.to_owned(),
                 description: bill_text(&p.description),
-                attach: String::new(),
-                amount_fen,
-                refund,
+                ..empty_row()
             };
             if day.contains(payment.paid_at) && !names(&faults.bill_missing_row, &p.out_trade_no) {
                 let amount =
@@ -257,53 +256,103 @@ impl Sandbox {
                 } else {
                     "SUCCESS"
                 };
-                rows.push(row(payment.paid_at, state, amount, None));
+                let paid = payment_row(row(payment.paid_at, state), amount);
                 if names(&faults.bill_duplicate_row, &p.out_trade_no) {
-                    rows.push(row(payment.paid_at, state, amount, None));
+                    rows.push(paid.clone());
                 }
+                rows.push(paid);
             }
             for refund in order
                 .refunds
                 .iter()
                 .filter(|r| day.contains(r.created_at()))
             {
-                rows.push(row(
-                    refund.created_at(),
-                    "REFUND",
-                    refund.amount_fen(),
-                    Some(RefundSpec {
-                        refund_id: refund.refund_id().to_owned(),
-                        out_refund_no: refund.out_refund_no().to_owned(),
-                        refund_status: refund.status().to_owned(),
-                    }),
-                ));
+                rows.push(TradeBillRow {
+                    refund_id: refund.refund_id().to_owned(),
+                    out_refund_no: refund.out_refund_no().to_owned(),
+                    refund_fen: refund.amount_fen(),
+                    refund_type: "ORIGINAL".to_owned(),
+                    refund_status: refund.status().to_owned(),
+                    requested_refund_fen: refund.amount_fen(),
+                    ..row(refund.created_at(), "REFUND")
+                });
             }
         }
         if faults.bill_extra_row {
-            rows.push(BillRowSpec {
-                trade_time: day.foreign_time(),
-                appid: wechat.appid.clone(),
-                mchid: wechat.mchid.clone(),
-                transaction_id: format!("4200000000{}0000000001", day.stamp()),
-                out_trade_no: day.foreign_out_trade_no(),
-                payer_openid: "oSandboxForeignPayer0000000000".to_owned(),
-                trade_type: "NATIVE".to_owned(),
-                trade_state: "SUCCESS".to_owned(),
-                description: "sandbox: a payment the merchant never issued".to_owned(),
-                attach: String::new(),
-                amount_fen: FOREIGN_AMOUNT_FEN,
-                refund: None,
-            });
+            rows.push(payment_row(
+                TradeBillRow {
+                    trade_time: day.foreign_time(),
+                    appid: wechat.appid.clone(),
+                    mchid: wechat.mchid.clone(),
+                    transaction_id: format!("4200000000{}0000000001", day.stamp()),
+                    out_trade_no: day.foreign_out_trade_no(),
+                    openid: "oSandboxForeignPayer0000000000".to_owned(),
+                    trade_type: "NATIVE".to_owned(),
+                    trade_state: "SUCCESS".to_owned(),
+                    description: "sandbox: a payment the merchant never issued".to_owned(),
+                    ..empty_row()
+                },
+                FOREIGN_AMOUNT_FEN,
+            ));
         }
         rows.sort_by(|a, b| {
-            (a.trade_time, &a.out_trade_no, a.refund.is_some())
-                .cmp(&(b.trade_time, &b.out_trade_no, b.refund.is_some()))
-                .then_with(|| {
-                    let no = |r: &BillRowSpec| r.refund.as_ref().map(|r| r.out_refund_no.clone());
-                    no(a).cmp(&no(b))
-                })
+            let key = |r: &TradeBillRow| {
+                (
+                    r.trade_time,
+                    r.out_trade_no.clone(),
+                    !r.refund_type.is_empty(),
+                    r.out_refund_no.clone(),
+                )
+            };
+            key(a).cmp(&key(b))
         });
         rows
+    }
+}
+
+/// A row with the values every row of the sandbox shares: a direct merchant (特约商户号 `0`),
+/// no device, `OTHERS` bank, CNY, no vouchers, the refund numbers `0` of a payment, 0.60%.
+fn empty_row() -> TradeBillRow {
+    TradeBillRow {
+        trade_time: chrono::DateTime::UNIX_EPOCH,
+        appid: String::new(),
+        mchid: String::new(),
+        sub_mchid: "0".to_owned(),
+        device_info: String::new(),
+        transaction_id: String::new(),
+        out_trade_no: String::new(),
+        openid: String::new(),
+        trade_type: String::new(),
+        trade_state: String::new(),
+        bank_type: "OTHERS".to_owned(),
+        currency: "CNY".to_owned(),
+        settlement_fen: 0,
+        voucher_fen: 0,
+        refund_id: "0".to_owned(),
+        out_refund_no: "0".to_owned(),
+        refund_fen: 0,
+        recharge_refund_fen: 0,
+        refund_type: String::new(),
+        refund_status: String::new(),
+        description: String::new(),
+        attach: String::new(),
+        fee_hundred_thousandths: 0,
+        fee_rate: "0.60%".to_owned(),
+        order_fen: 0,
+        requested_refund_fen: 0,
+        fee_note: String::new(),
+    }
+}
+
+/// `row` as a payment of `amount_fen`: its 应结订单金额 and 订单金额, and its fee, 0.60% rounded
+/// half up to the fen.
+fn payment_row(row: TradeBillRow, amount_fen: i64) -> TradeBillRow {
+    let fee_fen = (amount_fen.saturating_mul(FEE_RATE_BASIS_POINTS) + 5_000) / 10_000;
+    TradeBillRow {
+        settlement_fen: amount_fen,
+        order_fen: amount_fen,
+        fee_hundred_thousandths: fee_fen.saturating_mul(1_000),
+        ..row
     }
 }
 

@@ -20,8 +20,8 @@ use rand::Rng as _;
 use serde_json::{Map, Value, json};
 
 use crate::wechat::{Answer, ApiError, Order, OrderState};
+use crate::wire::wechat::Authorization;
 use crate::{Sandbox, lock};
-use paygate_wechatpay::Authorization;
 
 /// The four prepay channels, and the `trade_type` each becomes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,7 +211,7 @@ impl Sandbox {
             Channel::Native => {
                 let code_url = format!(
                     "weixin://wxpay/bizpayurl?pr={}",
-                    &paygate_wechatpay::new_nonce()[..7]
+                    crate::wire::wechat::nonce(7)
                 );
                 (code_url.clone(), code_url)
             }

@@ -16,15 +16,15 @@ use std::sync::{Arc, RwLock};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
-use paygate_wechatpay::model::{AEAD_AES_256_GCM, EncryptedResource, PlatformCertificate};
-use paygate_wechatpay::{
-    ApiV3Key, CertificatesResponse, Signer, generate_key_pair, self_signed_certificate,
-};
+use chrono::{DateTime, FixedOffset, SecondsFormat, Timelike as _, Utc};
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
 use crate::Sandbox;
+use crate::wire::rsa::{PrivateKey, generate_private_key_pem};
+use crate::wire::wechat::{ApiV3Key, nonce};
+use crate::wire::x509::self_signed_certificate;
 
 /// Real platform certificates live five years.
 const CERTIFICATE_YEARS: i64 = 5;
@@ -52,7 +52,7 @@ pub struct PlatformCertificateKey {
 
 struct CertificateEntry {
     listed: PlatformCertificateKey,
-    signer: Arc<Signer>,
+    signer: Arc<PrivateKey>,
 }
 
 struct Keyring {
@@ -63,12 +63,16 @@ struct Keyring {
 
 pub(crate) struct Platform {
     key_id: String,
-    key: Arc<Signer>,
+    key: Arc<PrivateKey>,
     state: RwLock<Keyring>,
 }
 
 impl Platform {
-    pub(crate) fn new(key_id: String, key: Signer, now: DateTime<Utc>) -> anyhow::Result<Platform> {
+    pub(crate) fn new(
+        key_id: String,
+        key: PrivateKey,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Platform> {
         let key = Arc::new(key);
         let first = certificate_for(key.clone(), now)?;
         Ok(Platform {
@@ -98,7 +102,7 @@ impl Platform {
     }
 
     /// The serial to put in `Wechatpay-Serial` and the key that signs under it, now.
-    pub(crate) fn signing(&self) -> (String, Arc<Signer>) {
+    pub(crate) fn signing(&self) -> (String, Arc<PrivateKey>) {
         let state = self.read();
         match (state.mode, state.certificates.last()) {
             (PlatformMode::Certificate, Some(newest)) => {
@@ -122,10 +126,10 @@ impl Platform {
 
     /// A new key and certificate, signing from now on; returns its serial.
     fn rotate(&self, now: DateTime<Utc>) -> anyhow::Result<String> {
-        let (private_pem, _) =
-            generate_key_pair().map_err(|e| anyhow::anyhow!("platform key: {e}"))?;
+        let private_pem =
+            generate_private_key_pem().map_err(|e| anyhow::anyhow!("platform key: {e}"))?;
         let signer =
-            Signer::from_pem(&private_pem).map_err(|e| anyhow::anyhow!("platform key: {e}"))?;
+            PrivateKey::from_pem(&private_pem).map_err(|e| anyhow::anyhow!("platform key: {e}"))?;
         let entry = certificate_for(Arc::new(signer), now)?;
         let serial = entry.listed.serial_no.clone();
         let mut state = self.write();
@@ -136,61 +140,60 @@ impl Platform {
         Ok(serial)
     }
 
-    /// The `/v3/certificates` answer: each listed certificate's PEM encrypted under the APIv3
-    /// key with the AAD `certificate` and a fresh 12-character nonce.
-    pub(crate) fn listing(&self, apiv3_key: &ApiV3Key) -> CertificatesResponse {
-        let data = self
+    /// The `/v3/certificates` answer (wechatpay-v3.md §2): each listed certificate's PEM
+    /// encrypted under the APIv3 key with the AAD `certificate` and a fresh 12-character nonce.
+    pub(crate) fn listing(&self, apiv3_key: &ApiV3Key) -> Value {
+        let data: Vec<Value> = self
             .read()
             .certificates
             .iter()
             .map(|c| {
-                let nonce = &paygate_wechatpay::new_nonce()[..12];
-                PlatformCertificate {
-                    serial_no: c.listed.serial_no.clone(),
-                    effective_time: c.listed.effective_time.clone(),
-                    expire_time: c.listed.expire_time.clone(),
-                    encrypt_certificate: EncryptedResource {
-                        algorithm: AEAD_AES_256_GCM.to_owned(),
-                        ciphertext: apiv3_key.encrypt(
-                            nonce,
+                let nonce = nonce(12);
+                json!({
+                    "serial_no": c.listed.serial_no,
+                    "effective_time": c.listed.effective_time,
+                    "expire_time": c.listed.expire_time,
+                    "encrypt_certificate": {
+                        "algorithm": "AEAD_AES_256_GCM",
+                        "nonce": nonce,
+                        "associated_data": "certificate",
+                        "ciphertext": apiv3_key.encrypt(
+                            &nonce,
                             "certificate",
                             c.listed.certificate_pem.as_bytes(),
                         ),
-                        associated_data: Some("certificate".to_owned()),
-                        nonce: nonce.to_owned(),
-                        original_type: None,
                     },
-                }
+                })
             })
             .collect();
-        CertificatesResponse { data }
+        json!({ "data": data })
     }
 }
 
 /// A self-signed certificate for `signer`, valid from `now` for five years, with a random
 /// 20-byte serial (40 upper-case hex characters, as WeChat's are).
-fn certificate_for(signer: Arc<Signer>, now: DateTime<Utc>) -> anyhow::Result<CertificateEntry> {
+fn certificate_for(
+    signer: Arc<PrivateKey>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<CertificateEntry> {
     let serial = new_serial();
-    let not_before = now.timestamp();
-    let not_after = not_before + CERTIFICATE_YEARS * 365 * 86_400;
+    let not_before = now.with_nanosecond(0).unwrap_or(now);
+    let not_after = not_before + chrono::Duration::days(CERTIFICATE_YEARS * 365);
     let pem = self_signed_certificate(
         &signer,
         &serial,
         "paygate sandbox WeChat Pay platform",
         not_before,
         not_after,
-    )
-    .map_err(|e| anyhow::anyhow!("platform certificate: {e}"))?;
+    );
     let beijing = FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset");
-    let rfc3339 = |unix: i64| {
-        DateTime::from_timestamp(unix, 0)
-            .unwrap_or_default()
-            .with_timezone(&beijing)
+    let rfc3339 = |at: DateTime<Utc>| {
+        at.with_timezone(&beijing)
             .to_rfc3339_opts(SecondsFormat::Secs, false)
     };
     Ok(CertificateEntry {
         listed: PlatformCertificateKey {
-            serial_no: serial,
+            serial_no: serial.iter().map(|b| format!("{b:02X}")).collect(),
             certificate_pem: pem,
             effective_time: rfc3339(not_before),
             expire_time: rfc3339(not_after),
@@ -199,13 +202,11 @@ fn certificate_for(signer: Arc<Signer>, now: DateTime<Utc>) -> anyhow::Result<Ce
     })
 }
 
-/// First byte 0x10..=0x7F: positive, and never a leading zero to strip.
-fn new_serial() -> String {
+/// 20 random bytes, the first 0x10..=0x7F: a positive INTEGER with no leading zero to strip.
+fn new_serial() -> Vec<u8> {
     let mut rng = rand::rng();
-    let mut serial = format!("{:02X}", rng.random_range(0x10..0x80u8));
-    for _ in 0..19 {
-        serial.push_str(&format!("{:02X}", rng.random::<u8>()));
-    }
+    let mut serial = vec![rng.random_range(0x10..0x80u8)];
+    serial.extend((0..19).map(|_| rng.random::<u8>()));
     serial
 }
 

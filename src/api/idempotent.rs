@@ -11,15 +11,17 @@ use super::auth::Caller;
 use crate::app::AppState;
 use crate::clock::to_millis;
 use crate::error::ApiError;
+use crate::privacy::idempotency_keys::Key;
 use crate::store::idempotency::{self, Claim};
 
-/// The `Idempotency-Key` header: required, 1 to 255 characters.
-pub fn key(headers: &HeaderMap) -> Result<String, ApiError> {
+/// The `Idempotency-Key` header (required, 1 to 255 characters) as it is stored: a keyed
+/// hash, never the text (see [`crate::privacy::idempotency_keys`]).
+pub fn key(state: &AppState, headers: &HeaderMap) -> Result<Key, ApiError> {
     headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .filter(|k| !k.is_empty() && k.len() <= 255)
-        .map(str::to_owned)
+        .map(|k| state.idempotency_keys.key(k))
         .ok_or_else(|| {
             ApiError::bad_request(
                 "missing_idempotency_key",
@@ -41,7 +43,7 @@ pub enum Claimed {
 pub async fn claim(
     state: &AppState,
     caller: &Caller,
-    key: &str,
+    key: &Key,
     route: &str,
     request: &serde_json::Value,
 ) -> Result<Claimed, ApiError> {
@@ -55,7 +57,16 @@ pub async fn claim(
     };
     let request_hash = hex::encode(Sha256::digest(hashed.as_bytes()));
     let now_ms = to_millis(state.clock.now());
-    match idempotency::claim(&state.db, &caller.0.id, key, &request_hash, now_ms).await? {
+    match idempotency::claim(
+        &state.db,
+        &caller.0.id,
+        key.stored_key(),
+        key.earlier(),
+        &request_hash,
+        now_ms,
+    )
+    .await?
+    {
         Claim::Owned => Ok(Claimed::Owned),
         Claim::Replay { status, body } => {
             let status = StatusCode::from_u16(status)

@@ -1,10 +1,10 @@
 //! Orders: create (idempotent), read, cancel. Each handler parses, calls a use case in
 //! [`crate::checkout`], and renders.
 
-use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use bytes::Bytes;
 use serde::Deserialize;
 
@@ -14,6 +14,7 @@ use crate::app::AppState;
 use crate::checkout::{self, CheckoutError, NewOrder, OwnedClaim};
 use crate::clock::rfc3339_beijing_millis;
 use crate::domain::{Channel, EmployerId, OrderNo, OrderStatus, ProviderId};
+use crate::edge::admission::WaitDegraded;
 use crate::error::{ApiError, envelope};
 use crate::providers::{PayerHints, ProviderError};
 use crate::return_url::ReturnUrl;
@@ -102,7 +103,7 @@ pub async fn create(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::Checkout)?;
-    let key = idempotent::key(&headers)?;
+    let key = idempotent::key(&state, &headers)?;
     // Validate everything before writing anything.
     let value: serde_json::Value = super::json_body(&body)?;
     let req: CreateOrder = serde_json::from_value(value.clone())
@@ -150,7 +151,7 @@ pub async fn create(
     let claim = match idempotent::claim(&state, &caller, &key, "orders", &canonical).await? {
         Claimed::Owned => OwnedClaim {
             api_key_id: &caller.0.id,
-            key: &key,
+            key: key.stored(),
         },
         Claimed::Answered(response) => return Ok(response),
     };
@@ -217,11 +218,7 @@ pub fn order_json(
     payment_record: Option<&orders::PaymentRow>,
     refunds: &[refunds::RefundRow],
 ) -> serde_json::Value {
-    let payment: serde_json::Value = o
-        .payment_json
-        .as_deref()
-        .and_then(|p| serde_json::from_str(p).ok())
-        .unwrap_or(serde_json::Value::Null);
+    let payment = o.payment_json.clone().unwrap_or(serde_json::Value::Null);
     let mut v = serde_json::json!({
         "order_no": o.order_no,
         "status": o.status,
@@ -327,15 +324,20 @@ fn wait_param(query: Option<&str>) -> Result<std::time::Duration, ApiError> {
 
 /// The order; with `wait=N`, answered as soon as it is no longer `pending` or after N
 /// seconds (then still `pending`). Waiting costs a parked task: no database loop (see
-/// [`crate::order_watch`]).
+/// [`crate::order_watch`]). Past `[limits] max_waits` open waits, the edge marks the request
+/// [`WaitDegraded`] and it is answered at once, as without `wait=`.
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
     Path(order_no): Path<String>,
     RawQuery(query): RawQuery,
+    degraded: Option<Extension<WaitDegraded>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(Scope::Checkout)?;
-    let wait = wait_param(query.as_deref())?;
+    let mut wait = wait_param(query.as_deref())?;
+    if degraded.is_some() {
+        wait = std::time::Duration::ZERO;
+    }
     let no = self::order_no(&order_no)?;
     if wait.is_zero() {
         // The order and its payment in one read; a settled order's refunds in a second.

@@ -46,7 +46,7 @@ pub async fn create(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::Privacy)?;
-    let key = idempotent::key(&headers)?;
+    let key = idempotent::key(&state, &headers)?;
     let req: CreateErasure = super::json_body(&body)?;
     let employer = EmployerId::parse(&req.employer_id).ok_or_else(|| {
         ApiError::bad_request(
@@ -64,14 +64,14 @@ pub async fn create(
     }
     let claim = OwnedClaim {
         api_key_id: &caller.0.id,
-        key: &key,
+        key: key.stored(),
     };
     let recorded =
         privacy::request(&state, &employer, Some(claim), |r| r.to_json().to_string()).await;
     let row = match recorded {
         Ok(row) => row,
         Err(e) => {
-            crate::store::idempotency::release(state.db.pool(), &caller.0.id, &key).await?;
+            crate::store::idempotency::release(state.db.pool(), &caller.0.id, key.stored()).await?;
             return Err(privacy_error(e));
         }
     };

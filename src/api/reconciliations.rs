@@ -36,7 +36,7 @@ fn provider(text: &str) -> Result<ProviderId, ApiError> {
 }
 
 fn date(text: &str, field: &str) -> Result<NaiveDate, ApiError> {
-    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+    crate::domain::parse_date(text)
         .map_err(|_| ApiError::bad_request("invalid_date", format!("{field} must be YYYY-MM-DD")))
 }
 
@@ -65,7 +65,10 @@ pub fn reconcile_error(e: ReconcileError) -> ApiError {
             "bill_not_ready",
             "the provider has no bill for this date yet; try again later".into(),
         ),
-        ReconcileError::Bill(BillError::Unavailable(e)) => ApiError::ProviderUnavailable(e),
+        // No Idempotency-Key here: re-running a date is itself safe.
+        ReconcileError::Bill(BillError::Unavailable(e)) => {
+            ApiError::ProviderUnavailableRetryLater(e)
+        }
         ReconcileError::Bill(BillError::Invalid(e)) => {
             ApiError::Unprocessable("bill_invalid", format!("the bill was refused: {e:#}"))
         }

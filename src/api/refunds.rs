@@ -77,7 +77,7 @@ pub async fn create(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::Finance)?;
-    let key = idempotent::key(&headers)?;
+    let key = idempotent::key(&state, &headers)?;
     let no = super::orders::order_no(&order_no)?;
     let req: CreateRefund = super::json_body(&body)?;
     let amount = Fen::parse_yuan(&req.amount)
@@ -93,7 +93,7 @@ pub async fn create(
     }
     let claim = OwnedClaim {
         api_key_id: &caller.0.id,
-        key: &key,
+        key: key.stored(),
     };
     let started = refunds::start(&state, &no, amount, reason, Some(claim), |r| {
         refund_json(r).to_string()
@@ -103,7 +103,7 @@ pub async fn create(
         Ok(refund) => refund,
         Err(e) => {
             // Nothing was written: the same key may be used again.
-            crate::store::idempotency::release(state.db.pool(), &caller.0.id, &key).await?;
+            crate::store::idempotency::release(state.db.pool(), &caller.0.id, key.stored()).await?;
             return Err(start_error(e));
         }
     };

@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use crate::app::AppState;
 use crate::domain::ProviderId;
-use crate::providers::{Callback, CallbackError};
+use crate::providers::{Callback, CallbackError, Mismatch};
 use crate::refunds::{RefundSettleError, RefundSettled};
 use crate::settle::{self, SettleError, Source};
 use crate::telemetry;
@@ -46,7 +46,7 @@ pub async fn receive(
                     Ok(())
                 }
                 Err(SettleError::Db(e)) => Err(CallbackError::Temporary(e.into())),
-                Err(e) => Err(CallbackError::Mismatch(e.to_string())),
+                Err(e) => Err(Mismatch::Order(Box::new(e)).into()),
             }
         }
         Ok(Callback::Refund(report)) => match crate::refunds::apply_report(&state, &report).await {
@@ -62,7 +62,7 @@ pub async fn receive(
             }
             Err(RefundSettleError::Db(e)) => Err(CallbackError::Temporary(e.into())),
             Err(RefundSettleError::Provider(e)) => Err(CallbackError::Temporary(e.into())),
-            Err(e) => Err(CallbackError::Mismatch(e.to_string())),
+            Err(e) => Err(Mismatch::Order(Box::new(e)).into()),
         },
         Ok(Callback::Ignored(what)) => {
             tracing::info!(provider = %provider.id(), what, "verified callback acknowledged without action");
@@ -78,11 +78,13 @@ pub async fn receive(
             CallbackError::Temporary(_) => "temporary",
         };
         telemetry::callback(provider.id().as_str(), kind);
+        // One line per refused callback, with the whole cause chain.
+        let reason = crate::error::chain(e);
         match e {
-            CallbackError::Temporary(cause) => {
-                tracing::error!(provider = %provider.id(), error = format!("{cause:#}"), "callback not processed")
+            CallbackError::Temporary(_) => {
+                tracing::error!(provider = %provider.id(), error = reason, "callback not processed")
             }
-            other => tracing::warn!(provider = %provider.id(), reason = %other, "callback refused"),
+            _ => tracing::warn!(provider = %provider.id(), reason, "callback refused"),
         }
     }
     provider.answer(&outcome)

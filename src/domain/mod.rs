@@ -1,10 +1,12 @@
 //! Domain types: money, identifiers, plans, and the states of orders and refunds. Parsed once at the edge, used everywhere.
 
+pub mod date;
 pub mod ids;
 pub mod money;
 pub mod plans;
 pub mod status;
 
+pub use date::{DateError, parse_date};
 pub use ids::{Channel, EmployerId, OrderNo, ProviderId, RefundId};
 pub use money::{Currency, Fen};
 pub use plans::{Action, Catalog, Grant, Plan};

@@ -2,7 +2,6 @@
 
 use std::fmt;
 
-use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// An amount of Chinese yuan in fen (1/100 yuan). Never negative.
@@ -11,7 +10,7 @@ pub struct Fen(i64);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AmountError {
-    #[error("amount is not a decimal number")]
+    #[error("amount is not written as digits with at most two decimals, like 50 or 50.00")]
     NotANumber,
     #[error("amount has more than two decimal places")]
     TooPrecise,
@@ -35,29 +34,42 @@ impl Fen {
         self.0
     }
 
-    /// Parses "199.00", "199.5" or "199": exact, so "199.001" is rejected, never rounded.
+    /// Parses an amount in yuan written exactly as `^(0|[1-9][0-9]*)(\.[0-9]{1,2})?$`
+    /// (DESIGN.md §1.3): "199.00", "199.5" or "199". Nothing else is an amount: no sign, no
+    /// space, no exponent, no leading zero, no bare point (".5", "1."); "199.001" is refused,
+    /// never rounded. The one parser of every amount a client or an operator writes.
     pub fn parse_yuan(text: &str) -> Result<Fen, AmountError> {
-        let text = text.trim();
-        // Decimal accepts forms like "1e3"; amounts on the wire are plain digits.
-        if text.is_empty()
-            || !text
-                .bytes()
-                .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
-        {
+        if let Some(rest) = text.strip_prefix('-') {
+            // Said plainly: a negative amount, not a malformed one.
+            return Err(match Fen::parse_yuan(rest) {
+                Ok(_) => AmountError::Negative,
+                Err(e) => e,
+            });
+        }
+        let (whole, fraction) = match text.split_once('.') {
+            Some((whole, fraction)) => (whole, Some(fraction)),
+            None => (text, None),
+        };
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if !digits(whole) || (whole.len() > 1 && whole.starts_with('0')) {
             return Err(AmountError::NotANumber);
         }
-        let value: Decimal = text.parse().map_err(|_| AmountError::NotANumber)?;
-        // Checked: a 29-digit amount would overflow Decimal and panic.
-        let fen = value
-            .checked_mul(Decimal::ONE_HUNDRED)
+        let fen_part = match fraction {
+            None => 0,
+            Some(f) if !digits(f) => return Err(AmountError::NotANumber),
+            Some(f) if f.len() > 2 => return Err(AmountError::TooPrecise),
+            // "5" is 50 fen, "05" is 5: the digits are tenths and hundredths.
+            Some(f) => f
+                .bytes()
+                .zip([10, 1])
+                .map(|(b, w)| i64::from(b - b'0') * w)
+                .sum(),
+        };
+        let yuan: i64 = whole.parse().map_err(|_| AmountError::TooLarge)?;
+        let fen = yuan
+            .checked_mul(100)
+            .and_then(|f| f.checked_add(fen_part))
             .ok_or(AmountError::TooLarge)?;
-        if fen.fract() != Decimal::ZERO {
-            return Err(AmountError::TooPrecise);
-        }
-        if fen.is_sign_negative() && fen != Decimal::ZERO {
-            return Err(AmountError::Negative);
-        }
-        let fen: i64 = fen.trunc().try_into().map_err(|_| AmountError::TooLarge)?;
         Fen::new(fen)
     }
 
@@ -139,6 +151,58 @@ mod tests {
                 prop_assert_eq!(Fen::parse_yuan(&fen.to_string()), Ok(fen));
             }
         }
+
+        /// The grammar is exactly `^(0|[1-9][0-9]*)(\.[0-9]{1,2})?$`: whatever text the regex
+        /// refuses is refused, and what it accepts (short enough for i64) is that many fen.
+        #[test]
+        fn an_amount_is_accepted_exactly_when_it_matches_the_grammar(
+            text in prop_oneof![
+                "[ +\\-0-9.eE]{0,8}",
+                "(0|[1-9][0-9]{0,12})(\\.[0-9]{1,2})?",
+                "[ ]?0?[0-9]{0,4}\\.?[0-9]{0,3}[ ]?",
+                ".{0,12}",
+            ],
+        ) {
+            let grammar = regex_lite_amount(&text);
+            match Fen::parse_yuan(&text) {
+                Ok(fen) => {
+                    prop_assert!(grammar, "accepted {:?}", text);
+                    let (whole, frac) = text.split_once('.').unwrap_or((&text, ""));
+                    let expected = whole.parse::<i64>().unwrap() * 100
+                        + format!("{frac:0<2}").parse::<i64>().unwrap();
+                    prop_assert_eq!(fen.get(), expected);
+                }
+                Err(_) => prop_assert!(!grammar, "refused {:?}", text),
+            }
+        }
+    }
+
+    /// The grammar written out independently of the parser (no regex crate in the build).
+    fn regex_lite_amount(text: &str) -> bool {
+        let (whole, frac) = match text.split_once('.') {
+            Some((w, f)) => (w, Some(f)),
+            None => (text, None),
+        };
+        let whole_ok = whole == "0"
+            || (whole.len() <= 13
+                && whole.starts_with(|c: char| ('1'..='9').contains(&c))
+                && whole.chars().all(|c| c.is_ascii_digit()));
+        let frac_ok = frac
+            .is_none_or(|f| (1..=2).contains(&f.len()) && f.chars().all(|c| c.is_ascii_digit()));
+        whole_ok && frac_ok
+    }
+
+    #[test]
+    fn lenient_spellings_of_an_amount_are_refused() {
+        for text in [
+            ".5", "1.", " 1.00", "1.00 ", "+1", "1e2", "01.00", "00", "1.0.0", "1,00", "１.00", "",
+            ".", "-0", "1_000",
+        ] {
+            assert!(Fen::parse_yuan(text).is_err(), "{text:?} was accepted");
+        }
+        assert_eq!(Fen::parse_yuan("0").unwrap().get(), 0);
+        assert_eq!(Fen::parse_yuan("0.5").unwrap().get(), 50);
+        assert_eq!(Fen::parse_yuan("10.05").unwrap().get(), 1005);
     }
 
     #[test]

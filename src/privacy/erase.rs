@@ -7,8 +7,12 @@
 //!    `account_deleted`), any order that became pending meanwhile closed here
 //!    (`order.closed`, reason `account_deleted`), and the id replaced by its pseudonym in
 //!    orders, entitlements, outbox payloads (every JSON string equal to it), stored
-//!    idempotency answers (and their request fingerprint) and the erasure requests; the
-//!    pseudonym recorded in `erased_employer`, whose unique key makes `employer.erased` once;
+//!    idempotency answers (and their request fingerprint) and the erasure requests; what a
+//!    client sent as free text removed: the
+//!    reasons of the employer's refunds (and any reason naming it), in the refunds and in their
+//!    stored answers, the résumé ids of its access checks, and every `Idempotency-Key` still
+//!    stored as text (written before keys were hashed) that names it hashed; the pseudonym
+//!    recorded in `erased_employer`, whose unique key makes `employer.erased` once;
 //! 3. orders closed in step 2 are closed at their provider too;
 //! 4. on SQLite, the WAL is checkpointed and truncated: with `secure_delete` on, the old
 //!    values are then in no page of the database file and no frame of the WAL.
@@ -24,7 +28,7 @@ use crate::app::AppState;
 use crate::clock::to_millis;
 use crate::domain::{EmployerId, OrderNo, ProviderId};
 use crate::lifecycle::{self, CloseReason};
-use crate::store::{Backend, Tx, events, orders};
+use crate::store::{Backend, Tx, erasure, events, idempotency, orders};
 
 /// What one erasure changed.
 #[derive(Debug, Clone, Default)]
@@ -33,6 +37,8 @@ pub struct Erased {
     pub entitlements_revoked: u64,
     pub events_rewritten: u64,
     pub idempotency_rewritten: u64,
+    /// Refund reasons removed, résumé ids forgotten.
+    pub free_text_removed: u64,
     /// False when the employer had been erased before: no second `employer.erased`.
     pub first: bool,
 }
@@ -54,6 +60,7 @@ pub async fn erase_employer(
         total.entitlements_revoked += round.entitlements_revoked;
         total.events_rewritten += round.events_rewritten;
         total.idempotency_rewritten += round.idempotency_rewritten;
+        total.free_text_removed += round.free_text_removed;
         total.first |= round.first;
         let left: i64 = sqlx::query_scalar(
             "SELECT (SELECT COUNT(*) FROM payment_order WHERE employer_id = $1)
@@ -136,6 +143,8 @@ async fn erase_once(
         .await?;
     erased.events_rewritten = rewrite_events(&mut tx, employer, &pseudonym).await?;
     erased.idempotency_rewritten = rewrite_idempotency(&mut tx, employer, &pseudonym).await?;
+    erased.idempotency_rewritten += hash_text_keys(state, &mut tx, employer).await?;
+    erased.free_text_removed = remove_free_text(&mut tx, employer, &pseudonym).await?;
     sqlx::query(
         "UPDATE privacy_erasure SET status = 'completed', employer_id = NULL, completed_at = $1
          WHERE employer_id = $2",
@@ -207,10 +216,10 @@ where
         .collect()
 }
 
-/// `LIKE '%id%'` for a text that may hold `%` or `_` (employer ids may hold `_`).
-fn contains_pattern(id: &EmployerId) -> String {
+/// `LIKE '%text%'` for a text that may hold `%` or `_` (employer ids may hold `_`).
+fn contains_pattern(text: &str) -> String {
     let mut out = String::from("%");
-    for c in id.as_str().chars() {
+    for c in text.chars() {
         if matches!(c, '%' | '_' | '\\') {
             out.push('\\');
         }
@@ -220,7 +229,9 @@ fn contains_pattern(id: &EmployerId) -> String {
     out
 }
 
-/// Replaces every JSON string equal to `from` by `to`, at any depth. True when one was.
+/// Replaces every JSON string equal to `from` by `to`, at any depth. True when one was. (Only
+/// whole strings: "emp_42" is another employer. The one free text of a stored answer, a
+/// refund's reason, is removed by [`remove_free_text`].)
 pub fn replace_strings(value: &mut serde_json::Value, from: &str, to: &str) -> bool {
     match value {
         serde_json::Value::String(s) if s == from => {
@@ -247,7 +258,7 @@ async fn rewrite_events(
     let rows: Vec<(i64, String)> = sqlx::query_as(
         "SELECT event_id, payload_json FROM outbox_event WHERE payload_json LIKE $1 ESCAPE '\\'",
     )
-    .bind(contains_pattern(employer))
+    .bind(contains_pattern(employer.as_str()))
     .fetch_all(&mut **tx)
     .await?;
     let mut n = 0;
@@ -266,44 +277,77 @@ async fn rewrite_events(
     Ok(n)
 }
 
-/// Stored answers that name the employer (an order's), rewritten with the pseudonym. Their
-/// request fingerprint is a SHA-256 over a body that held the id, which anyone who can guess
-/// ids could test: it is replaced by one of the pseudonym, so a retry of such a key after the
-/// erasure answers `idempotency_key_reused` rather than replaying.
+/// The fingerprint that replaces a rewritten answer's: a SHA-256 over a body that held the id
+/// could be tested against guessed ids, so it becomes one of the pseudonym, and a retry of such
+/// a key after the erasure answers `idempotency_key_reused` rather than replaying.
+fn erased_fingerprint(pseudonym: &EmployerId) -> String {
+    hex::encode(Sha256::digest(
+        format!("erased {}", pseudonym.as_str()).as_bytes(),
+    ))
+}
+
+/// Stored answers that name the employer (an order's), rewritten with the pseudonym.
 async fn rewrite_idempotency(
     tx: &mut Tx,
     employer: &EmployerId,
     pseudonym: &EmployerId,
 ) -> Result<u64, sqlx::Error> {
-    let rows: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT api_key_id, idempotency_key, response_body FROM idempotency
-         WHERE response_body LIKE $1 ESCAPE '\\'",
-    )
-    .bind(contains_pattern(employer))
-    .fetch_all(&mut **tx)
-    .await?;
-    let fingerprint = hex::encode(Sha256::digest(
-        format!("erased {}", pseudonym.as_str()).as_bytes(),
-    ));
+    let rows = erasure::answers_like(tx, &contains_pattern(employer.as_str())).await?;
+    let fingerprint = erased_fingerprint(pseudonym);
     let mut n = 0;
     for (api_key_id, key, body) in rows {
         let mut data: serde_json::Value =
             serde_json::from_str(&body).map_err(|e| orders::corrupt("response_body", e))?;
         if replace_strings(&mut data, employer.as_str(), pseudonym.as_str()) {
-            sqlx::query(
-                "UPDATE idempotency SET response_body = $1, request_hash = $2
-                 WHERE api_key_id = $3 AND idempotency_key = $4",
-            )
-            .bind(data.to_string())
-            .bind(&fingerprint)
-            .bind(&api_key_id)
-            .bind(&key)
-            .execute(&mut **tx)
-            .await?;
+            erasure::rewrite_answer(tx, &api_key_id, &key, &data.to_string(), &fingerprint).await?;
             n += 1;
         }
     }
     Ok(n)
+}
+
+/// Every `Idempotency-Key` still stored as text (written before keys were hashed) that holds
+/// the id, hashed as claims store keys now.
+async fn hash_text_keys(
+    state: &AppState,
+    tx: &mut Tx,
+    employer: &EmployerId,
+) -> Result<u64, sqlx::Error> {
+    let rows = idempotency::text_keys_like(tx, &contains_pattern(employer.as_str())).await?;
+    for (api_key_id, text) in &rows {
+        let hashed = state.idempotency_keys.digest(text);
+        idempotency::hash_text_key(tx, api_key_id, text, &hashed).await?;
+    }
+    Ok(rows.len() as u64)
+}
+
+/// What a client sent as free text about the employer: the reasons of its refunds (and any
+/// reason naming it), in the refund rows and in their stored answers, and the résumé ids of
+/// its access checks.
+async fn remove_free_text(
+    tx: &mut Tx,
+    employer: &EmployerId,
+    pseudonym: &EmployerId,
+) -> Result<u64, sqlx::Error> {
+    let pattern = contains_pattern(employer.as_str());
+    let refunds = erasure::refunds_with_reasons(tx, pseudonym.as_str(), &pattern).await?;
+    let fingerprint = erased_fingerprint(pseudonym);
+    for refund_id in &refunds {
+        for (api_key_id, key, body) in
+            erasure::answers_like(tx, &contains_pattern(refund_id)).await?
+        {
+            let mut data: serde_json::Value =
+                serde_json::from_str(&body).map_err(|e| orders::corrupt("response_body", e))?;
+            if data["refund_id"] == refund_id.as_str() && !data["reason"].is_null() {
+                data["reason"] = serde_json::Value::Null;
+                erasure::rewrite_answer(tx, &api_key_id, &key, &data.to_string(), &fingerprint)
+                    .await?;
+            }
+        }
+    }
+    let reasons = erasure::clear_refund_reasons(tx, pseudonym.as_str(), &pattern).await?;
+    let resume_ids = erasure::forget_resume_ids(tx, pseudonym.as_str()).await?;
+    Ok(reasons + resume_ids)
 }
 
 /// SQLite: copies the WAL into the database and truncates it to zero bytes, so the frames
@@ -357,7 +401,6 @@ mod tests {
 
     #[test]
     fn like_wildcards_in_the_id_are_escaped() {
-        let id = EmployerId::parse("emp_4").unwrap();
-        assert_eq!(contains_pattern(&id), "%emp\\_4%");
+        assert_eq!(contains_pattern("emp_4"), "%emp\\_4%");
     }
 }

@@ -10,6 +10,7 @@
 //! reconciliation rows) is not touched.
 
 pub mod erase;
+pub mod idempotency_keys;
 pub mod retention;
 pub mod workdays;
 

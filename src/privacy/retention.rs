@@ -117,6 +117,9 @@ pub async fn run(state: &AppState, dry_run: bool) -> Result<RetentionReport, sql
     } else {
         tx.commit().await?;
         super::erase::checkpoint(state).await;
+        // Rows of Idempotency-Keys stored as text before they were hashed go with their age;
+        // once none is left, claims stop looking for them.
+        state.idempotency_keys.refresh(&state.db).await?;
     }
     tracing::info!(
         dry_run,

@@ -13,7 +13,7 @@ use paygate_alipay::{
 };
 
 use super::{
-    Callback, CallbackError, NewPayment, NewRefund, PaymentInstructions, PaymentProvider,
+    Callback, CallbackError, Mismatch, NewPayment, NewRefund, PaymentInstructions, PaymentProvider,
     ProviderError, RefundState, ReturnError, ReturnOrder, TradeStatus,
 };
 use crate::config::{AlipayConfig, Config};
@@ -87,18 +87,18 @@ impl Alipay {
         trade_no: &str,
         total_fen: i64,
         paid_at: Option<chrono::DateTime<chrono::Utc>>,
-    ) -> Result<PaidTrade, String> {
+    ) -> Result<PaidTrade, Mismatch> {
         if trade_no.is_empty() {
-            return Err("paid trade without trade_no".into());
+            return Err(Mismatch::Malformed("paid trade without trade_no"));
         }
         // No payment time, no payment: Alipay gives `send_pay_date` / `gmt_payment` for every
         // paid trade, and paygate never stands in "now" for it.
-        let paid_at = paid_at.ok_or("paid trade without a payment time")?;
+        let paid_at = paid_at.ok_or(Mismatch::Malformed("paid trade without a payment time"))?;
         Ok(PaidTrade {
             order_no,
             provider: ProviderId::Alipay,
             provider_txn_id: trade_no.to_owned(),
-            amount: Fen::new(total_fen).map_err(|_| "negative amount")?,
+            amount: Fen::new(total_fen).map_err(|_| Mismatch::Malformed("negative amount"))?,
             // Domestic Alipay trades are in yuan by definition (`trans_currency` exists for
             // cross-border merchants only, which paygate is not).
             currency: Currency::Cny,
@@ -108,9 +108,9 @@ impl Alipay {
         })
     }
 
-    fn status_of(&self, order_no: &OrderNo, q: QueryResponse) -> Result<TradeStatus, String> {
+    fn status_of(&self, order_no: &OrderNo, q: QueryResponse) -> Result<TradeStatus, Mismatch> {
         if q.out_trade_no != order_no.as_str() {
-            return Err("query answered about another order".into());
+            return Err(Mismatch::Malformed("query answered about another order"));
         }
         Ok(match q.trade_status {
             s if s.is_paid() => TradeStatus::Paid(self.paid_trade(
@@ -215,7 +215,7 @@ impl PaymentProvider for Alipay {
         match self.client.query(order_no.as_str()).await {
             Ok(q) => self
                 .status_of(order_no, q)
-                .map_err(|m| ProviderError::Rejected(anyhow!(m))),
+                .map_err(|m| ProviderError::Rejected(m.into())),
             // A QR code nobody scanned, or a page/wap URL nobody opened: no trade yet.
             Err(e) if is_trade_not_exist(&e) => Ok(TradeStatus::Pending),
             Err(e) => Err(provider_error(e)),
@@ -372,20 +372,19 @@ impl PaymentProvider for Alipay {
         body: &[u8],
     ) -> Result<Callback, CallbackError> {
         let n = verify_trade_notification(body, &self.alipay_public_key)
-            .map_err(|e| CallbackError::Unverified(e.to_string()))?;
+            .map_err(CallbackError::unverified)?;
         if n.app_id != self.app_id {
-            return Err(CallbackError::Mismatch("app_id is not ours".into()));
+            return Err(Mismatch::NotOurs("app_id").into());
         }
         // Strict: when a payee is configured, a notification must name it.
         if let Some(seller) = &self.seller_id
             && n.seller_id.as_deref() != Some(seller.as_str())
         {
-            return Err(CallbackError::Mismatch("seller_id is not ours".into()));
+            return Err(Mismatch::NotOurs("seller_id").into());
         }
-        let order_no = OrderNo::parse(&n.out_trade_no)
-            .ok_or_else(|| CallbackError::Mismatch("out_trade_no is not one of ours".into()))?;
+        let order_no = OrderNo::parse(&n.out_trade_no).ok_or(Mismatch::NotOurs("out_trade_no"))?;
         let order_total =
-            Fen::new(n.total_fen).map_err(|_| CallbackError::Mismatch("negative amount".into()))?;
+            Fen::new(n.total_fen).map_err(|_| Mismatch::Malformed("negative amount"))?;
         // alipay.md §6: a refund sends another trade_status_sync carrying `refund_fee` (the
         // total refunded so far) and `out_biz_no` (the refund's out_request_no; a refund made
         // without one is numbered by the out_trade_no). TRADE_SUCCESS after a partial refund,
@@ -413,10 +412,11 @@ impl PaymentProvider for Alipay {
         if !n.trade_status.is_paid() {
             // Only TRADE_SUCCESS / TRADE_FINISHED settle anything; any other state is answered
             // `fail` so nothing is mistaken for an acknowledged payment.
-            return Err(CallbackError::Mismatch(format!(
-                "trade_status {} does not settle",
-                n.trade_status.as_str()
-            )));
+            return Err(Mismatch::DoesNotSettle {
+                what: "trade_status",
+                state: n.trade_status.as_str().to_owned(),
+            }
+            .into());
         }
         // The amount is compared with the order's, exactly, inside the settlement.
         self.paid_trade(order_no, &n.trade_no, n.total_fen, n.paid_at)

@@ -105,15 +105,49 @@ pub enum RefundState {
     NotFound,
 }
 
-/// Why a callback was not accepted; answered with a non-success body.
+/// Why a callback was not accepted; answered with a non-success body. Each variant keeps its
+/// cause, so the one log line of a refused callback carries the whole chain.
 #[derive(Debug, thiserror::Error)]
 pub enum CallbackError {
-    #[error("callback failed verification: {0}")]
-    Unverified(String),
-    #[error("callback does not match our merchant or order: {0}")]
-    Mismatch(String),
+    /// Signature, window, serial, decryption or the message's own form.
+    #[error("callback failed verification")]
+    Unverified(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Verified, but not about our merchant, or not a payment of the order it names.
+    #[error("callback does not match our merchant or order")]
+    Mismatch(#[source] Mismatch),
     #[error("temporary failure")]
     Temporary(#[source] anyhow::Error),
+}
+
+impl CallbackError {
+    pub fn unverified(cause: impl std::error::Error + Send + Sync + 'static) -> CallbackError {
+        CallbackError::Unverified(Box::new(cause))
+    }
+}
+
+/// What about a verified message does not fit: a typed reason, never a string to parse.
+#[derive(Debug, thiserror::Error)]
+pub enum Mismatch {
+    /// A merchant or order identifier that is not one of ours (`mchid`, `appid`, `app_id`,
+    /// `seller_id`, `out_trade_no`).
+    #[error("{0} is not ours")]
+    NotOurs(&'static str),
+    /// A field the message must carry is missing or out of range.
+    #[error("{0}")]
+    Malformed(&'static str),
+    /// A state that settles nothing where a payment was announced.
+    #[error("{what} {state} does not settle")]
+    DoesNotSettle { what: &'static str, state: String },
+    /// The settlement refused the report (amount, provider, another transaction, a refund that
+    /// does not fit): its error is the cause.
+    #[error("the report does not fit the order")]
+    Order(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<Mismatch> for CallbackError {
+    fn from(m: Mismatch) -> CallbackError {
+        CallbackError::Mismatch(m)
+    }
 }
 
 /// The order a browser return is checked against.

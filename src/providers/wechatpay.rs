@@ -1,5 +1,7 @@
 //! WeChat Pay APIv3 adapter over the `paygate-wechatpay` crate.
 
+mod certificates;
+
 use std::sync::{Arc, RwLock};
 
 use anyhow::{Context, anyhow};
@@ -16,7 +18,7 @@ use paygate_wechatpay::{
 };
 
 use super::{
-    Callback, CallbackError, NewPayment, NewRefund, PaymentInstructions, PaymentProvider,
+    Callback, CallbackError, Mismatch, NewPayment, NewRefund, PaymentInstructions, PaymentProvider,
     ProviderError, RefundState, ReturnError, ReturnOrder, TradeStatus,
 };
 use crate::clock::{SharedClock, rfc3339_beijing};
@@ -26,6 +28,7 @@ use crate::reconcile::bill::{self as bill, BillEntry, BillError, BillTotals, Ent
 use crate::reconcile::bounds::{BillSink, Bounds};
 use crate::refunds::{RefundFailure, RefundOutcome, RefundReport};
 use crate::settle::PaidTrade;
+use certificates::Certificates;
 
 pub struct WechatPay {
     client: Client,
@@ -37,15 +40,9 @@ pub struct WechatPay {
     platform: Arc<RwLock<PlatformKeys>>,
     apiv3_key: ApiV3Key,
     clock: SharedClock,
-    /// `fetch_platform_certificates`: platform keys come from `/v3/certificates`.
-    certificate_mode: bool,
-    /// When the certificates were last fetched (gateway clock); one fetch at a time.
-    last_refresh: tokio::sync::Mutex<Option<chrono::DateTime<chrono::Utc>>>,
+    /// The platform keys' refresh from `/v3/certificates` (certificate mode).
+    certificates: Certificates,
 }
-
-/// An unknown `Wechatpay-Serial` on a callback triggers a certificate fetch at most this often,
-/// so forged serials cannot turn callbacks into a stream of requests to WeChat.
-const MIN_REFRESH_INTERVAL: chrono::Duration = chrono::Duration::seconds(5);
 
 /// Key material, read once at start-up.
 pub struct WechatKeys {
@@ -110,6 +107,13 @@ impl WechatPay {
             // certificates it lists, which only WeChat can encrypt under our APIv3 key.
             client = client.with_apiv3_key(keys.apiv3_key.clone());
         }
+        let certificates = Certificates::new(
+            client.clone(),
+            platform.clone(),
+            keys.apiv3_key.clone(),
+            clock.clone(),
+            w.fetch_platform_certificates,
+        );
         WechatPay {
             client,
             credentials: creds,
@@ -117,77 +121,9 @@ impl WechatPay {
             appid: w.appid.clone(),
             notify_url: format!("{public_url}/webhooks/wechatpay"),
             platform,
+            certificates,
             apiv3_key: keys.apiv3_key,
             clock,
-            certificate_mode: w.fetch_platform_certificates,
-            last_refresh: tokio::sync::Mutex::new(None),
-        }
-    }
-
-    /// Fetches `/v3/certificates` and adds every listed key beside the ones already known
-    /// (old and new side by side across a rotation). Answers how many keys are known.
-    async fn fetch_certificates(&self) -> anyhow::Result<usize> {
-        let mut last = self.last_refresh.lock().await;
-        self.fetch_certificates_locked(&mut last).await
-    }
-
-    /// The fetch itself, under the `last_refresh` lock so fetches never run side by side. An
-    /// attempt counts for the rate limit whether or not it succeeds.
-    async fn fetch_certificates_locked(
-        &self,
-        last: &mut Option<chrono::DateTime<chrono::Utc>>,
-    ) -> anyhow::Result<usize> {
-        *last = Some(self.clock.now());
-        let listing = self
-            .client
-            .certificates()
-            .await
-            .context("fetching /v3/certificates")?;
-        let certificates = paygate_wechatpay::decrypt_certificates(&listing, &self.apiv3_key)
-            .context("decrypting /v3/certificates")?;
-        let known = {
-            let mut keys = self.platform.write().unwrap_or_else(|e| e.into_inner());
-            for (serial, verifier, _expires) in certificates {
-                keys.insert(&serial, verifier);
-            }
-            keys.len()
-        };
-        tracing::info!(known, "wechatpay platform certificates refreshed");
-        Ok(known)
-    }
-
-    /// Certificate mode: an unknown serial may be a key WeChat just rotated in. Fetch once,
-    /// unless an attempt was made within [`MIN_REFRESH_INTERVAL`]; true when a fetch succeeded.
-    async fn refresh_for_unknown_serial(&self) -> bool {
-        if !self.certificate_mode {
-            return false;
-        }
-        let mut last = self.last_refresh.lock().await;
-        if last.is_some_and(|at| self.clock.now() - at < MIN_REFRESH_INTERVAL) {
-            return false;
-        }
-        match self.fetch_certificates_locked(&mut last).await {
-            Ok(_) => true,
-            Err(e) => {
-                tracing::warn!(
-                    error = format!("{e:#}"),
-                    "certificate refresh for an unknown serial failed"
-                );
-                false
-            }
-        }
-    }
-
-    /// Certificate mode before any key is known (start-up, before the first scheduled fetch):
-    /// fetch first, so the answer to this call can be verified.
-    async fn ensure_keys(&self) {
-        let empty = self
-            .platform
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty();
-        if empty {
-            self.refresh_for_unknown_serial().await;
         }
     }
 
@@ -198,7 +134,7 @@ impl WechatPay {
         &self,
         call: impl std::future::Future<Output = Result<T, ClientError>>,
     ) -> Result<T, ProviderError> {
-        self.ensure_keys().await;
+        self.certificates.ensure_keys().await;
         match call.await {
             Ok(answer) => Ok(answer),
             Err(e) => Err(self.client_error(e).await),
@@ -207,7 +143,7 @@ impl WechatPay {
 
     async fn client_error(&self, e: ClientError) -> ProviderError {
         if matches!(e, ClientError::Verify(VerifyError::UnknownSerial(_)))
-            && self.refresh_for_unknown_serial().await
+            && self.certificates.refresh_for_unknown_serial().await
         {
             return ProviderError::Unavailable(e.into());
         }
@@ -231,39 +167,41 @@ impl WechatPay {
 
     /// Checks a verified transaction against our merchant; keeps only what we store. None
     /// while it is not paid (`SUCCESS`, or `REFUND`: paid, then refunded).
-    fn paid_trade(&self, tx: &Transaction) -> Result<Option<PaidTrade>, String> {
+    fn paid_trade(&self, tx: &Transaction) -> Result<Option<PaidTrade>, Mismatch> {
+        use Mismatch::Malformed;
         if tx.mchid != self.mchid {
-            return Err("mchid is not ours".into());
+            return Err(Mismatch::NotOurs("mchid"));
         }
         if tx.appid != self.appid {
-            return Err("appid is not ours".into());
+            return Err(Mismatch::NotOurs("appid"));
         }
         if !matches!(tx.trade_state, TradeState::Success | TradeState::Refund) {
             return Ok(None);
         }
-        let order_no = OrderNo::parse(&tx.out_trade_no).ok_or("out_trade_no is not one of ours")?;
+        let order_no = OrderNo::parse(&tx.out_trade_no).ok_or(Mismatch::NotOurs("out_trade_no"))?;
         let txn_id = tx
             .transaction_id
             .clone()
-            .ok_or("paid transaction without transaction_id")?;
+            .ok_or(Malformed("paid transaction without transaction_id"))?;
         let amount = tx
             .amount
             .as_ref()
-            .ok_or("paid transaction without amount")?;
+            .ok_or(Malformed("paid transaction without amount"))?;
         let total = amount
             .total
-            .ok_or("paid transaction without amount.total")?;
-        let amount_fen = Fen::new(total).map_err(|_| "negative amount")?;
+            .ok_or(Malformed("paid transaction without amount.total"))?;
+        let amount_fen = Fen::new(total).map_err(|_| Malformed("negative amount"))?;
         let currency = amount
             .currency
             .as_deref()
-            .ok_or("paid transaction without amount.currency")?;
-        let currency = Currency::parse(currency).ok_or("paid transaction in another currency")?;
+            .ok_or(Malformed("paid transaction without amount.currency"))?;
+        let currency =
+            Currency::parse(currency).ok_or(Malformed("paid transaction in another currency"))?;
         let paid_at = tx
             .success_time
             .as_deref()
-            .ok_or("paid transaction without success_time")?;
-        let paid_at = parse_time(paid_at).ok_or("success_time is not RFC 3339")?;
+            .ok_or(Malformed("paid transaction without success_time"))?;
+        let paid_at = parse_time(paid_at).ok_or(Malformed("success_time is not RFC 3339"))?;
         Ok(Some(PaidTrade {
             order_no,
             provider: ProviderId::Wechatpay,
@@ -313,24 +251,21 @@ impl WechatPay {
         &self,
         verified: &paygate_wechatpay::VerifiedNotification,
     ) -> Result<Callback, CallbackError> {
-        let n = verified
-            .refund()
-            .map_err(|e| CallbackError::Unverified(e.to_string()))?;
+        let n = verified.refund().map_err(CallbackError::unverified)?;
         if n.mchid != self.mchid {
-            return Err(CallbackError::Mismatch("mchid is not ours".into()));
+            return Err(Mismatch::NotOurs("mchid").into());
         }
-        let order_no = OrderNo::parse(&n.out_trade_no)
-            .ok_or_else(|| CallbackError::Mismatch("out_trade_no is not one of ours".into()))?;
-        let amount = Fen::new(n.amount.refund)
-            .map_err(|_| CallbackError::Mismatch("negative refund amount".into()))?;
-        let total = Fen::new(n.amount.total)
-            .map_err(|_| CallbackError::Mismatch("negative order total".into()))?;
+        let order_no = OrderNo::parse(&n.out_trade_no).ok_or(Mismatch::NotOurs("out_trade_no"))?;
+        let amount =
+            Fen::new(n.amount.refund).map_err(|_| Mismatch::Malformed("negative refund amount"))?;
+        let total =
+            Fen::new(n.amount.total).map_err(|_| Mismatch::Malformed("negative order total"))?;
         let outcome = match n.refund_status {
             WechatRefundStatus::Success => RefundOutcome::Succeeded {
                 at: match n.success_time.as_deref() {
-                    Some(t) => Some(parse_time(t).ok_or_else(|| {
-                        CallbackError::Mismatch("success_time is not RFC 3339".into())
-                    })?),
+                    Some(t) => Some(
+                        parse_time(t).ok_or(Mismatch::Malformed("success_time is not RFC 3339"))?,
+                    ),
                     None => None,
                 },
             },
@@ -467,7 +402,7 @@ impl PaymentProvider for WechatPay {
     }
 
     async fn query(&self, order_no: &OrderNo) -> Result<TradeStatus, ProviderError> {
-        self.ensure_keys().await;
+        self.certificates.ensure_keys().await;
         let tx = match self.client.query_by_out_trade_no(order_no.as_str()).await {
             Ok(tx) => tx,
             Err(e) if e.api_code() == Some("ORDER_NOT_EXIST") => return Ok(TradeStatus::Pending),
@@ -480,7 +415,7 @@ impl PaymentProvider for WechatPay {
         }
         let paid = self
             .paid_trade(&tx)
-            .map_err(|m| ProviderError::Rejected(anyhow!(m)))?;
+            .map_err(|m| ProviderError::Rejected(m.into()))?;
         Ok(match (paid, tx.trade_state) {
             (Some(trade), TradeState::Refund) => TradeStatus::Refunded(trade),
             (Some(trade), _) => TradeStatus::Paid(trade),
@@ -510,7 +445,7 @@ impl PaymentProvider for WechatPay {
                 currency: Currency::Cny.as_str().to_owned(),
             },
         };
-        self.ensure_keys().await;
+        self.certificates.ensure_keys().await;
         match self.client.refund(&request).await {
             Ok(answer) => self.refund_state(&answer, &refund.order_no, &refund.refund_no),
             // A verified 4xx business error (NOT_ENOUGH, RESOURCE_NOT_EXISTS, …): WeChat took
@@ -529,7 +464,7 @@ impl PaymentProvider for WechatPay {
         order_no: &OrderNo,
         refund_no: &str,
     ) -> Result<RefundState, ProviderError> {
-        self.ensure_keys().await;
+        self.certificates.ensure_keys().await;
         match self.client.refund_by_out_refund_no(refund_no).await {
             Ok(answer) => self.refund_state(&answer, order_no, refund_no),
             Err(e) if e.api_code() == Some("RESOURCE_NOT_EXISTS") => Ok(RefundState::NotFound),
@@ -552,7 +487,7 @@ impl PaymentProvider for WechatPay {
                 BillError::Invalid(e.into())
             }
         };
-        self.ensure_keys().await;
+        self.certificates.ensure_keys().await;
         // Gzip: a tenth of the bytes on the wire; the SHA-1 is over the uncompressed file.
         let download = self.client.trade_bill(date, true).await.map_err(classify)?;
         if let Err(e) = self.client.download_bill(&download, sink).await {
@@ -632,17 +567,17 @@ impl PaymentProvider for WechatPay {
         headers: &HeaderMap,
         body: &[u8],
     ) -> Result<Callback, CallbackError> {
-        let signature = SignatureHeaders::from_header_map(headers)
-            .map_err(|e| CallbackError::Unverified(e.to_string()))?;
+        let signature =
+            SignatureHeaders::from_header_map(headers).map_err(CallbackError::unverified)?;
         let verified = match self.verify(&signature, body) {
             Err(paygate_wechatpay::NotifyError::Verify(VerifyError::UnknownSerial(_)))
-                if self.refresh_for_unknown_serial().await =>
+                if self.certificates.refresh_for_unknown_serial().await =>
             {
                 self.verify(&signature, body)
             }
             other => other,
         }
-        .map_err(|e| CallbackError::Unverified(e.to_string()))?;
+        .map_err(CallbackError::unverified)?;
         match verified.notification.event_type.as_str() {
             EVENT_TRANSACTION_SUCCESS => {}
             EVENT_REFUND_SUCCESS | EVENT_REFUND_CLOSED | EVENT_REFUND_ABNORMAL => {
@@ -650,23 +585,19 @@ impl PaymentProvider for WechatPay {
             }
             other => return Ok(Callback::Ignored(other.to_owned())),
         }
-        let tx = verified
-            .transaction()
-            .map_err(|e| CallbackError::Unverified(e.to_string()))?;
-        match self.paid_trade(&tx).map_err(CallbackError::Mismatch)? {
+        let tx = verified.transaction().map_err(CallbackError::unverified)?;
+        match self.paid_trade(&tx)? {
             Some(trade) if tx.trade_state == TradeState::Success => Ok(Callback::Paid(trade)),
-            _ => Err(CallbackError::Mismatch(format!(
-                "TRANSACTION.SUCCESS with trade_state {}",
-                tx.trade_state.as_str()
-            ))),
+            _ => Err(Mismatch::DoesNotSettle {
+                what: "TRANSACTION.SUCCESS with trade_state",
+                state: tx.trade_state.as_str().to_owned(),
+            }
+            .into()),
         }
     }
 
     async fn refresh_keys(&self) -> anyhow::Result<usize> {
-        if !self.certificate_mode {
-            return Ok(0);
-        }
-        self.fetch_certificates().await
+        self.certificates.refresh().await
     }
 
     fn answer(&self, outcome: &Result<(), CallbackError>) -> Response {
@@ -688,7 +619,9 @@ impl PaymentProvider for WechatPay {
     /// says nothing about the payment): there is nothing to verify, so only an empty body is
     /// taken, and the check is the active query the caller makes next.
     fn verify_return(&self, _order: ReturnOrder<'_>, query: &[u8]) -> Result<(), ReturnError> {
-        if query.iter().all(u8::is_ascii_whitespace) {
+        // Empty means no byte at all: README and DESIGN.md §4 promise 422 for any body, and a
+        // body of blanks is a body.
+        if query.is_empty() {
             Ok(())
         } else {
             Err(ReturnError::NotExpected(

@@ -173,7 +173,7 @@ fn event_from_row(r: &sqlx::any::AnyRow) -> Result<Event, sqlx::Error> {
         event_type: r.try_get("event_type")?,
         order_no: r.try_get("order_no")?,
         created_at: crate::clock::rfc3339_beijing_millis(r.try_get("created_at")?),
-        data: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
+        data: super::orders::json_column("payload_json", &payload)?,
     })
 }
 

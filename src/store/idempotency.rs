@@ -1,10 +1,103 @@
 //! Idempotency keys as Stripe does them: claim `(api key, key)`, store the answer, replay it.
+//! The key is stored as a keyed hash (`crate::privacy::idempotency_keys`), never as text.
 
 use sqlx::{AnyPool, Row};
 
 /// A claim older than this with no stored answer belongs to a request that died; a retry may
 /// take it over.
 const STALE_CLAIM_MS: i64 = 60_000;
+
+/// How a row's `idempotency_key` was written (column `key_form`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyForm {
+    /// The header's text, as rows were written before keys were hashed.
+    Text,
+    /// HMAC-SHA256 under the key derived from `[privacy] pseudonym_key_file`.
+    Keyed,
+    /// HMAC-SHA256 under a public constant: no pseudonym key was configured.
+    Unkeyed,
+}
+
+impl KeyForm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyForm::Text => "text",
+            KeyForm::Keyed => "keyed",
+            KeyForm::Unkeyed => "unkeyed",
+        }
+    }
+}
+
+/// An `Idempotency-Key` as one row may hold it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    pub value: String,
+    pub form: KeyForm,
+}
+
+/// Moves a row of this key written in an earlier form ($4, $5) to the current one ($1, $2), so
+/// the insert below finds it; a key that has a current row already keeps that one.
+const REKEY: &str = "UPDATE idempotency SET idempotency_key = $1, key_form = $2
+     WHERE api_key_id = $3 AND idempotency_key = $4 AND key_form = $5
+       AND NOT EXISTS (SELECT 1 FROM idempotency i WHERE i.api_key_id = $3 AND i.idempotency_key = $1)";
+
+fn rekey_statement(api_key_id: &str, from: &StoredKey, to: &StoredKey) -> super::Statement {
+    (
+        REKEY,
+        vec![
+            to.value.clone().into(),
+            to.form.as_str().into(),
+            api_key_id.into(),
+            from.value.clone().into(),
+            from.form.as_str().into(),
+        ],
+    )
+}
+
+/// Whether any row is in another form than `form` (old rows are matched until none are left).
+pub async fn other_forms_exist(pool: &AnyPool, form: KeyForm) -> Result<bool, sqlx::Error> {
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM idempotency WHERE key_form <> $1 LIMIT 1")
+            .bind(form.as_str())
+            .fetch_optional(pool)
+            .await?;
+    Ok(found.is_some())
+}
+
+/// The keys still stored as text that contain `pattern` (a `LIKE` pattern with `\` escapes).
+pub async fn text_keys_like(
+    tx: &mut super::Tx,
+    pattern: &str,
+) -> Result<Vec<(String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT api_key_id, idempotency_key FROM idempotency
+         WHERE key_form = 'text' AND idempotency_key LIKE $1 ESCAPE '\\'",
+    )
+    .bind(pattern)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+/// A text key rewritten in its hashed form, or dropped when its hashed row exists already.
+pub async fn hash_text_key(
+    tx: &mut super::Tx,
+    api_key_id: &str,
+    text: &str,
+    to: &StoredKey,
+) -> Result<(), sqlx::Error> {
+    let from = StoredKey {
+        value: text.to_owned(),
+        form: KeyForm::Text,
+    };
+    let (sql, values) = rekey_statement(api_key_id, &from, to);
+    super::exec::query(sql, &values).execute(&mut **tx).await?;
+    sqlx::query("DELETE FROM idempotency WHERE api_key_id = $1 AND idempotency_key = $2 AND key_form = 'text'")
+        .bind(api_key_id)
+        .bind(text)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
 
 pub enum Claim {
     /// This request owns the key: do the work, then `complete` or `release`.
@@ -17,26 +110,34 @@ pub enum Claim {
     InFlight,
 }
 
+/// Claims `stored` for this API key. `earlier`: the forms an older row of the same key may be
+/// in; such a row is moved to `stored` in the same write, so it answers as it always did.
 pub async fn claim(
     db: &super::Db,
     api_key_id: &str,
-    key: &str,
+    stored: &StoredKey,
+    earlier: &[StoredKey],
     request_hash: &str,
     now_ms: i64,
 ) -> Result<Claim, sqlx::Error> {
-    let inserted = db
-        .write_all(vec![(
-            "INSERT INTO idempotency (api_key_id, idempotency_key, request_hash, created_at)
-             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-            vec![
-                api_key_id.into(),
-                key.into(),
-                request_hash.into(),
-                now_ms.into(),
-            ],
-        )])
-        .await?;
-    if inserted == [1] {
+    let key = stored.value.as_str();
+    let mut statements: Vec<super::Statement> = earlier
+        .iter()
+        .map(|from| rekey_statement(api_key_id, from, stored))
+        .collect();
+    statements.push((
+        "INSERT INTO idempotency (api_key_id, idempotency_key, key_form, request_hash, created_at)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        vec![
+            api_key_id.into(),
+            key.into(),
+            stored.form.as_str().into(),
+            request_hash.into(),
+            now_ms.into(),
+        ],
+    ));
+    let changed = db.write_all(statements).await?;
+    if changed.last() == Some(&1) {
         return Ok(Claim::Owned);
     }
     let pool = db.pool();

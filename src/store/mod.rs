@@ -5,6 +5,7 @@
 //! fen and epoch-millisecond times. Uniqueness and conditional updates do the concurrency
 //! work; the in-process writer queue of SQLite only orders writes, it guards nothing.
 
+pub mod erasure;
 pub mod events;
 pub mod exec;
 pub mod idempotency;
@@ -16,6 +17,7 @@ pub mod refunds;
 pub mod writer;
 
 use std::str::FromStr;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
@@ -50,6 +52,18 @@ pub struct Db {
     inline: Option<std::sync::Arc<inline::Readers>>,
     /// Committed status changes of orders, announced to this instance's waiters (`wait=`).
     order_watch: crate::order_watch::OrderWatch,
+    /// SQLite: `db_acquire_timeout_ms`, the whole wait of a write for the pool's connection and
+    /// the file's write lock together, and the busy timeout the writer connection has now.
+    write_wait: Duration,
+    writer_busy_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// A writer connection's busy timeout is set again before `BEGIN IMMEDIATE` only when what is
+/// left of the wait differs from it by more than this (one round trip saved on most writes).
+const BUSY_TOLERANCE_MS: u64 = 50;
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// A PostgreSQL connection idle longer than this is pinged before it is used again.
@@ -123,6 +137,8 @@ impl Db {
                 batch_writer: None,
                 inline: None,
                 order_watch: Default::default(),
+                write_wait: acquire_timeout,
+                writer_busy_ms: Default::default(),
             });
         }
         let url = if url.contains('?') || url.contains(":memory:") {
@@ -133,11 +149,20 @@ impl Db {
         // No ping before handing out a SQLite connection: it is a file in this process, not a
         // socket that can die idle, and the ping is one more round trip to the connection's
         // worker thread on every query.
+        let writer_busy_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let busy_set = writer_busy_ms.clone();
         let writer = AnyPoolOptions::new()
             .max_connections(1)
             .acquire_timeout(acquire_timeout)
             .test_before_acquire(false)
-            .after_connect(move |conn, _| Box::pin(sqlite_session(conn, false, acquire_timeout)))
+            .after_connect(move |conn, _| {
+                let busy_set = busy_set.clone();
+                Box::pin(async move {
+                    sqlite_session(conn, false, acquire_timeout).await?;
+                    busy_set.store(millis(acquire_timeout), Ordering::Relaxed);
+                    Ok(())
+                })
+            })
             .connect(&url)
             .await?;
         if url.contains(":memory:") {
@@ -149,6 +174,8 @@ impl Db {
                 batch_writer: None,
                 inline: None,
                 order_watch: Default::default(),
+                write_wait: acquire_timeout,
+                writer_busy_ms,
             });
         }
         let reader = AnyPoolOptions::new()
@@ -170,6 +197,8 @@ impl Db {
             batch_writer: Some(batch_writer),
             inline: Some(std::sync::Arc::new(inline)),
             order_watch: Default::default(),
+            write_wait: acquire_timeout,
+            writer_busy_ms,
         })
     }
 
@@ -261,11 +290,28 @@ impl Db {
     /// A transaction that will write. On SQLite it takes the write lock up front
     /// (`BEGIN IMMEDIATE`): a deferred transaction that reads first and writes later can
     /// fail with SQLITE_BUSY instead of waiting its turn.
+    ///
+    /// SQLite: the wait for the pool's one writer connection (held meanwhile by the batching
+    /// writer, perhaps waiting for a lock held by another process) and the wait for the lock
+    /// are one wait of `db_acquire_timeout_ms`: the connection's busy timeout is what is left.
     pub async fn begin_write(&self) -> Result<Tx, sqlx::Error> {
-        match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
+        if self.backend == Backend::Postgres {
+            return self.pool.begin().await;
         }
+        let started = std::time::Instant::now();
+        let mut conn = self.pool.acquire().await?;
+        let left = millis(self.write_wait.saturating_sub(started.elapsed()));
+        if self.writer_busy_ms.load(Ordering::Relaxed).abs_diff(left) > BUSY_TOLERANCE_MS {
+            sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA busy_timeout = {left}")))
+                .execute(&mut *conn)
+                .await?;
+            self.writer_busy_ms.store(left, Ordering::Relaxed);
+        }
+        sqlx::Transaction::begin(
+            conn,
+            Some(sqlx::SqlSafeStr::into_sql_str("BEGIN IMMEDIATE")),
+        )
+        .await
     }
 
     pub async fn ping(&self) -> Result<(), sqlx::Error> {

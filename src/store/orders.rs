@@ -21,7 +21,8 @@ pub struct OrderRow {
     pub provider: ProviderId,
     pub channel: Channel,
     pub status: OrderStatus,
-    pub payment_json: Option<String>,
+    /// The provider's payment instructions (a JSON object), once the provider accepted.
+    pub payment_json: Option<serde_json::Value>,
     pub late_payment: bool,
     /// Refunds that succeeded, in total.
     pub refunded: Fen,
@@ -48,9 +49,21 @@ const ORDER_COLUMNS: &str = "order_no, employer_id, plan_id, grants_json, amount
      provider, channel, status, payment_json, late_payment, refunded_fen, refund_pending_fen, \
      expires_at, paid_at, closed_at, created_at, updated_at";
 
-/// A stored value that does not parse: the row is corrupt, and saying so beats guessing.
+/// A stored value that does not parse: the row is corrupt, and saying so (naming the column)
+/// beats guessing a `null`, a zero or 1970.
 pub(crate) fn corrupt(column: &'static str, detail: impl std::fmt::Display) -> sqlx::Error {
-    sqlx::Error::Decode(format!("stored {column} is invalid: {detail}").into())
+    sqlx::Error::ColumnDecode {
+        index: column.to_owned(),
+        source: format!("stored {column} is invalid: {detail}").into(),
+    }
+}
+
+/// A JSON text column, decoded: what does not parse is [`corrupt`], never `null`.
+pub(crate) fn json_column(
+    column: &'static str,
+    text: &str,
+) -> Result<serde_json::Value, sqlx::Error> {
+    serde_json::from_str(text).map_err(|e| corrupt(column, e))
 }
 
 pub(crate) fn fen_of(column: &'static str, value: i64) -> Result<Fen, sqlx::Error> {
@@ -78,7 +91,10 @@ fn order_from_row(r: &impl Columns) -> Result<OrderRow, sqlx::Error> {
         provider: ProviderId::parse(&provider).ok_or_else(|| corrupt("provider", &provider))?,
         channel: Channel::parse(&channel).ok_or_else(|| corrupt("channel", &channel))?,
         status: OrderStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
-        payment_json: r.column("payment_json")?,
+        payment_json: r
+            .column::<Option<String>>("payment_json")?
+            .map(|text| json_column("payment_json", &text))
+            .transpose()?,
         late_payment: r.column::<i64>("late_payment")? != 0,
         refunded: fen_of("refunded_fen", r.column("refunded_fen")?)?,
         refund_pending: fen_of("refund_pending_fen", r.column("refund_pending_fen")?)?,
@@ -125,7 +141,7 @@ pub async fn insert(db: &Db, o: &OrderRow) -> Result<(), sqlx::Error> {
         o.provider.as_str().into(),
         o.channel.as_str().into(),
         OrderStatus::Pending.as_str().into(),
-        o.payment_json.clone().into(),
+        o.payment_json.as_ref().map(|v| v.to_string()).into(),
         i64::from(o.late_payment).into(),
         o.refunded.get().into(),
         o.refund_pending.get().into(),
@@ -166,10 +182,18 @@ pub async fn delete_unaccepted(pool: &AnyPool, order_no: &OrderNo) -> Result<(),
 
 /// The provider's payment instructions stored on the order, as a statement of
 /// [`Db::write_all`].
-pub fn set_payment_json(order_no: &OrderNo, payment_json: String, now_ms: i64) -> Statement {
+pub fn set_payment_json(
+    order_no: &OrderNo,
+    payment_json: &serde_json::Value,
+    now_ms: i64,
+) -> Statement {
     (
         "UPDATE payment_order SET payment_json = $1, updated_at = $2 WHERE order_no = $3",
-        vec![payment_json.into(), now_ms.into(), order_no.as_str().into()],
+        vec![
+            payment_json.to_string().into(),
+            now_ms.into(),
+            order_no.as_str().into(),
+        ],
     )
 }
 

@@ -16,13 +16,19 @@
 //! While a batch runs, the task holds the sqlx writer pool's only connection, so every other
 //! write of the process (which all go through that pool) waits its turn in the pool's queue
 //! instead of in SQLite's busy handler. [`Writer::close`] runs what is queued and then stops.
+//!
+//! `db_acquire_timeout_ms` is each caller's whole wait (DESIGN.md §13): its time in the queue,
+//! for the pool's connection and for the file's write lock together. Every caller has its own
+//! deadline; a batch waits for the lock no longer than its earliest one, refuses (SQLITE_BUSY)
+//! the callers whose time is up, and waits on for the others, so a lock held by another
+//! process fails each caller after about the setting, not one batch's wait plus its own.
 
 use std::borrow::Cow;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, ToSql};
 use sqlx::AnyPool;
@@ -83,16 +89,28 @@ where
     }
 }
 
+/// A caller's transaction and the moment its wait for the write lock is up.
+struct Queued {
+    job: Box<dyn Job>,
+    deadline: Instant,
+}
+
 enum Msg {
-    Job(Box<dyn Job>),
+    Job(Queued),
     Close(oneshot::Sender<()>),
 }
+
+/// A busy answer this close to a caller's deadline ends its wait: SQLite's busy handler sleeps
+/// in steps and may return a little before the timeout it was given.
+const DEADLINE_SLACK: Duration = Duration::from_millis(50);
 
 /// The handle callers queue on. Cloning is cheap; the task stops after [`Writer::close`].
 #[derive(Clone, Debug)]
 pub struct Writer {
     queue: mpsc::UnboundedSender<Msg>,
     stats: Arc<Stats>,
+    /// `db_acquire_timeout_ms`: how long a caller may wait, from queueing to the write lock.
+    wait: Duration,
 }
 
 /// How many transactions ran in how many commits (the load tool reports the batch size).
@@ -105,7 +123,8 @@ struct Stats {
 impl Writer {
     /// Opens the writer's own connection to the SQLite file at `path` (which exists: the sqlx
     /// writer created it) and starts the task on the current runtime. `gate` is the sqlx writer
-    /// pool whose one connection is held while a batch runs.
+    /// pool whose one connection is held while a batch runs; `busy_timeout` is each caller's
+    /// whole wait (see the module docs).
     pub fn open(path: &Path, gate: AnyPool, busy_timeout: Duration) -> Result<Writer, sqlx::Error> {
         let conn = Connection::open(path).map_err(to_sqlx)?;
         // The same session as every sqlx connection of the file (see `sqlite_session`).
@@ -118,7 +137,11 @@ impl Writer {
         let (queue, rx) = mpsc::unbounded_channel();
         let stats = Arc::<Stats>::default();
         tokio::spawn(run(conn, rx, gate, stats.clone()));
-        Ok(Writer { queue, stats })
+        Ok(Writer {
+            queue,
+            stats,
+            wait: busy_timeout,
+        })
     }
 
     /// Runs `f` as a transaction of its own (a savepoint inside the batch's transaction) and
@@ -142,8 +165,9 @@ impl Writer {
     {
         let (done, answer) = oneshot::channel::<Result<T, E>>();
         let job: Box<dyn Job> = Box::new(Typed { f, done });
+        let deadline = Instant::now() + self.wait;
         self.queue
-            .send(Msg::Job(job))
+            .send(Msg::Job(Queued { job, deadline }))
             .map_err(|_| sqlx::Error::PoolClosed)?;
         // The task dropped the job without an answer: it panicked or the runtime stopped.
         answer.await.map_err(|_| sqlx::Error::WorkerCrashed)?
@@ -192,8 +216,18 @@ async fn run(
         if !jobs.is_empty() {
             let Some(c) = conn.take() else { break };
             // Holding the sqlx writer's connection keeps the process's other writes out of
-            // SQLite's write lock (and its busy handler) while this batch has it.
-            match gate.acquire().await {
+            // SQLite's write lock (and its busy handler) while this batch has it. Waited for
+            // no longer than the last caller's deadline.
+            let last = jobs
+                .iter()
+                .map(|q| q.deadline)
+                .max()
+                .unwrap_or_else(Instant::now);
+            let acquired = match tokio::time::timeout_at(last.into(), gate.acquire()).await {
+                Ok(acquired) => acquired,
+                Err(_) => Err(sqlx::Error::PoolTimedOut),
+            };
+            match acquired {
                 Ok(held) => {
                     let stats = stats.clone();
                     let ran = tokio::task::spawn_blocking(move || {
@@ -215,8 +249,8 @@ async fn run(
                 }
                 Err(e) => {
                     let failed = SqliteError::unavailable(&e);
-                    for job in jobs {
-                        job.refuse(failed.clone().into());
+                    for q in jobs {
+                        q.job.refuse(failed.clone().into());
                     }
                     conn = Some(c);
                 }
@@ -231,7 +265,7 @@ async fn run(
     rx.close();
     while let Ok(msg) = rx.try_recv() {
         match msg {
-            Msg::Job(job) => job.refuse(sqlx::Error::PoolClosed),
+            Msg::Job(q) => q.job.refuse(sqlx::Error::PoolClosed),
             Msg::Close(done) => {
                 let _ = done.send(());
             }
@@ -239,13 +273,39 @@ async fn run(
     }
 }
 
-/// One transaction for all `jobs`, each in a savepoint; outcomes delivered after the commit.
-fn run_batch(conn: &mut Connection, jobs: Vec<Box<dyn Job>>, stats: &Stats) {
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-        let e = SqliteError::from(&e);
-        for job in jobs {
-            job.refuse(e.clone().into());
+/// Takes the write lock for `jobs`, each waiting no longer than its deadline: answers the jobs
+/// still to run (none: every one was refused).
+fn begin(conn: &mut Connection, mut jobs: Vec<Queued>) -> Vec<Box<dyn Job>> {
+    loop {
+        let Some(earliest) = jobs.iter().map(|q| q.deadline).min() else {
+            return Vec::new();
+        };
+        // A caller whose time is already up still gets the lock if it is free at once.
+        let wait = earliest.saturating_duration_since(Instant::now());
+        let begun = conn
+            .busy_timeout(wait)
+            .and_then(|()| conn.execute_batch("BEGIN IMMEDIATE"));
+        let e = match begun {
+            Ok(()) => return jobs.into_iter().map(|q| q.job).collect(),
+            Err(e) => SqliteError::from(&e),
+        };
+        let busy = e
+            .code
+            .is_some_and(|c| c & 0xff == rusqlite::ffi::SQLITE_BUSY);
+        let now = Instant::now() + DEADLINE_SLACK;
+        let (done, waiting): (Vec<Queued>, Vec<Queued>) =
+            jobs.into_iter().partition(|q| !busy || q.deadline <= now);
+        for q in done {
+            q.job.refuse(e.clone().into());
         }
+        jobs = waiting;
+    }
+}
+
+/// One transaction for all `jobs`, each in a savepoint; outcomes delivered after the commit.
+fn run_batch(conn: &mut Connection, jobs: Vec<Queued>, stats: &Stats) {
+    let jobs = begin(conn, jobs);
+    if jobs.is_empty() {
         return;
     }
     let mut ran = Vec::with_capacity(jobs.len());

@@ -24,6 +24,7 @@ const PLATFORM_KEY: &str = include_str!("../fixtures/platform_key.pem");
 pub const APIV3_KEY: &str = "paygateTestApiV3Key0123456789abc";
 
 /// The events HMAC key of [`TestApp::spawn_with_events`].
+pub const PSEUDONYM_KEY: &str = "pseudonym-key-of-the-tests-0123456789";
 pub const EVENTS_SECRET: &str = "whsec_paygate_test_0123456789";
 
 /// What differs between the test apps.
@@ -289,6 +290,10 @@ impl TestApp {
                 secret_file: Some(secret),
             });
         }
+        // Stored Idempotency-Keys are keyed by it, as in production (issue 20).
+        let pseudonym_key = dir.path().join("pseudonym.key");
+        std::fs::write(&pseudonym_key, format!("{PSEUDONYM_KEY}\n")).expect("pseudonym key");
+        config.privacy.pseudonym_key_file = Some(pseudonym_key);
         config.api_keys = vec![
             api_key("checkout", CHECKOUT_KEY, &["checkout"]),
             api_key("entitlements", ENTITLEMENTS_KEY, &["entitlements"]),

@@ -1,7 +1,6 @@
 //! The thin HTTP part: build with the pure core, POST, verify with the pure core.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use tracing::Instrument;
@@ -72,23 +71,16 @@ impl Error {
     }
 }
 
-/// How queries, closes and refund queries are retried when Alipay is unavailable. Creates
-/// (orders, refunds) are never retried here: the caller decides, after a query, whether a new
-/// attempt is safe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Retry {
-    /// Attempts in all, the first included.
-    pub attempts: u32,
-    /// Wait before the second attempt; doubled before each further one.
-    pub first_delay: Duration,
-}
+/// How queries, closes and refund queries are retried when Alipay is unavailable: the one
+/// policy of both provider clients (back-off with full jitter and a cap on delay and attempts).
+/// Creates (orders, refunds) are never retried here: the caller decides, after a query,
+/// whether a new attempt is safe.
+pub use paygate_retry::RetryPolicy;
 
-impl Default for Retry {
-    fn default() -> Retry {
-        Retry {
-            attempts: 3,
-            first_delay: Duration::from_millis(200),
-        }
+impl paygate_retry::Transient for Error {
+    /// Alipay documents no `Retry-After`; only [`Error::is_unavailable`] decides.
+    fn is_transient(&self) -> bool {
+        self.is_unavailable()
     }
 }
 
@@ -100,7 +92,7 @@ pub struct Client {
     signer: Arc<Signer>,
     alipay_public_key: Arc<Verifier>,
     clock: Clock,
-    retry: Retry,
+    retry: RetryPolicy,
 }
 
 impl std::fmt::Debug for Client {
@@ -130,11 +122,11 @@ impl Client {
             signer,
             alipay_public_key,
             clock,
-            retry: Retry::default(),
+            retry: RetryPolicy::default(),
         }
     }
 
-    pub fn with_retry(mut self, retry: Retry) -> Client {
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Client {
         self.retry = retry;
         self
     }
@@ -330,31 +322,29 @@ impl Client {
         build: impl Fn(DateTime<Utc>) -> Result<SignedRequest, RequestError>,
         read: impl Fn(&str) -> Result<T, ResponseError>,
     ) -> Result<T, Error> {
-        let mut delay = self.retry.first_delay;
-        let mut attempt = 1;
-        loop {
-            // Signed afresh each time: the timestamp is part of the signature.
-            let request = build((self.clock)())?;
-            let result = match self.post(&request).await {
-                Ok(raw) => read(&raw).map_err(Error::from),
-                Err(error) => Err(error),
-            };
-            match result {
-                Err(error) if error.is_unavailable() && attempt < self.retry.attempts => {
+        // The method of the request, for the retry log line (the same on every attempt).
+        let method = std::sync::OnceLock::<&'static str>::new();
+        self.retry
+            .run(
+                |_| async {
+                    // Signed afresh each time: the timestamp is part of the signature.
+                    let request = build((self.clock)())?;
+                    method.get_or_init(|| request.method());
+                    let raw = self.post(&request).await?;
+                    read(&raw).map_err(Error::from)
+                },
+                |error, attempt, delay| {
                     tracing::warn!(
-                        method = request.method(),
+                        method = method.get().copied(),
                         out_trade_no,
                         attempt,
+                        delay_ms = delay.as_millis() as u64,
                         error = %error,
                         "alipay unavailable, retrying"
                     );
-                    tokio::time::sleep(delay).await;
-                    delay = delay.saturating_mul(2);
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+                },
+            )
+            .await
     }
 
     async fn post(&self, request: &SignedRequest) -> Result<String, Error> {

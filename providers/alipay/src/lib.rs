@@ -39,7 +39,7 @@ pub use bill::{
     BillError, BillRow, BillRowKind, BillTotals, BillUrl, TradeBillReader, TradeBillRows,
     bill_download_url_request, read_bill_download_url_response,
 };
-pub use client::{Client, Clock, Error, Retry};
+pub use client::{Client, Clock, Error, RetryPolicy};
 pub use keys::{BadSignature, KeyError, SignFailed, Signer, Verifier, generate_key_pair};
 pub use money::{AmountError, fen_to_yuan, yuan_to_fen};
 pub use notify::{

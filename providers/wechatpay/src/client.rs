@@ -32,26 +32,12 @@ const DEFAULT_USER_AGENT: &str = concat!("paygate-wechatpay/", env!("CARGO_PKG_V
 /// At most this much of an (unsigned) error answer to a bill download is read, for its code.
 const MAX_DOWNLOAD_ERROR_BODY: usize = 64 * 1024;
 
-/// How queries and closes are repeated on transport errors and 5xx. Creating an order is never
-/// repeated blindly: the caller decides (re-posting identical parameters is WeChat's own
-/// idempotent path, and the gateway knows whether its parameters are still identical).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Attempts in all, the first included.
-    pub max_attempts: u32,
-    pub initial_backoff: Duration,
-    pub max_backoff: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 3,
-            initial_backoff: Duration::from_millis(200),
-            max_backoff: Duration::from_secs(2),
-        }
-    }
-}
+/// How queries, closes and bill downloads are repeated while WeChat is unavailable: the one
+/// policy of both provider clients (back-off with full jitter, `Retry-After` honoured). Creating
+/// an order is never repeated blindly: the caller decides (re-posting identical parameters is
+/// WeChat's own idempotent path, and the gateway knows whether its parameters are still
+/// identical).
+pub use paygate_retry::RetryPolicy;
 
 /// What went wrong talking to WeChat Pay.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +49,8 @@ pub enum ClientError {
         status: u16,
         code: String,
         message: String,
+        /// The answer's `Retry-After` in seconds, if it had one (429, 503).
+        retry_after: Option<Duration>,
     },
     #[error("WeChat Pay response failed verification: {0}")]
     Verify(VerifyError),
@@ -116,14 +104,28 @@ impl ClientError {
             _ => None,
         }
     }
+}
 
-    fn is_retryable(&self) -> bool {
+impl paygate_retry::Transient for ClientError {
+    /// Transport errors, 5xx and 429: the same request (signed afresh) may succeed.
+    fn is_transient(&self) -> bool {
+        self.is_unavailable()
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
         match self {
-            ClientError::Transport(_) => true,
-            ClientError::Api { status, .. } => *status >= 500,
-            _ => false,
+            ClientError::Api { retry_after, .. } => *retry_after,
+            _ => None,
         }
     }
+}
+
+/// A response's `Retry-After` (delay-seconds only).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(paygate_retry::parse_retry_after)
 }
 
 /// How a response is checked before a byte of it is read.
@@ -377,24 +379,21 @@ impl Client {
         }
         let canonical_url = self.download_canonical_url(&url);
 
-        let mut backoff = self.retry.initial_backoff;
-        let mut attempt = 1;
-        let mut response = loop {
-            match self.start_download(&url, &canonical_url).await {
-                Err(error) if error.is_retryable() && attempt < self.retry.max_attempts => {
+        let mut response = self
+            .retry
+            .run(
+                |_| self.start_download(&url, &canonical_url),
+                |error, attempt, delay| {
                     tracing::warn!(
                         path = url.path(),
                         attempt,
+                        delay_ms = delay.as_millis() as u64,
                         error = %error,
                         "WeChat Pay bill download unavailable, retrying"
                     );
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(self.retry.max_backoff);
-                    attempt += 1;
-                }
-                other => break other?,
-            }
-        };
+                },
+            )
+            .await?;
 
         let mut written: u64 = 0;
         while let Some(chunk) = response.chunk().await.map_err(ClientError::Transport)? {
@@ -449,6 +448,7 @@ impl Client {
         if (200..300).contains(&status) {
             return Ok(response);
         }
+        let retry_after = retry_after(response.headers());
         let mut body = Vec::new();
         while body.len() < MAX_DOWNLOAD_ERROR_BODY {
             match response.chunk().await {
@@ -468,6 +468,7 @@ impl Client {
             status,
             code,
             message,
+            retry_after,
         })
     }
 
@@ -498,28 +499,21 @@ impl Client {
         body: Option<Vec<u8>>,
         trust: Trust,
     ) -> Result<Verified, ClientError> {
-        let mut backoff = self.retry.initial_backoff;
-        let mut attempt = 1;
-        loop {
-            // Each attempt is signed afresh: a new nonce and timestamp.
-            match self
-                .send(method.clone(), canonical_url, body.clone(), trust)
-                .await
-            {
-                Err(error) if error.is_retryable() && attempt < self.retry.max_attempts => {
+        self.retry
+            .run(
+                // Each attempt is signed afresh: a new nonce and timestamp.
+                |_| self.send(method.clone(), canonical_url, body.clone(), trust),
+                |error, attempt, delay| {
                     tracing::warn!(
                         path = canonical_url,
                         attempt,
+                        delay_ms = delay.as_millis() as u64,
                         error = %error,
                         "WeChat Pay unavailable, retrying"
                     );
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(self.retry.max_backoff);
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+                },
+            )
+            .await
     }
 
     /// Signs, sends, verifies. Non-2xx answers become [`ClientError::Api`] after verification.
@@ -550,6 +544,7 @@ impl Client {
                 status,
                 code: String::new(),
                 message: "unsigned error response".to_owned(),
+                retry_after: retry_after(&headers),
             });
         }
         match self.verify(&headers, &body) {
@@ -570,6 +565,7 @@ impl Client {
                 status,
                 code,
                 message,
+                retry_after: retry_after(&headers),
             })
         }
     }

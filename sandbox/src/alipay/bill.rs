@@ -4,7 +4,7 @@
 //!
 //! The bill of a Beijing day lists every payment whose `gmt_payment` falls in it (业务类型 交易)
 //! and every refund that *completed* in it (退款, its `gmt_refund_pay`; the sandbox's Alipay
-//! refunds complete at once), written by `paygate_alipay::simulator::write_trade_bill_zip` for
+//! refunds complete at once), written by `wire::alipay_bill::write_trade_bill_zip` for
 //! the account `<seller_id>0156`, with the buyer's `buyer_logon_id` in 对方账户, so a gateway
 //! test can show the parser drops it.
 //!
@@ -18,8 +18,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::NaiveDate;
 use encoding_rs::GBK;
-use paygate_alipay::bill::BillRowKind;
-use paygate_alipay::simulator::{BillRowSpec, write_trade_bill_zip};
 use serde_json::{Map, Value, json};
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipArchive, ZipWriter};
@@ -30,6 +28,7 @@ use crate::bill::{
     query_value, replace_once,
 };
 use crate::faults::Faults;
+use crate::wire::alipay_bill::{BillRow as BillRowSpec, BillRowKind, write_trade_bill_zip};
 use crate::{Sandbox, lock};
 
 /// Where a `bill_download_url` points, under the sandbox's public base.
@@ -48,7 +47,7 @@ const NOT_GBK: &[u8] = b"\xFF\xFF";
 /// The amount of the `bill_extra_row` fault's payment: 1.00 yuan.
 const FOREIGN_AMOUNT_FEN: i64 = 100;
 
-/// Business fields of the query: exactly what `paygate_alipay` sends.
+/// Business fields of the query (alipay.md §7): the two the bill needs.
 const ALLOWED_BILL_FIELDS: &[&str] = &["bill_type", "bill_date"];
 
 /// The invalid-argument answer. alipay.md lists only the old English code, spelt
@@ -136,7 +135,7 @@ impl Sandbox {
         self.alipay_bill_zip(sim, &day, &self.faults())
     }
 
-    /// The ZIP, written by `write_trade_bill_zip`, then spoiled or cut as the faults say.
+    /// The ZIP, written by `wire::alipay_bill`, then spoiled or cut as the faults say.
     fn alipay_bill_zip(
         &self,
         sim: &AlipaySim,
@@ -148,9 +147,7 @@ impl Sandbox {
         if bad_encoding {
             rows[0].payer_account = BAD_ENCODING_MARKER.to_owned();
         }
-        let mut out = Cursor::new(Vec::new());
-        write_trade_bill_zip(&account(sim), day.date, rows, &mut out)?;
-        let mut file = out.into_inner();
+        let mut file = write_trade_bill_zip(&account(sim), day.date, &rows)?;
         if bad_encoding {
             file = replace_in_entries(&file, BAD_ENCODING_MARKER.as_bytes(), NOT_GBK)?;
         }
@@ -302,8 +299,8 @@ fn bill_text(text: &str) -> String {
 }
 
 /// The same ZIP with the first `marker` in any entry replaced: entries are read, patched and
-/// deflated again under their raw (GBK) names. The provider crate's writer will not write bytes
-/// that are not GBK, so the `bill_bad_encoding` fault does it afterwards.
+/// deflated again under their raw (GBK) names. The writer will not write bytes that are not
+/// GBK, so the `bill_bad_encoding` fault does it afterwards.
 fn replace_in_entries(zip: &[u8], marker: &[u8], replacement: &[u8]) -> anyhow::Result<Vec<u8>> {
     let mut archive = ZipArchive::new(Cursor::new(zip))?;
     let mut out = ZipWriter::new(Cursor::new(Vec::new()));

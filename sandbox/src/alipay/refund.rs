@@ -31,7 +31,7 @@
 use chrono::{DateTime, FixedOffset, Utc};
 use serde_json::{Map, Value, json};
 
-use super::{AlipayOrder, AlipaySim, Failure, Outcome, TradeState, find};
+use super::{AlipayOrder, AlipaySim, Failure, Outcome, TradeState, find, yuan};
 use crate::portal::{
     PortalProvider, PortalRefund, PortalRefundError, PortalRefundStatus, portal_refund_no,
 };
@@ -49,7 +49,7 @@ pub(crate) struct AlipayRefund {
 impl AlipayRefund {
     /// The refund answer's `gmt_refund_pay`: `yyyy-MM-dd HH:mm:ss` Beijing time.
     fn gmt_refund_pay(&self) -> String {
-        paygate_alipay::beijing_time(self.refunded_at)
+        crate::wire::alipay::beijing_time(self.refunded_at)
     }
 
     /// The notification's `gmt_refund`: with milliseconds, as real refund notifications carry
@@ -92,9 +92,8 @@ impl Sandbox {
             Some(Value::Number(n)) => n.to_string(),
             _ => String::new(),
         };
-        let refund_fen = paygate_alipay::yuan_to_fen(&amount_text)
-            .ok()
-            .filter(|fen| (1..=paygate_alipay::money::MAX_ORDER_FEN).contains(fen))
+        let refund_fen = crate::wire::alipay::yuan_to_fen(&amount_text)
+            .filter(|fen| (1..=crate::wire::alipay::MAX_ORDER_FEN).contains(fen))
             .ok_or_else(|| invalid("refund_amount"))?;
         let out_request_no = request_no(biz)?;
         match biz.get("refund_reason") {
@@ -282,8 +281,4 @@ fn invalid(field: &str) -> Failure {
 
 fn status_error() -> Failure {
     Failure::business("ACQ.TRADE_STATUS_ERROR", "交易状态不合法")
-}
-
-fn yuan(fen: i64) -> String {
-    paygate_alipay::fen_to_yuan(fen).unwrap_or_default()
 }

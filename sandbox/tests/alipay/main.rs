@@ -15,8 +15,8 @@ use axum::extract::State;
 use axum::routing::post;
 use chrono::Utc;
 use paygate_alipay::{
-    Client, Error, OrderChannel, OrderRequest, Params, RefundRequest, RefundStatus, Retry, Signer,
-    TradeStatus, Verifier, order_request, refund_request, verify_trade_notification,
+    Client, Error, OrderChannel, OrderRequest, Params, RefundRequest, RefundStatus, RetryPolicy,
+    Signer, TradeStatus, Verifier, order_request, refund_request, verify_trade_notification,
 };
 use paygate_sandbox::{AlipaySandboxConfig, Faults, Sandbox, SandboxConfig, WechatSandboxConfig};
 use serde_json::Value;
@@ -112,9 +112,10 @@ fn client(base: &str, app_key: &str) -> Client {
         Arc::new(Verifier::from_pem_or_base64(ALIPAY_PUB).unwrap()),
         Arc::new(Utc::now),
     )
-    .with_retry(Retry {
-        attempts: 1,
-        first_delay: Duration::from_millis(1),
+    .with_retry(RetryPolicy {
+        max_attempts: 1,
+        initial_backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(4),
     })
 }
 

@@ -227,9 +227,10 @@ async fn a_sandbox_built_from_the_keys_dir_answers_a_signed_precreate() {
         ),
         Arc::new(chrono::Utc::now),
     )
-    .with_retry(paygate_alipay::Retry {
-        attempts: 1,
-        first_delay: Duration::from_millis(1),
+    .with_retry(paygate_alipay::RetryPolicy {
+        max_attempts: 1,
+        initial_backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(4),
     });
     let no = order_no("KD");
     let created = client

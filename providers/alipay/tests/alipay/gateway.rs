@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use paygate_alipay::{Client, Retry, Signer, Verifier};
+use paygate_alipay::{Client, RetryPolicy, Signer, Verifier};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -112,8 +112,9 @@ pub fn client_for(url: &str) -> Client {
         Arc::new(alipay_public_key),
         Arc::new(now),
     )
-    .with_retry(Retry {
-        attempts: 3,
-        first_delay: Duration::from_millis(1),
+    .with_retry(RetryPolicy {
+        max_attempts: 3,
+        initial_backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(4),
     })
 }
