@@ -48,6 +48,8 @@ pub struct Config {
     pub privacy: PrivacyConfig,
     #[serde(default)]
     pub checkout: CheckoutConfig,
+    #[serde(default)]
+    pub reconciliation: ReconciliationConfig,
     /// The folder relative key-file paths are resolved against (the config file's folder).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -356,6 +358,29 @@ fn default_access_resume_days() -> i64 {
     180
 }
 
+/// `[reconciliation]` (DESIGN.md §10): what a day's bill may cost before it is refused.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReconciliationConfig {
+    /// A bill download larger than this is cut off and refused (422 `bill_invalid`); each
+    /// reading pass refuses more than this many decompressed bytes, or more than a 64th of it
+    /// in lines. The default, 4 GiB, holds some 10 million rows of either provider.
+    pub max_bill_bytes: u64,
+}
+
+/// 4 GiB: 10 million bill rows of 300-400 bytes, with room.
+pub const DEFAULT_MAX_BILL_BYTES: u64 = 4 << 30;
+/// The range `max_bill_bytes` must fall in: 1 MiB to 64 GiB.
+pub const MAX_BILL_BYTES_RANGE: std::ops::RangeInclusive<u64> = (1 << 20)..=(64 << 30);
+
+impl Default for ReconciliationConfig {
+    fn default() -> Self {
+        ReconciliationConfig {
+            max_bill_bytes: DEFAULT_MAX_BILL_BYTES,
+        }
+    }
+}
+
 /// `[checkout]`: where the buyer's browser returns after paying (issue 13).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -498,6 +523,12 @@ impl Config {
             }
         }
         self.limits.validate()?;
+        if !MAX_BILL_BYTES_RANGE.contains(&self.reconciliation.max_bill_bytes) {
+            return invalid(
+                "reconciliation.max_bill_bytes must be between 1048576 (1 MiB) and 68719476736 (64 GiB)"
+                    .into(),
+            );
+        }
         let p = &self.privacy;
         for (name, days) in [
             ("idempotency_days", p.idempotency_days),
@@ -667,6 +698,23 @@ mod tests {
         );
         assert!(load("[limits]\nrequest_timeout_ms = 0", &[]).is_err());
         assert!(load("[limits]\nrequest_timeout = 5", &[]).is_err());
+    }
+
+    #[test]
+    fn max_bill_bytes_defaults_to_4_gib_and_must_be_sane() {
+        assert_eq!(
+            load("", &[]).unwrap().reconciliation.max_bill_bytes,
+            4_294_967_296
+        );
+        let c = load("", &[("PAYGATE_RECONCILIATION__MAX_BILL_BYTES", "1048576")]).unwrap();
+        assert_eq!(c.reconciliation.max_bill_bytes, 1 << 20);
+        for bad in ["0", "1048575", "68719476737", "-1", "\"4G\""] {
+            assert!(
+                load(&format!("[reconciliation]\nmax_bill_bytes = {bad}"), &[]).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(load("[reconciliation]\nmax_bill_byte = 1048576", &[]).is_err());
     }
 
     #[test]

@@ -512,10 +512,20 @@ async fn a_duplicate_bill_row_does_not_hide_a_missing_payment(app: TestApp) {
     assert_eq!(summary["bill_rows"], 3, "{summary}");
     assert_eq!(count(summary, "payments", "missing_remote"), 1, "{summary}");
     assert_eq!(summary["timings_ms"]["exact_missing_remote_check"], true);
-    let found = rows(&csv(&app, run["reconciliation_id"].as_str().unwrap()).await);
+    assert_eq!(
+        count(summary, "payments", "duplicate_remote"),
+        1,
+        "{summary}"
+    );
+    assert_eq!(count(summary, "payments", "matched"), 2, "{summary}");
+    let mut found = rows(&csv(&app, run["reconciliation_id"].as_str().unwrap()).await);
+    found.sort();
     assert_eq!(
         found,
-        vec![("missing_remote".to_owned(), "payment".to_owned(), missing)]
+        vec![
+            ("duplicate_remote".to_owned(), "payment".to_owned(), twice),
+            ("missing_remote".to_owned(), "payment".to_owned(), missing)
+        ]
     );
 }
 on_both_backends!(

@@ -194,6 +194,21 @@ pub(crate) fn file_response(bytes: Vec<u8>, file_name: &str) -> Response {
     response
 }
 
+/// The `bill_endless_download` fault's answer: 200, zeros for as long as the client reads.
+pub(crate) fn endless_response() -> Response {
+    let zeros = bytes::Bytes::from(vec![0u8; 64 * 1024]);
+    let body = axum::body::Body::from_stream(futures_util::stream::repeat(Ok::<
+        _,
+        std::convert::Infallible,
+    >(zeros)));
+    let mut response = (StatusCode::OK, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    response
+}
+
 /// A stand-in payer value that the `bill_bad_encoding` fault swaps for bytes the file's
 /// encoding cannot hold, after the provider crate has written the file (its writers refuse to
 /// write such bytes themselves).

@@ -84,6 +84,9 @@ pub struct Faults {
     /// One detail row carries bytes the file's encoding cannot hold, in place of its payer
     /// value: Alipay a non-GBK sequence, WeChat a non-UTF-8 one (the hash covers them).
     pub bill_bad_encoding: bool,
+    /// Bill downloads (both providers) answer 200 and stream zeros without end, as a broken
+    /// bill server or a tampered download might: a client must cut the download off itself.
+    pub bill_endless_download: bool,
 }
 
 /// The end state of a WeChat refund (wechatpay-v3.md §5: `SUCCESS|CLOSED|PROCESSING|ABNORMAL`).

@@ -82,6 +82,9 @@ pub(crate) async fn download(
     match opened {
         Ok((bytes, file_name)) => {
             sandbox.api_latency().await;
+            if sandbox.faults().bill_endless_download {
+                return bill::endless_response();
+            }
             bill::file_response(bytes, &file_name)
         }
         Err(error) => sandbox.respond(Err(error)).await,

@@ -262,7 +262,7 @@ struct Reconciliation {
     /// `bill_rows`, `bill_totals` (counts and amounts of the bill's payments and refunds),
     /// `local_payments` / `local_refunds` (paygate's of that day), `payments` / `refunds`:
     /// count and amount (fen) per class (`matched`, `missing_local`, `missing_remote`,
-    /// `amount_mismatch`, `status_mismatch`), and `healed`.
+    /// `amount_mismatch`, `status_mismatch`, `duplicate_remote`), and `healed`.
     summary: Value,
     started_at: String,
     finished_at: String,

@@ -72,6 +72,13 @@ pub fn reconcile_error(e: ReconcileError) -> ApiError {
         ReconcileError::Bill(BillError::Invalid(e)) => {
             ApiError::Unprocessable("bill_invalid", format!("the bill was refused: {e:#}"))
         }
+        ReconcileError::Bill(BillError::TooLarge(x)) => {
+            ApiError::Unprocessable("bill_invalid", format!("the bill was refused: {x}"))
+        }
+        // Only a dropped run is cancelled, and then nobody is left to hear the answer.
+        ReconcileError::Bill(BillError::Cancelled) => {
+            ApiError::Internal(anyhow::anyhow!("the reconciliation was cancelled"))
+        }
         ReconcileError::Bill(BillError::Io(e)) => ApiError::Internal(e.into()),
         ReconcileError::Db(e) => ApiError::Database(e),
     }
@@ -141,7 +148,10 @@ pub async fn get(
     Ok(Json(run_json(&load(&state, &id).await?)))
 }
 
-const CSV_HEADER: &str = "class,kind,order_no,provider_transaction_id,refund_no,bill_amount,local_amount,bill_status,local_status,healed,note\r\n";
+/// `duplicate_bill_amount` (last, so the columns before it keep their places): for
+/// `duplicate_remote`, the amount of the row that repeats the transaction id; `bill_amount` is
+/// the first row's.
+const CSV_HEADER: &str = "class,kind,order_no,provider_transaction_id,refund_no,bill_amount,local_amount,bill_status,local_status,healed,note,duplicate_bill_amount\r\n";
 
 /// One CSV cell: quoted when it must be, and never read as a formula by a spreadsheet.
 fn cell(text: &str) -> String {
@@ -167,7 +177,7 @@ fn csv_line(d: &Discrepancy) -> String {
     let fields = [
         d.class.to_owned(),
         d.kind.to_owned(),
-        d.order_no.clone(),
+        d.order_no.clone().unwrap_or_default(),
         d.provider_txn_id.clone().unwrap_or_default(),
         d.refund_no.clone().unwrap_or_default(),
         yuan(d.bill_amount_fen),
@@ -176,6 +186,7 @@ fn csv_line(d: &Discrepancy) -> String {
         d.local_status.clone().unwrap_or_default(),
         if d.healed { "yes" } else { "no" }.to_owned(),
         d.note.clone().unwrap_or_default(),
+        yuan(d.duplicate_amount_fen),
     ];
     let mut line = fields.iter().map(|f| cell(f)).collect::<Vec<_>>().join(",");
     line.push_str("\r\n");

@@ -19,6 +19,7 @@ use super::{
 use crate::config::{AlipayConfig, Config};
 use crate::domain::{Channel, Currency, Fen, OrderNo, ProviderId};
 use crate::reconcile::bill::{self as bill, BillEntry, BillError, BillTotals, EntryKind};
+use crate::reconcile::bounds::{BillSink, Bounds};
 use crate::refunds::{RefundFailure, RefundOutcome, RefundReport};
 use crate::settle::PaidTrade;
 
@@ -299,7 +300,7 @@ impl PaymentProvider for Alipay {
     async fn download_bill(
         &self,
         date: chrono::NaiveDate,
-        file: &mut std::fs::File,
+        sink: &mut BillSink,
     ) -> Result<(), BillError> {
         use std::io::Seek;
         let classify = |e: ClientError| {
@@ -317,22 +318,28 @@ impl PaymentProvider for Alipay {
             .await
             .map_err(classify)?;
         // The URL lives 30 seconds: download at once.
-        self.client
-            .download_bill(url.as_str(), file)
-            .await
-            .map_err(classify)?;
-        file.rewind()?;
+        if let Err(e) = self.client.download_bill(url.as_str(), sink).await {
+            // Cut off at max_bill_bytes: the bill's fault, not the provider's availability.
+            return Err(sink
+                .exceeded()
+                .map_or_else(|| classify(e), BillError::TooLarge));
+        }
+        sink.file().rewind()?;
         Ok(())
     }
 
     fn read_bill(
         &self,
         file: std::fs::File,
+        bounds: &Bounds,
         each: &mut dyn FnMut(BillEntry) -> bool,
     ) -> Result<BillTotals, BillError> {
         let mut zip = paygate_alipay::bill::TradeBillReader::open(std::io::BufReader::new(file))
             .map_err(bill::invalid)?;
-        let mut rows = zip.rows().map_err(bill::invalid)?;
+        // The detail entry inflated through the bounds: a ZIP bomb stops at max_bill_bytes.
+        let entry = zip.detail_entry().map_err(bill::invalid)?;
+        let mut rows = paygate_alipay::bill::TradeBillRows::from_csv(bounds.reader(entry))
+            .map_err(bill::invalid)?;
         let mut totals = BillTotals::NONE;
         for row in rows.by_ref() {
             let row = row.map_err(bill::invalid)?;

@@ -12,6 +12,7 @@ use axum::response::Response;
 
 use crate::domain::{Channel, Fen, OrderNo, ProviderId};
 use crate::reconcile::bill::{BillEntry, BillError, BillTotals};
+use crate::reconcile::bounds::{BillSink, Bounds};
 use crate::refunds::{RefundFailure, RefundReport};
 use crate::settle::PaidTrade;
 
@@ -196,19 +197,22 @@ pub trait PaymentProvider: Send + Sync {
         order_no: &OrderNo,
         refund_no: &str,
     ) -> Result<RefundState, ProviderError>;
-    /// Downloads the trade bill of `date` (an Asia/Shanghai day) into `file` and checks what
-    /// can be checked before reading (WeChat's SHA-1). `NotReady` when the provider has none yet.
+    /// Downloads the trade bill of `date` (an Asia/Shanghai day) into `sink` (which refuses to
+    /// grow past `max_bill_bytes`) and checks what can be checked before reading (WeChat's
+    /// SHA-1, decompressed through `sink.bounds()`). `NotReady` when the provider has none yet.
     async fn download_bill(
         &self,
         date: chrono::NaiveDate,
-        file: &mut std::fs::File,
+        sink: &mut BillSink,
     ) -> Result<(), BillError>;
     /// Reads a downloaded bill row by row into `each` (false stops), dropping payer columns;
-    /// answers the totals of the entries read once the file's own totals checked out.
+    /// answers the totals of the entries read once the file's own totals checked out. The
+    /// decompressed stream goes through `bounds.reader` (size, lines, cancellation).
     /// Blocking: run it on a blocking thread.
     fn read_bill(
         &self,
         file: std::fs::File,
+        bounds: &Bounds,
         each: &mut dyn FnMut(BillEntry) -> bool,
     ) -> Result<BillTotals, BillError>;
     /// Verifies a callback over its raw bytes and returns only what the gateway keeps.
@@ -309,10 +313,10 @@ impl PaymentProvider for Measured {
     async fn download_bill(
         &self,
         date: chrono::NaiveDate,
-        file: &mut std::fs::File,
+        sink: &mut BillSink,
     ) -> Result<(), BillError> {
         let started = std::time::Instant::now();
-        let result = self.inner.download_bill(date, file).await;
+        let result = self.inner.download_bill(date, sink).await;
         let outcome = match &result {
             Ok(()) => "ok",
             Err(BillError::NotReady) => "not_ready",
@@ -331,9 +335,10 @@ impl PaymentProvider for Measured {
     fn read_bill(
         &self,
         file: std::fs::File,
+        bounds: &Bounds,
         each: &mut dyn FnMut(BillEntry) -> bool,
     ) -> Result<BillTotals, BillError> {
-        self.inner.read_bill(file, each)
+        self.inner.read_bill(file, bounds, each)
     }
 
     async fn verify_callback(

@@ -25,6 +25,7 @@ use crate::clock::{SharedClock, rfc3339_beijing};
 use crate::config::{Config, WechatPayConfig};
 use crate::domain::{Channel, Currency, Fen, OrderNo, ProviderId};
 use crate::reconcile::bill::{self as bill, BillEntry, BillError, BillTotals, EntryKind};
+use crate::reconcile::bounds::{BillSink, Bounds};
 use crate::refunds::{RefundFailure, RefundOutcome, RefundReport};
 use crate::settle::PaidTrade;
 use certificates::Certificates;
@@ -474,7 +475,7 @@ impl PaymentProvider for WechatPay {
     async fn download_bill(
         &self,
         date: chrono::NaiveDate,
-        file: &mut std::fs::File,
+        sink: &mut BillSink,
     ) -> Result<(), BillError> {
         use std::io::Seek;
         let classify = |e: ClientError| {
@@ -489,16 +490,21 @@ impl PaymentProvider for WechatPay {
         self.certificates.ensure_keys().await;
         // Gzip: a tenth of the bytes on the wire; the SHA-1 is over the uncompressed file.
         let download = self.client.trade_bill(date, true).await.map_err(classify)?;
-        self.client
-            .download_bill(&download, file)
-            .await
-            .map_err(classify)?;
+        if let Err(e) = self.client.download_bill(&download, sink).await {
+            // Cut off at max_bill_bytes: the bill's fault, not the provider's availability.
+            return Err(sink
+                .exceeded()
+                .map_or_else(|| classify(e), BillError::TooLarge));
+        }
+        let bounds = sink.bounds().clone();
+        let file = sink.file();
         file.rewind()?;
         // The hash WeChat signed, checked before any row is read (a second pass over the file,
-        // on a blocking thread: it is tens of megabytes for a busy day).
+        // on a blocking thread: it is tens of megabytes for a busy day), inflated here so that
+        // the inflated size and lines are bounded.
         let copy = file.try_clone()?;
         tokio::task::spawn_blocking(move || {
-            download.verify_file(std::io::BufReader::new(copy), true)
+            download.verify_file(bounds.reader(gunzip(copy)), false)
         })
         .await
         .map_err(|e| BillError::Invalid(e.into()))?
@@ -510,10 +516,11 @@ impl PaymentProvider for WechatPay {
     fn read_bill(
         &self,
         file: std::fs::File,
+        bounds: &Bounds,
         each: &mut dyn FnMut(BillEntry) -> bool,
     ) -> Result<BillTotals, BillError> {
         let mut reader =
-            paygate_wechatpay::TradeBillReader::new(std::io::BufReader::new(file), true);
+            paygate_wechatpay::TradeBillReader::new(bounds.reader(gunzip(file)), false);
         let mut totals = BillTotals::NONE;
         for row in reader.by_ref() {
             let row = row.map_err(bill::invalid)?;
@@ -526,7 +533,7 @@ impl PaymentProvider for WechatPay {
             let entry = match row.kind {
                 paygate_wechatpay::BillRowKind::Payment => BillEntry {
                     kind: EntryKind::Payment,
-                    order_no: row.out_trade_no,
+                    order_no: Some(row.out_trade_no),
                     provider_txn_id: row.transaction_id,
                     refund_no: None,
                     amount,
@@ -535,7 +542,7 @@ impl PaymentProvider for WechatPay {
                 },
                 paygate_wechatpay::BillRowKind::Refund => BillEntry {
                     kind: EntryKind::Refund,
-                    order_no: row.out_trade_no,
+                    order_no: Some(row.out_trade_no),
                     provider_txn_id: row.transaction_id,
                     refund_no: row.out_refund_no,
                     amount,
@@ -622,4 +629,9 @@ impl PaymentProvider for WechatPay {
             ))
         }
     }
+}
+
+/// A `tar_type=GZIP` bill inflated (WeChat may write several gzip members).
+fn gunzip(file: std::fs::File) -> flate2::read::MultiGzDecoder<std::io::BufReader<std::fs::File>> {
+    flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file))
 }

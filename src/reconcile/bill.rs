@@ -29,8 +29,10 @@ pub const SUCCESS: &str = "SUCCESS";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BillEntry {
     pub kind: EntryKind,
-    /// The merchant order number (`out_trade_no`): ours, or a number paygate never issued.
-    pub order_no: String,
+    /// The merchant order number (`out_trade_no`): ours, or a number paygate never issued;
+    /// `None` when the row has none (an Alipay payment by collection code or QR sticker, not
+    /// an order of paygate's).
+    pub order_no: Option<String>,
     /// The provider's transaction id (WeChat 微信订单号, Alipay 支付宝交易号).
     pub provider_txn_id: String,
     /// Refunds: the refund's number (`out_refund_no` / `out_request_no`) when the bill has it.
@@ -62,6 +64,13 @@ pub enum BillError {
     /// The file failed its own checks (hash, totals, encoding, truncation): refused whole.
     #[error("the bill failed its checks: {0}")]
     Invalid(#[source] anyhow::Error),
+    /// Past `[reconciliation] max_bill_bytes` (downloaded, decompressed or in lines): refused
+    /// whole, as an invalid bill.
+    #[error("the bill was refused: {0}")]
+    TooLarge(#[from] super::bounds::Exceeded),
+    /// The run was dropped (its request cancelled or timed out) while the bill was read.
+    #[error("the reconciliation was cancelled")]
+    Cancelled,
     #[error("the bill could not be written or read locally")]
     Io(#[from] std::io::Error),
 }
@@ -79,9 +88,14 @@ pub fn tally(totals: &mut BillTotals, entry: &BillEntry) -> Result<(), BillError
     Ok(())
 }
 
-/// A provider crate's parser error: the file is refused.
+/// A provider crate's parser error: the file is refused, as too large when a bound of
+/// [`super::bounds`] stopped the reading, or the run is cancelled.
 pub fn invalid(e: impl std::error::Error + Send + Sync + 'static) -> BillError {
-    BillError::Invalid(e.into())
+    match super::bounds::why_stopped(&e) {
+        Some(super::bounds::Stopped::Exceeded(x)) => BillError::TooLarge(x),
+        Some(super::bounds::Stopped::Cancelled) => BillError::Cancelled,
+        None => BillError::Invalid(e.into()),
+    }
 }
 
 impl BillTotals {

@@ -13,13 +13,18 @@
 //! | `missing_remote` | paid here that day, not in the bill | refunded here that day, not in the bill |
 //! | `amount_mismatch` | same transaction, other amount | same refund, other amount |
 //! | `status_mismatch` | the bill says it did not happen | one side succeeded, the other not |
+//! | `duplicate_remote` | a transaction id the bill lists again (each repeat, with the first row's amount and its own) | |
 //!
-//! A bill row for an order number paygate never issued is a discrepancy, never a new order.
+//! A bill row for an order number paygate never issued, or with none, is a discrepancy, never a
+//! new order. A run's download and reading are bounded by `[reconciliation] max_bill_bytes`
+//! ([`bounds`]); a run dropped before it ends (its request cancelled or timed out) stops its
+//! reading thread and drops what it wrote at once ([`Work`]).
 //! The run's discrepancies are written under its id as they are found; the run row itself is
 //! written last, in one transaction with the removal of the date's previous run, so a re-run
 //! replaces the date's result atomically and `reconciliation.completed` goes out with it.
 
 pub mod bill;
+pub mod bounds;
 mod seen;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -35,16 +40,18 @@ use crate::settle::{Settled, Source};
 use crate::store::reconciliations::{self as store, Discrepancy, RunRow};
 use crate::store::{events, orders};
 use bill::{BillEntry, BillError, BillTotals};
+use bounds::{BillLimits, BillSink, Bounds};
 
 /// Discrepancy rows read per query.
 const PAGE: i64 = 1_000;
 
-pub const CLASSES: [&str; 5] = [
+pub const CLASSES: [&str; 6] = [
     "matched",
     "missing_local",
     "missing_remote",
     "amount_mismatch",
     "status_mismatch",
+    "duplicate_remote",
 ];
 
 /// The stored name of a discrepancy class.
@@ -122,13 +129,27 @@ pub async fn run(
         .cloned()
         .ok_or(ReconcileError::ProviderDisabled(provider_id))?;
     let started = state.clock.now();
-    let mut file = tempfile::tempfile().map_err(BillError::Io)?;
-    provider.download_bill(date, &mut file).await?;
-    run_downloaded(state, provider_id, date, file, started).await
+    // The run is working from the download on: dropped meanwhile, its guard cleans up.
+    let work = Work::begin(state, started).await?;
+    let downloaded = async {
+        let file = tempfile::tempfile().map_err(BillError::Io)?;
+        let mut sink = BillSink::new(file, work.bounds.clone());
+        provider.download_bill(date, &mut sink).await?;
+        Ok::<_, BillError>(sink.into_file())
+    }
+    .await;
+    match downloaded {
+        Ok(file) => reconcile_file(state, provider, date, file, started, work).await,
+        Err(e) => {
+            // The temporary file (nameless) is gone with its handle: nothing was written.
+            work.abandon().await;
+            Err(e.into())
+        }
+    }
 }
 
 /// [`run`] from a bill already downloaded (and, for WeChat, hash-checked) into `file`: what the
-/// benchmark feeds a generated bill to.
+/// benchmark feeds a generated bill to. Its reading is bounded as a downloaded bill's is.
 pub async fn run_downloaded(
     state: &AppState,
     provider_id: ProviderId,
@@ -141,20 +162,104 @@ pub async fn run_downloaded(
         .get(provider_id)
         .cloned()
         .ok_or(ReconcileError::ProviderDisabled(provider_id))?;
-    let reconciliation_id = crate::domain::ids::prefixed_id("rec");
-    // What runs that died long ago left behind goes first; then this run says it is working.
-    let cutoff = to_millis(started) - ABANDONED_AFTER.as_millis() as i64;
-    match store::sweep_abandoned(&state.db, cutoff).await {
-        Ok(0) => {}
-        Ok(swept) => tracing::warn!(
-            swept,
-            "swept the leftovers of reconciliations that never finished"
-        ),
-        Err(e) => tracing::warn!(error = %e, "sweeping unfinished reconciliations failed"),
+    let work = Work::begin(state, started).await?;
+    reconcile_file(state, provider, date, file, started, work).await
+}
+
+/// A run in progress: its work row, and its bounds with the flag that stops its reading.
+/// Dropped before [`Work::finish`] or [`Work::abandon`] (the request that runs it was cancelled
+/// or timed out), it stops the reading thread and drops the run's rows at once, rather than
+/// leaving them to the sweep 6 hours later.
+struct Work {
+    db: crate::store::Db,
+    id: String,
+    bounds: Bounds,
+    open: bool,
+}
+
+impl Work {
+    /// Sweeps what runs that died long ago left behind, then writes this run's work row.
+    async fn begin(state: &AppState, started: DateTime<Utc>) -> Result<Work, sqlx::Error> {
+        let cutoff = to_millis(started) - ABANDONED_AFTER.as_millis() as i64;
+        match store::sweep_abandoned(&state.db, cutoff).await {
+            Ok(0) => {}
+            Ok(swept) => tracing::warn!(
+                swept,
+                "swept the leftovers of reconciliations that never finished"
+            ),
+            Err(e) => tracing::warn!(error = %e, "sweeping unfinished reconciliations failed"),
+        }
+        let id = crate::domain::ids::prefixed_id("rec");
+        store::begin_work(state.db.pool(), &id, to_millis(started)).await?;
+        let limits = BillLimits::from_max_bill_bytes(state.config.reconciliation.max_bill_bytes);
+        Ok(Work {
+            db: state.db.clone(),
+            id,
+            bounds: Bounds::new(limits),
+            open: true,
+        })
     }
-    store::begin_work(state.db.pool(), &reconciliation_id, to_millis(started)).await?;
-    // The exact missing-remote check (rarely needed) reads the file a second time.
-    let again = file.try_clone().map_err(BillError::Io)?;
+
+    /// The run failed: what it wrote goes with it, before the caller hears of the failure.
+    async fn abandon(mut self) {
+        self.open = false;
+        self.bounds.cancel.cancel();
+        if let Err(e) = store::abandon(&self.db, &self.id).await {
+            tracing::warn!(error = %e, "dropping a failed reconciliation's rows failed");
+        }
+    }
+
+    /// The run's result is stored (its work row went in the same transaction).
+    fn finish(mut self) {
+        self.open = false;
+    }
+}
+
+impl Drop for Work {
+    fn drop(&mut self) {
+        // Whatever happened, no reading thread of this run goes on.
+        self.bounds.cancel.cancel();
+        if !self.open {
+            return;
+        }
+        let (db, id) = (self.db.clone(), std::mem::take(&mut self.id));
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // No runtime left (the process is ending): the next run's sweep deletes them.
+            return;
+        };
+        runtime.spawn(async move {
+            match store::abandon(&db, &id).await {
+                Ok(()) => tracing::info!(
+                    reconciliation_id = id,
+                    "a cancelled reconciliation's rows were dropped"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "dropping a cancelled reconciliation's rows failed")
+                }
+            }
+        });
+    }
+}
+
+/// Reads, classifies and stores the run of `file` under `work`.
+async fn reconcile_file(
+    state: &AppState,
+    provider: std::sync::Arc<dyn crate::providers::PaymentProvider>,
+    date: NaiveDate,
+    file: std::fs::File,
+    started: DateTime<Utc>,
+    work: Work,
+) -> Result<RunRow, ReconcileError> {
+    let provider_id = provider.id();
+    let reconciliation_id = work.id.clone();
+    // The exact missing-remote check and the duplicates (rarely needed) read the file again.
+    let again = match file.try_clone() {
+        Ok(again) => again,
+        Err(e) => {
+            work.abandon().await;
+            return Err(BillError::Io(e).into());
+        }
+    };
     let all_payments_key = format!("{reconciliation_id}/payments");
     let clock = std::time::Instant::now();
     let read = read_and_match(
@@ -162,6 +267,7 @@ pub async fn run_downloaded(
         &reconciliation_id,
         provider.clone(),
         file,
+        &work.bounds,
         day_bounds(date),
     )
     .await;
@@ -171,7 +277,8 @@ pub async fn run_downloaded(
             let staged = Staged {
                 key: &reconciliation_id,
                 all_payments_key: &all_payments_key,
-                file: again,
+                file: Some(again),
+                bounds: &work.bounds,
             };
             classify(state, provider, staged, date, read).await
         }
@@ -188,9 +295,7 @@ pub async fn run_downloaded(
         Ok(summary) => summary,
         Err(e) => {
             // Its discrepancy rows so far are nobody's: no run row will ever name them.
-            if let Err(abandon) = store::abandon(&state.db, &reconciliation_id).await {
-                tracing::warn!(error = %abandon, "dropping a failed reconciliation's rows failed");
-            }
+            work.abandon().await;
             return Err(e);
         }
     };
@@ -208,23 +313,31 @@ pub async fn run_downloaded(
         started_at: to_millis(started),
         finished_at: to_millis(finished),
     };
-    let mut tx = state.db.begin_write().await?;
-    store::replace(&mut tx, &run).await?;
-    let data = serde_json::json!({
-        "reconciliation_id": reconciliation_id,
-        "provider": provider_id,
-        "date": date.to_string(),
-        "summary": summary,
-    });
-    events::append(
-        &mut tx,
-        "reconciliation.completed",
-        None,
-        &data,
-        to_millis(finished),
-    )
-    .await?;
-    tx.commit().await?;
+    let stored = async {
+        let mut tx = state.db.begin_write().await?;
+        store::replace(&mut tx, &run).await?;
+        let data = serde_json::json!({
+            "reconciliation_id": reconciliation_id,
+            "provider": provider_id,
+            "date": date.to_string(),
+            "summary": summary,
+        });
+        events::append(
+            &mut tx,
+            "reconciliation.completed",
+            None,
+            &data,
+            to_millis(finished),
+        )
+        .await?;
+        tx.commit().await
+    }
+    .await;
+    if let Err(e) = stored {
+        work.abandon().await;
+        return Err(e.into());
+    }
+    work.finish();
     tracing::info!(provider = %provider_id, date = %date, reconciliation_id, rows = summary.bill_rows, healed = summary.healed, "reconciliation completed");
     Ok(run)
 }
@@ -241,14 +354,16 @@ const READ_BATCH: usize = 2_000;
 fn read_batches(
     provider: std::sync::Arc<dyn crate::providers::PaymentProvider>,
     file: std::fs::File,
+    bounds: &Bounds,
 ) -> (
     tokio::sync::mpsc::Receiver<Vec<BillEntry>>,
     tokio::task::JoinHandle<Result<BillTotals, BillError>>,
 ) {
     let (sender, batches) = tokio::sync::mpsc::channel::<Vec<BillEntry>>(4);
+    let bounds = bounds.clone();
     let reading = tokio::task::spawn_blocking(move || {
         let mut batch = Vec::with_capacity(READ_BATCH);
-        let totals = provider.read_bill(file, &mut |entry| {
+        let totals = provider.read_bill(file, &bounds, &mut |entry| {
             batch.push(entry);
             if batch.len() < READ_BATCH {
                 return true;
@@ -296,10 +411,11 @@ async fn read_and_match(
     run_key: &str,
     provider: std::sync::Arc<dyn crate::providers::PaymentProvider>,
     file: std::fs::File,
+    bounds: &Bounds,
     (day_start, day_end): (i64, i64),
 ) -> Result<Read, ReconcileError> {
     let pid = provider.id();
-    let (mut batches, reading) = read_batches(provider, file);
+    let (mut batches, reading) = read_batches(provider, file, bounds);
     let mut read = Read {
         rows: 0,
         totals: BillTotals::NONE,
@@ -366,16 +482,18 @@ async fn read_and_match(
     Ok(read)
 }
 
-/// Stages every payment of the bill under `run_key`: the exact path of the missing-remote
-/// check, taken only when counting cannot prove that nothing is missing.
+/// Stages every payment of the bill under `run_key`, each under its position in the bill (the
+/// `seq` [`read_and_match`] stages under): the exact path of the missing-remote check and of
+/// the duplicates, taken only when counting cannot prove that nothing is missing or repeated.
 async fn stage_all_payments(
     state: &AppState,
     run_key: &str,
     provider: std::sync::Arc<dyn crate::providers::PaymentProvider>,
     file: std::fs::File,
+    bounds: &Bounds,
 ) -> Result<(), ReconcileError> {
-    let (mut batches, reading) = read_batches(provider, file);
-    let mut seq = 0i64;
+    let (mut batches, reading) = read_batches(provider, file, bounds);
+    let mut seq = -1i64;
     let mut staging: Result<(), ReconcileError> = Ok(());
     while let Some(batch) = batches.recv().await {
         if staging.is_err() {
@@ -383,10 +501,9 @@ async fn stage_all_payments(
         }
         let payments: Vec<(i64, BillEntry)> = batch
             .into_iter()
-            .filter(|e| e.kind == bill::EntryKind::Payment)
-            .map(|e| {
+            .filter_map(|e| {
                 seq += 1;
-                (seq, e)
+                (e.kind == bill::EntryKind::Payment).then_some((seq, e))
             })
             .collect();
         let written = async {
@@ -437,13 +554,37 @@ struct Staged<'a> {
     key: &'a str,
     /// Every bill payment, when the exact check needs them.
     all_payments_key: &'a str,
-    file: std::fs::File,
+    /// The bill, for the one second reading that stages every payment.
+    file: Option<std::fs::File>,
+    bounds: &'a Bounds,
+}
+
+impl Staged<'_> {
+    /// Stages every bill payment under `all_payments_key` (once).
+    async fn stage_all(
+        &mut self,
+        state: &AppState,
+        provider: &std::sync::Arc<dyn crate::providers::PaymentProvider>,
+    ) -> Result<(), ReconcileError> {
+        let Some(mut file) = self.file.take() else {
+            return Ok(());
+        };
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0)).map_err(BillError::Io)?;
+        stage_all_payments(
+            state,
+            self.all_payments_key,
+            provider.clone(),
+            file,
+            self.bounds,
+        )
+        .await
+    }
 }
 
 async fn classify(
     state: &AppState,
     provider: std::sync::Arc<dyn crate::providers::PaymentProvider>,
-    staged: Staged<'_>,
+    mut staged: Staged<'_>,
     date: NaiveDate,
     read: Read,
 ) -> Result<Summary, ReconcileError> {
@@ -463,39 +604,58 @@ async fn classify(
         },
     };
 
-    // Bill payments that are not matched by a local payment.
-    let mut after = -1i64;
+    // A transaction id the bill may list twice: every bill payment is staged, and each row
+    // that repeats an earlier one's id is a `duplicate_remote` of its own (with both amounts),
+    // so the first row alone is matched, healed or reported, and `matched` counts local
+    // payments once.
     let mut bill_payments_off = Tally::default();
+    if read.maybe_duplicate {
+        staged.stage_all(state, &provider).await?;
+        let mut after = -1i64;
+        loop {
+            let page =
+                store::repeated_payments(reader, staged.all_payments_key, after, PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for r in page {
+                bill_payments_off.add(r.amount_fen);
+                let d = Discrepancy {
+                    class: "duplicate_remote",
+                    kind: "payment",
+                    order_no: r.order_no,
+                    provider_txn_id: Some(r.provider_txn_id),
+                    refund_no: None,
+                    bill_amount_fen: Some(r.first_amount_fen),
+                    local_amount_fen: None,
+                    bill_status: Some(r.status),
+                    local_status: None,
+                    healed: false,
+                    note: Some("the bill lists this transaction id more than once".into()),
+                    duplicate_amount_fen: Some(r.amount_fen),
+                };
+                rec.record(d, r.amount_fen).await?;
+            }
+        }
+    }
+
+    // Bill payments that are not matched by a local payment (a repeated row excepted).
+    let mut after = -1i64;
     loop {
-        let page = sqlx::query(
-            "SELECT b.seq, b.order_no, b.provider_txn_id, b.amount_fen, b.status, b.occurred_at,
-                    p.amount_fen AS local_amount, p.order_no AS local_order
-             FROM reconciliation_bill_row b
-             LEFT JOIN payment p ON p.provider = $2 AND p.provider_txn_id = b.provider_txn_id
-             WHERE b.run_key = $1 AND b.kind = 'payment' AND b.seq > $3
-               AND (p.payment_id IS NULL OR p.amount_fen <> b.amount_fen OR b.status <> 'SUCCESS')
-             ORDER BY b.seq LIMIT $4",
-        )
-        .bind(id)
-        .bind(pid)
-        .bind(after)
-        .bind(PAGE)
-        .fetch_all(reader)
-        .await?;
+        let page =
+            store::unmatched_payments(reader, (id, staged.all_payments_key), pid, after, PAGE)
+                .await?;
         let Some(last) = page.last() else { break };
-        after = last.try_get("seq")?;
-        for r in &page {
-            let amount: i64 = r.try_get("amount_fen")?;
-            let status: String = r.try_get("status")?;
-            let local: Option<i64> = r.try_get("local_amount")?;
-            let order_no: String = r.try_get("order_no")?;
-            let txn: String = r.try_get("provider_txn_id")?;
+        after = last.seq;
+        for r in page {
+            let amount = r.amount_fen;
+            let status = r.status;
+            let local = r.local_amount_fen;
             bill_payments_off.add(amount);
             let mut d = Discrepancy {
                 class: "missing_local",
                 kind: "payment",
-                order_no: order_no.clone(),
-                provider_txn_id: Some(txn),
+                order_no: r.order_no.clone(),
+                provider_txn_id: Some(r.provider_txn_id),
                 refund_no: None,
                 bill_amount_fen: Some(amount),
                 local_amount_fen: local,
@@ -503,6 +663,7 @@ async fn classify(
                 local_status: None,
                 healed: false,
                 note: None,
+                duplicate_amount_fen: None,
             };
             match local {
                 Some(l) if l != amount => d.class = "amount_mismatch",
@@ -511,7 +672,9 @@ async fn classify(
                     d.local_status = Some("paid".into());
                 }
                 None if status != bill::SUCCESS => d.class = "status_mismatch",
-                None => heal_payment(state, provider.as_ref(), &order_no, &mut d).await?,
+                None => {
+                    heal_payment(state, provider.as_ref(), r.order_no.as_deref(), &mut d).await?
+                }
             }
             rec.record(d, amount).await?;
         }
@@ -546,9 +709,7 @@ async fn classify(
     // The anti-join's cursor: None when it is not needed.
     let mut after = None;
     if exact {
-        let mut file = staged.file;
-        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0)).map_err(BillError::Io)?;
-        stage_all_payments(state, staged.all_payments_key, provider.clone(), file).await?;
+        staged.stage_all(state, &provider).await?;
         after = Some(String::new());
     }
     while let Some(cursor) = &after {
@@ -585,6 +746,7 @@ async fn classify(
                     local_status: Some("paid".into()),
                     healed: false,
                     note: None,
+                    duplicate_amount_fen: None,
                 },
                 amount,
             )
@@ -637,6 +799,7 @@ async fn classify(
                 local_status: local_status.clone(),
                 healed: false,
                 note: None,
+                duplicate_amount_fen: None,
             };
             match local {
                 Some(l) if l != amount => d.class = "amount_mismatch",
@@ -687,6 +850,7 @@ async fn classify(
                     local_status: opt_text(r, "status")?,
                     healed: false,
                     note: None,
+                    duplicate_amount_fen: None,
                 },
                 amount,
             )
@@ -752,7 +916,7 @@ async fn missing_by_filter(
             let d = Discrepancy {
                 class: "missing_remote",
                 kind: "payment",
-                order_no: p.order_no,
+                order_no: Some(p.order_no),
                 provider_txn_id: Some(p.provider_txn_id),
                 refund_no: None,
                 bill_amount_fen: None,
@@ -761,6 +925,7 @@ async fn missing_by_filter(
                 local_status: Some("paid".into()),
                 healed: false,
                 note: None,
+                duplicate_amount_fen: None,
             };
             missing.push((d, p.amount_fen));
         }
@@ -798,15 +963,23 @@ async fn local_tally(
     })
 }
 
+/// The note of a bill row with no merchant order number.
+const NO_ORDER_NUMBER: &str =
+    "not an order of paygate's: the bill row has no merchant order number (商户订单号)";
+
 /// A payment in the bill that paygate has not settled: settle it when the order is ours and
 /// pending or closed, and a query confirms the payment (the bill is the provider's word, but
 /// the settlement path takes only a verified query answer). Otherwise say why not.
 async fn heal_payment(
     state: &AppState,
     provider: &dyn crate::providers::PaymentProvider,
-    order_no: &str,
+    order_no: Option<&str>,
     d: &mut Discrepancy,
 ) -> Result<(), sqlx::Error> {
+    let Some(order_no) = order_no else {
+        d.note = Some(NO_ORDER_NUMBER.into());
+        return Ok(());
+    };
     let Some(no) = OrderNo::parse(order_no) else {
         d.note = Some("order number never issued by paygate".into());
         return Ok(());
@@ -867,7 +1040,7 @@ async fn heal_refund(
     d: &mut Discrepancy,
 ) -> Result<(), sqlx::Error> {
     let (Some(no), Some(refund_no), Some(amount)) = (
-        OrderNo::parse(&d.order_no),
+        d.order_no.as_deref().and_then(OrderNo::parse),
         d.refund_no.clone(),
         d.bill_amount_fen.and_then(|f| Fen::new(f).ok()),
     ) else {

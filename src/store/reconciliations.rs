@@ -102,6 +102,113 @@ pub async fn payments_by_txn(
         .collect()
 }
 
+/// A staged bill payment that no local payment of the same amount matches, with the local
+/// payment of its transaction id if there is one.
+#[derive(Debug, Clone)]
+pub struct UnmatchedPayment {
+    pub seq: i64,
+    pub order_no: Option<String>,
+    pub provider_txn_id: String,
+    pub amount_fen: i64,
+    pub status: String,
+    pub local_amount_fen: Option<i64>,
+}
+
+/// A page, after `after_seq`, of the payments staged under `run_key` that no local payment
+/// matches (none of that transaction id, another amount, or a bill status other than
+/// `SUCCESS`), leaving out each row that repeats the transaction id of an earlier row of
+/// `all_key` (every bill payment, when staged: the repeats are `duplicate_remote`).
+pub async fn unmatched_payments(
+    reader: &AnyPool,
+    (run_key, all_key): (&str, &str),
+    provider: &str,
+    after_seq: i64,
+    limit: i64,
+) -> Result<Vec<UnmatchedPayment>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT b.seq, b.order_no, b.provider_txn_id, b.amount_fen, b.status,
+                p.amount_fen AS local_amount
+         FROM reconciliation_bill_row b
+         LEFT JOIN payment p ON p.provider = $2 AND p.provider_txn_id = b.provider_txn_id
+         WHERE b.run_key = $1 AND b.kind = 'payment' AND b.seq > $3
+           AND (p.payment_id IS NULL OR p.amount_fen <> b.amount_fen OR b.status <> 'SUCCESS')
+           AND NOT EXISTS (SELECT 1 FROM reconciliation_bill_row d
+                           WHERE d.run_key = $5 AND d.kind = 'payment'
+                             AND d.provider_txn_id = b.provider_txn_id AND d.seq < b.seq)
+         ORDER BY b.seq LIMIT $4",
+    )
+    .bind(run_key)
+    .bind(provider)
+    .bind(after_seq)
+    .bind(limit)
+    .bind(all_key)
+    .fetch_all(reader)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(UnmatchedPayment {
+                seq: r.try_get("seq")?,
+                order_no: r.try_get("order_no")?,
+                provider_txn_id: r.try_get("provider_txn_id")?,
+                amount_fen: r.try_get("amount_fen")?,
+                status: r.try_get("status")?,
+                local_amount_fen: r.try_get("local_amount")?,
+            })
+        })
+        .collect()
+}
+
+/// A bill payment whose transaction id an earlier row of the bill already had.
+#[derive(Debug, Clone)]
+pub struct RepeatedPayment {
+    pub seq: i64,
+    pub order_no: Option<String>,
+    pub provider_txn_id: String,
+    pub amount_fen: i64,
+    pub status: String,
+    /// The amount of the first row with that transaction id.
+    pub first_amount_fen: i64,
+}
+
+/// A page, after `after_seq`, of the payments staged under `all_key` (every bill payment, by
+/// position in the bill) that repeat the transaction id of an earlier one.
+pub async fn repeated_payments(
+    reader: &AnyPool,
+    all_key: &str,
+    after_seq: i64,
+    limit: i64,
+) -> Result<Vec<RepeatedPayment>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT b.seq, b.order_no, b.provider_txn_id, b.amount_fen, b.status,
+                f.amount_fen AS first_amount
+         FROM reconciliation_bill_row b
+         JOIN reconciliation_bill_row f ON f.run_key = b.run_key AND f.kind = 'payment'
+              AND f.provider_txn_id = b.provider_txn_id
+              AND f.seq = (SELECT MIN(m.seq) FROM reconciliation_bill_row m
+                           WHERE m.run_key = b.run_key AND m.kind = 'payment'
+                             AND m.provider_txn_id = b.provider_txn_id)
+         WHERE b.run_key = $1 AND b.kind = 'payment' AND b.seq > $2 AND b.seq > f.seq
+         ORDER BY b.seq LIMIT $3",
+    )
+    .bind(all_key)
+    .bind(after_seq)
+    .bind(limit)
+    .fetch_all(reader)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(RepeatedPayment {
+                seq: r.try_get("seq")?,
+                order_no: r.try_get("order_no")?,
+                provider_txn_id: r.try_get("provider_txn_id")?,
+                amount_fen: r.try_get("amount_fen")?,
+                status: r.try_get("status")?,
+                first_amount_fen: r.try_get("first_amount")?,
+            })
+        })
+        .collect()
+}
+
 /// How many payment rows staged under `run_key` are local payments paid in [`from`, `to`).
 pub async fn staged_payments_paid_between(
     reader: &AnyPool,
@@ -184,7 +291,8 @@ pub async fn drop_staged(pool: &AnyPool, run_key: &str) -> Result<(), sqlx::Erro
 pub struct Discrepancy {
     pub class: &'static str,
     pub kind: &'static str,
-    pub order_no: String,
+    /// `None`: the bill row names no merchant order.
+    pub order_no: Option<String>,
     pub provider_txn_id: Option<String>,
     pub refund_no: Option<String>,
     pub bill_amount_fen: Option<i64>,
@@ -193,6 +301,9 @@ pub struct Discrepancy {
     pub local_status: Option<String>,
     pub healed: bool,
     pub note: Option<String>,
+    /// `duplicate_remote`: the amount of the row that repeats the transaction id
+    /// (`bill_amount_fen` is the first row's).
+    pub duplicate_amount_fen: Option<i64>,
 }
 
 pub async fn insert_discrepancy(
@@ -204,8 +315,8 @@ pub async fn insert_discrepancy(
     sqlx::query(
         "INSERT INTO reconciliation_discrepancy (reconciliation_id, seq, class, kind, order_no,
             provider_txn_id, refund_no, bill_amount_fen, local_amount_fen, bill_status,
-            local_status, healed, note)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            local_status, healed, note, duplicate_amount_fen)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(reconciliation_id)
     .bind(seq)
@@ -220,6 +331,7 @@ pub async fn insert_discrepancy(
     .bind(&d.local_status)
     .bind(i64::from(d.healed))
     .bind(&d.note)
+    .bind(d.duplicate_amount_fen)
     .execute(pool)
     .await?;
     Ok(())
@@ -400,7 +512,7 @@ pub async fn discrepancies(
 ) -> Result<Vec<(i64, Discrepancy)>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT seq, class, kind, order_no, provider_txn_id, refund_no, bill_amount_fen,
-                local_amount_fen, bill_status, local_status, healed, note
+                local_amount_fen, bill_status, local_status, healed, note, duplicate_amount_fen
          FROM reconciliation_discrepancy WHERE reconciliation_id = $1 AND seq > $2
          ORDER BY seq LIMIT $3",
     )
@@ -432,6 +544,7 @@ pub async fn discrepancies(
                     local_status: r.try_get("local_status")?,
                     healed: r.try_get::<i64, _>("healed")? != 0,
                     note: r.try_get("note")?,
+                    duplicate_amount_fen: r.try_get("duplicate_amount_fen")?,
                 },
             ))
         })

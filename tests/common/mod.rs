@@ -35,6 +35,7 @@ struct Variant {
     sibling: bool,
     limits: Option<paygate::config::LimitsConfig>,
     checkout: Option<paygate::config::CheckoutConfig>,
+    reconciliation: Option<paygate::config::ReconciliationConfig>,
 }
 
 /// The `[checkout] return_url` of [`TestApp::spawn_with_checkout`].
@@ -208,6 +209,23 @@ impl TestApp {
         Some(TestApp::spawn_on_url(&db_url, dir, limits).await)
     }
 
+    /// With `[reconciliation] max_bill_bytes` set.
+    pub async fn spawn_with_max_bill_bytes(
+        backend: Backend,
+        max_bill_bytes: u64,
+    ) -> Option<TestApp> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db_url = match backend {
+            Backend::Sqlite => format!("sqlite://{}", dir.path().join("paygate.db").display()),
+            Backend::Postgres => fresh_postgres_url().await?,
+        };
+        let variant = Variant {
+            reconciliation: Some(paygate::config::ReconciliationConfig { max_bill_bytes }),
+            ..Variant::default()
+        };
+        Some(TestApp::spawn_at(&db_url, dir, variant).await)
+    }
+
     /// With `[checkout]` set: [`RETURN_URL`] as the return URL template, and
     /// [`ALLOWED_RETURN_HOST`] the host a per-order return URL may use.
     pub async fn spawn_with_checkout(backend: Backend) -> Option<TestApp> {
@@ -260,6 +278,9 @@ impl TestApp {
         }
         if let Some(checkout) = variant.checkout {
             config.checkout = checkout;
+        }
+        if let Some(reconciliation) = variant.reconciliation {
+            config.reconciliation = reconciliation;
         }
         if let Some(url) = variant.events_url {
             let secret = dir.path().join("events.key");

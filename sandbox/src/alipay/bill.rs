@@ -243,6 +243,7 @@ pub(super) async fn download(
         .bill_tokens()
         .open(BillProvider::Alipay, token, sandbox.now())
     {
+        Ok(_) if sandbox.faults().bill_endless_download => crate::bill::endless_response(),
         Ok((bytes, file_name)) => file_response(bytes, &file_name),
         Err(TokenError::Expired) => (
             StatusCode::FORBIDDEN,

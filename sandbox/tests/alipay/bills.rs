@@ -86,7 +86,7 @@ fn read(zip: &[u8]) -> Result<(Vec<BillRow>, BillTotals), BillError> {
 fn payments(rows: &[BillRow]) -> Vec<(&str, i64)> {
     rows.iter()
         .filter(|r| r.kind == BillRowKind::Payment)
-        .map(|r| (r.out_trade_no.as_str(), r.amount_fen))
+        .map(|r| (r.out_trade_no.as_deref().unwrap(), r.amount_fen))
         .collect()
 }
 
@@ -95,7 +95,7 @@ fn refunds(rows: &[BillRow]) -> Vec<(&str, &str, i64)> {
         .filter(|r| r.kind == BillRowKind::Refund)
         .map(|r| {
             (
-                r.out_trade_no.as_str(),
+                r.out_trade_no.as_deref().unwrap(),
                 r.out_request_no.as_deref().unwrap(),
                 r.amount_fen,
             )

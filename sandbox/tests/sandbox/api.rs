@@ -437,6 +437,7 @@ async fn faults_reject_unknown_fields_and_show_the_current_setting() {
             "bill_url_expired": false,
             "bill_truncated": false,
             "bill_bad_encoding": false,
+            "bill_endless_download": false,
         })
     );
     assert_eq!(h.sandbox.faults().duplicate_notifications, 2);

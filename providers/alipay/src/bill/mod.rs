@@ -49,8 +49,10 @@ pub struct BillRow {
     pub trade_time: DateTime<Utc>,
     /// `支付宝交易号`. A refund row carries the trade number of the payment it refunds.
     pub trade_no: String,
-    /// `商户订单号`: our order number. A refund row carries the refunded order's.
-    pub out_trade_no: String,
+    /// `商户订单号`: our order number. A refund row carries the refunded order's. `None` when
+    /// the column is empty: a payment that was not a merchant's order (a collection code, a QR
+    /// sticker), which the merchant still receives and the totals count.
+    pub out_trade_no: Option<String>,
     pub kind: BillRowKind,
     /// `订单金额（元）` in fen, as a positive number for refunds too: for a payment the trade's
     /// `total_amount`, which is what paygate stores as the paid amount and what settlement

@@ -83,8 +83,13 @@ impl<R: Read + Seek> TradeBillReader<R> {
     /// Starts reading the detail entry: the `#` lines and the column header are read now (a
     /// bill without the columns paygate needs is refused here), the rows as they are asked for.
     pub fn rows(&mut self) -> Result<TradeBillRows<'_>, BillError> {
-        let entry = self.archive.by_index(self.index).map_err(BillError::Zip)?;
-        TradeBillRows::from_csv(entry)
+        TradeBillRows::from_csv(self.detail_entry()?)
+    }
+
+    /// The detail entry's inflated bytes, for a caller that reads them through its own bounds
+    /// (size, lines) before [`TradeBillRows::from_csv`].
+    pub fn detail_entry(&mut self) -> Result<impl Read + '_, BillError> {
+        self.archive.by_index(self.index).map_err(BillError::Zip)
     }
 }
 
@@ -412,7 +417,11 @@ fn read_row(line: u64, text: &str, columns: &Columns) -> Result<BillRow, BillErr
     Ok(BillRow {
         trade_time,
         trade_no: required(c.trade_no, TRADE_NO)?,
-        out_trade_no: required(c.out_trade_no, OUT_TRADE_NO)?,
+        // Empty for a payment that was not a merchant order (a collection code, a QR sticker):
+        // still a row of the bill, and its totals.
+        out_trade_no: Some(&fields[c.out_trade_no])
+            .filter(|v| !v.is_empty())
+            .map(|v| v.to_string()),
         kind,
         amount_fen: amount(c.amount, ORDER_AMOUNT)?,
         received_fen: amount(c.received, RECEIVED)?,
