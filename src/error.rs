@@ -27,7 +27,8 @@ pub enum ApiError {
     ProviderRejected(#[source] anyhow::Error),
     #[error("too many requests for this API key; retry after a second")]
     RateLimited,
-    #[error("the database is unavailable")]
+    /// The database failed, or a stored value did not decode ([`stored_value_invalid`]).
+    #[error("{}", if stored_value_invalid(.0) { "internal error" } else { "the database is unavailable" })]
     Database(#[from] sqlx::Error),
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
@@ -51,10 +52,19 @@ impl ApiError {
             }
             ApiError::ProviderRejected(_) => (StatusCode::BAD_GATEWAY, "provider_rejected"),
             ApiError::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::Database(e) if stored_value_invalid(e) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal_error")
+            }
             ApiError::Database(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
     }
+}
+
+/// A stored value that does not decode (a corrupt row, named by its column): a fault to look
+/// into, not an outage that a retry rides out.
+pub fn stored_value_invalid(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_))
 }
 
 /// An error and its causes on one line (`outer: inner: root`), for the log.
@@ -83,11 +93,18 @@ impl IntoResponse for ApiError {
             | ApiError::Internal(e) => {
                 tracing::error!(code, error = format!("{e:#}"), "request failed");
             }
-            ApiError::Database(e) => tracing::error!(code, error = %e, "request failed"),
+            ApiError::Database(e) => {
+                tracing::error!(code, error = chain(e), "request failed")
+            }
             _ => {}
         }
         let mut response = (status, axum::Json(envelope(code, &self.to_string()))).into_response();
-        if matches!(self, ApiError::RateLimited | ApiError::Database(_)) {
+        let retry = match &self {
+            ApiError::RateLimited => true,
+            ApiError::Database(e) => !stored_value_invalid(e),
+            _ => false,
+        };
+        if retry {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
                 axum::http::HeaderValue::from_static("1"),

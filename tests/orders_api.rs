@@ -296,3 +296,49 @@ async fn liveness_and_readiness_answer_ok() {
         assert_eq!(res.status(), 200, "{path}");
     }
 }
+
+/// Stored JSON that does not parse is a fault that names its column, never a silent `null`:
+/// the order's `payment_json` and an event's payload, on both backends.
+async fn stored_json_that_does_not_parse_is_an_error_not_null(app: TestApp) {
+    let order = app
+        .paid_order("emp_corrupt", "wechatpay", "resume-download-50")
+        .await;
+    let no = order["order_no"].as_str().unwrap().to_owned();
+    assert!(order["payment"].is_object(), "{order}");
+    assert!(!app.events_of(&no, "order.paid").await.is_empty());
+
+    sqlx::query("UPDATE payment_order SET payment_json = '{\"code_url\":' WHERE order_no = $1")
+        .bind(&no)
+        .execute(app.db.pool())
+        .await
+        .unwrap();
+    let res = app
+        .http
+        .get(format!("{}/v1/orders/{no}", app.url))
+        .bearer_auth(CHECKOUT_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers().get("retry-after").is_none());
+    assert_error(res, 500, "internal_error").await;
+
+    sqlx::query("UPDATE outbox_event SET payload_json = 'not json' WHERE order_no = $1")
+        .bind(&no)
+        .execute(app.db.pool())
+        .await
+        .unwrap();
+    let res = app
+        .http
+        .get(format!("{}/v1/events?after=0", app.url))
+        .bearer_auth(ENTITLEMENTS_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, 500, "internal_error").await;
+}
+
+on_both_backends!(
+    stored_json_that_does_not_parse_is_an_error_not_null_on_sqlite,
+    stored_json_that_does_not_parse_is_an_error_not_null_on_postgres,
+    stored_json_that_does_not_parse_is_an_error_not_null
+);

@@ -42,15 +42,13 @@ fn date(text: &str, field: &str) -> Result<NaiveDate, ApiError> {
 
 /// A run as the API shows it.
 pub fn run_json(run: &RunRow) -> serde_json::Value {
-    let summary: serde_json::Value =
-        serde_json::from_str(&run.summary_json).unwrap_or(serde_json::Value::Null);
     serde_json::json!({
         "reconciliation_id": run.reconciliation_id,
         "provider": run.provider,
         "date": run.bill_date,
         "status": run.status,
         "failure": run.failure,
-        "summary": summary,
+        "summary": run.summary,
         "started_at": rfc3339_beijing_millis(run.started_at),
         "finished_at": rfc3339_beijing_millis(run.finished_at),
     })

@@ -309,7 +309,7 @@ async fn reconcile_file(
         bill_date: date.to_string(),
         status: "completed".to_owned(),
         failure: None,
-        summary_json: serde_json::to_string(&summary).map_err(|e| sqlx::Error::Encode(e.into()))?,
+        summary: serde_json::to_value(&summary).map_err(|e| sqlx::Error::Encode(e.into()))?,
         started_at: to_millis(started),
         finished_at: to_millis(finished),
     };

@@ -345,7 +345,8 @@ pub struct RunRow {
     pub bill_date: String,
     pub status: String,
     pub failure: Option<String>,
-    pub summary_json: String,
+    /// The run's summary (a JSON object); stored as text in `summary_json`.
+    pub summary: serde_json::Value,
     pub started_at: i64,
     pub finished_at: i64,
 }
@@ -359,7 +360,10 @@ fn run_from(r: &sqlx::any::AnyRow) -> Result<RunRow, sqlx::Error> {
         bill_date: r.try_get("bill_date")?,
         status: r.try_get("status")?,
         failure: r.try_get("failure")?,
-        summary_json: r.try_get("summary_json")?,
+        summary: super::orders::json_column(
+            "summary_json",
+            &r.try_get::<String, _>("summary_json")?,
+        )?,
         started_at: r.try_get("started_at")?,
         finished_at: r.try_get("finished_at")?,
     })
@@ -463,7 +467,7 @@ pub async fn replace(tx: &mut Tx, run: &RunRow) -> Result<(), sqlx::Error> {
     .bind(&run.bill_date)
     .bind(&run.status)
     .bind(&run.failure)
-    .bind(&run.summary_json)
+    .bind(run.summary.to_string())
     .bind(run.started_at)
     .bind(run.finished_at)
     .execute(&mut **tx)
