@@ -301,7 +301,7 @@ async fn with_refunds(
 pub const MAX_WAIT_SECS: u64 = 30;
 
 /// `wait=N` of `GET /v1/orders/{no}`: whole seconds, 0 to 30.
-fn wait_param(query: Option<&str>) -> Result<std::time::Duration, ApiError> {
+pub(crate) fn wait_param(query: Option<&str>) -> Result<std::time::Duration, ApiError> {
     let mut wait = std::time::Duration::ZERO;
     // Other parameters (a page's cache-buster) were always ignored here, and still are.
     for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {

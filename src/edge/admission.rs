@@ -65,19 +65,10 @@ fn class_of(method: &Method, path: &str, query: Option<&str>) -> Class {
     Class::Api
 }
 
-/// A `wait=` the handler will honour (1 to 30 whole seconds); anything else is a plain read
-/// or the handler's 400, neither of which waits.
+/// A `wait=` the handler will honour (its own parser: 1 to 30 whole seconds); anything else is
+/// a plain read or the handler's 400, neither of which waits.
 fn waits(query: Option<&str>) -> bool {
-    let mut wait = 0;
-    for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-        if key == "wait" {
-            match value.parse::<u64>() {
-                Ok(secs) if secs <= crate::api::orders::MAX_WAIT_SECS => wait = secs,
-                _ => return false,
-            }
-        }
-    }
-    wait > 0
+    crate::api::orders::wait_param(query).is_ok_and(|wait| !wait.is_zero())
 }
 
 impl Admission {
