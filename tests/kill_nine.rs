@@ -217,27 +217,7 @@ async fn storm(db_url: String, dir: tempfile::TempDir) {
     } = rig(&db_url, dir.path()).await;
 
     // 200 orders, half on each provider.
-    let created: Vec<Value> = futures_util::stream::iter(0..ORDERS)
-        .map(|i| {
-            let (http, url) = (http.clone(), url.clone());
-            async move {
-                let (provider, channel) = if i % 2 == 0 { ("wechatpay", "native") } else { ("alipay", "qr") };
-                let res = http
-                    .post(format!("{url}/v1/orders"))
-                    .bearer_auth(SECRET)
-                    .header("Idempotency-Key", format!("storm-{i}"))
-                    .json(&json!({"employer_id": format!("emp_storm_{i}"), "plan": "resume-download-50",
-                                  "provider": provider, "channel": channel}))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(res.status(), 201);
-                res.json::<Value>().await.unwrap()
-            }
-        })
-        .buffer_unordered(16)
-        .collect()
-        .await;
+    let created = create_orders(&http, &url, ORDERS, "storm").await;
     let no = |o: &Value| o["order_no"].as_str().unwrap().to_owned();
     let (to_pay, unpaid) = created.split_at(PAID);
 
@@ -600,28 +580,11 @@ async fn both_killed_ledger_kept(db_url: String, dir: tempfile::TempDir) {
     let http = reqwest::Client::new();
     let mut gateway = start_gateway(&config, &url, &http).await;
 
-    let created: Vec<String> = futures_util::stream::iter(0..LEDGER_ORDERS)
-        .map(|i| {
-            let (http, url) = (http.clone(), url.clone());
-            async move {
-                let (provider, channel) = if i % 2 == 0 { ("wechatpay", "native") } else { ("alipay", "qr") };
-                let res = http
-                    .post(format!("{url}/v1/orders"))
-                    .bearer_auth(SECRET)
-                    .header("Idempotency-Key", format!("ledger-{i}"))
-                    .json(&json!({"employer_id": format!("emp_ledger_{i}"), "plan": "resume-download-50",
-                                  "provider": provider, "channel": channel}))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(res.status(), 201);
-                let order: Value = res.json().await.unwrap();
-                order["order_no"].as_str().unwrap().to_owned()
-            }
-        })
-        .buffer_unordered(16)
-        .collect()
-        .await;
+    let created: Vec<String> = create_orders(&http, &url, LEDGER_ORDERS, "ledger")
+        .await
+        .iter()
+        .map(|order| order["order_no"].as_str().unwrap().to_owned())
+        .collect();
     let (to_pay, unpaid) = created.split_at(LEDGER_PAID);
 
     // The buyers pay, 8 at a time; a payment counts once the simulator answered it.
@@ -765,3 +728,32 @@ on_sqlite_and_postgres!(
     kill_nine_of_both_with_a_kept_ledger_converges_by_query_on_postgres,
     both_killed_ledger_kept
 );
+
+/// `n` orders created 16 at a time, alternately WeChat Native and Alipay QR, for employers
+/// `emp_{label}_{i}` with Idempotency-Keys `{label}-{i}`.
+async fn create_orders(http: &reqwest::Client, url: &str, n: usize, label: &str) -> Vec<Value> {
+    futures_util::stream::iter(0..n)
+        .map(|i| async move {
+            let (provider, channel) = if i % 2 == 0 {
+                ("wechatpay", "native")
+            } else {
+                ("alipay", "qr")
+            };
+            let res = http
+                .post(format!("{url}/v1/orders"))
+                .bearer_auth(SECRET)
+                .header("Idempotency-Key", format!("{label}-{i}"))
+                .json(
+                    &json!({"employer_id": format!("emp_{label}_{i}"), "plan": "resume-download-50",
+                              "provider": provider, "channel": channel}),
+                )
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 201);
+            res.json::<Value>().await.unwrap()
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await
+}

@@ -307,34 +307,34 @@ async fn stored_json_that_does_not_parse_is_an_error_not_null(app: TestApp) {
     assert!(order["payment"].is_object(), "{order}");
     assert!(!app.events_of(&no, "order.paid").await.is_empty());
 
-    sqlx::query("UPDATE payment_order SET payment_json = '{\"code_url\":' WHERE order_no = $1")
-        .bind(&no)
-        .execute(app.db.pool())
-        .await
-        .unwrap();
-    let res = app
-        .http
-        .get(format!("{}/v1/orders/{no}", app.url))
-        .bearer_auth(CHECKOUT_KEY)
-        .send()
-        .await
-        .unwrap();
-    assert!(res.headers().get("retry-after").is_none());
-    assert_error(res, 500, "internal_error").await;
-
-    sqlx::query("UPDATE outbox_event SET payload_json = 'not json' WHERE order_no = $1")
-        .bind(&no)
-        .execute(app.db.pool())
-        .await
-        .unwrap();
-    let res = app
-        .http
-        .get(format!("{}/v1/events?after=0", app.url))
-        .bearer_auth(ENTITLEMENTS_KEY)
-        .send()
-        .await
-        .unwrap();
-    assert_error(res, 500, "internal_error").await;
+    // Each corruption in turn, and the route that reads it: a 500 without Retry-After.
+    for (corrupt, path, key) in [
+        (
+            "UPDATE payment_order SET payment_json = '{\"code_url\":' WHERE order_no = $1",
+            format!("/v1/orders/{no}"),
+            CHECKOUT_KEY,
+        ),
+        (
+            "UPDATE outbox_event SET payload_json = 'not json' WHERE order_no = $1",
+            "/v1/events?after=0".to_owned(),
+            ENTITLEMENTS_KEY,
+        ),
+    ] {
+        sqlx::query(corrupt)
+            .bind(&no)
+            .execute(app.db.pool())
+            .await
+            .unwrap();
+        let res = app
+            .http
+            .get(format!("{}{path}", app.url))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        assert!(res.headers().get("retry-after").is_none(), "{path}");
+        assert_error(res, 500, "internal_error").await;
+    }
 }
 
 on_both_backends!(
