@@ -631,7 +631,6 @@ fn circles(imports: &BTreeMap<Vec<String>, Vec<Import>>) -> Vec<(usize, Vec<Vec<
         path.push(start.clone());
         path.reverse();
         out.push((members.len(), path));
-        // (the other members are listed by the caller's message through `members`)
     }
     out
 }
