@@ -34,7 +34,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "composition",
         &[
-            "state", "app", "jobs", "api", "edge", "embedded", "keygen", "cli", "lib", "main",
+            "state", "api_keys", "app", "jobs", "api", "edge", "embedded", "keygen", "cli", "lib",
+            "main",
         ],
     ),
 ];
@@ -350,10 +351,7 @@ impl Tree {
                 let source = std::fs::read_to_string(&path).expect("read file");
                 modules.insert(
                     segments,
-                    Module::new(
-                        format!("src/{}", rel.display()),
-                        &source,
-                    ),
+                    Module::new(format!("src/{}", rel.display()), &source),
                 );
             }
         }
@@ -435,7 +433,9 @@ impl Tree {
                 .or_else(|| t.strip_prefix("pub(crate) use "))
             {
                 let tree = m.text.lines().skip(n).collect::<Vec<_>>().join("\n");
-                let tree = &tree[tree.find(rest.split_whitespace().next().unwrap_or("")).unwrap_or(0)..];
+                let tree = &tree[tree
+                    .find(rest.split_whitespace().next().unwrap_or(""))
+                    .unwrap_or(0)..];
                 let tree = &tree[..tree.find(';').unwrap_or(tree.len())];
                 let mut paths = Vec::new();
                 expand_use("", tree, &mut paths);
@@ -660,7 +660,10 @@ fn an_upward_import_is_named_with_its_line() {
              pub struct Fen(i64);\n\
              fn f() -> crate::store::Db { todo!() }\n",
         ),
-        ("src/store/mod.rs", "use crate::domain::Fen;\npub struct Db;\n"),
+        (
+            "src/store/mod.rs",
+            "use crate::domain::Fen;\npub struct Db;\n",
+        ),
     ]);
     let found = violations(&tree);
     assert_eq!(found.len(), 2, "{found:#?}");
@@ -703,7 +706,11 @@ fn a_parent_and_its_child_that_use_each_other_are_a_circle() {
         .iter()
         .map(|i| i.target.join("::"))
         .collect();
-    assert_eq!(targets, ["store", "store::sql"], "the test module is left out");
+    assert_eq!(
+        targets,
+        ["store", "store::sql"],
+        "the test module is left out"
+    );
 }
 
 #[test]
@@ -711,5 +718,8 @@ fn a_module_in_no_layer_is_named() {
     let tree = Tree::from_files(&[("src/lib.rs", "pub mod gadgets;\n"), ("src/gadgets.rs", "")]);
     let found = violations(&tree);
     assert_eq!(found.len(), 1, "{found:#?}");
-    assert!(found[0].contains("module `gadgets` is in no layer"), "{found:#?}");
+    assert!(
+        found[0].contains("module `gadgets` is in no layer"),
+        "{found:#?}"
+    );
 }

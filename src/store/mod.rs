@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod orders;
 pub mod reconciliations;
 pub mod refunds;
+pub mod reread;
 pub mod writer;
 
 use std::str::FromStr;
