@@ -144,7 +144,7 @@ mod simulator {
             let clock = clock.clone();
             Arc::new(move || clock.now())
         };
-        Ok(Sandbox::new(SandboxConfig {
+        Sandbox::new(SandboxConfig {
             wechatpay: WechatSandboxConfig {
                 mchid: SANDBOX_MCHID.into(),
                 appid: SANDBOX_APPID.into(),
@@ -162,7 +162,7 @@ mod simulator {
             app_public_key_pem: alipay_app.public_key_pem(),
             alipay_private_key_pem: setup.alipay_private_key_pem.clone(),
             seller_id: SANDBOX_ALIPAY_SELLER_ID.into(),
-        })?)
+        })
     }
 
     /// `[wechatpay]` pointed at the simulator, and the merchant's keys and trusted platform key
