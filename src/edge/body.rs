@@ -42,7 +42,7 @@ fn too_large(limit: usize) -> Response {
 /// once, before any of the body is read or a slot taken (hyper then closes the connection,
 /// the body unread). A body that grows past the limit without declaring it is refused by
 /// `DefaultBodyLimit` as it is read; that 413 gets the same wording here. Shaped by
-/// [`super::one_shape`].
+/// [`super::shape::one_shape`].
 pub(super) async fn body_limit(
     State(limits): State<BodyLimits>,
     request: Request,

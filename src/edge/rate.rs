@@ -62,7 +62,7 @@ pub struct RateLimited;
 
 /// Route layer of `/webhooks/{provider}`: at most `webhook_rate_per_ip` requests a second from
 /// one source address, before anything is read or verified. Answered 429, shaped for the
-/// provider by [`super::one_shape`].
+/// provider by [`super::shape::one_shape`].
 pub async fn webhook_rate(
     State(limits): State<Arc<RateLimits>>,
     request: Request,
