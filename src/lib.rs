@@ -24,5 +24,6 @@ pub mod reconcile;
 pub mod refunds;
 pub mod return_url;
 pub mod settle;
+pub mod settlement;
 pub mod store;
 pub mod telemetry;

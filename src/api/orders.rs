@@ -125,7 +125,7 @@ pub async fn create(
             "provider must be wechatpay or alipay".into(),
         )
     })?;
-    let provider = checkout::provider(&state, provider_id).map_err(checkout_error)?;
+    let provider = checkout::provider(&state.providers, provider_id).map_err(checkout_error)?;
     let channel = Channel::parse(&req.channel)
         .filter(|c| provider.supports(*c))
         .ok_or_else(|| {
@@ -163,7 +163,7 @@ pub async fn create(
         payer,
         return_url,
     };
-    let (_, body) = checkout::create(&state, request, claim, |o| {
+    let (_, body) = checkout::create(&state.checkout(), request, claim, |o| {
         order_json(o, None, &[]).to_string()
     })
     .await
@@ -377,7 +377,7 @@ pub async fn return_check(
     caller.require(Scope::Checkout)?;
     let no = self::order_no(&order_no)?;
     let query = body.strip_prefix(b"?").unwrap_or(&body);
-    let order = checkout::return_check(&state, &no, query)
+    let order = checkout::return_check(&state.checkout(), &no, query)
         .await
         .map_err(checkout_error)?;
     Ok(Json(full_json(&state, &order).await?))
@@ -398,7 +398,7 @@ pub async fn cancel(
 ) -> Result<Response, ApiError> {
     caller.require(Scope::Checkout)?;
     let no = self::order_no(&order_no)?;
-    let order = checkout::cancel(&state, &no)
+    let order = checkout::cancel(&state.checkout(), &no)
         .await
         .map_err(checkout_error)?;
     let json = full_json(&state, &order).await?;
