@@ -6,7 +6,9 @@ use std::sync::Arc;
 use crate::clock::{Clock, to_millis};
 use crate::config::{CheckoutConfig, OrdersConfig};
 pub use crate::domain::OwnedClaim;
-use crate::domain::{Channel, Currency, EmployerId, Fen, OrderNo, OrderStatus, Plan, ProviderId};
+use crate::domain::{
+    Channel, Currency, EmployerId, Fen, OrderNo, OrderStatus, Plan, ProviderId, ProviderMissing,
+};
 use crate::lifecycle::{self, CloseReason};
 use crate::providers::{
     NewPayment, PayerHints, PaymentProvider, ProviderError, Registry, ReturnError, ReturnOrder,
@@ -56,8 +58,8 @@ pub struct NewOrder {
 pub enum CheckoutError {
     #[error("no such order")]
     UnknownOrder,
-    #[error("{0} is not configured")]
-    ProviderDisabled(ProviderId),
+    #[error(transparent)]
+    ProviderDisabled(#[from] ProviderMissing),
     #[error("the payment provider could not be asked")]
     Provider(#[source] ProviderError),
     #[error("the provider reports a payment that does not fit the order")]
@@ -73,7 +75,6 @@ pub enum CheckoutError {
 impl From<SeenError> for CheckoutError {
     fn from(e: SeenError) -> CheckoutError {
         match e {
-            SeenError::ProviderMissing(m) => CheckoutError::ProviderDisabled(m.0),
             SeenError::Provider(p) => CheckoutError::Provider(p),
             SeenError::Db(d) => CheckoutError::Db(d),
             SeenError::DoesNotFit(s) => CheckoutError::DoesNotFit(s.into()),
@@ -89,7 +90,7 @@ pub fn provider(
     providers
         .get(id)
         .cloned()
-        .ok_or(CheckoutError::ProviderDisabled(id))
+        .ok_or(CheckoutError::ProviderDisabled(ProviderMissing(id)))
 }
 
 /// Creates the order here (`pending`, so even an instant callback finds it), then at the

@@ -1,4 +1,4 @@
-//! The settlement tail (DESIGN.md §10, issue 18): the one way every path that learns of a
+//! The settlement tail (DESIGN.md §5, §10; issue 18): the one way every path that learns of a
 //! payment — a notification (WeChat, Alipay), the browser's return-check, the active query,
 //! the expiry's query-then-close, the refund path's settle-first, the reconciliation heal —
 //! settles it and follows up.
@@ -20,6 +20,7 @@ use crate::clock::Clock;
 use crate::domain::reasons::ACCOUNT_DELETED;
 use crate::domain::{OrderNo, ProviderId, ProviderMissing};
 use crate::providers::{PaymentProvider, ProviderError, Registry, TradeStatus};
+use crate::refunds::issue as refund_issue;
 use crate::refunds::settle::{RefundSettleError, record_inferred_full_refund};
 use crate::settle::{self as one_path, PaidTrade, SettleError, Settled, Source};
 use crate::store::{Db, orders};
@@ -35,12 +36,12 @@ pub struct Deps<'a> {
 impl<'a> Deps<'a> {
     /// The provider of `id`, or the one typed error of a provider this instance lacks.
     pub fn provider(&self, id: ProviderId) -> Result<Arc<dyn PaymentProvider>, ProviderMissing> {
-        self.providers.get(id).cloned().ok_or(ProviderMissing(id))
+        self.refunds().provider(id)
     }
 
     /// What issuing a refund needs, out of these.
-    pub fn refunds(&self) -> crate::refunds::Deps<'a> {
-        crate::refunds::Deps {
+    pub fn refunds(&self) -> refund_issue::Deps<'a> {
+        refund_issue::Deps {
             db: self.db,
             providers: self.providers,
             clock: self.clock,
@@ -58,8 +59,6 @@ pub enum Seen {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SeenError {
-    #[error(transparent)]
-    ProviderMissing(#[from] ProviderMissing),
     #[error("asking the provider failed")]
     Provider(#[from] ProviderError),
     #[error("the provider reports a payment that does not fit the order")]
@@ -201,7 +200,7 @@ pub async fn refund_if_erased(deps: &Deps<'_>, order_no: &OrderNo) -> bool {
             return false;
         }
     };
-    let started = crate::refunds::start(
+    let started = refund_issue::start(
         &deps.refunds(),
         order_no,
         order.refundable(),

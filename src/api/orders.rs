@@ -418,8 +418,8 @@ pub(super) fn provider_api_error(e: ProviderError) -> ApiError {
 fn checkout_error(e: CheckoutError) -> ApiError {
     match e {
         CheckoutError::UnknownOrder => order_not_found(),
-        CheckoutError::ProviderDisabled(id) => {
-            ApiError::Unprocessable("provider_disabled", format!("{id} is not configured"))
+        CheckoutError::ProviderDisabled(missing) => {
+            ApiError::Unprocessable("provider_disabled", missing.to_string())
         }
         CheckoutError::Provider(p) => provider_api_error(p),
         CheckoutError::ReturnRefused(e) => {
