@@ -6,7 +6,9 @@
 //! job's sweep is never run here), and a `?wait=` page opened before is answered.
 //!
 //! Each test fails if its path skips the tail: nothing else refunds the payment, since no
-//! erasure pass runs after the payment.
+//! erasure pass runs after the payment. The `?wait=` check proves the page is answered with the
+//! order no longer pending once the path learned of the payment; which signal woke it (the
+//! settlement's own announce, the tail's, or the shared 500 ms re-read) it cannot tell apart.
 
 mod common;
 
