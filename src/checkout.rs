@@ -3,17 +3,43 @@
 
 use std::sync::Arc;
 
-use crate::app::AppState;
-use crate::clock::to_millis;
-use crate::domain::{Channel, Currency, EmployerId, Fen, OrderNo, OrderStatus, Plan, ProviderId};
-use crate::lifecycle::{self, CloseReason, SeenError};
+use crate::clock::{Clock, to_millis};
+use crate::config::{CheckoutConfig, OrdersConfig};
+pub use crate::domain::OwnedClaim;
+use crate::domain::{
+    Channel, Currency, EmployerId, Fen, OrderNo, OrderStatus, Plan, ProviderId, ProviderMissing,
+};
+use crate::lifecycle::{self, CloseReason};
 use crate::providers::{
-    NewPayment, PayerHints, PaymentProvider, ProviderError, ReturnError, ReturnOrder,
+    NewPayment, PayerHints, PaymentProvider, ProviderError, Registry, ReturnError, ReturnOrder,
 };
 use crate::return_url::ReturnUrl;
+use crate::settlement::{self, SeenError};
+use crate::store::Db;
 use crate::store::idempotency;
 use crate::store::orders::{self, OrderRow};
 use crate::telemetry;
+
+/// What the checkout use cases touch.
+#[derive(Clone, Copy)]
+pub struct Deps<'a> {
+    pub db: &'a Db,
+    pub providers: &'a Registry,
+    pub clock: &'a dyn Clock,
+    pub orders: &'a OrdersConfig,
+    pub checkout: &'a CheckoutConfig,
+}
+
+impl<'a> Deps<'a> {
+    /// The settlement tail's share of these.
+    fn tail(&self) -> settlement::Deps<'a> {
+        settlement::Deps {
+            db: self.db,
+            providers: self.providers,
+            clock: self.clock,
+        }
+    }
+}
 
 /// A validated order request.
 #[derive(Debug, Clone)]
@@ -28,20 +54,12 @@ pub struct NewOrder {
     pub return_url: Option<ReturnUrl>,
 }
 
-/// The idempotency claim a request owns: its answer is stored in the same transaction as the
-/// change it reports.
-#[derive(Debug, Clone, Copy)]
-pub struct OwnedClaim<'a> {
-    pub api_key_id: &'a str,
-    pub key: &'a str,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum CheckoutError {
     #[error("no such order")]
     UnknownOrder,
-    #[error("{0} is not configured")]
-    ProviderDisabled(ProviderId),
+    #[error(transparent)]
+    ProviderDisabled(#[from] ProviderMissing),
     #[error("the payment provider could not be asked")]
     Provider(#[source] ProviderError),
     #[error("the provider reports a payment that does not fit the order")]
@@ -64,15 +82,15 @@ impl From<SeenError> for CheckoutError {
     }
 }
 
+/// The provider of `id`, or [`CheckoutError::ProviderDisabled`].
 pub fn provider(
-    state: &AppState,
+    providers: &Registry,
     id: ProviderId,
 ) -> Result<Arc<dyn PaymentProvider>, CheckoutError> {
-    state
-        .providers
+    providers
         .get(id)
         .cloned()
-        .ok_or(CheckoutError::ProviderDisabled(id))
+        .ok_or(CheckoutError::ProviderDisabled(ProviderMissing(id)))
 }
 
 /// Creates the order here (`pending`, so even an instant callback finds it), then at the
@@ -80,15 +98,15 @@ pub fn provider(
 /// instructions, in one transaction. On a provider failure the order and the claim are removed:
 /// nothing half-created, and the same key works once the provider is back.
 pub async fn create(
-    state: &AppState,
+    deps: &Deps<'_>,
     req: NewOrder,
     claim: OwnedClaim<'_>,
     render: impl Fn(&OrderRow) -> String,
 ) -> Result<(OrderRow, String), CheckoutError> {
-    let provider = provider(state, req.provider)?;
-    let now = state.clock.now();
+    let provider = provider(deps.providers, req.provider)?;
+    let now = deps.clock.now();
     let now_ms = to_millis(now);
-    let expires_at = now + chrono::Duration::minutes(state.config.orders.ttl_minutes);
+    let expires_at = now + chrono::Duration::minutes(deps.orders.ttl_minutes);
     let mut order = OrderRow {
         order_no: OrderNo::generate(),
         employer_id: req.employer,
@@ -109,8 +127,8 @@ pub async fn create(
         created_at: now_ms,
         updated_at: now_ms,
     };
-    let pool = state.db.pool();
-    if let Err(e) = orders::insert(&state.db, &order).await {
+    let pool = deps.db.pool();
+    if let Err(e) = orders::insert(deps.db, &order).await {
         let _ = idempotency::release(pool, claim.api_key_id, claim.key).await;
         return Err(e.into());
     }
@@ -118,13 +136,13 @@ pub async fn create(
         order_no: order.order_no.clone(),
         amount: order.amount,
         channel: order.channel,
-        description: state.config.orders.description.clone(),
+        description: deps.orders.description.clone(),
         expires_at,
         payer: req.payer,
         return_url: req
             .return_url
             .as_ref()
-            .or(state.config.checkout.return_url.as_ref())
+            .or(deps.checkout.return_url.as_ref())
             .map(|r| r.render(&order.order_no)),
     };
     let instructions = match provider.create(&payment).await {
@@ -144,8 +162,7 @@ pub async fn create(
     let set_payment = orders::set_payment_json(&order.order_no, &payment_json, now_ms);
     order.payment_json = Some(payment_json);
     let body = render(&order);
-    state
-        .db
+    deps.db
         .write_all(vec![
             set_payment,
             idempotency::complete_statement(claim.api_key_id, claim.key, 201, body.clone()),
@@ -158,15 +175,16 @@ pub async fn create(
 
 /// Cancels an unpaid order: the query-then-close of [`lifecycle::query_then_close`]. Answers
 /// the order afterwards: `closed`, or paid (settled) when the buyer had paid.
-pub async fn cancel(state: &AppState, no: &OrderNo) -> Result<OrderRow, CheckoutError> {
-    let order = orders::get(state.db.pool(), no)
+pub async fn cancel(deps: &Deps<'_>, no: &OrderNo) -> Result<OrderRow, CheckoutError> {
+    let order = orders::get(deps.db.pool(), no)
         .await?
         .ok_or(CheckoutError::UnknownOrder)?;
     if order.status == OrderStatus::Pending {
-        let provider = provider(state, order.provider)?;
-        lifecycle::query_then_close(state, provider.as_ref(), no, CloseReason::Cancelled).await?;
+        let provider = provider(deps.providers, order.provider)?;
+        lifecycle::query_then_close(&deps.tail(), provider.as_ref(), no, CloseReason::Cancelled)
+            .await?;
     }
-    orders::get(state.db.pool(), no)
+    orders::get(deps.db.pool(), no)
         .await?
         .ok_or(CheckoutError::UnknownOrder)
 }
@@ -176,14 +194,14 @@ pub async fn cancel(state: &AppState, no: &OrderNo) -> Result<OrderRow, Checkout
 /// query must name this order, amount and app), and then the provider is asked, and a payment
 /// it reports settles through the one settlement path. A refused return changes nothing.
 pub async fn return_check(
-    state: &AppState,
+    deps: &Deps<'_>,
     no: &OrderNo,
     query: &[u8],
 ) -> Result<OrderRow, CheckoutError> {
-    let order = orders::get(state.db.pool(), no)
+    let order = orders::get(deps.db.pool(), no)
         .await?
         .ok_or(CheckoutError::UnknownOrder)?;
-    let provider = provider(state, order.provider)?;
+    let provider = provider(deps.providers, order.provider)?;
     let returned = ReturnOrder {
         order_no: no,
         amount: order.amount,
@@ -195,9 +213,9 @@ pub async fn return_check(
     // A closed order may still have been paid just before it closed: the query honours that
     // as a late payment, like any other report.
     if matches!(order.status, OrderStatus::Pending | OrderStatus::Closed) {
-        lifecycle::query_and_settle(state, provider.as_ref(), no).await?;
+        settlement::query_and_settle(&deps.tail(), provider.as_ref(), no).await?;
     }
-    orders::get(state.db.pool(), no)
+    orders::get(deps.db.pool(), no)
         .await?
         .ok_or(CheckoutError::UnknownOrder)
 }

@@ -283,9 +283,11 @@ async fn refund(
         anyhow::bail!("--reason must be 1 to 80 printable characters");
     }
     let app = one_shot(config_path).await?;
-    let refund = crate::refunds::start(app.state(), &no, amount, reason, None, |_| String::new())
-        .await
-        .context("refund refused")?;
+    let refund = crate::refunds::start(&app.state().refunds(), &no, amount, reason, None, |_| {
+        String::new()
+    })
+    .await
+    .context("refund refused")?;
     println!("{}", crate::api::refunds::refund_json(&refund));
     Ok(())
 }

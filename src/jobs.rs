@@ -32,8 +32,9 @@ use tokio_cron_scheduler::{Job as CronJob, JobScheduler};
 use crate::app::AppState;
 use crate::clock::to_millis;
 use crate::domain::{OrderNo, ProviderId};
-use crate::lifecycle::{self, CloseReason, Closing, Seen, SeenError};
+use crate::lifecycle::{self, CloseReason, Closing};
 use crate::providers::{PaymentProvider, ProviderError};
+use crate::settlement::{self, Seen, SeenError};
 use crate::store::jobs::{self as lease, Taken};
 use crate::store::orders::{self, Cursor, DueOrder};
 use crate::telemetry;
@@ -179,7 +180,7 @@ async fn query_and_settle(
     provider: &dyn PaymentProvider,
     no: &OrderNo,
 ) -> Result<Option<Seen>, DatabaseDown> {
-    match lifecycle::query_and_settle(state, provider, no).await {
+    match settlement::query_and_settle(&state.tail(), provider, no).await {
         Ok(seen) => Ok(Some(seen)),
         Err(SeenError::Db(e)) if crate::store::is_unavailable(&e) => Err(DatabaseDown(e)),
         Err(e) => {
@@ -321,7 +322,7 @@ async fn expire_one(
     provider: &dyn PaymentProvider,
     no: &OrderNo,
 ) -> Result<ExpireOutcome, DatabaseDown> {
-    match lifecycle::query_then_close(state, provider, no, CloseReason::Expired).await {
+    match lifecycle::query_then_close(&state.tail(), provider, no, CloseReason::Expired).await {
         Ok(Closing::Closed) => {
             tracing::info!(order_no = %no, "expired order closed");
             Ok(ExpireOutcome::Closed)
@@ -471,9 +472,14 @@ impl Runner {
             Job::EntitlementExpiry => {
                 serde_json::json!({"expired": expire_entitlements(state).await?})
             }
-            Job::Refunds => serde_json::to_value(crate::refunds::query_due(state).await?)?,
+            Job::Refunds => {
+                serde_json::to_value(crate::refunds::query_due(&state.refunds()).await?)?
+            }
             Job::Reconciliation => serde_json::to_value(reconcile_yesterday(state).await?)?,
-            Job::Events => serde_json::to_value(crate::push::push_due(state).await?)?,
+            Job::Events => serde_json::to_value(
+                crate::push::push_due(&state.db, state.pusher.as_deref(), state.clock.as_ref())
+                    .await?,
+            )?,
             Job::Erasure => serde_json::to_value(crate::privacy::run_due(state).await?)?,
             Job::Retention => {
                 serde_json::to_value(crate::privacy::retention::run(state, false).await?)?
@@ -549,7 +555,13 @@ impl Runner {
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tick.tick().await;
-                    if let Err(e) = crate::push::push_due(&runner.state).await {
+                    if let Err(e) = crate::push::push_due(
+                        &runner.state.db,
+                        runner.state.pusher.as_deref(),
+                        runner.state.clock.as_ref(),
+                    )
+                    .await
+                    {
                         tracing::error!(error = format!("{e:#}"), "event push pass failed");
                     }
                 }

@@ -25,6 +25,7 @@ pub mod reconcile;
 pub mod refunds;
 pub mod return_url;
 pub mod settle;
+pub mod settlement;
 pub mod state;
 pub mod store;
 pub mod telemetry;

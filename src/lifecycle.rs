@@ -1,14 +1,13 @@
-//! Moves of an order that several paths share: the cancel use case, the active query and the
-//! expiry job ask the provider, settle what it reports and close orders through these, so each
-//! move is written once.
+//! Moves of an order that several paths share: the cancel use case, the expiry job and the
+//! erasure close orders through these, so each move is written once. What the provider
+//! reports is settled by the settlement tail ([`crate::settlement`]).
 
 use chrono::{DateTime, Utc};
 
-use crate::app::AppState;
 use crate::clock::to_millis;
 use crate::domain::OrderNo;
-use crate::providers::{PaymentProvider, ProviderError, TradeStatus};
-use crate::settle::{self, PaidTrade, SettleError, Settled, Source};
+use crate::providers::{PaymentProvider, ProviderError};
+use crate::settlement::{self, Deps, Seen, SeenError};
 use crate::store::{Db, events, orders};
 
 /// Why an order was closed, as the `order.closed` event says.
@@ -61,71 +60,6 @@ pub async fn close_locally(
     Ok(closed)
 }
 
-/// Settles a payment a provider's (verified) query answer reports: the same exactly-once path
-/// as a notification.
-pub async fn settle_queried(
-    db: &Db,
-    trade: &PaidTrade,
-    now: DateTime<Utc>,
-) -> Result<Settled, SettleError> {
-    settle::settle(db, trade, Source::Query, now).await
-}
-
-/// What the provider said about one order, once what it reported was settled.
-#[derive(Debug)]
-pub enum Seen {
-    /// Paid (or paid and refunded): settled here now, or before.
-    Settled,
-    NotPaid,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum SeenError {
-    #[error("asking the provider failed")]
-    Provider(#[from] ProviderError),
-    #[error("the provider reports a payment that does not fit the order")]
-    DoesNotFit(#[source] SettleError),
-    #[error("database error")]
-    Db(#[from] sqlx::Error),
-}
-
-/// Asks the provider about one order and settles what it reports: a payment through the one
-/// settlement path; a trade paid and then fully refunded (both reports missed) as paid, then
-/// refunded, so its entitlement follows the money: never closed silently.
-pub async fn query_and_settle(
-    state: &AppState,
-    provider: &dyn PaymentProvider,
-    no: &OrderNo,
-) -> Result<Seen, SeenError> {
-    let now = state.clock.now();
-    let fits = |r: Result<Settled, SettleError>| match r {
-        Ok(_) => Ok(Seen::Settled),
-        Err(SettleError::Db(e)) => Err(SeenError::Db(e)),
-        Err(e) => Err(SeenError::DoesNotFit(e)),
-    };
-    match provider.query(no).await? {
-        TradeStatus::Paid(trade) => {
-            let settled = settle_queried(&state.db, &trade, now).await;
-            if let Ok(Settled::Now { .. }) = settled {
-                // A payment that reached an erased account goes straight back.
-                crate::privacy::refund_if_erased(state, &trade.order_no).await;
-            }
-            fits(settled)
-        }
-        TradeStatus::Refunded(trade) => {
-            match crate::refunds::settle_refunded_trade(state, &trade).await {
-                Ok(()) => Ok(Seen::Settled),
-                Err(crate::refunds::RefundSettleError::Db(e)) => Err(SeenError::Db(e)),
-                Err(e) => {
-                    tracing::error!(order_no = %no, error = %e, "a refunded trade could not be recorded");
-                    Ok(Seen::Settled)
-                }
-            }
-        }
-        TradeStatus::Pending | TradeStatus::Closed | TradeStatus::Unknown(_) => Ok(Seen::NotPaid),
-    }
-}
-
 /// How closing an order ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Closing {
@@ -142,17 +76,17 @@ pub enum Closing {
 /// cannot be reached for the close leaves the order closed here: the provider refuses payment
 /// after the `time_expire` it was given, and a payment reported anyway is honoured as late.
 pub async fn query_then_close(
-    state: &AppState,
+    deps: &Deps<'_>,
     provider: &dyn PaymentProvider,
     no: &OrderNo,
     reason: CloseReason,
 ) -> Result<Closing, SeenError> {
-    if let Seen::Settled = query_and_settle(state, provider, no).await? {
+    if let Seen::Settled = settlement::query_and_settle(deps, provider, no).await? {
         return Ok(Closing::Paid);
     }
-    if !close_locally(&state.db, no, reason, state.clock.now()).await? {
+    if !close_locally(deps.db, no, reason, deps.clock.now()).await? {
         // Paid or closed meanwhile (a notification won the race).
-        let order = orders::get(state.db.pool(), no).await?;
+        let order = orders::get(deps.db.pool(), no).await?;
         return Ok(match order.map(|o| o.status.is_settled()) {
             Some(true) => Closing::Paid,
             _ => Closing::Closed,
@@ -163,7 +97,7 @@ pub async fn query_then_close(
         Err(ProviderError::Rejected(e)) => {
             // Typically "already paid": the buyer paid between the query and the close.
             tracing::warn!(order_no = %no, error = format!("{e:#}"), "the provider refused the close; asking again");
-            match query_and_settle(state, provider, no).await {
+            match settlement::query_and_settle(deps, provider, no).await {
                 Ok(Seen::Settled) => Ok(Closing::Paid),
                 _ => Ok(Closing::Closed),
             }

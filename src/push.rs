@@ -16,10 +16,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use sha2::Sha256;
 
-use crate::app::AppState;
-use crate::clock::to_millis;
+use crate::clock::{Clock, to_millis};
 use crate::config::Config;
-use crate::store::events;
+use crate::store::{Db, events};
 
 /// The header a receiver verifies.
 pub const SIGNATURE_HEADER: &str = "Paygate-Signature";
@@ -136,17 +135,22 @@ fn backoff(attempts: i64) -> chrono::Duration {
     chrono::Duration::seconds((1i64 << exponent).min(MAX_BACKOFF_SECS))
 }
 
-/// Pushes the undelivered events that are due, oldest first.
-pub async fn push_due(state: &AppState) -> anyhow::Result<PushPass> {
-    let Some(pusher) = state.pusher.as_deref() else {
+/// Pushes the undelivered events that are due, oldest first; `pusher` None (no `[events]
+/// url`): nothing to do.
+pub async fn push_due(
+    db: &Db,
+    pusher: Option<&Pusher>,
+    clock: &dyn Clock,
+) -> anyhow::Result<PushPass> {
+    let Some(pusher) = pusher else {
         return Ok(PushPass {
             disabled: true,
             ..PushPass::default()
         });
     };
-    let pool = state.db.pool();
+    let pool = db.pool();
     let mut pass = PushPass::default();
-    let now = state.clock.now();
+    let now = clock.now();
     for due in events::due_for_push(pool, to_millis(now), BATCH).await? {
         if !events::claim_push(pool, &due, to_millis(now + CLAIM)).await? {
             pass.skipped += 1;
@@ -154,14 +158,14 @@ pub async fn push_due(state: &AppState) -> anyhow::Result<PushPass> {
         }
         let id = due.event.id;
         let body = serde_json::to_string(&due.event)?;
-        match pusher.post(body, state.clock.now().timestamp()).await {
+        match pusher.post(body, clock.now().timestamp()).await {
             Ok(()) => {
-                events::mark_delivered(pool, id, to_millis(state.clock.now())).await?;
+                events::mark_delivered(pool, id, to_millis(clock.now())).await?;
                 pass.pushed += 1;
             }
             Err(why) => {
                 let attempts = due.attempts + 1;
-                let next = state.clock.now() + backoff(attempts);
+                let next = clock.now() + backoff(attempts);
                 events::retry_push_at(pool, id, to_millis(next)).await?;
                 let reason = crate::error::chain(&why);
                 tracing::warn!(

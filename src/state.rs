@@ -29,3 +29,30 @@ pub struct AppState {
     /// How `Idempotency-Key`s are stored: keyed hashes (`[privacy]`), never text.
     pub idempotency_keys: Arc<crate::privacy::idempotency_keys::IdempotencyKeys>,
 }
+
+impl AppState {
+    /// The settlement tail's dependencies, out of the state.
+    pub fn tail(&self) -> crate::settlement::Deps<'_> {
+        crate::settlement::Deps {
+            db: &self.db,
+            providers: &self.providers,
+            clock: self.clock.as_ref(),
+        }
+    }
+
+    /// What issuing and following refunds needs.
+    pub fn refunds(&self) -> crate::refunds::Deps<'_> {
+        self.tail().refunds()
+    }
+
+    /// What the checkout use cases need.
+    pub fn checkout(&self) -> crate::checkout::Deps<'_> {
+        crate::checkout::Deps {
+            db: &self.db,
+            providers: &self.providers,
+            clock: self.clock.as_ref(),
+            orders: &self.config.orders,
+            checkout: &self.config.checkout,
+        }
+    }
+}

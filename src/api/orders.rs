@@ -125,7 +125,7 @@ pub async fn create(
             "provider must be wechatpay or alipay".into(),
         )
     })?;
-    let provider = checkout::provider(&state, provider_id).map_err(checkout_error)?;
+    let provider = checkout::provider(&state.providers, provider_id).map_err(checkout_error)?;
     let channel = Channel::parse(&req.channel)
         .filter(|c| provider.supports(*c))
         .ok_or_else(|| {
@@ -163,7 +163,7 @@ pub async fn create(
         payer,
         return_url,
     };
-    let (_, body) = checkout::create(&state, request, claim, |o| {
+    let (_, body) = checkout::create(&state.checkout(), request, claim, |o| {
         order_json(o, None, &[]).to_string()
     })
     .await
@@ -352,7 +352,7 @@ pub async fn return_check(
     caller.require(Scope::Checkout)?;
     let no = self::order_no(&order_no)?;
     let query = body.strip_prefix(b"?").unwrap_or(&body);
-    let order = checkout::return_check(&state, &no, query)
+    let order = checkout::return_check(&state.checkout(), &no, query)
         .await
         .map_err(checkout_error)?;
     Ok(Json(full_json(&state, &order).await?))
@@ -373,7 +373,7 @@ pub async fn cancel(
 ) -> Result<Response, ApiError> {
     caller.require(Scope::Checkout)?;
     let no = self::order_no(&order_no)?;
-    let order = checkout::cancel(&state, &no)
+    let order = checkout::cancel(&state.checkout(), &no)
         .await
         .map_err(checkout_error)?;
     let json = full_json(&state, &order).await?;
@@ -393,8 +393,8 @@ pub(super) fn provider_api_error(e: ProviderError) -> ApiError {
 fn checkout_error(e: CheckoutError) -> ApiError {
     match e {
         CheckoutError::UnknownOrder => order_not_found(),
-        CheckoutError::ProviderDisabled(id) => {
-            ApiError::Unprocessable("provider_disabled", format!("{id} is not configured"))
+        CheckoutError::ProviderDisabled(missing) => {
+            ApiError::Unprocessable("provider_disabled", missing.to_string())
         }
         CheckoutError::Provider(p) => provider_api_error(p),
         CheckoutError::ReturnRefused(e) => {

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use super::auth::{Caller, Scope};
 use super::idempotent::{self, Claimed};
 use crate::app::AppState;
-use crate::checkout::OwnedClaim;
 use crate::clock::rfc3339_beijing_millis;
+use crate::domain::OwnedClaim;
 use crate::domain::{Fen, RefundId};
 use crate::error::ApiError;
 use crate::refunds::{self, StartError};
@@ -95,7 +95,7 @@ pub async fn create(
         api_key_id: &caller.0.id,
         key: key.stored(),
     };
-    let started = refunds::start(&state, &no, amount, reason, Some(claim), |r| {
+    let started = refunds::start(&state.refunds(), &no, amount, reason, Some(claim), |r| {
         refund_json(r).to_string()
     })
     .await;
@@ -120,7 +120,7 @@ fn start_error(e: StartError) -> ApiError {
         StartError::AmountInvalid { refundable } => invalid_amount(format!(
             "amount must be more than zero and at most {refundable}, what is still refundable"
         )),
-        StartError::ProviderDisabled => ApiError::Unprocessable(
+        StartError::ProviderDisabled(_) => ApiError::Unprocessable(
             "provider_disabled",
             "the order's provider is not configured".into(),
         ),

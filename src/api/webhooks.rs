@@ -10,6 +10,7 @@ use crate::domain::ProviderId;
 use crate::providers::{Callback, CallbackError, Mismatch};
 use crate::refunds::{RefundSettleError, RefundSettled};
 use crate::settle::{self, SettleError, Source};
+use crate::settlement;
 use crate::telemetry;
 
 pub async fn receive(
@@ -29,13 +30,14 @@ pub async fn receive(
             match settle::settle(&state.db, &trade, Source::Notification, state.clock.now()).await {
                 Ok(settled) => {
                     tracing::info!(order_no = %trade.order_no, provider = %provider.id(), ?settled, "callback settled");
+                    // The settlement tail's after step (wake the waiting pages; an erased
+                    // account's payment straight back), after the provider has its answer:
+                    // the refund call must not hold the notification. The erasure job
+                    // retries a refund that does not start now.
                     if let settle::Settled::Now { .. } = settled {
-                        // A payment that reached an erased account goes straight back, after
-                        // the provider has its answer (the refund call must not hold the
-                        // notification); the erasure job retries what does not start now.
                         let (state, order_no) = (state.clone(), trade.order_no.clone());
                         tokio::spawn(async move {
-                            crate::privacy::refund_if_erased(&state, &order_no).await;
+                            settlement::after_settlement(&state.tail(), &order_no, settled).await;
                         });
                     }
                     let outcome = match settled {
@@ -49,21 +51,23 @@ pub async fn receive(
                 Err(e) => Err(Mismatch::Order(Box::new(e)).into()),
             }
         }
-        Ok(Callback::Refund(report)) => match crate::refunds::apply_report(&state, &report).await {
-            Ok(settled) => {
-                tracing::info!(order_no = %report.order_no, provider = %provider.id(), ?settled, "refund callback recorded");
-                let outcome = match settled {
-                    RefundSettled::Now { .. } => "refund_settled",
-                    RefundSettled::Already => "refund_duplicate",
-                    RefundSettled::Ignored => "ignored",
-                };
-                telemetry::callback(provider.id().as_str(), outcome);
-                Ok(())
+        Ok(Callback::Refund(report)) => {
+            match crate::refunds::apply_report(&state.tail(), &report).await {
+                Ok(settled) => {
+                    tracing::info!(order_no = %report.order_no, provider = %provider.id(), ?settled, "refund callback recorded");
+                    let outcome = match settled {
+                        RefundSettled::Now { .. } => "refund_settled",
+                        RefundSettled::Already => "refund_duplicate",
+                        RefundSettled::Ignored => "ignored",
+                    };
+                    telemetry::callback(provider.id().as_str(), outcome);
+                    Ok(())
+                }
+                Err(RefundSettleError::Db(e)) => Err(CallbackError::Temporary(e.into())),
+                Err(RefundSettleError::Provider(e)) => Err(CallbackError::Temporary(e.into())),
+                Err(e) => Err(Mismatch::Order(Box::new(e)).into()),
             }
-            Err(RefundSettleError::Db(e)) => Err(CallbackError::Temporary(e.into())),
-            Err(RefundSettleError::Provider(e)) => Err(CallbackError::Temporary(e.into())),
-            Err(e) => Err(Mismatch::Order(Box::new(e)).into()),
-        },
+        }
         Ok(Callback::Ignored(what)) => {
             tracing::info!(provider = %provider.id(), what, "verified callback acknowledged without action");
             telemetry::callback(provider.id().as_str(), "ignored");

@@ -1,13 +1,18 @@
 //! Domain types: money, identifiers, plans, and the states of orders and refunds. Parsed once at the edge, used everywhere.
 
+pub mod claim;
 pub mod date;
 pub mod ids;
 pub mod money;
 pub mod plans;
+pub mod provider_missing;
+pub mod reasons;
 pub mod status;
 
+pub use claim::OwnedClaim;
 pub use date::{DateError, parse_date};
 pub use ids::{Channel, EmployerId, OrderNo, ProviderId, RefundId};
 pub use money::{Currency, Fen};
 pub use plans::{Action, Catalog, Grant, Plan};
+pub use provider_missing::ProviderMissing;
 pub use status::{OrderStatus, RefundOrigin, RefundStatus};

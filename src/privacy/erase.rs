@@ -87,9 +87,13 @@ async fn erase_once(
         let Some(provider) = state.providers.get(provider).cloned() else {
             continue;
         };
-        if let Err(e) =
-            lifecycle::query_then_close(state, provider.as_ref(), &no, CloseReason::AccountDeleted)
-                .await
+        if let Err(e) = lifecycle::query_then_close(
+            &state.tail(),
+            provider.as_ref(),
+            &no,
+            CloseReason::AccountDeleted,
+        )
+        .await
         {
             // Closed below in the transaction, and at the provider after it.
             tracing::warn!(order_no = %no, error = %crate::error::chain(&e), "closing a pending order of an erased account");

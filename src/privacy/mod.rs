@@ -26,7 +26,7 @@ use crate::checkout::OwnedClaim;
 use crate::clock::{rfc3339_beijing_millis, to_millis};
 use crate::config::Config;
 use crate::domain::{EmployerId, OrderNo};
-use crate::store::{idempotency, orders};
+use crate::store::idempotency;
 
 pub use erase::Erased;
 
@@ -36,7 +36,7 @@ pub use crate::domain::ids::PSEUDONYM_PREFIX;
 const PSEUDONYM_HEX: usize = 56;
 /// The refund reason of a payment that arrives for an erased account (shown to the buyer: it
 /// names nobody).
-pub const ACCOUNT_DELETED: &str = "account_deleted";
+pub use crate::domain::reasons::ACCOUNT_DELETED;
 
 /// The secret key of the pseudonyms. Its `Debug` shows nothing.
 pub struct PseudonymKey(SecretSlice<u8>);
@@ -296,14 +296,15 @@ pub async fn run_due(state: &AppState) -> anyhow::Result<ErasurePass> {
         }
     }
     let owed: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT o.order_no FROM payment_order o WHERE {OWED} ORDER BY o.order_no LIMIT 100"
+        "SELECT o.order_no FROM payment_order o WHERE {} ORDER BY o.order_no LIMIT 100",
+        crate::settlement::OWED
     )))
     .fetch_all(state.db.pool())
     .await?;
     for no in owed {
         let no = OrderNo::parse(&no)
             .ok_or_else(|| crate::store::orders::corrupt("order_no", "not an order number"))?;
-        if refund_if_erased(state, &no).await {
+        if crate::settlement::refund_if_erased(&state.tail(), &no).await {
             pass.refunds_started += 1;
         }
     }
@@ -325,15 +326,6 @@ pub async fn run_due(state: &AppState) -> anyhow::Result<ErasurePass> {
     Ok(pass)
 }
 
-/// An order `o` whose payment reached an erased account after its erasure and is not all
-/// refunded or being refunded: settled under the pseudonym, nothing granted (settlement grants
-/// nothing to an erased account, and an order paid before the erasure always had its grant —
-/// revoked by the erasure, but there: that payment is the employer's purchase, not refunded).
-const OWED: &str = "o.status IN ('paid', 'partially_refunded')
-     AND o.refunded_fen + o.refund_pending_fen < o.amount_fen
-     AND EXISTS (SELECT 1 FROM erased_employer x WHERE x.pseudonym = o.employer_id)
-     AND NOT EXISTS (SELECT 1 FROM entitlement e WHERE e.order_no = o.order_no)";
-
 /// True when `employer` is the pseudonym of an erased account.
 pub async fn is_erased(
     ex: &mut crate::store::exec::Exec<'_>,
@@ -346,53 +338,6 @@ pub async fn is_erased(
         )
         .await?;
     Ok(found.is_some())
-}
-
-/// A payment that reached an erased account (settled under its pseudonym, nothing granted)
-/// goes back in full through the refund path, reason `account_deleted`. True when a refund
-/// was started now; anything else (not erased, nothing left to refund, a refund already in
-/// flight, the provider not answering yet) is logged and left to the next `erasure` pass.
-pub async fn refund_if_erased(state: &AppState, order_no: &OrderNo) -> bool {
-    // A read of what has committed (every settled callback asks, almost always for nothing):
-    // on the reader, so it never queues for the writer. The refund path guards its own writes.
-    let owed: Result<i64, sqlx::Error> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT COUNT(*) FROM payment_order o WHERE o.order_no = $1 AND {OWED}"
-    )))
-    .bind(order_no.as_str())
-    .fetch_one(state.db.reader())
-    .await;
-    let order = match owed {
-        Ok(0) => return false,
-        Ok(_) => orders::get(state.db.pool(), order_no).await,
-        Err(e) => Err(e),
-    };
-    let order = match order {
-        Ok(Some(order)) => order,
-        Ok(None) => return false,
-        Err(e) => {
-            tracing::error!(%order_no, error = %e, "reading an order for an erased-account refund");
-            return false;
-        }
-    };
-    let started = crate::refunds::start(
-        state,
-        order_no,
-        order.refundable(),
-        Some(ACCOUNT_DELETED.to_owned()),
-        None,
-        |_| String::new(),
-    )
-    .await;
-    match started {
-        Ok(refund) => {
-            tracing::info!(%order_no, refund_id = %refund.refund_id, "payment for an erased account refunded");
-            true
-        }
-        Err(e) => {
-            tracing::warn!(%order_no, error = %crate::error::chain(&e), "refund for an erased account not started; the erasure job retries");
-            false
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1059,7 +1059,7 @@ async fn heal_refund(
             at: Some(crate::clock::from_millis(occurred_at)),
         },
     };
-    match crate::refunds::apply_report(state, &report).await {
+    match crate::refunds::apply_report(&state.tail(), &report).await {
         Ok(RefundSettled::Now { .. }) => {
             d.healed = true;
             d.note = Some("recorded".into());

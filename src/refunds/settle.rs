@@ -92,6 +92,9 @@ pub enum RefundSettleError {
     OtherOrder,
     #[error("the report names another provider than the order")]
     ProviderMismatch,
+    /// The order's provider is not configured here: nobody can be asked about it.
+    #[error(transparent)]
+    ProviderMissing(#[from] crate::domain::ProviderMissing),
     #[error("refund amount {reported} differs from the refund's {expected}")]
     AmountMismatch { expected: Fen, reported: Fen },
     /// A refund paygate did not start, reported without its amount: ask the provider.
