@@ -4,6 +4,7 @@ pub mod date;
 pub mod ids;
 pub mod money;
 pub mod plans;
+pub mod reconciliation;
 pub mod status;
 
 pub use date::{DateError, parse_date};
