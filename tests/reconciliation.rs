@@ -247,7 +247,7 @@ async fn a_payment_closed_here_is_healed_by_the_bill(app: TestApp) {
         format!(
             "class,kind,order_no,provider_transaction_id,refund_no,bill_amount,local_amount,\
              bill_status,local_status,healed,note,duplicate_bill_amount\r\n\
-             missing_local,payment,{order_no},{txn},,50.00,,SUCCESS,closed,yes,\
+             missing_local,payment,{order_no},{txn},,199.00,,SUCCESS,closed,yes,\
              settled late (the order had been closed),\r\n"
         )
     );
