@@ -12,15 +12,6 @@ use crate::refunds::{RefundOutcome, RefundReport, RefundSettleError, RefundSettl
 use crate::settle::{Settled, Source};
 use crate::store::{Db, orders};
 
-/// The refund path a refund found only in the bill is recorded through, as a refund report
-/// the provider sent would be (it follows the money like any refund made at the portal).
-pub trait RefundPath: Send + Sync {
-    fn apply_report<'a>(
-        &'a self,
-        report: &'a RefundReport,
-    ) -> BoxFuture<'a, Result<RefundSettled, RefundSettleError>>;
-}
-
 /// What healing uses.
 #[derive(Clone, Copy)]
 pub(super) struct Healer<'a> {
@@ -136,4 +127,13 @@ impl Healer<'_> {
         }
         Ok(())
     }
+}
+
+/// The refund path a refund found only in the bill is recorded through, as a refund report
+/// the provider sent would be (it follows the money like any refund made at the portal).
+pub trait RefundPath: Send + Sync {
+    fn apply_report<'a>(
+        &'a self,
+        report: &'a RefundReport,
+    ) -> BoxFuture<'a, Result<RefundSettled, RefundSettleError>>;
 }
