@@ -15,7 +15,7 @@ use super::summary::Summary;
 use crate::domain::reconciliation::{
     Discrepancy, DiscrepancyClass as Class, DiscrepancyKind as Kind, Tally, day_bounds,
 };
-use crate::domain::{Fen, ProviderId};
+use crate::domain::{Fen, OrderStatus, ProviderId};
 use crate::providers::PaymentProvider;
 use crate::store::Db;
 use crate::store::reconciliations as store;
@@ -219,7 +219,7 @@ impl Classifier<'_> {
                     Some(local) if local != r.amount => d.class = Class::AmountMismatch,
                     Some(_) => {
                         d.class = Class::StatusMismatch;
-                        d.local_status = Some("paid".into());
+                        d.local_status = Some(OrderStatus::Paid.as_str().into());
                     }
                     None if r.status != bill::SUCCESS => d.class = Class::StatusMismatch,
                     None => heal = Some(Heal::Payment),
@@ -378,7 +378,7 @@ fn missing_remote_payment(order_no: String, provider_txn_id: String, amount: Fen
         order_no: Some(order_no),
         provider_txn_id: Some(provider_txn_id),
         local_amount_fen: Some(amount),
-        local_status: Some("paid".into()),
+        local_status: Some(OrderStatus::Paid.as_str().into()),
         ..Discrepancy::new(Class::MissingRemote, Kind::Payment)
     }
 }
