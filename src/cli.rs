@@ -258,9 +258,13 @@ async fn reconcile(config_path: Option<PathBuf>, provider: &str, date: &str) -> 
     let date = crate::domain::parse_date(date)
         .with_context(|| format!("{date:?} is not a date YYYY-MM-DD"))?;
     let app = one_shot(config_path).await?;
-    let run = crate::reconcile::run(app.state(), provider, date)
-        .await
-        .context("reconciliation failed")?;
+    let run = crate::reconcile::run(
+        crate::api::reconciliations::deps(app.state()),
+        provider,
+        date,
+    )
+    .await
+    .context("reconciliation failed")?;
     println!("{}", crate::api::reconciliations::run_json(&run));
     Ok(())
 }

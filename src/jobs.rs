@@ -369,15 +369,14 @@ pub async fn reconcile_yesterday(state: &AppState) -> anyhow::Result<ReconcilePa
         if state.providers.get(id).is_none() {
             continue;
         }
-        let done =
-            crate::store::reconciliations::of_date(state.db.reader(), id.as_str(), &pass.date)
-                .await?
-                .is_some_and(|r| r.status == "completed");
+        let done = crate::store::reconciliations::of_date(state.db.reader(), id, date)
+            .await?
+            .is_some_and(|r| r.status == crate::store::reconciliations::RunStatus::Completed);
         if done {
             pass.already.push(id.as_str().into());
             continue;
         }
-        match crate::reconcile::run(state, id, date).await {
+        match crate::reconcile::run(crate::api::reconciliations::deps(state), id, date).await {
             Ok(_) => pass.completed.push(id.as_str().into()),
             Err(crate::reconcile::ReconcileError::Bill(
                 crate::reconcile::bill::BillError::NotReady,

@@ -238,6 +238,19 @@ async fn a_payment_closed_here_is_healed_by_the_bill(app: TestApp) {
     assert_eq!(app.events_of(&order_no, "payment.late").await.len(), 1);
     let line = csv(&app, run["reconciliation_id"].as_str().unwrap()).await;
     assert!(line.contains(",yes,"), "marked healed: {line}");
+    // The CSV's exact bytes (after the BOM): its header, and the healed row with every column.
+    let txn = order["payment_record"]["provider_transaction_id"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        line,
+        format!(
+            "class,kind,order_no,provider_transaction_id,refund_no,bill_amount,local_amount,\
+             bill_status,local_status,healed,note,duplicate_bill_amount\r\n\
+             missing_local,payment,{order_no},{txn},,199.00,,SUCCESS,closed,yes,\
+             settled late (the order had been closed),\r\n"
+        )
+    );
 
     // The lost notification arrives at last: nothing changes.
     app.set_faults(json!({})).await;
@@ -666,4 +679,67 @@ on_both_backends!(
     the_leftovers_of_a_dead_run_are_swept_on_sqlite,
     the_leftovers_of_a_dead_run_are_swept_on_postgres,
     the_leftovers_of_a_dead_run_are_swept
+);
+
+/// A stored run that does not decode (its summary JSON, its provider, its date) is a fault
+/// naming the column, answered as a 500, never a `null` summary or a guessed value; the list
+/// that holds it fails the same way, and a sound run reads again once repaired.
+async fn a_stored_run_that_does_not_decode_is_an_error(app: TestApp) {
+    app.paid_order("emp_recon_corrupt", "wechatpay", "resume-download-50")
+        .await;
+    let (status, run) = reconcile(&app, "wechatpay", &today(&app)).await;
+    assert_eq!(status, 201, "{run}");
+    let id = run["reconciliation_id"].as_str().unwrap().to_owned();
+    let get = async |path: String| {
+        let res = app
+            .http
+            .get(format!("{}{path}", app.url))
+            .bearer_auth(FINANCE_KEY)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        (status, res.json::<Value>().await.unwrap())
+    };
+    let sound = get(format!("/v1/reconciliations/{id}")).await;
+    assert_eq!(sound, (200, run.clone()));
+    for (column, bad) in [
+        ("summary_json", "{\"bill_rows\":"),
+        ("provider", "paypal"),
+        ("bill_date", "2026-02-30"),
+    ] {
+        let set = |value: &str| {
+            format!(
+                "UPDATE reconciliation_run SET {column} = '{value}' WHERE reconciliation_id = '{id}'"
+            )
+        };
+        let original: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT {column} FROM reconciliation_run WHERE reconciliation_id = '{id}'"
+        )))
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(set(bad)))
+            .execute(app.db.pool())
+            .await
+            .unwrap();
+        for path in [
+            format!("/v1/reconciliations/{id}"),
+            "/v1/reconciliations".to_owned(),
+        ] {
+            let (status, body) = get(path.clone()).await;
+            assert_eq!(status, 500, "{column} in {path}: {body}");
+            assert_eq!(body["error"]["code"], "internal_error", "{body}");
+        }
+        sqlx::query(sqlx::AssertSqlSafe(set(&original)))
+            .execute(app.db.pool())
+            .await
+            .unwrap();
+        assert_eq!(get(format!("/v1/reconciliations/{id}")).await, sound);
+    }
+}
+on_both_backends!(
+    a_stored_run_that_does_not_decode_is_an_error_on_sqlite,
+    a_stored_run_that_does_not_decode_is_an_error_on_postgres,
+    a_stored_run_that_does_not_decode_is_an_error
 );

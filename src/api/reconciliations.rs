@@ -14,10 +14,11 @@ use super::auth::{Caller, Scope};
 use crate::app::AppState;
 use crate::clock::rfc3339_beijing_millis;
 use crate::domain::ProviderId;
+use crate::domain::reconciliation::Discrepancy;
 use crate::error::ApiError;
 use crate::reconcile::bill::BillError;
 use crate::reconcile::{self, ReconcileError};
-use crate::store::reconciliations::{self as store, Discrepancy, RunRow};
+use crate::store::reconciliations::{self as store, RunRow};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,12 +42,22 @@ fn date(text: &str, field: &str) -> Result<NaiveDate, ApiError> {
 }
 
 /// A run as the API shows it.
+/// What a reconciliation run uses, from the application (jobs and the CLI run it the same way).
+pub fn deps(state: &AppState) -> reconcile::Deps<'_> {
+    reconcile::Deps {
+        db: &state.db,
+        providers: &state.providers,
+        clock: state.clock.as_ref(),
+        config: &state.config.reconciliation,
+    }
+}
+
 pub fn run_json(run: &RunRow) -> serde_json::Value {
     serde_json::json!({
         "reconciliation_id": run.reconciliation_id,
-        "provider": run.provider,
-        "date": run.bill_date,
-        "status": run.status,
+        "provider": run.provider.as_str(),
+        "date": run.bill_date.to_string(),
+        "status": run.status.as_str(),
         "failure": run.failure,
         "summary": run.summary,
         "started_at": rfc3339_beijing_millis(run.started_at),
@@ -92,7 +103,7 @@ pub async fn create(
     let req: RunRequest = super::json_body(&body)?;
     let provider = provider(&req.provider)?;
     let date = date(&req.date, "date")?;
-    let run = reconcile::run(&state, provider, date)
+    let run = reconcile::run(deps(&state), provider, date)
         .await
         .map_err(reconcile_error)?;
     Ok((StatusCode::CREATED, Json(run_json(&run))).into_response())
@@ -115,17 +126,7 @@ pub async fn list(
     let provider = q.provider.as_deref().map(provider).transpose()?;
     let from = q.from.as_deref().map(|d| date(d, "from")).transpose()?;
     let to = q.to.as_deref().map(|d| date(d, "to")).transpose()?;
-    let runs = store::list(
-        state.db.reader(),
-        provider.map(|p| p.as_str()),
-        &from
-            .map(|d| d.to_string())
-            .unwrap_or_else(|| "0000-01-01".into()),
-        &to.map(|d| d.to_string())
-            .unwrap_or_else(|| "9999-12-31".into()),
-        366,
-    )
-    .await?;
+    let runs = store::list(state.db.reader(), provider, (from, to), 366).await?;
     Ok(Json(serde_json::json!({
         "reconciliations": runs.iter().map(run_json).collect::<Vec<_>>()
     })))
@@ -165,16 +166,15 @@ fn cell(text: &str) -> String {
     }
 }
 
-fn yuan(fen: Option<i64>) -> String {
-    fen.and_then(|f| crate::domain::Fen::new(f).ok())
-        .map(|f| f.to_string())
-        .unwrap_or_default()
+/// An amount in yuan ("50.00"); an empty cell when the row has none.
+fn yuan(fen: Option<crate::domain::Fen>) -> String {
+    fen.map(|f| f.to_string()).unwrap_or_default()
 }
 
 fn csv_line(d: &Discrepancy) -> String {
     let fields = [
-        d.class.to_owned(),
-        d.kind.to_owned(),
+        d.class.as_str().to_owned(),
+        d.kind.as_str().to_owned(),
         d.order_no.clone().unwrap_or_default(),
         d.provider_txn_id.clone().unwrap_or_default(),
         d.refund_no.clone().unwrap_or_default(),

@@ -7,6 +7,7 @@ pub mod money;
 pub mod plans;
 pub mod provider_missing;
 pub mod reasons;
+pub mod reconciliation;
 pub mod status;
 
 pub use claim::OwnedClaim;
