@@ -117,8 +117,8 @@ impl IntoResponse for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::BillError;
     use crate::reconcile::ReconcileError;
-    use crate::reconcile::bill::BillError;
 
     async fn body_of(e: ApiError) -> (StatusCode, serde_json::Value) {
         let response = e.into_response();

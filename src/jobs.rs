@@ -378,9 +378,7 @@ pub async fn reconcile_yesterday(state: &AppState) -> anyhow::Result<ReconcilePa
         }
         match crate::reconcile::run(crate::api::reconciliations::deps(state), id, date).await {
             Ok(_) => pass.completed.push(id.as_str().into()),
-            Err(crate::reconcile::ReconcileError::Bill(
-                crate::reconcile::bill::BillError::NotReady,
-            )) => {
+            Err(crate::reconcile::ReconcileError::Bill(crate::providers::BillError::NotReady)) => {
                 if now.hour() >= LAST_BILL_HOUR {
                     tracing::error!(provider = %id, %date, "no bill from the provider by 18:00; the day stays unreconciled");
                     telemetry::job_orders(Job::Reconciliation.name(), "bill_missing", 1);

@@ -10,9 +10,9 @@ use std::io::Write as _;
 use common::{Backend, FINANCE_KEY, TestApp};
 use paygate::clock::Clock;
 use paygate::domain::ProviderId;
+use paygate::providers::BillError;
+use paygate::providers::bounds::Exceeded;
 use paygate::reconcile::ReconcileError;
-use paygate::reconcile::bill::BillError;
-use paygate::reconcile::bounds::Exceeded;
 use serde_json::{Value, json};
 
 fn no(order: &Value) -> String {

@@ -16,7 +16,7 @@ use crate::clock::rfc3339_beijing_millis;
 use crate::domain::ProviderId;
 use crate::domain::reconciliation::Discrepancy;
 use crate::error::ApiError;
-use crate::reconcile::bill::BillError;
+use crate::providers::BillError;
 use crate::reconcile::{self, ReconcileError};
 use crate::store::reconciliations::{self as store, RunRow};
 

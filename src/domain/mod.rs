@@ -1,5 +1,6 @@
 //! Domain types: money, identifiers, plans, and the states of orders and refunds. Parsed once at the edge, used everywhere.
 
+pub mod bill;
 pub mod claim;
 pub mod date;
 pub mod ids;

@@ -17,9 +17,10 @@ use super::port::{
     ProviderError, RefundState, ReturnError, ReturnOrder, TradeStatus,
 };
 use crate::config::{AlipayConfig, Config};
+use crate::domain::bill::{self as bill, BillEntry, BillTotals, EntryKind};
 use crate::domain::{Channel, Currency, Fen, OrderNo, ProviderId};
-use crate::reconcile::bill::{self as bill, BillEntry, BillError, BillTotals, EntryKind};
-use crate::reconcile::bounds::{BillSink, Bounds};
+use crate::providers::BillError;
+use crate::providers::bounds::{BillSink, Bounds};
 use crate::refunds::{RefundFailure, RefundOutcome, RefundReport};
 use crate::settle::PaidTrade;
 
@@ -335,14 +336,16 @@ impl PaymentProvider for Alipay {
         each: &mut dyn FnMut(BillEntry) -> bool,
     ) -> Result<BillTotals, BillError> {
         let mut zip = paygate_alipay::bill::TradeBillReader::open(std::io::BufReader::new(file))
-            .map_err(bill::invalid)?;
+            .map_err(crate::providers::bills::invalid)?;
         // The detail entry inflated through the bounds: a ZIP bomb stops at max_bill_bytes.
-        let entry = zip.detail_entry().map_err(bill::invalid)?;
+        let entry = zip
+            .detail_entry()
+            .map_err(crate::providers::bills::invalid)?;
         let mut rows = paygate_alipay::bill::TradeBillRows::from_csv(bounds.reader(entry))
-            .map_err(bill::invalid)?;
+            .map_err(crate::providers::bills::invalid)?;
         let mut totals = BillTotals::NONE;
         for row in rows.by_ref() {
-            let row = row.map_err(bill::invalid)?;
+            let row = row.map_err(crate::providers::bills::invalid)?;
             let entry = BillEntry {
                 kind: match row.kind {
                     paygate_alipay::bill::BillRowKind::Payment => EntryKind::Payment,
@@ -351,12 +354,12 @@ impl PaymentProvider for Alipay {
                 order_no: row.out_trade_no,
                 provider_txn_id: row.trade_no,
                 refund_no: row.out_request_no,
-                amount: Fen::new(row.amount_fen).map_err(bill::invalid)?,
+                amount: Fen::new(row.amount_fen).map_err(crate::providers::bills::invalid)?,
                 // The trade bill lists only what completed that day: it has no status column.
                 status: bill::SUCCESS.to_owned(),
                 at: row.trade_time,
             };
-            bill::tally(&mut totals, &entry)?;
+            crate::providers::bills::tally(&mut totals, &entry)?;
             if !each(entry) {
                 return Err(BillError::Invalid(anyhow!("reading the bill was stopped")));
             }

@@ -5,10 +5,13 @@
 //! `registry.rs` (`Registry`), the adapters `wechatpay.rs` and `alipay.rs`.
 
 pub mod alipay;
+pub mod bills;
+pub mod bounds;
 mod port;
 mod registry;
 pub mod wechatpay;
 
+pub use bills::BillError;
 pub use port::{
     Callback, CallbackError, Mismatch, NewPayment, NewRefund, PayerHints, PaymentInstructions,
     PaymentProvider, ProviderError, RefundState, ReturnError, ReturnOrder, TradeStatus,

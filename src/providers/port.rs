@@ -4,9 +4,10 @@
 use axum::http::HeaderMap;
 use axum::response::Response;
 
+use crate::domain::bill::{BillEntry, BillTotals};
 use crate::domain::{Channel, Fen, OrderNo, ProviderId};
-use crate::reconcile::bill::{BillEntry, BillError, BillTotals};
-use crate::reconcile::bounds::{BillSink, Bounds};
+use crate::providers::BillError;
+use crate::providers::bounds::{BillSink, Bounds};
 use crate::refunds::{RefundFailure, RefundReport};
 use crate::settle::PaidTrade;
 

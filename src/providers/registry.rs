@@ -11,9 +11,10 @@ use super::port::{
     Callback, CallbackError, NewPayment, NewRefund, PaymentInstructions, PaymentProvider,
     ProviderError, RefundState, ReturnError, ReturnOrder, TradeStatus,
 };
+use crate::domain::bill::{BillEntry, BillTotals};
 use crate::domain::{Channel, OrderNo, ProviderId};
-use crate::reconcile::bill::{BillEntry, BillError, BillTotals};
-use crate::reconcile::bounds::{BillSink, Bounds};
+use crate::providers::BillError;
+use crate::providers::bounds::{BillSink, Bounds};
 
 #[derive(Clone, Default)]
 pub struct Registry {

@@ -25,9 +25,10 @@ use super::port::{
 };
 use crate::clock::{SharedClock, rfc3339_beijing};
 use crate::config::{Config, WechatPayConfig};
+use crate::domain::bill::{BillEntry, BillTotals};
 use crate::domain::{Channel, Currency, OrderNo, ProviderId};
-use crate::reconcile::bill::{BillEntry, BillError, BillTotals};
-use crate::reconcile::bounds::{BillSink, Bounds};
+use crate::providers::BillError;
+use crate::providers::bounds::{BillSink, Bounds};
 use crate::refunds::RefundFailure;
 use certificates::Certificates;
 

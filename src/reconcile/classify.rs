@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 
-use super::bill::{self, BillTotals};
 use super::deps::ReconcileError;
 use super::heal::Healer;
 use super::read::{Read, Staged};
 use super::seen::SeenFilter;
 use super::summary::Summary;
+use crate::domain::bill::{self, BillTotals};
 use crate::domain::reconciliation::{
     Discrepancy, DiscrepancyClass as Class, DiscrepancyKind as Kind, Tally, day_bounds,
 };

@@ -6,7 +6,7 @@ use crate::domain::ProviderId;
 use crate::providers::Registry;
 use crate::store::Db;
 
-use super::bill::BillError;
+use crate::providers::BillError;
 
 /// The narrow dependencies of a run, borrowed from the application by its caller.
 #[derive(Clone, Copy)]

@@ -35,8 +35,6 @@
 //! | `heal.rs` | healing a missing payment or refund through the settlement tail |
 //! | `summary.rs` | [`Summary`], what a run found |
 
-pub mod bill;
-pub mod bounds;
 mod classify;
 mod deps;
 mod heal;

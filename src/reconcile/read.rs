@@ -5,12 +5,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::bill::{self, BillEntry, BillError, BillTotals};
-use super::bounds::Bounds;
 use super::deps::ReconcileError;
 use super::seen::SeenFilter;
 use crate::domain::ProviderId;
+use crate::domain::bill::{self, BillEntry, BillTotals};
+use crate::providers::BillError;
 use crate::providers::PaymentProvider;
+use crate::providers::bounds::Bounds;
 use crate::store::Db;
 use crate::store::reconciliations::{self as store, LocalPayment};
 

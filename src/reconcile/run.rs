@@ -5,8 +5,6 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::bill::BillError;
-use super::bounds::BillSink;
 use super::classify::classify;
 use super::deps::{Deps, ReconcileError};
 use super::heal::Healer;
@@ -16,7 +14,9 @@ use super::work::Work;
 use crate::clock::to_millis;
 use crate::domain::ProviderId;
 use crate::domain::reconciliation::day_bounds;
+use crate::providers::BillError;
 use crate::providers::PaymentProvider;
+use crate::providers::bounds::BillSink;
 use crate::store::reconciliations::{self as store, RunRow, RunStatus};
 
 /// Reconciles `provider`'s bill of `date`: downloads, checks, classifies, heals, stores and

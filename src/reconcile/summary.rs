@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::bill::BillTotals;
+use crate::domain::bill::BillTotals;
 use crate::domain::reconciliation::{DiscrepancyClass, Tally};
 
 #[derive(Debug, Clone, Default, Serialize)]

@@ -2,9 +2,9 @@
 
 use chrono::{DateTime, Utc};
 
-use super::bounds::{BillLimits, Bounds};
 use crate::clock::to_millis;
 use crate::config::ReconciliationConfig;
+use crate::providers::bounds::{BillLimits, Bounds};
 use crate::store::Db;
 use crate::store::reconciliations as store;
 

@@ -5,8 +5,9 @@ use anyhow::anyhow;
 use paygate_wechatpay::{Client, ClientError};
 
 use crate::domain::Fen;
-use crate::reconcile::bill::{self as bill, BillEntry, BillError, BillTotals, EntryKind};
-use crate::reconcile::bounds::{BillSink, Bounds};
+use crate::domain::bill::{BillEntry, BillTotals, EntryKind};
+use crate::providers::BillError;
+use crate::providers::bounds::{BillSink, Bounds};
 
 /// Downloads the bill of `date` into `sink` and checks the hash WeChat signed.
 pub(super) async fn download(
@@ -42,7 +43,7 @@ pub(super) async fn download(
     tokio::task::spawn_blocking(move || download.verify_file(bounds.reader(gunzip(copy)), false))
         .await
         .map_err(|e| BillError::Invalid(e.into()))?
-        .map_err(bill::invalid)?;
+        .map_err(crate::providers::bills::invalid)?;
     file.rewind()?;
     Ok(())
 }
@@ -57,13 +58,13 @@ pub(super) fn read(
     let mut reader = paygate_wechatpay::TradeBillReader::new(bounds.reader(gunzip(file)), false);
     let mut totals = BillTotals::NONE;
     for row in reader.by_ref() {
-        let row = row.map_err(bill::invalid)?;
+        let row = row.map_err(crate::providers::bills::invalid)?;
         if row.mchid != mchid {
             return Err(BillError::Invalid(anyhow!(
                 "a bill row of another merchant"
             )));
         }
-        let amount = Fen::new(row.amount_fen).map_err(bill::invalid)?;
+        let amount = Fen::new(row.amount_fen).map_err(crate::providers::bills::invalid)?;
         let entry = match row.kind {
             paygate_wechatpay::BillRowKind::Payment => BillEntry {
                 kind: EntryKind::Payment,
@@ -85,7 +86,7 @@ pub(super) fn read(
                 at: row.trade_time,
             },
         };
-        bill::tally(&mut totals, &entry)?;
+        crate::providers::bills::tally(&mut totals, &entry)?;
         if !each(entry) {
             return Err(BillError::Invalid(anyhow!("reading the bill was stopped")));
         }

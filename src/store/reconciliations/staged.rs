@@ -5,8 +5,8 @@
 use sqlx::{AnyPool, Row};
 
 use super::columns::{fen, opt_fen};
+use crate::domain::bill::BillEntry;
 use crate::domain::{Fen, ProviderId};
-use crate::reconcile::bill::BillEntry;
 use crate::store::Db;
 
 /// Rows per INSERT statement. Small on purpose: binding `$n` parameters costs more than
