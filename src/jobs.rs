@@ -474,9 +474,13 @@ impl Runner {
             Job::Refunds => serde_json::to_value(crate::refunds::query_due(state).await?)?,
             Job::Reconciliation => serde_json::to_value(reconcile_yesterday(state).await?)?,
             Job::Events => serde_json::to_value(crate::push::push_due(state).await?)?,
-            Job::Erasure => serde_json::to_value(crate::privacy::run_due(state).await?)?,
+            Job::Erasure => {
+                let deps = crate::api::privacy::erasure_deps(state);
+                serde_json::to_value(crate::privacy::run_due(&deps, state).await?)?
+            }
             Job::Retention => {
-                serde_json::to_value(crate::privacy::retention::run(state, false).await?)?
+                let deps = crate::api::privacy::retention_deps(state);
+                serde_json::to_value(crate::privacy::retention::run(&deps, false).await?)?
             }
         })
     }

@@ -1,13 +1,17 @@
 //! Domain types: money, identifiers, plans, and the states of orders and refunds. Parsed once at the edge, used everywhere.
 
 pub mod date;
+pub mod erasure;
 pub mod ids;
 pub mod money;
 pub mod plans;
+pub mod pseudonym;
 pub mod status;
 
 pub use date::{DateError, parse_date};
-pub use ids::{Channel, EmployerId, OrderNo, ProviderId, RefundId};
+pub use erasure::{ErasureId, ErasureRow, ErasureStatus};
+pub use ids::{Channel, EmployerId, OrderNo, OutRefundNo, ProviderId, RefundId};
 pub use money::{Currency, Fen};
 pub use plans::{Action, Catalog, Grant, Plan};
+pub use pseudonym::PseudonymKey;
 pub use status::{OrderStatus, RefundOrigin, RefundStatus};

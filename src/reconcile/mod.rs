@@ -1056,7 +1056,7 @@ async fn heal_refund(
         amount: Some(amount),
         order_total: None,
         outcome: RefundOutcome::Succeeded {
-            at: Some(crate::clock::from_millis(occurred_at)),
+            at: Some(crate::store::time::time_of("occurred_at", occurred_at)?),
         },
     };
     match crate::refunds::apply_report(state, &report).await {
