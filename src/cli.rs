@@ -197,11 +197,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             command: PrivacyCommand::Retention { dry_run },
         } => {
             let app = one_shot(cli.config).await?;
-            let report = crate::privacy::retention::run(
-                &crate::api::privacy::retention_deps(app.state()),
-                dry_run,
-            )
-            .await?;
+            let deps = crate::api::privacy::retention_deps(app.state());
+            let report = crate::privacy::retention::run(&deps, dry_run).await?;
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
