@@ -54,7 +54,7 @@ pub enum PrivacyError {
     Db(#[from] sqlx::Error),
 }
 
-fn key<'a>(key: Option<&'a PseudonymKey>) -> Result<&'a PseudonymKey, PrivacyError> {
+fn key(key: Option<&PseudonymKey>) -> Result<&PseudonymKey, PrivacyError> {
     key.ok_or(PrivacyError::NotConfigured)
 }
 
