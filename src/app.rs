@@ -8,15 +8,16 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-use crate::api::auth::ApiKeys;
+use crate::api_keys::ApiKeys;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, LimitsConfig};
-use crate::domain::Catalog;
 use crate::jobs::Runner;
 use crate::providers::Registry;
 use crate::providers::alipay::{Alipay, AlipayKeys};
 use crate::providers::wechatpay::{WechatKeys, WechatPay};
 use crate::store::Db;
+
+pub use crate::state::AppState;
 
 #[cfg(feature = "sandbox")]
 pub use crate::embedded::SandboxSetup;
@@ -24,25 +25,6 @@ pub use crate::embedded::{
     SANDBOX_ALIPAY_APP_ID, SANDBOX_ALIPAY_SELLER_ID, SANDBOX_APPID, SANDBOX_MCHID,
     SANDBOX_MERCHANT_SERIAL,
 };
-
-/// Everything a request handler needs; cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub db: Db,
-    pub catalog: Arc<Catalog>,
-    pub providers: Arc<Registry>,
-    pub api_keys: Arc<ApiKeys>,
-    pub clock: SharedClock,
-    /// The event push, when `[events] url` is set.
-    pub pusher: Option<Arc<crate::push::Pusher>>,
-    /// Requests per API key and per webhook source address (`[limits]`).
-    pub rate_limits: Arc<crate::edge::RateLimits>,
-    /// The key of erased employers' pseudonyms (`[privacy]`); None: erasures are refused.
-    pub pseudonym_key: Option<Arc<crate::privacy::PseudonymKey>>,
-    /// How `Idempotency-Key`s are stored: keyed hashes (`[privacy]`), never text.
-    pub idempotency_keys: Arc<crate::privacy::idempotency_keys::IdempotencyKeys>,
-}
 
 pub struct Options {
     pub clock: SharedClock,
@@ -235,7 +217,7 @@ impl Application {
             }
         });
         // `wait=` learns of changes made by other instances from this one re-read.
-        let reread = tokio::spawn(crate::order_watch::reread_loop(self.state.db.clone()));
+        let reread = tokio::spawn(crate::store::reread::reread_loop(self.state.db.clone()));
         let served = crate::edge::serve(self.listener, router, &limits, shutdown).await;
         shrink.abort();
         reread.abort();

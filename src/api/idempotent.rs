@@ -11,8 +11,8 @@ use super::auth::Caller;
 use crate::app::AppState;
 use crate::clock::to_millis;
 use crate::error::ApiError;
-use crate::store::idempotency_keys::Key;
 use crate::store::idempotency::{self, Claim};
+use crate::store::idempotency_keys::Key;
 
 /// The `Idempotency-Key` header (required, 1 to 255 characters) as it is stored: a keyed
 /// hash, never the text (see [`crate::store::idempotency_keys`]).

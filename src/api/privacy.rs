@@ -12,11 +12,11 @@ use serde::Deserialize;
 
 use super::auth::{Caller, Scope};
 use super::idempotent::{self, Claimed};
-use crate::app::AppState;
 use crate::domain::{EmployerId, ErasureId, OrderNo};
 use crate::error::ApiError;
 use crate::privacy::{self, ErasureDeps, PrivacyError, RetentionDeps};
 use crate::providers::PaymentProvider;
+use crate::state::AppState;
 use crate::store::idempotency::OwnedClaim;
 
 /// What erasures use of the application (the API, the `erasure` job and the CLI build it here).

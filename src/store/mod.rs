@@ -17,6 +17,7 @@ pub mod jobs;
 pub mod orders;
 pub mod reconciliations;
 pub mod refunds;
+pub mod reread;
 pub mod retention;
 pub mod time;
 pub mod writer;
