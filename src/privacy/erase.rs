@@ -23,7 +23,7 @@
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use super::erasures::{ErasureDeps, SettlementTail};
+use super::deps::{ErasureDeps, SettlementTail};
 use crate::clock::to_millis;
 use crate::domain::pseudonym::ACCOUNT_DELETED;
 use crate::domain::{EmployerId, ErasureId, OrderNo, OrderStatus, ProviderId, PseudonymKey};

@@ -1,48 +1,14 @@
 //! Erasure requests (DESIGN.md §10, issue 11): recorded ([`request`]), carried out within two
 //! working days ([`carry_out`], the `erasure` job [`run_due`]).
 
-use std::future::Future;
-
 use serde::Serialize;
 
+use super::deps::{ErasureDeps, SettlementTail};
 use super::erase;
 use super::workdays;
-use crate::clock::Clock;
-use crate::config::PrivacyConfig;
-use crate::domain::{EmployerId, ErasureId, ErasureRow, ErasureStatus, OrderNo, PseudonymKey};
-use crate::providers::{PaymentProvider, Registry};
+use crate::domain::{EmployerId, ErasureId, ErasureRow, ErasureStatus, PseudonymKey};
 use crate::store::idempotency::OwnedClaim;
-use crate::store::idempotency_keys::IdempotencyKeys;
-use crate::store::{Db, erased_employers, erasures, idempotency};
-
-/// What erasures use of the application.
-#[derive(Clone, Copy)]
-pub struct ErasureDeps<'a> {
-    pub db: &'a Db,
-    pub providers: &'a Registry,
-    pub clock: &'a dyn Clock,
-    /// None: no `[privacy] pseudonym_key_file`, erasures are refused.
-    pub key: Option<&'a PseudonymKey>,
-    pub idempotency_keys: &'a IdempotencyKeys,
-    pub config: &'a PrivacyConfig,
-}
-
-/// What an erasure needs of the settlement path, which lives above privacy (it refunds through
-/// the refund path and wakes the waiting pages): the composition implements it.
-pub trait SettlementTail: Sync {
-    /// Asks `provider` about a pending order of an erased account and settles what it reports
-    /// (the payment is then erased like any other), else closes the order here and at the
-    /// provider, reason `account_deleted`.
-    fn query_then_close(
-        &self,
-        provider: &dyn PaymentProvider,
-        no: &OrderNo,
-    ) -> impl Future<Output = anyhow::Result<()>> + Send;
-
-    /// Refunds in full, reason `account_deleted`, a payment that reached an erased account. True
-    /// when a refund was started now.
-    fn refund_if_erased(&self, no: &OrderNo) -> impl Future<Output = bool> + Send;
-}
+use crate::store::{erased_employers, erasures, idempotency};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PrivacyError {

@@ -9,17 +9,16 @@
 //! is not touched. Every statement is in `store/` (`erasures`, `erased_employers`, `erasure`,
 //! `retention`).
 
+pub mod deps;
 pub mod erase;
 pub mod erasures;
 pub mod key;
 pub mod retention;
 pub mod workdays;
 
+pub use deps::{ErasureDeps, SettlementTail};
 pub use erase::Erased;
-pub use erasures::{
-    ErasureDeps, ErasurePass, PrivacyError, SettlementTail, carry_out, pseudonym_of, request,
-    run_due,
-};
+pub use erasures::{ErasurePass, PrivacyError, carry_out, pseudonym_of, request, run_due};
 pub use retention::{RetentionDeps, RetentionReport};
 
 pub use crate::domain::ids::PSEUDONYM_PREFIX;
