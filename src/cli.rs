@@ -156,7 +156,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             command: PrivacyCommand::Retention { dry_run },
         } => {
             let app = one_shot(cli.config).await?;
-            let report = crate::privacy::retention::run(app.state(), dry_run).await?;
+            let deps = crate::api::privacy::retention_deps(app.state());
+            let report = crate::privacy::retention::run(&deps, dry_run).await?;
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
@@ -429,8 +430,9 @@ async fn erase_employer(config_path: Option<PathBuf>, employer_id: &str) -> anyh
         .context("the employer id must be 1 to 64 characters of letters, digits and _-.:")?;
     let app = one_shot(config_path).await?;
     let state = app.state();
-    let row = crate::privacy::request(state, &employer, None, |_| String::new()).await?;
-    let row = crate::privacy::carry_out(state, &row.erasure_id).await?;
+    let deps = crate::api::privacy::erasure_deps(state);
+    let row = crate::privacy::request(&deps, &employer, None, |_| String::new()).await?;
+    let row = crate::privacy::carry_out(&deps, &row.erasure_id).await?;
     println!("{}", row.to_json());
     Ok(())
 }

@@ -477,9 +477,13 @@ impl Runner {
                 crate::push::push_due(&state.db, state.pusher.as_deref(), state.clock.as_ref())
                     .await?,
             )?,
-            Job::Erasure => serde_json::to_value(crate::privacy::run_due(state).await?)?,
+            Job::Erasure => {
+                let deps = crate::api::privacy::erasure_deps(state);
+                serde_json::to_value(crate::privacy::run_due(&deps).await?)?
+            }
             Job::Retention => {
-                serde_json::to_value(crate::privacy::retention::run(state, false).await?)?
+                let deps = crate::api::privacy::retention_deps(state);
+                serde_json::to_value(crate::privacy::retention::run(&deps, false).await?)?
             }
         })
     }

@@ -163,17 +163,6 @@ pub async fn settle_missed_payment(
     }
 }
 
-/// An order `o` whose payment reached an erased account after its erasure and is not all
-/// refunded or being refunded: settled under the pseudonym, nothing granted (settlement grants
-/// nothing to an erased account, and an order paid before the erasure always had its grant —
-/// revoked by the erasure, but there: that payment is the employer's purchase, not refunded).
-/// The erasure job's sweep lists the orders it matches.
-// TODO(issue 18, merge): this statement belongs in the erased-employers store module.
-pub const OWED: &str = "o.status IN ('paid', 'partially_refunded')
-     AND o.refunded_fen + o.refund_pending_fen < o.amount_fen
-     AND EXISTS (SELECT 1 FROM erased_employer x WHERE x.pseudonym = o.employer_id)
-     AND NOT EXISTS (SELECT 1 FROM entitlement e WHERE e.order_no = o.order_no)";
-
 /// A payment that reached an erased account (settled under its pseudonym, nothing granted)
 /// goes back in full through the refund path, reason `account_deleted`. True when a refund
 /// was started now; anything else (not erased, nothing left to refund, a refund already in
@@ -181,15 +170,10 @@ pub const OWED: &str = "o.status IN ('paid', 'partially_refunded')
 pub async fn refund_if_erased(deps: &Deps<'_>, order_no: &OrderNo) -> bool {
     // A read of what has committed (every settlement asks, almost always for nothing): on the
     // reader, so it never queues for the writer. The refund path guards its own writes.
-    let owed: Result<i64, sqlx::Error> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT COUNT(*) FROM payment_order o WHERE o.order_no = $1 AND {OWED}"
-    )))
-    .bind(order_no.as_str())
-    .fetch_one(deps.db.reader())
-    .await;
+    let owed = crate::store::erased_employers::is_owed(deps.db.reader(), order_no).await;
     let order = match owed {
-        Ok(0) => return false,
-        Ok(_) => orders::get(deps.db.pool(), order_no).await,
+        Ok(false) => return false,
+        Ok(true) => orders::get(deps.db.pool(), order_no).await,
         Err(e) => Err(e),
     };
     let order = match order {

@@ -25,9 +25,9 @@ pub struct AppState {
     /// Requests per API key and per webhook source address (`[limits]`).
     pub rate_limits: Arc<crate::edge::RateLimits>,
     /// The key of erased employers' pseudonyms (`[privacy]`); None: erasures are refused.
-    pub pseudonym_key: Option<Arc<crate::privacy::PseudonymKey>>,
+    pub pseudonym_key: Option<Arc<crate::domain::PseudonymKey>>,
     /// How `Idempotency-Key`s are stored: keyed hashes (`[privacy]`), never text.
-    pub idempotency_keys: Arc<crate::privacy::idempotency_keys::IdempotencyKeys>,
+    pub idempotency_keys: Arc<crate::store::idempotency_keys::IdempotencyKeys>,
 }
 
 impl AppState {

@@ -598,9 +598,9 @@ async fn an_overdue_request_is_reported() {
     assert_eq!(status, 202);
     app.clock.advance(Duration::days(10));
     // The key is gone: the job can carry nothing out, and says how late it is.
-    let broken = paygate::app::AppState {
-        pseudonym_key: None,
-        ..app.state.clone()
+    let broken = paygate::privacy::ErasureDeps {
+        key: None,
+        ..paygate::api::privacy::erasure_deps(&app.state)
     };
     let pass = paygate::privacy::run_due(&broken).await.unwrap();
     assert_eq!((pass.failed, pass.overdue), (1, 1), "{pass:?}");
@@ -655,9 +655,10 @@ async fn retention_deletes_what_is_past_its_age_and_nothing_younger(app: TestApp
         .await;
     assert_eq!(res.status(), 422);
 
-    let dry = paygate::privacy::retention::run(&app.state, true)
-        .await
-        .unwrap();
+    let dry =
+        paygate::privacy::retention::run(&paygate::api::privacy::retention_deps(&app.state), true)
+            .await
+            .unwrap();
     // retention-old, and the key paid_order used.
     assert_eq!(dry.idempotency_deleted, 2, "{dry:?}");
     // Stored as its keyed hash, never as text.
@@ -742,3 +743,40 @@ async fn retention_keeps_undelivered_events_when_they_are_pushed() {
     assert_eq!(pass["events_starts_after"], 0, "{pass}");
     assert_eq!(app.events_of(&no(&order), "order.paid").await.len(), 1);
 }
+
+/// A stored erasure request whose time does not decode (beyond any calendar) is a fault, never
+/// shown as another time (it was `1970-01-01`). (An unknown status the schema's CHECK refuses.)
+async fn a_stored_request_that_does_not_decode_is_an_error(app: TestApp) {
+    for (i, corrupt) in [
+        "UPDATE privacy_erasure SET requested_at = 9223372036854775807 WHERE erasure_id = $1",
+        "UPDATE privacy_erasure SET due_by = -9223372036854775807 WHERE erasure_id = $1",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (status, body) = app
+            .request_erasure(&format!("emp_undecodable_{i}"), &format!("undecodable-{i}"))
+            .await;
+        assert_eq!(status, 202, "{body}");
+        let id = body["erasure_id"].as_str().unwrap();
+        assert_eq!(app.erasure(id).await["status"], "pending");
+        sqlx::query(corrupt)
+            .bind(id)
+            .execute(app.db.pool())
+            .await
+            .unwrap();
+        let res = app
+            .http
+            .get(format!("{}/v1/privacy/erasures/{id}", app.url))
+            .bearer_auth(common::PRIVACY_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 500, "{corrupt}");
+    }
+}
+on_both_backends!(
+    a_stored_request_that_does_not_decode_is_an_error_on_sqlite,
+    a_stored_request_that_does_not_decode_is_an_error_on_postgres,
+    a_stored_request_that_does_not_decode_is_an_error
+);

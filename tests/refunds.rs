@@ -458,6 +458,10 @@ async fn a_query_that_finds_a_fully_refunded_trade_settles_then_refunds(
         entitlement(&app, EMPLOYER, &order_no).await["status"],
         "revoked"
     );
+    // The query did not say the refund's number: the row is marked inferred, as it always was
+    // stored.
+    let inferred = "SELECT COUNT(*) FROM refund WHERE order_no = $1 AND out_refund_no = 'INFERRED-' || order_no";
+    assert_eq!(app.count(inferred, &order_no).await, 1);
     // The lost notifications arrive at last: nothing is counted twice.
     app.set_faults(json!({})).await;
     app.http
@@ -474,6 +478,8 @@ async fn a_query_that_finds_a_fully_refunded_trade_settles_then_refunds(
     assert_eq!(order["refunded_amount"], "199.00");
     assert_eq!(order["refunds"].as_array().unwrap().len(), 1, "{order}");
     assert_eq!(app.events_of(&order_no, "refund.succeeded").await.len(), 1);
+    // A notification that names the refund and its amount gives the inferred one its number.
+    assert_eq!(app.count(inferred, &order_no).await, 0);
 }
 
 async fn a_wechat_query_finding_refund_settles_then_refunds(app: TestApp) {

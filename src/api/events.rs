@@ -28,7 +28,7 @@ pub async fn list(
     let next_after = events.last().map(|e| e.id).unwrap_or(q.after);
     // Retention deletes delivered events as a prefix: a reader whose `after` is below this
     // has missed the events in between for good.
-    let starts_after = crate::privacy::retention::feed_starts_after(state.db.reader()).await?;
+    let starts_after = crate::store::retention::feed_starts_after(state.db.reader()).await?;
     Ok(Json(serde_json::json!({
         "events": events,
         "next_after": next_after,

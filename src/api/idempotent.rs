@@ -11,11 +11,11 @@ use super::auth::Caller;
 use crate::app::AppState;
 use crate::clock::to_millis;
 use crate::error::ApiError;
-use crate::privacy::idempotency_keys::Key;
 use crate::store::idempotency::{self, Claim};
+use crate::store::idempotency_keys::Key;
 
 /// The `Idempotency-Key` header (required, 1 to 255 characters) as it is stored: a keyed
-/// hash, never the text (see [`crate::privacy::idempotency_keys`]).
+/// hash, never the text (see [`crate::store::idempotency_keys`]).
 pub fn key(state: &AppState, headers: &HeaderMap) -> Result<Key, ApiError> {
     headers
         .get("idempotency-key")

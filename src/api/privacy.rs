@@ -12,11 +12,34 @@ use serde::Deserialize;
 
 use super::auth::{Caller, Scope};
 use super::idempotent::{self, Claimed};
-use crate::app::AppState;
-use crate::checkout::OwnedClaim;
-use crate::domain::EmployerId;
+use crate::domain::{EmployerId, ErasureId};
 use crate::error::ApiError;
-use crate::privacy::{self, PrivacyError};
+use crate::privacy::{self, ErasureDeps, PrivacyError, RetentionDeps};
+use crate::state::AppState;
+use crate::store::idempotency::OwnedClaim;
+
+/// What erasures use of the application (the API, the `erasure` job and the CLI build it here).
+pub fn erasure_deps(state: &AppState) -> ErasureDeps<'_> {
+    ErasureDeps {
+        db: &state.db,
+        providers: &state.providers,
+        clock: state.clock.as_ref(),
+        key: state.pseudonym_key.as_deref(),
+        idempotency_keys: &state.idempotency_keys,
+        config: &state.config.privacy,
+    }
+}
+
+/// What a retention pass uses of the application.
+pub fn retention_deps(state: &AppState) -> RetentionDeps<'_> {
+    RetentionDeps {
+        db: &state.db,
+        clock: state.clock.as_ref(),
+        config: &state.config.privacy,
+        idempotency_keys: &state.idempotency_keys,
+        events_pushed: state.pusher.is_some(),
+    }
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -56,7 +79,8 @@ pub async fn create(
     })?;
     // The fingerprint holds the pseudonym, not the id: a stored fingerprint of the id could be
     // tested against guessed ids after the erasure.
-    let pseudonym = privacy::pseudonym_of(&state, &employer).map_err(privacy_error)?;
+    let pseudonym =
+        privacy::pseudonym_of(state.pseudonym_key.as_deref(), &employer).map_err(privacy_error)?;
     let fingerprint = serde_json::json!({"employer": pseudonym});
     match idempotent::claim(&state, &caller, &key, "privacy_erasures", &fingerprint).await? {
         Claimed::Owned => {}
@@ -66,8 +90,10 @@ pub async fn create(
         api_key_id: &caller.0.id,
         key: key.stored(),
     };
-    let recorded =
-        privacy::request(&state, &employer, Some(claim), |r| r.to_json().to_string()).await;
+    let recorded = privacy::request(&erasure_deps(&state), &employer, Some(claim), |r| {
+        r.to_json().to_string()
+    })
+    .await;
     let row = match recorded {
         Ok(row) => row,
         Err(e) => {
@@ -84,10 +110,8 @@ pub async fn get(
     Path(erasure_id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(Scope::Privacy)?;
-    if erasure_id.len() > 64 {
-        return Err(not_found());
-    }
-    let row = privacy::get(state.db.reader(), &erasure_id)
+    let erasure_id = ErasureId::parse(&erasure_id).ok_or_else(not_found)?;
+    let row = crate::store::erasures::get(state.db.reader(), &erasure_id)
         .await?
         .ok_or_else(not_found)?;
     Ok(Json(row.to_json()))

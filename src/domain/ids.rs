@@ -86,6 +86,46 @@ impl fmt::Display for RefundId {
     }
 }
 
+/// The number the provider knows a refund by (`out_refund_no` / `out_request_no`, column
+/// `refund.out_refund_no`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum OutRefundNo {
+    /// The number the refund was issued or reported under: our [`RefundId`] for refunds paygate
+    /// started, the provider's for the others.
+    Issued(String),
+    /// A full refund inferred from a query answer that said the trade is refunded without
+    /// saying by which refund (WeChat `REFUND`, Alipay `TRADE_CLOSED`); the notification that
+    /// names it later gives it its number. Stored as `INFERRED-` + the order number.
+    Inferred(OrderNo),
+}
+
+impl OutRefundNo {
+    const INFERRED: &'static str = "INFERRED-";
+
+    /// The stored text: `INFERRED-` + an order number is an inferred refund (anything else
+    /// after that prefix is no number paygate wrote: None), any other non-empty text issued.
+    pub fn parse(stored: &str) -> Option<OutRefundNo> {
+        match stored.strip_prefix(Self::INFERRED) {
+            Some(order_no) => OrderNo::parse(order_no).map(OutRefundNo::Inferred),
+            None => (!stored.is_empty()).then(|| OutRefundNo::Issued(stored.to_owned())),
+        }
+    }
+
+    pub fn is_inferred(&self) -> bool {
+        matches!(self, OutRefundNo::Inferred(_))
+    }
+}
+
+/// The stored text, which is also what the provider is asked with.
+impl fmt::Display for OutRefundNo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OutRefundNo::Issued(no) => f.write_str(no),
+            OutRefundNo::Inferred(order_no) => write!(f, "{}{order_no}", Self::INFERRED),
+        }
+    }
+}
+
 /// The platform's employer id: opaque to paygate, never sent to a provider.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -234,6 +274,22 @@ mod tests {
         assert_ne!(RefundId::generate(), id);
         assert!(RefundId::parse("RFabc").is_none());
         assert!(RefundId::parse(&OrderNo::generate().to_string()).is_none());
+    }
+
+    #[test]
+    fn inferred_refund_numbers_are_stored_as_before_and_decoded_once() {
+        let no = OrderNo::generate();
+        let inferred = OutRefundNo::Inferred(no.clone());
+        assert_eq!(inferred.to_string(), format!("INFERRED-{no}"));
+        assert_eq!(OutRefundNo::parse(&inferred.to_string()), Some(inferred));
+        let issued = RefundId::generate().to_string();
+        assert_eq!(
+            OutRefundNo::parse(&issued),
+            Some(OutRefundNo::Issued(issued.clone()))
+        );
+        assert!(!OutRefundNo::parse(&issued).unwrap().is_inferred());
+        assert!(OutRefundNo::parse("INFERRED-not an order").is_none());
+        assert!(OutRefundNo::parse("").is_none());
     }
 
     #[test]

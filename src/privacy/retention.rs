@@ -14,9 +14,22 @@
 use chrono::Duration;
 use serde::Serialize;
 
-use crate::app::AppState;
-use crate::clock::to_millis;
-use crate::store::Tx;
+use crate::clock::Clock;
+use crate::config::PrivacyConfig;
+use crate::store::Db;
+use crate::store::idempotency_keys::IdempotencyKeys;
+use crate::store::retention::{self, FeedBounds, Mode};
+
+/// What a retention pass uses of the application.
+#[derive(Clone, Copy)]
+pub struct RetentionDeps<'a> {
+    pub db: &'a Db,
+    pub clock: &'a dyn Clock,
+    pub config: &'a PrivacyConfig,
+    pub idempotency_keys: &'a IdempotencyKeys,
+    /// Events go to a push target (`[events] url`): an undelivered one stays whatever its age.
+    pub events_pushed: bool,
+}
 
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct RetentionReport {
@@ -29,97 +42,54 @@ pub struct RetentionReport {
     pub resume_access_deleted: u64,
 }
 
+/// How far the feed may be pruned: everything before the first event that must stay (all of it
+/// when none must), never less than was pruned before.
+fn prune_through(b: FeedBounds) -> i64 {
+    match (b.first_kept, b.last) {
+        (Some(first_kept), _) => first_kept - 1,
+        (None, Some(last)) => last,
+        (None, None) => b.pruned_through,
+    }
+    .max(b.pruned_through)
+}
+
 /// One retention pass; with `dry_run` nothing is changed and the report says what would go.
-pub async fn run(state: &AppState, dry_run: bool) -> Result<RetentionReport, sqlx::Error> {
-    let privacy = &state.config.privacy;
-    let now = state.clock.now();
-    let cutoff = |days: i64| to_millis(now - Duration::days(days));
-    let (idem_cutoff, events_cutoff, access_cutoff) = (
-        cutoff(privacy.idempotency_days),
-        cutoff(privacy.events_days),
-        cutoff(privacy.access_resume_days),
-    );
-    let mut tx = state.db.begin_write().await?;
+pub async fn run(deps: &RetentionDeps<'_>, dry_run: bool) -> Result<RetentionReport, sqlx::Error> {
+    let privacy = deps.config;
+    let now = deps.clock.now();
+    let cutoff = |days: i64| now - Duration::days(days);
+    let mode = if dry_run { Mode::DryRun } else { Mode::Apply };
+    let mut tx = deps.db.begin_write().await?;
     let mut report = RetentionReport {
         dry_run,
         ..RetentionReport::default()
     };
+    report.idempotency_deleted =
+        retention::idempotency_before(&mut tx, mode, cutoff(privacy.idempotency_days)).await?;
 
-    report.idempotency_deleted = count_or_do(
-        &mut tx,
-        dry_run,
-        "FROM idempotency WHERE created_at < $1",
-        "DELETE FROM idempotency WHERE created_at < $1",
-        idem_cutoff,
-    )
-    .await?;
-
-    // The first event that must stay: young, or (with a push target) not yet delivered.
-    // Everything before it goes.
-    let keep_from: Option<i64> = sqlx::query_scalar(
-        "SELECT MIN(event_id) FROM outbox_event
-         WHERE created_at >= $1 OR ($2 = 1 AND delivered_at IS NULL)",
-    )
-    .bind(events_cutoff)
-    .bind(i64::from(state.pusher.is_some()))
-    .fetch_one(&mut *tx)
-    .await?;
-    let last: Option<i64> = sqlx::query_scalar("SELECT MAX(event_id) FROM outbox_event")
-        .fetch_one(&mut *tx)
-        .await?;
-    let pruned_before: i64 =
-        sqlx::query_scalar("SELECT value FROM event_counter WHERE name = 'outbox_pruned_through'")
-            .fetch_one(&mut *tx)
-            .await?;
-    let through = match (keep_from, last) {
-        (Some(first_kept), _) => first_kept - 1,
-        (None, Some(last)) => last,
-        (None, None) => pruned_before,
-    }
-    .max(pruned_before);
+    let bounds =
+        retention::feed_bounds(&mut tx, cutoff(privacy.events_days), deps.events_pushed).await?;
+    let through = prune_through(bounds);
     report.events_starts_after = through;
-    report.events_deleted = count_or_do(
-        &mut tx,
-        dry_run,
-        "FROM outbox_event WHERE event_id <= $1",
-        "DELETE FROM outbox_event WHERE event_id <= $1",
-        through,
-    )
-    .await?;
-    if !dry_run {
-        sqlx::query("UPDATE event_counter SET value = $1 WHERE name = 'outbox_pruned_through'")
-            .bind(through)
-            .execute(&mut *tx)
-            .await?;
+    report.events_deleted = retention::events_through(&mut tx, mode, through).await?;
+    if mode == Mode::Apply {
+        retention::set_pruned_through(&mut tx, through).await?;
     }
 
-    report.access_resume_ids_cleared = count_or_do(
-        &mut tx,
-        dry_run,
-        "FROM entitlement_audit WHERE resume_id IS NOT NULL AND created_at < $1",
-        "UPDATE entitlement_audit SET resume_id = NULL WHERE resume_id IS NOT NULL AND created_at < $1",
-        access_cutoff,
-    )
-    .await?;
-    report.resume_access_deleted = count_or_do(
-        &mut tx,
-        dry_run,
-        "FROM resume_access WHERE created_at < $1 AND entitlement_id IN
-             (SELECT entitlement_id FROM entitlement WHERE status <> 'active')",
-        "DELETE FROM resume_access WHERE created_at < $1 AND entitlement_id IN
-             (SELECT entitlement_id FROM entitlement WHERE status <> 'active')",
-        access_cutoff,
-    )
-    .await?;
+    let access_cutoff = cutoff(privacy.access_resume_days);
+    report.access_resume_ids_cleared =
+        retention::resume_ids_before(&mut tx, mode, access_cutoff).await?;
+    report.resume_access_deleted =
+        retention::resume_access_before(&mut tx, mode, access_cutoff).await?;
 
     if dry_run {
         tx.rollback().await?;
     } else {
         tx.commit().await?;
-        super::erase::checkpoint(state).await;
+        super::erase::checkpoint(deps.db).await;
         // Rows of Idempotency-Keys stored as text before they were hashed go with their age;
         // once none is left, claims stop looking for them.
-        state.idempotency_keys.refresh(&state.db).await?;
+        deps.idempotency_keys.refresh(deps.db).await?;
     }
     tracing::info!(
         dry_run,
@@ -132,32 +102,21 @@ pub async fn run(state: &AppState, dry_run: bool) -> Result<RetentionReport, sql
     Ok(report)
 }
 
-/// `SELECT COUNT(*) {from_where}` on a dry run, else `{change}`: how many rows either way.
-async fn count_or_do(
-    tx: &mut Tx,
-    dry_run: bool,
-    from_where: &'static str,
-    change: &'static str,
-    bound: i64,
-) -> Result<u64, sqlx::Error> {
-    if dry_run {
-        let n: i64 =
-            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) {from_where}")))
-                .bind(bound)
-                .fetch_one(&mut **tx)
-                .await?;
-        return Ok(u64::try_from(n).unwrap_or(0));
-    }
-    Ok(sqlx::query(change)
-        .bind(bound)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected())
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Where the feed starts: every event id up to this one was deleted by retention.
-pub async fn feed_starts_after(pool: &sqlx::AnyPool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT value FROM event_counter WHERE name = 'outbox_pruned_through'")
-        .fetch_one(pool)
-        .await
+    #[test]
+    fn the_feed_is_pruned_as_a_prefix_and_never_back() {
+        let b = |first_kept, last, pruned_through| FeedBounds {
+            first_kept,
+            last,
+            pruned_through,
+        };
+        assert_eq!(prune_through(b(Some(10), Some(20), 3)), 9);
+        assert_eq!(prune_through(b(None, Some(20), 3)), 20);
+        assert_eq!(prune_through(b(None, None, 3)), 3);
+        // An event kept below what was pruned before (cannot happen) prunes nothing back.
+        assert_eq!(prune_through(b(Some(2), Some(20), 7)), 7);
+    }
 }

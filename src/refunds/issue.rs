@@ -163,7 +163,7 @@ async fn hold(
     }
     let refund_id = RefundId::generate();
     let row = RefundRow {
-        out_refund_no: refund_id.to_string(),
+        out_refund_no: crate::domain::OutRefundNo::Issued(refund_id.to_string()),
         refund_id,
         order_no: order_no.clone(),
         provider: order.provider,
@@ -188,7 +188,7 @@ async fn hold(
 fn new_refund(row: &RefundRow, order: &OrderRow) -> NewRefund {
     NewRefund {
         order_no: row.order_no.clone(),
-        refund_no: row.out_refund_no.clone(),
+        refund_no: row.out_refund_no.to_string(),
         amount: row.amount,
         total: order.amount,
         reason: row.reason.clone(),
@@ -206,7 +206,7 @@ async fn apply_answer(
     let report = |amount: Option<Fen>, provider_refund_id, outcome| RefundReport {
         order_no: row.order_no.clone(),
         provider: row.provider,
-        out_refund_no: row.out_refund_no.clone(),
+        out_refund_no: row.out_refund_no.to_string(),
         provider_refund_id,
         amount,
         order_total: None,
@@ -343,7 +343,7 @@ async fn query_one(
     row: &RefundRow,
 ) -> anyhow::Result<Applied> {
     let answer = provider
-        .refund_query(&row.order_no, &row.out_refund_no)
+        .refund_query(&row.order_no, &row.out_refund_no.to_string())
         .await;
     let applied = apply_answer(deps, row, answer).await;
     if !matches!(applied, Applied::NotFound) {

@@ -6,8 +6,8 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::clock::{rfc3339_beijing_millis, to_millis};
-use crate::domain::{Fen, OrderNo, ProviderId, RefundId, RefundOrigin, RefundStatus};
+use crate::clock::{rfc3339_beijing, to_millis};
+use crate::domain::{Fen, OrderNo, OutRefundNo, ProviderId, RefundId, RefundOrigin, RefundStatus};
 use crate::entitlements::{self, RefundEffect};
 use crate::store::refunds::{self, RefundRow};
 use crate::store::{Db, Tx, events, orders};
@@ -110,10 +110,6 @@ pub enum RefundSettleError {
     Db(#[from] sqlx::Error),
 }
 
-/// The prefix of the number given to a refund learned from a query answer that says the trade
-/// is fully refunded without saying by which refund (WeChat `REFUND`, Alipay `TRADE_CLOSED`).
-pub const INFERRED_PREFIX: &str = "INFERRED-";
-
 pub async fn settle_refund(
     db: &Db,
     report: &RefundReport,
@@ -121,7 +117,7 @@ pub async fn settle_refund(
 ) -> Result<RefundSettled, RefundSettleError> {
     // A repeated report of a refund already in that final state is answered from a read.
     if let Some(known) =
-        refunds::by_out_refund_no(db.reader(), report.provider, &report.out_refund_no).await?
+        refunds::by_out_refund_no(db.reader(), report.provider, &issued(report)).await?
     {
         let total_fits = match report.order_total {
             None => true,
@@ -156,7 +152,7 @@ async fn settle_once(
     now: DateTime<Utc>,
 ) -> Result<RefundSettled, RefundSettleError> {
     let mut tx = db.begin_write().await?;
-    let outcome = settle_in(&mut tx, report, now).await;
+    let outcome = settle_in(&mut tx, report, &issued(report), now).await;
     match outcome {
         Ok(RefundSettled::Now { .. }) => tx.commit().await?,
         _ => tx.rollback().await?,
@@ -164,9 +160,17 @@ async fn settle_once(
     outcome
 }
 
+/// The number a provider's report names its refund by.
+fn issued(report: &RefundReport) -> OutRefundNo {
+    OutRefundNo::Issued(report.out_refund_no.clone())
+}
+
+/// Settles `report`, whose refund is known by `number` (the report's own, or the mark of one
+/// inferred from a query answer).
 async fn settle_in(
     tx: &mut Tx,
     report: &RefundReport,
+    number: &OutRefundNo,
     now: DateTime<Utc>,
 ) -> Result<RefundSettled, RefundSettleError> {
     let now_ms = to_millis(now);
@@ -181,8 +185,7 @@ async fn settle_in(
             });
         }
     }
-    let known =
-        refunds::by_out_refund_no(&mut **tx, report.provider, &report.out_refund_no).await?;
+    let known = refunds::by_out_refund_no(&mut **tx, report.provider, number).await?;
     let refund = match known {
         Some(r) => {
             if r.order_no != report.order_no {
@@ -220,7 +223,7 @@ async fn settle_in(
                 refund_id: RefundId::generate(),
                 order_no: report.order_no.clone(),
                 provider: report.provider,
-                out_refund_no: report.out_refund_no.clone(),
+                out_refund_no: number.clone(),
                 provider_refund_id: report.provider_refund_id.clone(),
                 amount,
                 currency: order.currency,
@@ -265,13 +268,13 @@ async fn covered_by_inferred(
     let inferred = refunds::of_order(&mut **tx, &order.order_no)
         .await?
         .into_iter()
-        .find(|r| r.out_refund_no.starts_with(INFERRED_PREFIX));
+        .find(|r| r.out_refund_no.is_inferred());
     let Some(inferred) = inferred else {
         return Err(RefundSettleError::Exceeds);
     };
     if inferred.amount == amount {
-        refunds::adopt_out_refund_no(tx, &inferred.refund_id, &report.out_refund_no, now_ms)
-            .await?;
+        let (id, no) = (&inferred.refund_id, &order.order_no);
+        refunds::adopt_out_refund_no(tx, id, no, &report.out_refund_no, now_ms).await?;
         return Ok(Some(RefundSettled::Now {
             refund_id: inferred.refund_id,
             status: RefundStatus::Succeeded,
@@ -291,7 +294,8 @@ async fn succeed(
     let now_ms = to_millis(now);
     // succeeded_at: the provider's time when it gives one (WeChat `success_time`, Alipay
     // `gmt_refund` / `gmt_refund_pay`), else the moment paygate learned of it.
-    let at_ms = at.map(to_millis).unwrap_or(now_ms);
+    let at = at.unwrap_or(now);
+    let at_ms = to_millis(at);
     let moved = refunds::mark_succeeded(
         tx,
         &refund.refund_id,
@@ -328,7 +332,7 @@ async fn succeed(
         "origin": refund.origin,
         "order_status": order_after.status,
         "refunded_total": order_after.refunded,
-        "succeeded_at": rfc3339_beijing_millis(at_ms),
+        "succeeded_at": rfc3339_beijing(at),
     });
     events::append(
         tx,
@@ -428,16 +432,17 @@ pub async fn record_inferred_full_refund(
         tx.rollback().await?;
         return Ok(RefundSettled::Already);
     };
+    let number = OutRefundNo::Inferred(order_no.clone());
     let report = RefundReport {
         order_no: order_no.clone(),
         provider: order.provider,
-        out_refund_no: format!("{INFERRED_PREFIX}{order_no}"),
+        out_refund_no: number.to_string(),
         provider_refund_id: None,
         amount: Some(missing),
         order_total: None,
         outcome: RefundOutcome::Succeeded { at: None },
     };
-    let outcome = settle_in(&mut tx, &report, now).await;
+    let outcome = settle_in(&mut tx, &report, &number, now).await;
     match outcome {
         Ok(RefundSettled::Now { .. }) => tx.commit().await?,
         _ => tx.rollback().await?,

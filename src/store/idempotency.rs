@@ -1,5 +1,5 @@
 //! Idempotency keys as Stripe does them: claim `(api key, key)`, store the answer, replay it.
-//! The key is stored as a keyed hash (`crate::privacy::idempotency_keys`), never as text.
+//! The key is stored as a keyed hash ([`super::idempotency_keys`]), never as text.
 
 use sqlx::{AnyPool, Row};
 
@@ -64,16 +64,16 @@ pub async fn other_forms_exist(pool: &AnyPool, form: KeyForm) -> Result<bool, sq
     Ok(found.is_some())
 }
 
-/// The keys still stored as text that contain `pattern` (a `LIKE` pattern with `\` escapes).
-pub async fn text_keys_like(
+/// The keys still stored as text that contain `text`: (API key, key).
+pub async fn text_keys_containing(
     tx: &mut super::Tx,
-    pattern: &str,
+    text: &str,
 ) -> Result<Vec<(String, String)>, sqlx::Error> {
     sqlx::query_as(
         "SELECT api_key_id, idempotency_key FROM idempotency
          WHERE key_form = 'text' AND idempotency_key LIKE $1 ESCAPE '\\'",
     )
-    .bind(pattern)
+    .bind(super::erasure::contains_pattern(text))
     .fetch_all(&mut **tx)
     .await
 }
@@ -97,6 +97,15 @@ pub async fn hash_text_key(
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// The idempotency claim a request owns: its answer is stored in the same transaction as the
+/// change it reports (`complete`). (`checkout::OwnedClaim` is the same thing and can become a
+/// re-export of this one.)
+#[derive(Debug, Clone, Copy)]
+pub struct OwnedClaim<'a> {
+    pub api_key_id: &'a str,
+    pub key: &'a str,
 }
 
 pub enum Claim {

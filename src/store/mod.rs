@@ -5,16 +5,21 @@
 //! fen and epoch-millisecond times. Uniqueness and conditional updates do the concurrency
 //! work; the in-process writer queue of SQLite only orders writes, it guards nothing.
 
+pub mod erased_employers;
 pub mod erasure;
+pub mod erasures;
 pub mod events;
 pub mod exec;
 pub mod idempotency;
+pub mod idempotency_keys;
 pub mod inline;
 pub mod jobs;
 pub mod orders;
 pub mod reconciliations;
 pub mod refunds;
 pub mod reread;
+pub mod retention;
+pub mod time;
 pub mod writer;
 
 use std::str::FromStr;

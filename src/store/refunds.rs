@@ -4,16 +4,19 @@
 use sqlx::AnyPool;
 
 use super::orders::{corrupt, fen_of};
-use crate::domain::{Currency, Fen, OrderNo, ProviderId, RefundId, RefundOrigin, RefundStatus};
+use super::time::{opt_time_of, time_of};
+use crate::domain::{
+    Currency, Fen, OrderNo, OutRefundNo, ProviderId, RefundId, RefundOrigin, RefundStatus,
+};
 
 #[derive(Debug, Clone)]
 pub struct RefundRow {
     pub refund_id: RefundId,
     pub order_no: OrderNo,
     pub provider: ProviderId,
-    /// The number the provider knows the refund by: our `refund_id` for refunds paygate
-    /// started, the provider's for the others.
-    pub out_refund_no: String,
+    /// The number the provider knows the refund by, or the mark of a refund inferred from a
+    /// query answer.
+    pub out_refund_no: OutRefundNo,
     pub provider_refund_id: Option<String>,
     pub amount: Fen,
     pub currency: Currency,
@@ -38,11 +41,23 @@ fn from_row(r: &impl super::Columns) -> Result<RefundRow, sqlx::Error> {
     let (refund_id, order_no, provider) =
         (text("refund_id")?, text("order_no")?, text("provider")?);
     let (currency, status, origin) = (text("currency")?, text("status")?, text("origin")?);
+    let out_refund_no = text("out_refund_no")?;
+    let time = |column: &'static str| -> Result<i64, sqlx::Error> {
+        let ms = r.column(column)?;
+        time_of(column, ms)?;
+        Ok(ms)
+    };
+    let opt_time = |column: &'static str| -> Result<Option<i64>, sqlx::Error> {
+        let ms = r.column(column)?;
+        opt_time_of(column, ms)?;
+        Ok(ms)
+    };
     Ok(RefundRow {
         refund_id: RefundId::parse(&refund_id).ok_or_else(|| corrupt("refund_id", &refund_id))?,
         order_no: OrderNo::parse(&order_no).ok_or_else(|| corrupt("order_no", &order_no))?,
         provider: ProviderId::parse(&provider).ok_or_else(|| corrupt("provider", &provider))?,
-        out_refund_no: text("out_refund_no")?,
+        out_refund_no: OutRefundNo::parse(&out_refund_no)
+            .ok_or_else(|| corrupt("out_refund_no", &out_refund_no))?,
         provider_refund_id: r.column("provider_refund_id")?,
         amount: fen_of("amount_fen", r.column("amount_fen")?)?,
         currency: Currency::parse(&currency).ok_or_else(|| corrupt("currency", &currency))?,
@@ -50,12 +65,13 @@ fn from_row(r: &impl super::Columns) -> Result<RefundRow, sqlx::Error> {
         status: RefundStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
         origin: RefundOrigin::parse(&origin).ok_or_else(|| corrupt("origin", &origin))?,
         failure: r.column("failure")?,
-        next_query_at: r.column("next_query_at")?,
+        // Times stay milliseconds here, checked to be times: rendered later, they cannot fail.
+        next_query_at: opt_time("next_query_at")?,
         query_attempts: r.column("query_attempts")?,
-        created_at: r.column("created_at")?,
-        updated_at: r.column("updated_at")?,
-        succeeded_at: r.column("succeeded_at")?,
-        failed_at: r.column("failed_at")?,
+        created_at: time("created_at")?,
+        updated_at: time("updated_at")?,
+        succeeded_at: opt_time("succeeded_at")?,
+        failed_at: opt_time("failed_at")?,
     })
 }
 
@@ -80,7 +96,7 @@ pub async fn insert(tx: &mut super::Tx, r: &RefundRow) -> Result<(), sqlx::Error
     .bind(r.refund_id.as_str())
     .bind(r.order_no.as_str())
     .bind(r.provider.as_str())
-    .bind(&r.out_refund_no)
+    .bind(r.out_refund_no.to_string())
     .bind(&r.provider_refund_id)
     .bind(r.amount.get())
     .bind(r.currency.as_str())
@@ -115,7 +131,7 @@ where
 pub async fn by_out_refund_no<'e, E>(
     exec: E,
     provider: ProviderId,
-    out_refund_no: &str,
+    out_refund_no: &OutRefundNo,
 ) -> Result<Option<RefundRow>, sqlx::Error>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
@@ -124,7 +140,7 @@ where
         "SELECT {COLUMNS} FROM refund WHERE provider = $1 AND out_refund_no = $2"
     )))
     .bind(provider.as_str())
-    .bind(out_refund_no)
+    .bind(out_refund_no.to_string())
     .fetch_optional(exec)
     .await?;
     row.as_ref().map(from_row).transpose()
@@ -232,21 +248,24 @@ pub async fn schedule_query(
     Ok(())
 }
 
-/// Gives a refund recorded from a query answer (whose number the answer did not say) the
-/// number a later notification names. False when it already had another.
+/// Gives a refund inferred from a query answer for `order_no` (whose number the answer did
+/// not say) the number a later notification names. False when it already had another.
 pub async fn adopt_out_refund_no(
     tx: &mut super::Tx,
     refund_id: &RefundId,
+    order_no: &OrderNo,
     out_refund_no: &str,
     now_ms: i64,
 ) -> Result<bool, sqlx::Error> {
+    let inferred = OutRefundNo::Inferred(order_no.clone());
     let n = sqlx::query(
         "UPDATE refund SET out_refund_no = $1, updated_at = $2
-         WHERE refund_id = $3 AND out_refund_no LIKE 'INFERRED-%'",
+         WHERE refund_id = $3 AND out_refund_no = $4",
     )
     .bind(out_refund_no)
     .bind(now_ms)
     .bind(refund_id.as_str())
+    .bind(inferred.to_string())
     .execute(&mut **tx)
     .await?
     .rows_affected();

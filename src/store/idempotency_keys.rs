@@ -19,13 +19,11 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use hmac::{Hmac, KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretSlice};
-use sha2::Sha256;
 
-use super::PseudonymKey;
-use crate::store::Db;
-use crate::store::idempotency::{KeyForm, StoredKey};
+use super::Db;
+use super::idempotency::{KeyForm, StoredKey};
+use crate::domain::pseudonym::{PseudonymKey, hmac_sha256 as hmac};
 
 const PURPOSE: &[u8] = b"paygate idempotency-key v1";
 const PUBLIC_KEY: &[u8] = b"paygate idempotency-key v1 (no pseudonym key)";
@@ -69,19 +67,12 @@ impl Key {
     }
 }
 
-fn hmac(key: &[u8], text: &[u8]) -> [u8; 32] {
-    let mut mac =
-        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(text);
-    mac.finalize().into_bytes().into()
-}
-
 impl IdempotencyKeys {
     /// `configured`: the pseudonym key read from `[privacy] pseudonym_key_file`; None when the
     /// file is not configured (a sandbox's generated key does not count: see the module docs).
     pub fn new(configured: Option<&PseudonymKey>) -> IdempotencyKeys {
         let (secret, form) = match configured {
-            Some(k) => (hmac(k.0.expose_secret(), PURPOSE).to_vec(), KeyForm::Keyed),
+            Some(k) => (k.derive(PURPOSE).to_vec(), KeyForm::Keyed),
             None => (PUBLIC_KEY.to_vec(), KeyForm::Unkeyed),
         };
         IdempotencyKeys {
@@ -125,7 +116,7 @@ impl IdempotencyKeys {
     /// Asks the database whether rows of another form are left (at start and after each
     /// retention pass); claims stop looking for them once none are.
     pub async fn refresh(&self, db: &Db) -> Result<(), sqlx::Error> {
-        let others = crate::store::idempotency::other_forms_exist(db.pool(), self.form).await?;
+        let others = super::idempotency::other_forms_exist(db.pool(), self.form).await?;
         self.others_may_exist.store(others, Ordering::Relaxed);
         Ok(())
     }
