@@ -2,7 +2,7 @@
 //! counter and the last slot taken. One conditional upsert takes a slot, on both backends, so
 //! however many instances fire at once, each slot of each job runs on one of them.
 
-use super::Db;
+use super::db::Db;
 
 /// A slot this instance took: run it, then [`finish`] it with the same fence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
