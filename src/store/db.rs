@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{AnyPool, Connection, Executor};
+use sqlx::{AnyPool, Connection};
 
 use super::exec::{self, Exec};
 use super::sql::{Found, Statement, Tx, Value, params, query};
@@ -185,28 +185,31 @@ impl Db {
         first_only: bool,
         decode: impl Fn(&Found<'_>) -> Result<T, sqlx::Error>,
     ) -> Result<Vec<T>, sqlx::Error> {
-        let inline = |conn: &rusqlite::Connection| {
-            let mut stmt = prepare(conn, sql, &params(values)).map_err(to_sqlx)?;
-            let mut rows = stmt.raw_query();
-            let mut out = Vec::new();
-            while let Some(row) = rows.next().map_err(to_sqlx)? {
-                out.push(decode(&Found::Inline(row))?);
-                if first_only {
-                    break;
+        let decode = &decode;
+        self.inline_or_pooled(
+            |conn| {
+                let mut stmt = prepare(conn, sql, &params(values)).map_err(to_sqlx)?;
+                let mut rows = stmt.raw_query();
+                let mut out = Vec::new();
+                while let Some(row) = rows.next().map_err(to_sqlx)? {
+                    out.push(decode(&Found::Inline(row))?);
+                    if first_only {
+                        break;
+                    }
                 }
-            }
-            Ok(out)
-        };
-        let pooled = |pool: &AnyPool| async {
-            let q = query(sql, values);
-            let rows = if first_only {
-                q.fetch_optional(pool).await?.into_iter().collect()
-            } else {
-                q.fetch_all(pool).await?
-            };
-            rows.iter().map(|r| decode(&Found::Pooled(r))).collect()
-        };
-        self.inline_or_pooled(inline, pooled).await
+                Ok(out)
+            },
+            |pool| async move {
+                let q = query(sql, values);
+                let rows = if first_only {
+                    q.fetch_optional(pool).await?.into_iter().collect()
+                } else {
+                    q.fetch_all(pool).await?
+                };
+                rows.iter().map(|r| decode(&Found::Pooled(r))).collect()
+            },
+        )
+        .await
     }
 
     /// `inline` on this thread where there are inline readers (see [`inline`]); `pooled` on
@@ -388,7 +391,9 @@ async fn sqlite_pool(
             let connected = connected.clone();
             Box::pin(async move {
                 for pragma in sqlite::session(role, busy_timeout) {
-                    conn.execute(sqlx::AssertSqlSafe(pragma)).await?;
+                    sqlx::query(sqlx::AssertSqlSafe(pragma))
+                        .execute(&mut *conn)
+                        .await?;
                 }
                 connected();
                 Ok(())

@@ -7,9 +7,9 @@ use sqlx::{AnyPool, Row};
 use super::db::Db;
 use super::payments;
 pub use super::payments::{PaymentRow, payment_of};
-// Where callers found them before `sql` held them (privacy, reconciliations, events).
-use super::sql::{Columns, Statement, Value, fen_of};
-pub(crate) use super::sql::{corrupt, json_column};
+use super::sql::{Columns, Statement, Value};
+// Where callers found them before `sql` held them (privacy, refunds, reconciliations).
+pub(crate) use super::sql::{corrupt, fen_of, json_column};
 
 use crate::domain::{Channel, Currency, EmployerId, Fen, Grant, OrderNo, OrderStatus, ProviderId};
 

@@ -210,45 +210,9 @@ async fn run(
         }
         if !jobs.is_empty() {
             let Some(c) = conn.take() else { break };
-            // Holding the sqlx writer's connection keeps the process's other writes out of
-            // SQLite's write lock (and its busy handler) while this batch has it. Waited for
-            // no longer than the last caller's deadline.
-            let last = jobs
-                .iter()
-                .map(|q| q.deadline)
-                .max()
-                .unwrap_or_else(Instant::now);
-            let acquired = match tokio::time::timeout_at(last.into(), gate.acquire()).await {
-                Ok(acquired) => acquired,
-                Err(_) => Err(sqlx::Error::PoolTimedOut),
-            };
-            match acquired {
-                Ok(held) => {
-                    let stats = stats.clone();
-                    let ran = tokio::task::spawn_blocking(move || {
-                        let mut c = c;
-                        run_batch(&mut c, jobs, &stats);
-                        c
-                    })
-                    .await;
-                    drop(held);
-                    match ran {
-                        Ok(c) => conn = Some(c),
-                        // A panic outside the jobs (they are caught one by one): the
-                        // connection is gone with it; every later write answers PoolClosed.
-                        Err(e) => {
-                            tracing::error!(error = %e, "the SQLite writer stopped");
-                            break;
-                        }
-                    }
-                }
-                Err(e) => {
-                    let failed = SqliteError::unavailable(&e);
-                    for q in jobs {
-                        q.job.refuse(failed.clone().into());
-                    }
-                    conn = Some(c);
-                }
+            match run_jobs(c, jobs, &gate, &stats).await {
+                Some(c) => conn = Some(c),
+                None => break,
             }
         }
         if let Some(done) = close {
@@ -264,6 +228,55 @@ async fn run(
             Msg::Close(done) => {
                 let _ = done.send(());
             }
+        }
+    }
+}
+
+/// Runs one batch of `jobs` on `conn` while holding `gate`'s connection; answers the
+/// connection back, or None when it was lost (the writer stops).
+async fn run_jobs(
+    c: Connection,
+    jobs: Vec<Queued>,
+    gate: &AnyPool,
+    stats: &Arc<Stats>,
+) -> Option<Connection> {
+    // Holding the sqlx writer's connection keeps the process's other writes out of SQLite's
+    // write lock (and its busy handler) while this batch has it. Waited for no longer than the
+    // last caller's deadline.
+    let last = jobs
+        .iter()
+        .map(|q| q.deadline)
+        .max()
+        .unwrap_or_else(Instant::now);
+    let acquired = match tokio::time::timeout_at(last.into(), gate.acquire()).await {
+        Ok(acquired) => acquired,
+        Err(_) => Err(sqlx::Error::PoolTimedOut),
+    };
+    let held = match acquired {
+        Ok(held) => held,
+        Err(e) => {
+            let failed = SqliteError::unavailable(&e);
+            for q in jobs {
+                q.job.refuse(failed.clone().into());
+            }
+            return Some(c);
+        }
+    };
+    let stats = stats.clone();
+    let ran = tokio::task::spawn_blocking(move || {
+        let mut c = c;
+        run_batch(&mut c, jobs, &stats);
+        c
+    })
+    .await;
+    drop(held);
+    match ran {
+        Ok(c) => Some(c),
+        // A panic outside the jobs (they are caught one by one): the connection is gone with
+        // it; every later write answers PoolClosed.
+        Err(e) => {
+            tracing::error!(error = %e, "the SQLite writer stopped");
+            None
         }
     }
 }
