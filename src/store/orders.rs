@@ -7,7 +7,7 @@ use sqlx::{AnyPool, Row};
 use super::db::Db;
 use super::payments;
 pub use super::payments::{PaymentRow, payment_of};
-use super::sql::{Columns, Statement, Value};
+use super::sql::{Columns, Statement, Tx, Value};
 // Where callers found them before `sql` held them (privacy, refunds, reconciliations).
 pub(crate) use super::sql::{corrupt, fen_of, json_column};
 
@@ -243,7 +243,7 @@ pub async fn mark_paid(
 
 /// pending → closed. False when the order was no longer pending (paid meanwhile).
 pub async fn mark_closed(
-    tx: &mut super::Tx,
+    tx: &mut Tx,
     order_no: &OrderNo,
     now_ms: i64,
 ) -> Result<bool, sqlx::Error> {
@@ -265,7 +265,7 @@ pub async fn mark_closed(
 /// check and the hold are one statement, so concurrent refunds can never together exceed the
 /// payment. False when it does not fit.
 pub async fn reserve_refund(
-    tx: &mut super::Tx,
+    tx: &mut Tx,
     order_no: &OrderNo,
     amount: Fen,
     now_ms: i64,
@@ -286,7 +286,7 @@ pub async fn reserve_refund(
 
 /// Gives back what [`reserve_refund`] held for a refund that failed.
 pub async fn release_refund(
-    tx: &mut super::Tx,
+    tx: &mut Tx,
     order_no: &OrderNo,
     amount: Fen,
     now_ms: i64,
@@ -327,7 +327,7 @@ pub struct Refunded {
 /// what was read (compare-and-set) and re-reads on a lost race, so the status written always
 /// matches the total written.
 pub async fn record_refund(
-    tx: &mut super::Tx,
+    tx: &mut Tx,
     order_no: &OrderNo,
     amount: Fen,
     reserved: bool,
