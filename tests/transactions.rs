@@ -16,8 +16,9 @@ use serde_json::Value;
 
 /// (file under src/, the body function the runner is given). A new `.transaction(` call site
 /// must be added here AND be run by `every_body_runs_on`.
-const BODIES: [(&str, &str); 4] = [
+const BODIES: [(&str, &str); 5] = [
     ("settle.rs", "settle_in"),
+    ("store/jobs.rs", "take_in"),
     ("entitlements.rs", "access_in"),
     ("entitlements.rs", "expire_batch"),
     ("store/db.rs", "execute_all"),
@@ -74,6 +75,31 @@ async fn every_body_runs_on(app: TestApp) {
     );
     let list = app.entitlements(employer).await;
     assert_eq!(list["entitlements"][0]["status"], "expired", "{list}");
+    leases_are_taken_and_finished(&app).await;
+}
+
+/// take_in (and `finish`'s statements through execute_all): a slot is taken once, a later
+/// slot by another holder once the first is finished.
+async fn leases_are_taken_and_finished(app: &TestApp) {
+    use paygate::store::jobs::{Taken, finish, take};
+    let (job, now_ms) = ("tx_bodies_job", 1_000_000);
+    let first = take(&app.db, job, "a", 1, now_ms, 60_000).await.unwrap();
+    assert_eq!(first, Some(Taken { slot: 1, fence: 1 }));
+    let again = take(&app.db, job, "b", 1, now_ms, 60_000).await.unwrap();
+    assert_eq!(again, None, "a slot runs once");
+    finish(&app.db, job, first.unwrap(), "ok", now_ms + 1)
+        .await
+        .unwrap();
+    let next = take(&app.db, job, "b", 2, now_ms + 2, 60_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        next,
+        Some(Taken { slot: 2, fence: 2 }),
+        "the finished lease is free"
+    );
+    let finished = "SELECT COUNT(*) FROM job_run WHERE job = $1 AND outcome = 'ok'";
+    assert_eq!(app.count(finished, job).await, 1);
 }
 
 #[tokio::test]
