@@ -404,3 +404,37 @@ pub async fn record_access(
     .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One stored entitlement row with `status` and `valid_until` as given, decoded.
+    fn decoded(status: &str, valid_until: i64) -> Result<EntitlementRow, sqlx::Error> {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let row = format!(
+            "SELECT 'ent_1' AS entitlement_id, 'emp_1' AS employer_id,
+                    '{}' AS order_no, 'resume-view-30d' AS plan_id, 'view' AS action,
+                    NULL AS quota, 0 AS used, '{status}' AS status, 0 AS valid_from,
+                    {valid_until} AS valid_until",
+            "0".repeat(26)
+        );
+        conn.query_row(&row, [], |r| Ok(from_row(r))).unwrap()
+    }
+
+    #[test]
+    fn a_stored_row_decodes_into_its_types() {
+        let row = decoded("active", 86_400_000).unwrap();
+        assert_eq!(row.status, EntitlementStatus::Active);
+        assert_eq!(row.action, Action::View);
+        assert_eq!(to_millis(row.valid_until), 86_400_000);
+    }
+
+    #[test]
+    fn an_unknown_status_or_an_impossible_time_is_a_decode_error_naming_the_column() {
+        let err = decoded("suspended", 0).unwrap_err().to_string();
+        assert!(err.contains("status"), "{err}");
+        let err = decoded("active", i64::MAX).unwrap_err().to_string();
+        assert!(err.contains("valid_until"), "{err}");
+    }
+}

@@ -135,3 +135,25 @@ pub(super) fn payment_from_row(r: &impl Columns, prefix: &str) -> Result<Payment
         paid_at: r.column(column("paid_at").as_str())?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_payment_source_is_a_decode_error_naming_the_column() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let row = |source: &str| {
+            let sql = format!(
+                "SELECT 'pay_1' AS payment_id, 'tx1' AS provider_txn_id, 100 AS amount_fen,
+                        'CNY' AS currency, NULL AS trade_type, NULL AS bank_type,
+                        '{source}' AS source, 0 AS paid_at"
+            );
+            conn.query_row(&sql, [], |r| Ok(payment_from_row(r, "")))
+                .unwrap()
+        };
+        assert_eq!(row("query").unwrap().source, PaymentSource::Query);
+        let err = row("webhook").unwrap_err().to_string();
+        assert!(err.contains("source"), "{err}");
+    }
+}
