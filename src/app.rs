@@ -8,15 +8,16 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-use crate::api::auth::ApiKeys;
+use crate::api_keys::ApiKeys;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, LimitsConfig};
-use crate::domain::Catalog;
 use crate::jobs::Runner;
 use crate::providers::Registry;
 use crate::providers::alipay::{Alipay, AlipayKeys};
 use crate::providers::wechatpay::{WechatKeys, WechatPay};
 use crate::store::Db;
+
+pub use crate::state::AppState;
 
 #[cfg(feature = "sandbox")]
 pub use crate::embedded::SandboxSetup;
@@ -24,25 +25,6 @@ pub use crate::embedded::{
     SANDBOX_ALIPAY_APP_ID, SANDBOX_ALIPAY_SELLER_ID, SANDBOX_APPID, SANDBOX_MCHID,
     SANDBOX_MERCHANT_SERIAL,
 };
-
-/// Everything a request handler needs; cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub db: Db,
-    pub catalog: Arc<Catalog>,
-    pub providers: Arc<Registry>,
-    pub api_keys: Arc<ApiKeys>,
-    pub clock: SharedClock,
-    /// The event push, when `[events] url` is set.
-    pub pusher: Option<Arc<crate::push::Pusher>>,
-    /// Requests per API key and per webhook source address (`[limits]`).
-    pub rate_limits: Arc<crate::edge::RateLimits>,
-    /// The key of erased employers' pseudonyms (`[privacy]`); None: erasures are refused.
-    pub pseudonym_key: Option<Arc<crate::privacy::PseudonymKey>>,
-    /// How `Idempotency-Key`s are stored: keyed hashes (`[privacy]`), never text.
-    pub idempotency_keys: Arc<crate::privacy::idempotency_keys::IdempotencyKeys>,
-}
 
 pub struct Options {
     pub clock: SharedClock,
@@ -83,20 +65,8 @@ impl Application {
         let addr = listener.local_addr()?;
         crate::telemetry::install();
         let public_url = config.public_url(addr);
-        let limits = &config.limits;
-        let db = Db::connect(
-            &config.database.url,
-            config.database.max_connections,
-            LimitsConfig::ms(limits.db_acquire_timeout_ms),
-        )
-        .await
-        .with_context(|| "connecting to the database (database.url)")?;
-        db.migrate().await.context("running migrations")?;
-
-        let http = reqwest::Client::builder()
-            .connect_timeout(LimitsConfig::ms(limits.provider_connect_timeout_ms))
-            .timeout(LimitsConfig::ms(limits.provider_timeout_ms))
-            .build()?;
+        let db = connect(&config).await?;
+        let http = provider_http(&config.limits)?;
         let catalog = config.catalog()?;
         let mut providers = Registry::default();
         #[cfg(feature = "sandbox")]
@@ -105,25 +75,7 @@ impl Application {
         let sandbox_mode = sandbox_setup.is_some();
         #[cfg(not(feature = "sandbox"))]
         let sandbox_mode = false;
-        let pseudonym_key =
-            crate::privacy::PseudonymKey::load(&config, sandbox_mode)?.map(Arc::new);
-        // Only a key from the file keys the stored Idempotency-Keys: a sandbox's generated one
-        // changes at every start, and stored keys must match across restarts and instances.
-        let idempotency_keys = crate::privacy::idempotency_keys::IdempotencyKeys::new(
-            pseudonym_key
-                .as_deref()
-                .filter(|_| config.privacy.pseudonym_key_file.is_some()),
-        );
-        if config.privacy.pseudonym_key_file.is_none() {
-            tracing::warn!(
-                "no [privacy] pseudonym_key_file: Idempotency-Keys are stored as unkeyed hashes \
-                 (no text, but a guessed key can be confirmed by hashing it)"
-            );
-        }
-        idempotency_keys
-            .refresh(&db)
-            .await
-            .context("reading the idempotency table")?;
+        let (pseudonym_key, idempotency_keys) = privacy_keys(&config, sandbox_mode, &db).await?;
         #[cfg(feature = "sandbox")]
         let sandbox = match sandbox_setup {
             // --sandbox replaces the provider sections with the embedded simulator.
@@ -138,26 +90,7 @@ impl Application {
             None => None,
         };
         if !sandbox_mode {
-            if let Some(w) = &config.wechatpay {
-                let keys = WechatKeys::load(&config, w)?;
-                providers.register(Arc::new(WechatPay::new(
-                    w,
-                    keys,
-                    &public_url,
-                    http.clone(),
-                    options.clock.clone(),
-                )));
-            }
-            if let Some(a) = &config.alipay {
-                let keys = AlipayKeys::load(&config, a)?;
-                providers.register(Arc::new(Alipay::new(
-                    a,
-                    keys,
-                    &public_url,
-                    http.clone(),
-                    options.clock.clone(),
-                )));
-            }
+            register_configured(&config, &mut providers, &public_url, &http, &options.clock)?;
         }
 
         let pusher = crate::push::Pusher::load(&config)?.map(Arc::new);
@@ -235,7 +168,7 @@ impl Application {
             }
         });
         // `wait=` learns of changes made by other instances from this one re-read.
-        let reread = tokio::spawn(crate::order_watch::reread_loop(self.state.db.clone()));
+        let reread = tokio::spawn(crate::store::reread::reread_loop(self.state.db.clone()));
         let served = crate::edge::serve(self.listener, router, &limits, shutdown).await;
         shrink.abort();
         reread.abort();
@@ -246,6 +179,89 @@ impl Application {
         self.state.db.close().await;
         Ok(served?)
     }
+}
+
+/// The database of `[database]`, migrated.
+async fn connect(config: &Config) -> anyhow::Result<Db> {
+    let db = Db::connect(
+        &config.database.url,
+        config.database.max_connections,
+        LimitsConfig::ms(config.limits.db_acquire_timeout_ms),
+    )
+    .await
+    .with_context(|| "connecting to the database (database.url)")?;
+    db.migrate().await.context("running migrations")?;
+    Ok(db)
+}
+
+/// The HTTP client of every provider call, with `[limits]`' connect and call timeouts.
+fn provider_http(limits: &LimitsConfig) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .connect_timeout(LimitsConfig::ms(limits.provider_connect_timeout_ms))
+        .timeout(LimitsConfig::ms(limits.provider_timeout_ms))
+        .build()?)
+}
+
+/// The erasure pseudonym key (`[privacy]`; generated in sandbox mode when unset) and how
+/// `Idempotency-Key`s are stored, the latter with the stored forms read from `db`.
+async fn privacy_keys(
+    config: &Config,
+    sandbox_mode: bool,
+    db: &Db,
+) -> anyhow::Result<(
+    Option<Arc<crate::privacy::PseudonymKey>>,
+    crate::privacy::idempotency_keys::IdempotencyKeys,
+)> {
+    let pseudonym_key = crate::privacy::PseudonymKey::load(config, sandbox_mode)?.map(Arc::new);
+    // Only a key from the file keys the stored Idempotency-Keys: a sandbox's generated one
+    // changes at every start, and stored keys must match across restarts and instances.
+    let idempotency_keys = crate::privacy::idempotency_keys::IdempotencyKeys::new(
+        pseudonym_key
+            .as_deref()
+            .filter(|_| config.privacy.pseudonym_key_file.is_some()),
+    );
+    if config.privacy.pseudonym_key_file.is_none() {
+        tracing::warn!(
+            "no [privacy] pseudonym_key_file: Idempotency-Keys are stored as unkeyed hashes \
+             (no text, but a guessed key can be confirmed by hashing it)"
+        );
+    }
+    idempotency_keys
+        .refresh(db)
+        .await
+        .context("reading the idempotency table")?;
+    Ok((pseudonym_key, idempotency_keys))
+}
+
+/// Registers the providers whose sections are configured, their keys read from their files.
+fn register_configured(
+    config: &Config,
+    providers: &mut Registry,
+    public_url: &str,
+    http: &reqwest::Client,
+    clock: &SharedClock,
+) -> anyhow::Result<()> {
+    if let Some(w) = &config.wechatpay {
+        let keys = WechatKeys::load(config, w)?;
+        providers.register(Arc::new(WechatPay::new(
+            w,
+            keys,
+            public_url,
+            http.clone(),
+            clock.clone(),
+        )));
+    }
+    if let Some(a) = &config.alipay {
+        let keys = AlipayKeys::load(config, a)?;
+        providers.register(Arc::new(Alipay::new(
+            a,
+            keys,
+            public_url,
+            http.clone(),
+            clock.clone(),
+        )));
+    }
+    Ok(())
 }
 
 /// The span of one request: its method and route template (`/v1/employers/{employer_id}/…`),

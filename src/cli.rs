@@ -1,6 +1,6 @@
 //! The command line (DESIGN.md §9). `main` parses and calls `run`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -124,18 +124,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             sandbox,
             sandbox_time_divisor,
         } => serve(cli.config, sandbox, sandbox_time_divisor).await,
-        Command::Migrate => {
-            let config = Config::load(cli.config.as_deref())?;
-            let db = crate::store::Db::connect(
-                &config.database.url,
-                1,
-                crate::config::LimitsConfig::ms(config.limits.db_acquire_timeout_ms),
-            )
-            .await?;
-            db.migrate().await?;
-            println!("migrations applied");
-            Ok(())
-        }
+        Command::Migrate => migrate(cli.config).await,
         Command::SyncPending => run_job(cli.config, crate::jobs::Job::ActiveQuery).await,
         Command::RunJob { job } => {
             let job = crate::jobs::Job::ALL
@@ -150,29 +139,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             reason,
         } => refund(cli.config, &order_no, &amount, reason).await,
         Command::Reconcile { provider, date } => reconcile(cli.config, &provider, &date).await,
-        Command::CheckConfig => {
-            let config = Config::load(cli.config.as_deref())?;
-            if let Some(w) = &config.wechatpay {
-                crate::providers::wechatpay::WechatKeys::load(&config, w)?;
-            }
-            if let Some(a) = &config.alipay {
-                crate::providers::alipay::AlipayKeys::load(&config, a)?;
-            }
-            crate::push::Pusher::load(&config)?;
-            crate::privacy::PseudonymKey::load(&config, false)?;
-            println!(
-                "config ok: {} api key(s), {} plan(s), wechatpay {}, alipay {}",
-                config.api_keys.len(),
-                config.catalog()?.plans().len(),
-                if config.wechatpay.is_some() {
-                    "on"
-                } else {
-                    "off"
-                },
-                if config.alipay.is_some() { "on" } else { "off" },
-            );
-            Ok(())
-        }
+        Command::CheckConfig => check_config(cli.config),
         Command::Keys {
             command:
                 KeysCommand::Generate {
@@ -181,15 +148,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     appid,
                     alipay_app_id,
                 },
-        } => {
-            let generated = crate::keygen::generate_keys(&dir, &mchid, &appid, &alipay_app_id)?;
-            println!(
-                "keys written to {}\n\n{}",
-                dir.display(),
-                generated.config_snippet
-            );
-            Ok(())
-        }
+        } => generate_keys(&dir, &mchid, &appid, &alipay_app_id),
         Command::Privacy {
             command: PrivacyCommand::EraseEmployer { employer_id },
         } => erase_employer(cli.config, &employer_id).await,
@@ -203,17 +162,70 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::ApiKey {
             command: ApiKeyCommand::Create { scopes, id },
-        } => {
-            use secrecy::ExposeSecret;
-            let key = crate::keygen::create_api_key(&id, &scopes)?;
-            println!(
-                "secret (shown once): {}\n\n{}",
-                key.secret.expose_secret(),
-                key.entry_toml
-            );
-            Ok(())
-        }
+        } => create_api_key(&id, &scopes),
     }
+}
+
+/// `paygate migrate`: one connection, the migrations, nothing else.
+async fn migrate(config_path: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = Config::load(config_path.as_deref())?;
+    let db = crate::store::Db::connect(
+        &config.database.url,
+        1,
+        crate::config::LimitsConfig::ms(config.limits.db_acquire_timeout_ms),
+    )
+    .await?;
+    db.migrate().await?;
+    println!("migrations applied");
+    Ok(())
+}
+
+/// `paygate check-config`: the config validates and every key file it names loads.
+fn check_config(config_path: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = Config::load(config_path.as_deref())?;
+    if let Some(w) = &config.wechatpay {
+        crate::providers::wechatpay::WechatKeys::load(&config, w)?;
+    }
+    if let Some(a) = &config.alipay {
+        crate::providers::alipay::AlipayKeys::load(&config, a)?;
+    }
+    crate::push::Pusher::load(&config)?;
+    crate::privacy::PseudonymKey::load(&config, false)?;
+    println!(
+        "config ok: {} api key(s), {} plan(s), wechatpay {}, alipay {}",
+        config.api_keys.len(),
+        config.catalog()?.plans().len(),
+        if config.wechatpay.is_some() {
+            "on"
+        } else {
+            "off"
+        },
+        if config.alipay.is_some() { "on" } else { "off" },
+    );
+    Ok(())
+}
+
+/// `paygate keys generate DIR`: the files, then the config snippet that uses them.
+fn generate_keys(dir: &Path, mchid: &str, appid: &str, alipay_app_id: &str) -> anyhow::Result<()> {
+    let generated = crate::keygen::generate_keys(dir, mchid, appid, alipay_app_id)?;
+    println!(
+        "keys written to {}\n\n{}",
+        dir.display(),
+        generated.config_snippet
+    );
+    Ok(())
+}
+
+/// `paygate api-key create`: the secret, shown once, and its `[[api_keys]]` entry.
+fn create_api_key(id: &str, scopes: &[String]) -> anyhow::Result<()> {
+    use secrecy::ExposeSecret;
+    let key = crate::keygen::create_api_key(id, scopes)?;
+    println!(
+        "secret (shown once): {}\n\n{}",
+        key.secret.expose_secret(),
+        key.entry_toml
+    );
+    Ok(())
 }
 
 /// Builds the gateway without serving (an unused loopback port) and runs one pass of `job`.
@@ -292,34 +304,16 @@ async fn serve(
         );
     }
     let mut config = Config::load(config_path.as_deref())?;
-    let mut printed_key = None;
-    if sandbox && config.api_keys.is_empty() {
-        // A first look needs a key: make one with every scope and show it once.
-        let scopes: Vec<String> = crate::config::SCOPES
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let key = crate::keygen::create_api_key("sandbox", &scopes)?;
-        config.api_keys.push(ApiKeyConfig {
-            id: "sandbox".into(),
-            secret_sha256: key.secret_sha256.clone(),
-            scopes,
-        });
-        printed_key = Some(key);
-    }
+    let printed_key = if sandbox && config.api_keys.is_empty() {
+        Some(sandbox_api_key(&mut config)?)
+    } else {
+        None
+    };
     let listener = tokio::net::TcpListener::bind(&config.server.listen)
         .await
         .with_context(|| format!("binding {}", config.server.listen))?;
     if sandbox && config.checkout.return_url.is_none() {
-        // The sandbox's stand-in merchant page, so a person paying on a page/wap/h5 order is
-        // brought back somewhere. Only when it is a valid return URL (http needs a loopback
-        // address: a sandbox listening on 0.0.0.0 gets none).
-        let public_url = config.public_url(listener.local_addr()?);
-        config.checkout.return_url = crate::return_url::ReturnUrl::parse(&format!(
-            "{public_url}/sandbox/return/{}",
-            crate::return_url::PLACEHOLDER
-        ))
-        .ok();
+        sandbox_return_url(&mut config, listener.local_addr()?);
     }
     if !sandbox {
         // --sandbox brings its own providers and key; otherwise a gateway that would refuse
@@ -328,6 +322,46 @@ async fn serve(
             tracing::warn!("{warning}");
         }
     }
+    let options = serve_options(sandbox, time_divisor)?;
+    let app = Application::build(config, listener, options).await?;
+    let url = app.public_url().to_owned();
+    tracing::info!(listen = %app.local_addr(), sandbox, "paygate listening");
+    if let Some(key) = printed_key {
+        print_sandbox_welcome(&url, &key);
+    }
+    app.run_until(shutdown_signal()).await
+}
+
+/// `serve --sandbox` without `[[api_keys]]`: a first look needs a key, so one with every
+/// scope is added to the config (its secret to be shown once).
+fn sandbox_api_key(config: &mut Config) -> anyhow::Result<crate::keygen::NewApiKey> {
+    let scopes: Vec<String> = crate::config::SCOPES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let key = crate::keygen::create_api_key("sandbox", &scopes)?;
+    config.api_keys.push(ApiKeyConfig {
+        id: "sandbox".into(),
+        secret_sha256: key.secret_sha256.clone(),
+        scopes,
+    });
+    Ok(key)
+}
+
+/// The sandbox's stand-in merchant page, so a person paying on a page/wap/h5 order is brought
+/// back somewhere. Only when it is a valid return URL (http needs a loopback address: a
+/// sandbox listening on 0.0.0.0 gets none).
+fn sandbox_return_url(config: &mut Config, bound: std::net::SocketAddr) {
+    let public_url = config.public_url(bound);
+    config.checkout.return_url = crate::return_url::ReturnUrl::parse(&format!(
+        "{public_url}/sandbox/return/{}",
+        crate::return_url::PLACEHOLDER
+    ))
+    .ok();
+}
+
+/// The build options of `serve`: the embedded sandbox's generated keys with `--sandbox`.
+fn serve_options(sandbox: bool, time_divisor: u32) -> anyhow::Result<Options> {
     #[cfg(feature = "sandbox")]
     let options = Options {
         sandbox: if sandbox {
@@ -339,31 +373,30 @@ async fn serve(
     };
     #[cfg(not(feature = "sandbox"))]
     let options = {
-        let _ = time_divisor;
+        let _ = (sandbox, time_divisor);
         Options::default()
     };
-    let app = Application::build(config, listener, options).await?;
-    let url = app.public_url().to_owned();
-    tracing::info!(listen = %app.local_addr(), sandbox, "paygate listening");
-    if let Some(key) = printed_key {
-        use secrecy::ExposeSecret;
-        println!("paygate with the embedded sandbox at {url}");
-        println!(
-            "API key (all scopes, shown once): {}",
-            key.secret.expose_secret()
-        );
-        println!("Create an order:");
-        println!(
-            "  curl -s -X POST {url}/v1/orders -H 'Authorization: Bearer {}' -H 'Idempotency-Key: demo-1' \\\n    -H 'Content-Type: application/json' \\\n    -d '{{\"employer_id\":\"emp_42\",\"plan\":\"resume-download-50\",\"provider\":\"wechatpay\",\"channel\":\"native\"}}'",
-            key.secret.expose_secret()
-        );
-        println!("Then open {url}/sandbox/cashier/<order_no> and press Pay.");
-        println!(
-            "Alipay page/wap and WeChat h5 orders send the browser back to [checkout] return_url after Pay \
-             (by default {url}/sandbox/return/<order_no>)."
-        );
-    }
-    app.run_until(shutdown_signal()).await
+    Ok(options)
+}
+
+/// What `serve --sandbox` prints once listening: the generated key and a first order.
+fn print_sandbox_welcome(url: &str, key: &crate::keygen::NewApiKey) {
+    use secrecy::ExposeSecret;
+    println!("paygate with the embedded sandbox at {url}");
+    println!(
+        "API key (all scopes, shown once): {}",
+        key.secret.expose_secret()
+    );
+    println!("Create an order:");
+    println!(
+        "  curl -s -X POST {url}/v1/orders -H 'Authorization: Bearer {}' -H 'Idempotency-Key: demo-1' \\\n    -H 'Content-Type: application/json' \\\n    -d '{{\"employer_id\":\"emp_42\",\"plan\":\"resume-download-50\",\"provider\":\"wechatpay\",\"channel\":\"native\"}}'",
+        key.secret.expose_secret()
+    );
+    println!("Then open {url}/sandbox/cashier/<order_no> and press Pay.");
+    println!(
+        "Alipay page/wap and WeChat h5 orders send the browser back to [checkout] return_url after Pay \
+         (by default {url}/sandbox/return/<order_no>)."
+    );
 }
 
 async fn shutdown_signal() {

@@ -119,14 +119,32 @@ mod simulator {
         public_url: &str,
         clock: &SharedClock,
     ) -> anyhow::Result<EmbeddedSandbox> {
+        let alipay_app =
+            paygate_alipay::Signer::from_pem_or_base64(&setup.alipay_app_private_key_pem)?;
+        let sandbox = new_simulator(setup, clock, &alipay_app)?;
+        let (wechatpay, wechat_keys) = wechat_half(setup, public_url, &sandbox)?;
+        let (alipay, alipay_keys) = alipay_half(public_url, &sandbox, alipay_app)?;
+        Ok(EmbeddedSandbox {
+            sandbox,
+            wechatpay,
+            wechat_keys,
+            alipay,
+            alipay_keys,
+        })
+    }
+
+    /// The simulator of both providers, as the sandbox merchant's counterpart.
+    fn new_simulator(
+        setup: &SandboxSetup,
+        clock: &SharedClock,
+        alipay_app: &paygate_alipay::Signer,
+    ) -> anyhow::Result<Sandbox> {
         // The simulator reads the gateway's clock: tests that move time move both sides.
         let sandbox_clock = {
             let clock = clock.clone();
             Arc::new(move || clock.now())
         };
-        let alipay_app =
-            paygate_alipay::Signer::from_pem_or_base64(&setup.alipay_app_private_key_pem)?;
-        let sandbox = Sandbox::new(SandboxConfig {
+        Sandbox::new(SandboxConfig {
             wechatpay: WechatSandboxConfig {
                 mchid: SANDBOX_MCHID.into(),
                 appid: SANDBOX_APPID.into(),
@@ -144,8 +162,16 @@ mod simulator {
             app_public_key_pem: alipay_app.public_key_pem(),
             alipay_private_key_pem: setup.alipay_private_key_pem.clone(),
             seller_id: SANDBOX_ALIPAY_SELLER_ID.into(),
-        })?;
+        })
+    }
 
+    /// `[wechatpay]` pointed at the simulator, and the merchant's keys and trusted platform key
+    /// (none up front in certificate mode: they come from /v3/certificates once serving).
+    fn wechat_half(
+        setup: &SandboxSetup,
+        public_url: &str,
+        sandbox: &Sandbox,
+    ) -> anyhow::Result<(WechatPayConfig, WechatKeys)> {
         let wechatpay = WechatPayConfig {
             api_base: format!("{public_url}/sandbox/wechatpay"),
             mchid: SANDBOX_MCHID.into(),
@@ -172,7 +198,15 @@ mod simulator {
                 .map_err(|_| anyhow::anyhow!("sandbox APIv3 key must be 32 bytes"))?,
             platform,
         };
+        Ok((wechatpay, wechat_keys))
+    }
 
+    /// `[alipay]` pointed at the simulator, with the app's key and the simulator's public key.
+    fn alipay_half(
+        public_url: &str,
+        sandbox: &Sandbox,
+        alipay_app: paygate_alipay::Signer,
+    ) -> anyhow::Result<(AlipayConfig, AlipayKeys)> {
         let alipay = AlipayConfig {
             gateway_url: format!("{public_url}/sandbox/alipay/gateway.do"),
             app_id: SANDBOX_ALIPAY_APP_ID.into(),
@@ -187,12 +221,6 @@ mod simulator {
             signer: alipay_app,
             alipay_public_key: paygate_alipay::Verifier::from_pem_or_base64(&alipay_public_key)?,
         };
-        Ok(EmbeddedSandbox {
-            sandbox,
-            wechatpay,
-            wechat_keys,
-            alipay,
-            alipay_keys,
-        })
+        Ok((alipay, alipay_keys))
     }
 }

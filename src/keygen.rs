@@ -177,6 +177,23 @@ fn generate_keys_with<P: Borrow<KeyPairs>>(
     alipay_app_id: &str,
     make_pairs: impl FnOnce() -> anyhow::Result<P>,
 ) -> anyhow::Result<GeneratedKeys> {
+    check_ids(mchid, appid, alipay_app_id)?;
+    let keys_without_snippet = layout(dir);
+    let k = &keys_without_snippet;
+    // Refuse before the slow part, and before touching anything.
+    refuse_existing(k)?;
+    let config_snippet = config_snippet(k, mchid, appid, alipay_app_id)?;
+
+    let pairs = make_pairs()?;
+    write_files(dir, k, pairs.borrow(), mchid, appid, alipay_app_id)?;
+    Ok(GeneratedKeys {
+        config_snippet,
+        ..keys_without_snippet
+    })
+}
+
+/// The merchant and app ids, checked before anything is generated.
+fn check_ids(mchid: &str, appid: &str, alipay_app_id: &str) -> anyhow::Result<()> {
     anyhow::ensure!(
         (1..=32).contains(&mchid.len()) && mchid.bytes().all(|b| b.is_ascii_digit()),
         "WeChat Pay mchid {mchid:?} must be 1 to 32 digits"
@@ -190,10 +207,14 @@ fn generate_keys_with<P: Borrow<KeyPairs>>(
             && alipay_app_id.bytes().all(|b| b.is_ascii_digit()),
         "Alipay app_id {alipay_app_id:?} must be 1 to 32 digits"
     );
+    Ok(())
+}
 
+/// The files under `dir` (the module docs' layout) and a new merchant serial; no snippet yet.
+fn layout(dir: &Path) -> GeneratedKeys {
     let wechat_dir = dir.join("wechatpay");
     let alipay_dir = dir.join("alipay");
-    let keys_without_snippet = GeneratedKeys {
+    GeneratedKeys {
         wechatpay_private_key_file: wechat_dir.join("apiclient_key.pem"),
         wechatpay_public_key_file: wechat_dir.join("apiclient_pub.pem"),
         merchant_serial_file: wechat_dir.join("merchant_serial.txt"),
@@ -206,10 +227,11 @@ fn generate_keys_with<P: Borrow<KeyPairs>>(
         alipay_app_id_file: alipay_dir.join("app_id.txt"),
         pseudonym_key_file: dir.join("privacy").join("pseudonym.key"),
         config_snippet: String::new(),
-    };
-    let k = &keys_without_snippet;
+    }
+}
 
-    // Refuse before the slow part, and before touching anything.
+/// An error naming every file of `k` that already exists (nothing is ever overwritten).
+fn refuse_existing(k: &GeneratedKeys) -> anyhow::Result<()> {
     let all_files = [
         &k.wechatpay_private_key_file,
         &k.wechatpay_public_key_file,
@@ -232,14 +254,21 @@ fn generate_keys_with<P: Borrow<KeyPairs>>(
         "refusing to overwrite existing key files: {}; move them away or choose another directory",
         existing.join(", ")
     );
-    let config_snippet = config_snippet(k, mchid, appid, alipay_app_id)?;
+    Ok(())
+}
 
-    let pairs = make_pairs()?;
-    let pairs = pairs.borrow();
+/// Writes every file of `k`: private ones 0600, all of them removed again if one write fails.
+fn write_files(
+    dir: &Path,
+    k: &GeneratedKeys,
+    pairs: &KeyPairs,
+    mchid: &str,
+    appid: &str,
+    alipay_app_id: &str,
+) -> anyhow::Result<()> {
     let apiv3_key = SecretString::from(random_apiv3_key());
-
-    create_private_dir(&wechat_dir)?;
-    create_private_dir(&alipay_dir)?;
+    create_private_dir(&dir.join("wechatpay"))?;
+    create_private_dir(&dir.join("alipay"))?;
     create_private_dir(&dir.join("privacy"))?;
     let pseudonym_key = SecretString::from(random_pseudonym_key());
     let mut written = Written::default();
@@ -260,11 +289,7 @@ fn generate_keys_with<P: Borrow<KeyPairs>>(
     written.public(&k.alipay_app_id_file, &format!("{alipay_app_id}\n"))?;
     written.private(&k.pseudonym_key_file, pseudonym_key.expose_secret())?;
     written.keep();
-
-    Ok(GeneratedKeys {
-        config_snippet,
-        ..keys_without_snippet
-    })
+    Ok(())
 }
 
 /// The TOML for design §8's `[wechatpay]` and `[alipay]`, paths as given to `generate_keys`.

@@ -3,6 +3,7 @@
 //! See `docs/ARCHITECTURE.md` for the map of this crate.
 
 pub mod api;
+pub mod api_keys;
 pub mod app;
 pub mod checkout;
 pub mod cli;
@@ -24,5 +25,6 @@ pub mod reconcile;
 pub mod refunds;
 pub mod return_url;
 pub mod settle;
+pub mod state;
 pub mod store;
 pub mod telemetry;

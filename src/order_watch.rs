@@ -4,7 +4,7 @@
 //! - **This instance**: the settlement path and the close announce a committed status change
 //!   here ([`OrderWatch::changed`]); every waiter on that order wakes at once.
 //! - **Other instances** (many paygates on one PostgreSQL): one re-read per instance, not per
-//!   waiter — [`reread_loop`] asks every [`REREAD_INTERVAL`] which of the watched orders are no
+//!   waiter — `store::reread::reread_loop` asks every [`REREAD_INTERVAL`] which of the watched orders are no
 //!   longer pending (one query per 200 orders) and wakes their waiters.
 //!
 //! An order is in the map only while someone waits on it: the last [`Subscription`] dropped
@@ -21,9 +21,6 @@ use crate::domain::OrderNo;
 /// How often the watched orders are re-read for changes made by other instances (issue 13:
 /// at least 500 ms apart).
 pub const REREAD_INTERVAL: Duration = Duration::from_millis(500);
-
-/// Orders asked about in one re-read query.
-const REREAD_BATCH: usize = 200;
 
 #[derive(Clone, Default)]
 pub struct OrderWatch {
@@ -118,28 +115,6 @@ impl Drop for Subscription {
             entry.waiters -= 1;
             if entry.waiters == 0 {
                 orders.remove(&self.order_no);
-            }
-        }
-    }
-}
-
-/// Runs until dropped (the server's shutdown aborts it): every [`REREAD_INTERVAL`], asks the
-/// database which watched orders left `pending` (settled or closed by another instance) and
-/// wakes their waiters. Nothing is read while nobody waits.
-pub async fn reread_loop(db: crate::store::Db) {
-    let mut tick = tokio::time::interval(REREAD_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let watched = db.order_watch().watched();
-        for batch in watched.chunks(REREAD_BATCH) {
-            match crate::store::orders::not_pending_among(db.reader(), batch).await {
-                Ok(moved) => moved.iter().for_each(|no| db.order_watch().changed(no)),
-                Err(e) => {
-                    // The waiters still end at their deadline; the next tick tries again.
-                    tracing::warn!(error = %e, "re-reading watched orders failed");
-                    break;
-                }
             }
         }
     }

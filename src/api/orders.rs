@@ -297,31 +297,6 @@ async fn with_refunds(
     Ok(order_json(order, payment, &refunds))
 }
 
-/// The longest `wait=` (seconds).
-pub const MAX_WAIT_SECS: u64 = 30;
-
-/// `wait=N` of `GET /v1/orders/{no}`: whole seconds, 0 to 30.
-pub(crate) fn wait_param(query: Option<&str>) -> Result<std::time::Duration, ApiError> {
-    let mut wait = std::time::Duration::ZERO;
-    // Other parameters (a page's cache-buster) were always ignored here, and still are.
-    for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-        if key == "wait" {
-            let secs = value
-                .parse::<u64>()
-                .ok()
-                .filter(|s| *s <= MAX_WAIT_SECS)
-                .ok_or_else(|| {
-                    ApiError::bad_request(
-                        "invalid_wait",
-                        format!("wait must be whole seconds from 0 to {MAX_WAIT_SECS}"),
-                    )
-                })?;
-            wait = std::time::Duration::from_secs(secs);
-        }
-    }
-    Ok(wait)
-}
-
 /// The order; with `wait=N`, answered as soon as it is no longer `pending` or after N
 /// seconds (then still `pending`). Waiting costs a parked task: no database loop (see
 /// [`crate::order_watch`]). Past `[limits] max_waits` open waits, the edge marks the request
@@ -334,7 +309,7 @@ pub async fn get(
     degraded: Option<Extension<WaitDegraded>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(Scope::Checkout)?;
-    let mut wait = wait_param(query.as_deref())?;
+    let mut wait = crate::edge::admission::wait_param(query.as_deref())?;
     if degraded.is_some() {
         wait = std::time::Duration::ZERO;
     }

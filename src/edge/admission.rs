@@ -22,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::LimitsConfig;
+use crate::error::ApiError;
 
 /// The budgets of [`admit`], one per class that has one.
 #[derive(Debug)]
@@ -68,7 +69,33 @@ fn class_of(method: &Method, path: &str, query: Option<&str>) -> Class {
 /// A `wait=` the handler will honour (its own parser: 1 to 30 whole seconds); anything else is
 /// a plain read or the handler's 400, neither of which waits.
 fn waits(query: Option<&str>) -> bool {
-    crate::api::orders::wait_param(query).is_ok_and(|wait| !wait.is_zero())
+    wait_param(query).is_ok_and(|wait| !wait.is_zero())
+}
+
+/// The longest `wait=` (seconds).
+pub const MAX_WAIT_SECS: u64 = 30;
+
+/// `wait=N` of `GET /v1/orders/{no}`: whole seconds, 0 to 30. The handler and the admission
+/// class above read it with this one parser.
+pub fn wait_param(query: Option<&str>) -> Result<std::time::Duration, ApiError> {
+    let mut wait = std::time::Duration::ZERO;
+    // Other parameters (a page's cache-buster) were always ignored here, and still are.
+    for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if key == "wait" {
+            let secs = value
+                .parse::<u64>()
+                .ok()
+                .filter(|s| *s <= MAX_WAIT_SECS)
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_wait",
+                        format!("wait must be whole seconds from 0 to {MAX_WAIT_SECS}"),
+                    )
+                })?;
+            wait = std::time::Duration::from_secs(secs);
+        }
+    }
+    Ok(wait)
 }
 
 impl Admission {

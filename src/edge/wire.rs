@@ -31,7 +31,7 @@ use std::task::{Context, Poll, ready};
 use axum::http::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::Audience;
+use super::audience::{Audience, code_of};
 
 /// Longest answer head followed; a longer one turns the following off.
 const MAX_HEAD: usize = 64 * 1024;
@@ -239,7 +239,7 @@ impl<S> Wire<S> {
             ),
             Audience::Api => (
                 "application/json",
-                crate::error::envelope(super::code_of(status), message).to_string(),
+                crate::error::envelope(code_of(status), message).to_string(),
             ),
         };
         let head = format!(
@@ -250,6 +250,25 @@ impl<S> Wire<S> {
             body.len()
         );
         Some([head.into_bytes(), body.into_bytes()].concat())
+    }
+}
+
+impl<S> Wire<S> {
+    /// After a head that ended `taken` bytes into `buf`: the body of known length that follows
+    /// in this same buffer goes out with its head in one write, as hyper would have sent them
+    /// (a second write per answer costs a system call on every request). All that was taken.
+    fn body_with_head(&mut self, buf: &[u8], mut taken: usize) -> usize {
+        if let Out::Sized(left) = &mut self.out {
+            let rest = &buf[taken..];
+            let n = rest.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+            self.owed.extend_from_slice(&rest[..n]);
+            *left -= n as u64;
+            taken += n;
+            if *left == 0 {
+                self.answer_done();
+            }
+        }
+        taken
     }
 }
 
@@ -306,6 +325,20 @@ fn parse_head(head: &[u8]) -> Option<Head> {
     Some(parsed)
 }
 
+/// Adds to `head` what of `buf` can still be an answer head (not a large body behind it):
+/// how many bytes were added, and where the head ends in `head` once its blank line is in.
+fn extend_head(head: &mut Vec<u8>, buf: &[u8]) -> (usize, Option<usize>) {
+    let seen = head.len();
+    let piece = &buf[..buf.len().min((MAX_HEAD + 4).saturating_sub(seen).max(1))];
+    head.extend_from_slice(piece);
+    let from = seen.saturating_sub(3);
+    let end = head[from..]
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|at| from + at + 4);
+    (piece.len(), end)
+}
+
 /// The path of a request line (`METHOD SP target SP version`), if it is readable.
 fn target_path(line: &[u8]) -> Option<&str> {
     let line = line.split(|b| *b == b'\n').next()?;
@@ -349,42 +382,21 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Wire<S> {
         match &mut this.out {
             Out::Head(head) => {
                 let seen = head.len();
-                // At most what can still be a head (not a large body behind it).
-                let piece = &buf[..buf.len().min((MAX_HEAD + 4).saturating_sub(seen).max(1))];
-                head.extend_from_slice(piece);
-                let from = seen.saturating_sub(3);
-                let end = head[from..]
-                    .windows(4)
-                    .position(|w| w == b"\r\n\r\n")
-                    .map(|at| from + at + 4);
+                let (piece, end) = extend_head(head, buf);
                 let taken = match end {
                     Some(end) => {
                         head.truncate(end);
                         let head = std::mem::take(head);
                         this.head_done(head);
-                        let mut taken = end - seen;
-                        // The body of known length that follows in this same buffer goes out
-                        // with its head in one write, as hyper would have sent them: a second
-                        // write per answer costs a system call on every request.
-                        if let Out::Sized(left) = &mut this.out {
-                            let rest = &buf[taken..];
-                            let n = rest.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
-                            this.owed.extend_from_slice(&rest[..n]);
-                            *left -= n as u64;
-                            taken += n;
-                            if *left == 0 {
-                                this.answer_done();
-                            }
-                        }
-                        taken
+                        this.body_with_head(buf, end - seen)
                     }
                     None if head.len() > MAX_HEAD => {
                         let head = std::mem::take(head);
                         this.owe(head);
                         this.out = Out::Through;
-                        piece.len()
+                        piece
                     }
-                    None => piece.len(),
+                    None => piece,
                 };
                 // Taken in: written now if the socket takes it, else by the next write or
                 // flush (hyper flushes after every write burst).

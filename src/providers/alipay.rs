@@ -12,7 +12,7 @@ use paygate_alipay::{
     verify_trade_notification,
 };
 
-use super::{
+use super::port::{
     Callback, CallbackError, Mismatch, NewPayment, NewRefund, PaymentInstructions, PaymentProvider,
     ProviderError, RefundState, ReturnError, ReturnOrder, TradeStatus,
 };

@@ -1,6 +1,8 @@
 //! WeChat Pay APIv3 adapter over the `paygate-wechatpay` crate.
 
+mod bill;
 mod certificates;
+mod verified;
 
 use std::sync::{Arc, RwLock};
 
@@ -9,25 +11,24 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use paygate_wechatpay::model::{
     EVENT_REFUND_ABNORMAL, EVENT_REFUND_CLOSED, EVENT_REFUND_SUCCESS, EVENT_TRANSACTION_SUCCESS,
-    Refund, RefundAmount, RefundRequest, RefundStatus as WechatRefundStatus,
+    RefundAmount, RefundRequest,
 };
 use paygate_wechatpay::{
     ApiV3Key, AppOrderRequest, Client, ClientError, H5Info, H5OrderRequest, H5SceneInfo,
     JsapiOrderRequest, MerchantCredentials, NativeOrderRequest, OrderAmount, Payer, PlatformKeys,
-    SignatureHeaders, Signer, TradeState, Transaction, Verifier, VerifyError, verify_notification,
+    SignatureHeaders, Signer, TradeState, Verifier, VerifyError, verify_notification,
 };
 
-use super::{
+use super::port::{
     Callback, CallbackError, Mismatch, NewPayment, NewRefund, PaymentInstructions, PaymentProvider,
     ProviderError, RefundState, ReturnError, ReturnOrder, TradeStatus,
 };
 use crate::clock::{SharedClock, rfc3339_beijing};
 use crate::config::{Config, WechatPayConfig};
-use crate::domain::{Channel, Currency, Fen, OrderNo, ProviderId};
-use crate::reconcile::bill::{self as bill, BillEntry, BillError, BillTotals, EntryKind};
+use crate::domain::{Channel, Currency, OrderNo, ProviderId};
+use crate::reconcile::bill::{BillEntry, BillError, BillTotals};
 use crate::reconcile::bounds::{BillSink, Bounds};
-use crate::refunds::{RefundFailure, RefundOutcome, RefundReport};
-use crate::settle::PaidTrade;
+use crate::refunds::RefundFailure;
 use certificates::Certificates;
 
 pub struct WechatPay {
@@ -165,130 +166,47 @@ impl WechatPay {
         )
     }
 
-    /// Checks a verified transaction against our merchant; keeps only what we store. None
-    /// while it is not paid (`SUCCESS`, or `REFUND`: paid, then refunded).
-    fn paid_trade(&self, tx: &Transaction) -> Result<Option<PaidTrade>, Mismatch> {
-        use Mismatch::Malformed;
-        if tx.mchid != self.mchid {
-            return Err(Mismatch::NotOurs("mchid"));
+    /// What every channel's order request holds: the allowlist of DESIGN.md §1 (merchant ids,
+    /// order number, amount, neutral text, expiry, notify URL); the request types have no other
+    /// fields. JSAPI adds the payer's openid and H5 the payer's IP, which those channels
+    /// require: passed through by `create` and dropped with the request.
+    fn order_request(&self, p: &NewPayment) -> NativeOrderRequest {
+        NativeOrderRequest {
+            appid: self.appid.clone(),
+            mchid: self.mchid.clone(),
+            description: p.description.clone(),
+            out_trade_no: p.order_no.to_string(),
+            time_expire: Some(rfc3339_beijing(p.expires_at)),
+            notify_url: self.notify_url.clone(),
+            amount: OrderAmount {
+                total: p.amount.get(),
+                currency: Currency::Cny.as_str().to_owned(),
+            },
         }
-        if tx.appid != self.appid {
-            return Err(Mismatch::NotOurs("appid"));
-        }
-        if !matches!(tx.trade_state, TradeState::Success | TradeState::Refund) {
-            return Ok(None);
-        }
-        let order_no = OrderNo::parse(&tx.out_trade_no).ok_or(Mismatch::NotOurs("out_trade_no"))?;
-        let txn_id = tx
-            .transaction_id
-            .clone()
-            .ok_or(Malformed("paid transaction without transaction_id"))?;
-        let amount = tx
-            .amount
-            .as_ref()
-            .ok_or(Malformed("paid transaction without amount"))?;
-        let total = amount
-            .total
-            .ok_or(Malformed("paid transaction without amount.total"))?;
-        let amount_fen = Fen::new(total).map_err(|_| Malformed("negative amount"))?;
-        let currency = amount
-            .currency
-            .as_deref()
-            .ok_or(Malformed("paid transaction without amount.currency"))?;
-        let currency =
-            Currency::parse(currency).ok_or(Malformed("paid transaction in another currency"))?;
-        let paid_at = tx
-            .success_time
-            .as_deref()
-            .ok_or(Malformed("paid transaction without success_time"))?;
-        let paid_at = parse_time(paid_at).ok_or(Malformed("success_time is not RFC 3339"))?;
-        Ok(Some(PaidTrade {
-            order_no,
-            provider: ProviderId::Wechatpay,
-            provider_txn_id: txn_id,
-            amount: amount_fen,
-            currency,
-            trade_type: tx.trade_type.clone(),
-            bank_type: tx.bank_type.clone(),
-            paid_at,
-        }))
     }
 
-    /// A verified refund answer (create or query) about our refund `refund_no` of `order_no`.
-    fn refund_state(
+    /// An H5 order from a mobile browser page at payer address `ip`: the page the buyer opens,
+    /// sending the browser back to `return_url` after paying (issue 13) when there is one.
+    async fn h5_url(
         &self,
-        r: &Refund,
-        order_no: &OrderNo,
-        refund_no: &str,
-    ) -> Result<RefundState, ProviderError> {
-        let reject = |m: &'static str| ProviderError::Rejected(anyhow!(m));
-        if r.out_trade_no != order_no.as_str() || r.out_refund_no != refund_no {
-            return Err(reject("refund answer about another refund"));
-        }
-        let amount = Fen::new(r.amount.refund).map_err(|_| reject("negative refund amount"))?;
-        let provider_refund_id = Some(r.refund_id.clone());
-        Ok(match r.status {
-            WechatRefundStatus::Success => RefundState::Succeeded {
-                amount,
-                provider_refund_id,
-                at: match r.success_time.as_deref() {
-                    Some(t) => {
-                        Some(parse_time(t).ok_or_else(|| reject("success_time is not RFC 3339"))?)
-                    }
-                    None => None,
-                },
+        base: NativeOrderRequest,
+        ip: String,
+        return_url: Option<&str>,
+    ) -> Result<String, ProviderError> {
+        // A mobile browser page; WeChat also knows `iOS`/`Android` for apps.
+        let scene_info = H5SceneInfo {
+            payer_client_ip: ip,
+            h5_info: H5Info {
+                kind: "Wap".to_owned(),
             },
-            WechatRefundStatus::Closed => RefundState::Failed(RefundFailure::Closed),
-            WechatRefundStatus::Abnormal => RefundState::Failed(RefundFailure::Abnormal),
-            WechatRefundStatus::Processing | WechatRefundStatus::Unknown => {
-                RefundState::Processing { provider_refund_id }
-            }
+        };
+        let request = H5OrderRequest::new(base, scene_info);
+        let answer = self.call(self.client.h5_order(&request)).await?;
+        Ok(match return_url {
+            Some(url) => answer.url_with_redirect(url),
+            None => answer.h5_url,
         })
     }
-
-    /// A verified `REFUND.*` notification, checked against our merchant.
-    fn refund_report(
-        &self,
-        verified: &paygate_wechatpay::VerifiedNotification,
-    ) -> Result<Callback, CallbackError> {
-        let n = verified.refund().map_err(CallbackError::unverified)?;
-        if n.mchid != self.mchid {
-            return Err(Mismatch::NotOurs("mchid").into());
-        }
-        let order_no = OrderNo::parse(&n.out_trade_no).ok_or(Mismatch::NotOurs("out_trade_no"))?;
-        let amount =
-            Fen::new(n.amount.refund).map_err(|_| Mismatch::Malformed("negative refund amount"))?;
-        let total =
-            Fen::new(n.amount.total).map_err(|_| Mismatch::Malformed("negative order total"))?;
-        let outcome = match n.refund_status {
-            WechatRefundStatus::Success => RefundOutcome::Succeeded {
-                at: match n.success_time.as_deref() {
-                    Some(t) => Some(
-                        parse_time(t).ok_or(Mismatch::Malformed("success_time is not RFC 3339"))?,
-                    ),
-                    None => None,
-                },
-            },
-            WechatRefundStatus::Closed => RefundOutcome::Failed(RefundFailure::Closed),
-            WechatRefundStatus::Abnormal => RefundOutcome::Failed(RefundFailure::Abnormal),
-            other => return Ok(Callback::Ignored(format!("refund {}", other.as_str()))),
-        };
-        Ok(Callback::Refund(RefundReport {
-            order_no,
-            provider: ProviderId::Wechatpay,
-            out_refund_no: n.out_refund_no,
-            provider_refund_id: Some(n.refund_id),
-            amount: Some(amount),
-            order_total: Some(total),
-            outcome,
-        }))
-    }
-}
-
-fn parse_time(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-    chrono::DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|t| t.to_utc())
 }
 
 fn to_json(value: &impl serde::Serialize) -> Result<serde_json::Value, ProviderError> {
@@ -317,22 +235,7 @@ impl PaymentProvider for WechatPay {
     }
 
     async fn create(&self, p: &NewPayment) -> Result<PaymentInstructions, ProviderError> {
-        // The allowlist of DESIGN.md §1: merchant ids, order number, amount, neutral text,
-        // expiry, notify URL; the request types have no other fields. JSAPI adds the payer's
-        // openid and H5 the payer's IP, which those channels require: passed through here and
-        // dropped with the request.
-        let base = NativeOrderRequest {
-            appid: self.appid.clone(),
-            mchid: self.mchid.clone(),
-            description: p.description.clone(),
-            out_trade_no: p.order_no.to_string(),
-            time_expire: Some(rfc3339_beijing(p.expires_at)),
-            notify_url: self.notify_url.clone(),
-            amount: OrderAmount {
-                total: p.amount.get(),
-                currency: Currency::Cny.as_str().to_owned(),
-            },
-        };
+        let base = self.order_request(p);
         let missing = |what: &str| ProviderError::Rejected(anyhow!("channel needs {what}"));
         let mut out = PaymentInstructions::new();
         match p.channel {
@@ -363,20 +266,7 @@ impl PaymentProvider for WechatPay {
                     .client_ip
                     .clone()
                     .ok_or_else(|| missing("client_ip"))?;
-                // A mobile browser page; WeChat also knows `iOS`/`Android` for apps.
-                let scene_info = H5SceneInfo {
-                    payer_client_ip: ip,
-                    h5_info: H5Info {
-                        kind: "Wap".to_owned(),
-                    },
-                };
-                let request = H5OrderRequest::new(base, scene_info);
-                let answer = self.call(self.client.h5_order(&request)).await?;
-                // WeChat sends the browser back to `redirect_url` after paying (issue 13).
-                let h5_url = match &p.return_url {
-                    Some(url) => answer.url_with_redirect(url),
-                    None => answer.h5_url,
-                };
+                let h5_url = self.h5_url(base, ip, p.return_url.as_deref()).await?;
                 out.insert("h5_url".into(), h5_url.into());
             }
             Channel::App => {
@@ -413,8 +303,7 @@ impl PaymentProvider for WechatPay {
                 "query answered about another order"
             )));
         }
-        let paid = self
-            .paid_trade(&tx)
+        let paid = verified::paid_trade(&self.mchid, &self.appid, &tx)
             .map_err(|m| ProviderError::Rejected(m.into()))?;
         Ok(match (paid, tx.trade_state) {
             (Some(trade), TradeState::Refund) => TradeStatus::Refunded(trade),
@@ -447,7 +336,7 @@ impl PaymentProvider for WechatPay {
         };
         self.certificates.ensure_keys().await;
         match self.client.refund(&request).await {
-            Ok(answer) => self.refund_state(&answer, &refund.order_no, &refund.refund_no),
+            Ok(answer) => verified::refund_state(&answer, &refund.order_no, &refund.refund_no),
             // A verified 4xx business error (NOT_ENOUGH, RESOURCE_NOT_EXISTS, …): WeChat took
             // nothing. 429 and 5xx leave the outcome unknown.
             Err(ClientError::Api { status, code, .. })
@@ -466,7 +355,7 @@ impl PaymentProvider for WechatPay {
     ) -> Result<RefundState, ProviderError> {
         self.certificates.ensure_keys().await;
         match self.client.refund_by_out_refund_no(refund_no).await {
-            Ok(answer) => self.refund_state(&answer, order_no, refund_no),
+            Ok(answer) => verified::refund_state(&answer, order_no, refund_no),
             Err(e) if e.api_code() == Some("RESOURCE_NOT_EXISTS") => Ok(RefundState::NotFound),
             Err(e) => Err(self.client_error(e).await),
         }
@@ -477,40 +366,8 @@ impl PaymentProvider for WechatPay {
         date: chrono::NaiveDate,
         sink: &mut BillSink,
     ) -> Result<(), BillError> {
-        use std::io::Seek;
-        let classify = |e: ClientError| {
-            if e.is_bill_not_ready() {
-                BillError::NotReady
-            } else if e.is_unavailable() {
-                BillError::Unavailable(e.into())
-            } else {
-                BillError::Invalid(e.into())
-            }
-        };
         self.certificates.ensure_keys().await;
-        // Gzip: a tenth of the bytes on the wire; the SHA-1 is over the uncompressed file.
-        let download = self.client.trade_bill(date, true).await.map_err(classify)?;
-        if let Err(e) = self.client.download_bill(&download, sink).await {
-            // Cut off at max_bill_bytes: the bill's fault, not the provider's availability.
-            return Err(sink
-                .exceeded()
-                .map_or_else(|| classify(e), BillError::TooLarge));
-        }
-        let bounds = sink.bounds().clone();
-        let file = sink.file();
-        file.rewind()?;
-        // The hash WeChat signed, checked before any row is read (a second pass over the file,
-        // on a blocking thread: it is tens of megabytes for a busy day), inflated here so that
-        // the inflated size and lines are bounded.
-        let copy = file.try_clone()?;
-        tokio::task::spawn_blocking(move || {
-            download.verify_file(bounds.reader(gunzip(copy)), false)
-        })
-        .await
-        .map_err(|e| BillError::Invalid(e.into()))?
-        .map_err(bill::invalid)?;
-        file.rewind()?;
-        Ok(())
+        bill::download(&self.client, date, sink).await
     }
 
     fn read_bill(
@@ -519,47 +376,7 @@ impl PaymentProvider for WechatPay {
         bounds: &Bounds,
         each: &mut dyn FnMut(BillEntry) -> bool,
     ) -> Result<BillTotals, BillError> {
-        let mut reader =
-            paygate_wechatpay::TradeBillReader::new(bounds.reader(gunzip(file)), false);
-        let mut totals = BillTotals::NONE;
-        for row in reader.by_ref() {
-            let row = row.map_err(bill::invalid)?;
-            if row.mchid != self.mchid {
-                return Err(BillError::Invalid(anyhow!(
-                    "a bill row of another merchant"
-                )));
-            }
-            let amount = Fen::new(row.amount_fen).map_err(bill::invalid)?;
-            let entry = match row.kind {
-                paygate_wechatpay::BillRowKind::Payment => BillEntry {
-                    kind: EntryKind::Payment,
-                    order_no: Some(row.out_trade_no),
-                    provider_txn_id: row.transaction_id,
-                    refund_no: None,
-                    amount,
-                    status: row.trade_state,
-                    at: row.trade_time,
-                },
-                paygate_wechatpay::BillRowKind::Refund => BillEntry {
-                    kind: EntryKind::Refund,
-                    order_no: Some(row.out_trade_no),
-                    provider_txn_id: row.transaction_id,
-                    refund_no: row.out_refund_no,
-                    amount,
-                    // 退款状态 as of the bill; a refund row without one is not a success.
-                    status: row.refund_status.unwrap_or_default(),
-                    at: row.trade_time,
-                },
-            };
-            bill::tally(&mut totals, &entry)?;
-            if !each(entry) {
-                return Err(BillError::Invalid(anyhow!("reading the bill was stopped")));
-            }
-        }
-        reader
-            .totals()
-            .ok_or_else(|| BillError::Invalid(anyhow!("the bill ended without its totals")))?;
-        Ok(totals)
+        bill::read(&self.mchid, file, bounds, each)
     }
 
     async fn verify_callback(
@@ -581,12 +398,12 @@ impl PaymentProvider for WechatPay {
         match verified.notification.event_type.as_str() {
             EVENT_TRANSACTION_SUCCESS => {}
             EVENT_REFUND_SUCCESS | EVENT_REFUND_CLOSED | EVENT_REFUND_ABNORMAL => {
-                return self.refund_report(&verified);
+                return verified::refund_report(&self.mchid, &verified);
             }
             other => return Ok(Callback::Ignored(other.to_owned())),
         }
         let tx = verified.transaction().map_err(CallbackError::unverified)?;
-        match self.paid_trade(&tx)? {
+        match verified::paid_trade(&self.mchid, &self.appid, &tx)? {
             Some(trade) if tx.trade_state == TradeState::Success => Ok(Callback::Paid(trade)),
             _ => Err(Mismatch::DoesNotSettle {
                 what: "TRANSACTION.SUCCESS with trade_state",
@@ -629,9 +446,4 @@ impl PaymentProvider for WechatPay {
             ))
         }
     }
-}
-
-/// A `tar_type=GZIP` bill inflated (WeChat may write several gzip members).
-fn gunzip(file: std::fs::File) -> flate2::read::MultiGzDecoder<std::io::BufReader<std::fs::File>> {
-    flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file))
 }

@@ -22,6 +22,7 @@ pub mod orders;
 pub mod payments;
 pub mod reconciliations;
 pub mod refunds;
+pub mod reread;
 pub mod sql;
 pub mod sqlite;
 pub mod writer;
