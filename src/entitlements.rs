@@ -304,7 +304,7 @@ pub async fn revoke_for_erasure(
         ent.status = EntitlementStatus::Revoked;
         let mut data = ent.to_json();
         data["employer_id"] = pseudonym.as_str().into();
-        data["reason"] = crate::privacy::ACCOUNT_DELETED.into();
+        data["reason"] = crate::domain::status::ACCOUNT_DELETED.into();
         let appended = [("entitlement.revoked", Some(row.order_no.as_str()), &data)];
         events::append_all(ex, &appended, now_ms).await?;
         revoked += 1;

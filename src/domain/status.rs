@@ -164,6 +164,10 @@ impl RefundOrigin {
     }
 }
 
+/// The reason given when an erased account's entitlements are revoked and its late payment
+/// refunded (shown to the buyer: it names nobody).
+pub const ACCOUNT_DELETED: &str = "account_deleted";
+
 /// How paygate learned of a payment, stored in `payment.source` and reported in `order.paid`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -36,7 +36,7 @@ pub use crate::domain::ids::PSEUDONYM_PREFIX;
 const PSEUDONYM_HEX: usize = 56;
 /// The refund reason of a payment that arrives for an erased account (shown to the buyer: it
 /// names nobody).
-pub const ACCOUNT_DELETED: &str = "account_deleted";
+pub use crate::domain::status::ACCOUNT_DELETED;
 
 /// The secret key of the pseudonyms. Its `Debug` shows nothing.
 pub struct PseudonymKey(SecretSlice<u8>);
