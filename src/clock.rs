@@ -56,7 +56,7 @@ pub fn to_millis(t: DateTime<Utc>) -> i64 {
 pub struct OutOfRange(pub i64);
 
 /// The time `ms` milliseconds after 1970-01-01T00:00:00Z. A stored time is decoded with
-/// `store::time::time_of`, which names the column when this fails.
+/// `store::time_of`, which names the column when this fails.
 pub fn from_millis(ms: i64) -> Result<DateTime<Utc>, OutOfRange> {
     Utc.timestamp_millis_opt(ms).single().ok_or(OutOfRange(ms))
 }
@@ -69,7 +69,7 @@ pub fn rfc3339_beijing(t: DateTime<Utc>) -> String {
 }
 
 /// [`rfc3339_beijing`] of a time held as milliseconds. For a time this process computed or one
-/// its store decoder has checked (`store::time::time_of`, a decode error naming the column):
+/// its store decoder has checked (`store::time_of`, a decode error naming the column):
 /// those are always in range. Should an unchecked one not be, it is logged and shown as the
 /// number it is, never as another time.
 pub fn rfc3339_beijing_millis(ms: i64) -> String {

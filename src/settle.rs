@@ -5,9 +5,10 @@
 
 use crate::clock::{rfc3339_beijing_millis, to_millis};
 use crate::domain::{Currency, Fen, OrderNo, ProviderId};
-use crate::entitlements;
+use crate::entitlements::{self, Entitlement};
 use crate::store::exec::Exec;
-use crate::store::{self, Db, events, orders};
+use crate::store::payments::{self, NewPayment, SettledBy};
+use crate::store::{Db, events, is_unique_violation, orders};
 
 /// What a provider says was paid, after its signature and merchant ids checked out.
 #[derive(Debug, Clone)]
@@ -22,22 +23,9 @@ pub struct PaidTrade {
     pub paid_at: chrono::DateTime<chrono::Utc>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    Notification,
-    Query,
-    Reconciliation,
-}
-
-impl Source {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Notification => "notification",
-            Source::Query => "query",
-            Source::Reconciliation => "reconciliation",
-        }
-    }
-}
+/// How paygate learned of the payment: a domain type ([`crate::domain::status::PaymentSource`]),
+/// named here as settlement's callers have always named it.
+pub use crate::domain::status::PaymentSource as Source;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Settled {
@@ -70,28 +58,21 @@ pub async fn settle(
     // The duplicate (providers repeat every notification) is answered from a read: the same
     // provider transaction already settled this order with this amount. Anything else —
     // unknown, or known with other facts — goes through the gate below, which decides.
-    if orders::is_settled_by(db, trade).await? {
+    let settled_by = SettledBy {
+        order_no: &trade.order_no,
+        provider: trade.provider,
+        provider_txn_id: &trade.provider_txn_id,
+        amount: trade.amount,
+        currency: trade.currency,
+    };
+    if payments::is_settled_by(db, &settled_by).await? {
         return Ok(Settled::Already);
     }
-    // The transaction, written once: on SQLite a closure of the batching writer (its commit
-    // shared with whatever is queued beside it), elsewhere a sqlx transaction. Any error rolls
-    // all of it back.
-    let moved = match db.batch_writer() {
-        Some(writer) => {
-            let trade = trade.clone();
-            writer
-                .write_with(move |conn| {
-                    store::exec::ready(settle_in(&mut Exec::Sqlite(conn), &trade, source, now))
-                })
-                .await?
-        }
-        None => {
-            let mut tx = db.begin_write().await?;
-            let moved = settle_in(&mut Exec::Sqlx(&mut tx), trade, source, now).await?;
-            tx.commit().await?;
-            moved
-        }
-    };
+    // One transaction (`Db::transaction`): any error rolls all of it back.
+    let owned = trade.clone();
+    let moved = db
+        .transaction(move |ex| Box::pin(async move { settle_in(ex, &owned, source, now).await }))
+        .await?;
     let Moved::Settled { late, erased } = moved else {
         return not_moved(db, trade).await;
     };
@@ -110,7 +91,8 @@ enum Moved {
     Nothing,
 }
 
-/// The settlement transaction: the gate, the payment row, the grants and the events.
+/// The settlement transaction (a body of [`Db::transaction`]): the gate, the payment row, the
+/// grants and the events.
 async fn settle_in(
     ex: &mut Exec<'_>,
     trade: &PaidTrade,
@@ -131,39 +113,24 @@ async fn settle_in(
     let Some(flipped) = orders::mark_paid(ex, &facts, now_ms).await? else {
         return Ok(Moved::Nothing);
     };
-    let late = flipped.late;
-
-    let payment_id = crate::domain::ids::prefixed_id("pay");
-    let values = [
-        payment_id.as_str().into(),
-        trade.order_no.as_str().into(),
-        trade.provider.as_str().into(),
-        trade.provider_txn_id.as_str().into(),
-        trade.amount.get().into(),
-        trade.currency.as_str().into(),
-        trade.trade_type.clone().into(),
-        trade.bank_type.clone().into(),
-        source.as_str().into(),
-        paid_ms.into(),
-        now_ms.into(),
-    ];
-    let inserted = ex
-        .execute(
-            "INSERT INTO payment (payment_id, order_no, provider, provider_txn_id, amount_fen, currency,
-                                  trade_type, bank_type, source, paid_at, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            &values,
-        )
-        .await;
-    if let Err(e) = inserted {
-        // The same provider transaction id on another order: never settle twice from one payment.
-        return Err(if store::is_unique_violation(&e) {
-            SettleError::ConflictingTransaction
-        } else {
-            e.into()
-        });
+    let payment = NewPayment {
+        order_no: &trade.order_no,
+        provider: trade.provider,
+        provider_txn_id: &trade.provider_txn_id,
+        amount: trade.amount,
+        currency: trade.currency,
+        trade_type: trade.trade_type.as_deref(),
+        bank_type: trade.bank_type.as_deref(),
+        source,
+        paid_ms,
+    };
+    match payments::insert(ex, &payment, now_ms).await {
+        Ok(_) => {}
+        // The same provider transaction id on another order: never settle twice from one
+        // payment.
+        Err(e) if is_unique_violation(&e) => return Err(SettleError::ConflictingTransaction),
+        Err(e) => return Err(e.into()),
     }
-
     // A payment that reaches an erased account (its order closed by the erasure, paid late)
     // is recorded like any other but grants nothing: there is nobody left to use it, and it is
     // refunded in full (`privacy::refund_if_erased`, reason `account_deleted`).
@@ -171,17 +138,27 @@ async fn settle_in(
     let granted = if erased {
         Vec::new()
     } else {
-        entitlements::grant(
-            ex,
-            &flipped.employer_id,
-            &trade.order_no,
-            &flipped.plan_id,
-            &flipped.grants,
-            now,
-        )
-        .await?
+        let (employer, plan) = (&flipped.employer_id, flipped.plan_id.as_str());
+        entitlements::grant(ex, employer, &trade.order_no, plan, &flipped.grants, now).await?
     };
+    append_paid_events(ex, trade, source, &flipped, &granted, now_ms).await?;
+    Ok(Moved::Settled {
+        late: flipped.late,
+        erased,
+    })
+}
 
+/// The settlement's events, last and in one append: the outbox counter row is held from here
+/// to the commit. `order.paid`, an `entitlement.granted` per grant, `payment.late` when the
+/// order had been closed.
+async fn append_paid_events(
+    ex: &mut Exec<'_>,
+    trade: &PaidTrade,
+    source: Source,
+    flipped: &orders::Flipped,
+    granted: &[Entitlement],
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
     let order_no = trade.order_no.as_str();
     let paid = serde_json::json!({
         "order_no": order_no,
@@ -190,22 +167,21 @@ async fn settle_in(
         "amount": trade.amount,
         "provider": trade.provider,
         "provider_transaction_id": trade.provider_txn_id,
-        "paid_at": rfc3339_beijing_millis(paid_ms),
-        "source": source.as_str(),
+        "paid_at": rfc3339_beijing_millis(to_millis(trade.paid_at)),
+        "source": source,
     });
-    // The events last, in one append: the outbox counter row is held from here to the commit.
-    let granted_json: Vec<serde_json::Value> = granted.iter().map(|e| e.to_json()).collect();
+    let granted_json: Vec<serde_json::Value> = granted.iter().map(Entitlement::to_json).collect();
     let mut appended = vec![("order.paid", Some(order_no), &paid)];
     appended.extend(
         granted_json
             .iter()
             .map(|data| ("entitlement.granted", Some(order_no), data)),
     );
-    if late {
+    if flipped.late {
         appended.push(("payment.late", Some(order_no), &paid));
     }
     events::append_all(ex, &appended, now_ms).await?;
-    Ok(Moved::Settled { late, erased })
+    Ok(())
 }
 
 /// Nothing moved: tell a duplicate from a report that does not fit the order, from what has
@@ -223,7 +199,7 @@ async fn not_moved(db: &Db, trade: &PaidTrade) -> Result<Settled, SettleError> {
     if order.provider != trade.provider || order.currency != trade.currency {
         return Err(SettleError::Mismatch);
     }
-    match orders::payment_of(db.reader(), &trade.order_no).await? {
+    match payments::payment_of(db.reader(), &trade.order_no).await? {
         Some(p) if p.provider_txn_id == trade.provider_txn_id => Ok(Settled::Already),
         _ => Err(SettleError::ConflictingTransaction),
     }

@@ -14,10 +14,6 @@ use super::ids::{EmployerId, PSEUDONYM_PREFIX};
 /// Hex digits of the HMAC kept: the prefix and these fit [`EmployerId`]'s 64 characters.
 pub const PSEUDONYM_HEX: usize = 56;
 
-/// The refund reason (and the close and revocation reason) of what an erasure does to an
-/// account's orders and entitlements: shown to the buyer, it names nobody.
-pub const ACCOUNT_DELETED: &str = "account_deleted";
-
 /// The secret key of the pseudonyms. Its `Debug` shows nothing.
 pub struct PseudonymKey(SecretSlice<u8>);
 

@@ -164,6 +164,90 @@ impl RefundOrigin {
     }
 }
 
+/// How paygate learned of a payment, stored in `payment.source` and reported in `order.paid`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentSource {
+    /// The provider's callback (webhook).
+    Notification,
+    /// paygate asked the provider (return check, active query, expiry, cancel, a refund's
+    /// settle-first).
+    Query,
+    /// The provider's bill named a payment paygate had not recorded.
+    Reconciliation,
+}
+
+impl PaymentSource {
+    pub const ALL: [PaymentSource; 3] = [
+        PaymentSource::Notification,
+        PaymentSource::Query,
+        PaymentSource::Reconciliation,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentSource::Notification => "notification",
+            PaymentSource::Query => "query",
+            PaymentSource::Reconciliation => "reconciliation",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<PaymentSource> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+impl fmt::Display for PaymentSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An entitlement's stored status (DESIGN.md §5). `active` is the only state access checks and
+/// the refund and erasure rules change; an `active` row past `valid_until` is already expired
+/// for every reader, whether or not the hourly job has marked it yet ([`EntitlementStatus::at`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntitlementStatus {
+    Active,
+    Expired,
+    Revoked,
+}
+
+impl EntitlementStatus {
+    pub const ALL: [EntitlementStatus; 3] = [
+        EntitlementStatus::Active,
+        EntitlementStatus::Expired,
+        EntitlementStatus::Revoked,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntitlementStatus::Active => "active",
+            EntitlementStatus::Expired => "expired",
+            EntitlementStatus::Revoked => "revoked",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<EntitlementStatus> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// The status as a caller sees it at `now_ms`, given the row's `valid_until`.
+    pub fn at(self, valid_until_ms: i64, now_ms: i64) -> EntitlementStatus {
+        match self {
+            EntitlementStatus::Active if valid_until_ms <= now_ms => EntitlementStatus::Expired,
+            other => other,
+        }
+    }
+}
+
+impl fmt::Display for EntitlementStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,5 +297,25 @@ mod tests {
         assert!(Failed.can_become(Succeeded));
         assert!(!Succeeded.can_become(Failed));
         assert!(!Succeeded.can_become(Processing));
+    }
+
+    #[test]
+    fn payment_sources_and_entitlement_statuses_round_trip_their_stored_text() {
+        for s in PaymentSource::ALL {
+            assert_eq!(PaymentSource::parse(s.as_str()), Some(s));
+        }
+        for s in EntitlementStatus::ALL {
+            assert_eq!(EntitlementStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(PaymentSource::parse("webhook"), None);
+        assert_eq!(EntitlementStatus::parse("Active"), None);
+    }
+
+    #[test]
+    fn an_active_entitlement_past_its_end_reads_as_expired() {
+        use EntitlementStatus::*;
+        assert_eq!(Active.at(100, 99), Active);
+        assert_eq!(Active.at(100, 100), Expired);
+        assert_eq!(Revoked.at(100, 200), Revoked);
     }
 }

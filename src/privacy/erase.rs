@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 
 use super::deps::ErasureDeps;
 use crate::clock::to_millis;
-use crate::domain::pseudonym::ACCOUNT_DELETED;
+use crate::domain::reasons::ACCOUNT_DELETED;
 use crate::domain::{EmployerId, ErasureId, OrderNo, OrderStatus, ProviderId, PseudonymKey};
 use crate::store::erasure::{self, StoredAnswer};
 use crate::store::{Tx, erased_employers, erasures, events, idempotency, orders};

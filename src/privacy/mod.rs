@@ -22,7 +22,7 @@ pub use erasures::{ErasurePass, PrivacyError, carry_out, pseudonym_of, request, 
 pub use retention::{RetentionDeps, RetentionReport};
 
 pub use crate::domain::ids::PSEUDONYM_PREFIX;
-pub use crate::domain::pseudonym::ACCOUNT_DELETED;
+pub use crate::domain::reasons::ACCOUNT_DELETED;
 pub use crate::domain::{ErasureRow, ErasureStatus, PseudonymKey};
 pub use crate::store::erased_employers::is_erased;
 /// How `Idempotency-Key`s are stored (moved to `store`; this path is kept for its callers).

@@ -110,7 +110,7 @@ impl Healer<'_> {
             amount: Some(amount),
             order_total: None,
             outcome: RefundOutcome::Succeeded {
-                at: Some(crate::store::time::time_of("occurred_at", occurred_at)?),
+                at: Some(crate::store::time_of("occurred_at", occurred_at)?),
             },
         };
         match crate::refunds::apply_report(&self.tail, &report).await {

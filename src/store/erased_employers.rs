@@ -8,7 +8,7 @@ use sqlx::AnyPool;
 use super::Tx;
 use super::exec::Exec;
 use super::orders::corrupt;
-use super::time::millis;
+use crate::clock::to_millis as millis;
 use crate::domain::{EmployerId, ErasureId, OrderNo};
 
 /// An order `o` whose payment reached an erased account after its erasure and is not all

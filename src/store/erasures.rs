@@ -7,7 +7,8 @@ use sqlx::AnyPool;
 
 use super::Tx;
 use super::orders::corrupt;
-use super::time::{millis, opt_time_of, time_of};
+use super::sql::{opt_time_of, time_of};
+use crate::clock::to_millis as millis;
 use crate::domain::{EmployerId, ErasureId, ErasureRow, ErasureStatus};
 
 const COLUMNS: &str = "erasure_id, status, pseudonym, requested_at, due_by, completed_at";

@@ -4,7 +4,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::exec::Exec;
-use super::{Columns, Tx, Value};
+use super::sql::{Columns, Tx, Value, json_column};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
@@ -173,7 +173,7 @@ fn event_from_row(r: &sqlx::any::AnyRow) -> Result<Event, sqlx::Error> {
         event_type: r.try_get("event_type")?,
         order_no: r.try_get("order_no")?,
         created_at: crate::clock::rfc3339_beijing_millis(r.try_get("created_at")?),
-        data: super::orders::json_column("payload_json", &payload)?,
+        data: json_column("payload_json", &payload)?,
     })
 }
 

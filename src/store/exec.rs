@@ -2,14 +2,16 @@
 //! sqlx transaction (PostgreSQL, or SQLite without the batching writer), or a closure of
 //! SQLite's batching writer (see [`super::writer`]). On the rusqlite side every call has
 //! finished when it returns, so a transaction written as an `async fn` over [`Exec`] is ready
-//! at its first poll there ([`ready`]).
+//! at its first poll there ([`ready`]). `Db::transaction` (`db.rs`) is the one runner that
+//! chooses between the two.
 
 use std::future::Future;
 
 use rusqlite::types::{FromSql, ValueRef};
 
-use super::writer::{prepare, to_sqlx};
-use super::{Columns, Tx, Value};
+pub use super::sql::query;
+use super::sql::{Columns, Tx, Value, params};
+use super::sqlite::{prepare, to_sqlx};
 
 pub enum Exec<'a> {
     Sqlx(&'a mut Tx),
@@ -44,27 +46,6 @@ impl Columns for Row {
     }
 }
 
-/// `sql` with `$1`… bound to `values`, as sqlx runs it.
-pub fn query<'q>(
-    sql: &'q str,
-    values: &'q [Value],
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for value in values {
-        query = match value {
-            Value::Text(s) => query.bind(s.as_str()),
-            Value::Int(i) => query.bind(*i),
-            Value::NullText => query.bind(None::<String>),
-            Value::NullInt => query.bind(None::<i64>),
-        };
-    }
-    query
-}
-
-fn params(values: &[Value]) -> Vec<&dyn rusqlite::ToSql> {
-    values.iter().map(|v| v as &dyn rusqlite::ToSql).collect()
-}
-
 impl Exec<'_> {
     /// The first row of `sql` with `$1`… bound to `values`, if any.
     pub async fn optional(
@@ -77,22 +58,20 @@ impl Exec<'_> {
                 .fetch_optional(&mut ***tx)
                 .await?
                 .map(Row::Any)),
-            Exec::Sqlite(conn) => {
-                let mut stmt = prepare(conn, sql, &params(values)).map_err(to_sqlx)?;
-                let names: Vec<String> =
-                    stmt.column_names().into_iter().map(str::to_owned).collect();
-                let mut rows = stmt.raw_query();
-                let Some(row) = rows.next().map_err(to_sqlx)? else {
-                    return Ok(None);
-                };
-                let cells = names
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, name)| Ok((name, row.get::<_, rusqlite::types::Value>(i)?)))
-                    .collect::<rusqlite::Result<Vec<_>>>()
-                    .map_err(to_sqlx)?;
-                Ok(Some(Row::Sqlite(cells)))
-            }
+            Exec::Sqlite(conn) => Ok(sqlite_rows(conn, sql, values, true)?.pop()),
+        }
+    }
+
+    /// Every row of `sql` with `$1`… bound to `values`.
+    pub async fn all(&mut self, sql: &str, values: &[Value]) -> Result<Vec<Row>, sqlx::Error> {
+        match self {
+            Exec::Sqlx(tx) => Ok(query(sql, values)
+                .fetch_all(&mut ***tx)
+                .await?
+                .into_iter()
+                .map(Row::Any)
+                .collect()),
+            Exec::Sqlite(conn) => sqlite_rows(conn, sql, values, false),
         }
     }
 
@@ -112,6 +91,33 @@ impl Exec<'_> {
             }
         }
     }
+}
+
+/// The rows of `sql` on the rusqlite connection (the first only when `first_only`), copied out
+/// of the statement.
+fn sqlite_rows(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    values: &[Value],
+    first_only: bool,
+) -> Result<Vec<Row>, sqlx::Error> {
+    let mut stmt = prepare(conn, sql, &params(values)).map_err(to_sqlx)?;
+    let names: Vec<String> = stmt.column_names().into_iter().map(str::to_owned).collect();
+    let mut rows = stmt.raw_query();
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(to_sqlx)? {
+        let cells = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| Ok((name.clone(), row.get::<_, rusqlite::types::Value>(i)?)))
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(to_sqlx)?;
+        out.push(Row::Sqlite(cells));
+        if first_only {
+            break;
+        }
+    }
+    Ok(out)
 }
 
 /// The outcome of a transaction over [`Exec::Sqlite`], which never waits: polled once, it is

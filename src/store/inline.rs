@@ -11,7 +11,8 @@
 //! - the connections never wait for a lock: busy timeout 0, and a busy answer (a checkpoint
 //!   resetting the WAL, another process's exclusive lock) sends the caller to the pooled
 //!   reader, which may wait;
-//! - only single-row or single-order lookups by key come here, never a scan.
+//! - only single-row or single-order lookups by key come here (`Db::lookup_optional`,
+//!   `Db::lookup_all`), never a scan.
 //!
 //! WAL readers do not block the writer nor wait for it, and each lookup is its own snapshot of
 //! what has committed (a statement's read transaction ends when its rows are dropped).
@@ -20,9 +21,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, Row, ToSql};
+use rusqlite::{Connection, OpenFlags};
 
-use super::writer::{prepare, to_sqlx};
+use super::sqlite::{Role, apply_session, to_sqlx};
 
 /// Connections kept for reuse. Lookups are synchronous, so no more run at once than there are
 /// threads asking; the rest are opened on demand and closed after.
@@ -52,7 +53,7 @@ impl Readers {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(to_sqlx)?;
-        conn.busy_timeout(Duration::ZERO).map_err(to_sqlx)?;
+        apply_session(&conn, Role::Inline, Duration::ZERO)?;
         Ok(conn)
     }
 
@@ -108,40 +109,12 @@ fn is_busy(e: &sqlx::Error) -> bool {
         })
 }
 
-/// The first row of `sql` with `$1`… bound to `values`, decoded.
-pub fn query_optional<T>(
-    conn: &Connection,
-    sql: &str,
-    values: &[&dyn ToSql],
-    decode: impl FnOnce(&Row<'_>) -> Result<T, sqlx::Error>,
-) -> Result<Option<T>, sqlx::Error> {
-    let mut stmt = prepare(conn, sql, values).map_err(to_sqlx)?;
-    let mut rows = stmt.raw_query();
-    rows.next().map_err(to_sqlx)?.map(decode).transpose()
-}
-
-/// Every row of `sql` with `$1`… bound to `values`, decoded.
-pub fn query_all<T>(
-    conn: &Connection,
-    sql: &str,
-    values: &[&dyn ToSql],
-    mut decode: impl FnMut(&Row<'_>) -> Result<T, sqlx::Error>,
-) -> Result<Vec<T>, sqlx::Error> {
-    let mut stmt = prepare(conn, sql, values).map_err(to_sqlx)?;
-    let mut rows = stmt.raw_query();
-    let mut out = Vec::new();
-    while let Some(row) = rows.next().map_err(to_sqlx)? {
-        out.push(decode(row)?);
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use super::super::Db;
-    use super::super::writer::SqliteError;
+    use super::super::sqlite::SqliteError;
 
     async fn db(dir: &tempfile::TempDir) -> Db {
         let url = format!("sqlite://{}", dir.path().join("inline.db").display());
@@ -156,8 +129,26 @@ mod tests {
     async fn a_lookup_runs_inline_on_sqlite() {
         let dir = tempfile::tempdir().unwrap();
         let db = db(&dir).await;
+        let values = [6_i64.into()];
         let found = db
-            .lookup(
+            .lookup_optional("SELECT $1 AS v", &values, |r| {
+                use super::super::Columns;
+                Ok(matches!(r, super::super::Found::Inline(_)).then_some(r.column::<i64>("v")?))
+            })
+            .await;
+        assert_eq!(
+            found.unwrap(),
+            Some(Some(6)),
+            "answered by the inline reader, bound once"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_inline_reader_runs_the_closure() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db(&dir).await;
+        let found = db
+            .inline_or_pooled(
                 |c| Ok(c.query_row("SELECT 6", [], |r| r.get::<_, i64>(0)).unwrap()),
                 pooled,
             )
@@ -172,7 +163,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = db(&dir).await;
         let found = db
-            .lookup(
+            .inline_or_pooled(
                 |_| Err(SqliteError::busy("database is locked").into()),
                 pooled,
             )
@@ -186,7 +177,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = db(&dir).await;
         let found = db
-            .lookup(
+            .inline_or_pooled(
                 |c| {
                     c.query_row("SELECT * FROM no_such_table", [], |r| r.get::<_, i64>(0))
                         .map_err(super::to_sqlx)

@@ -2,7 +2,9 @@
 //! counter and the last slot taken. One conditional upsert takes a slot, on both backends, so
 //! however many instances fire at once, each slot of each job runs on one of them.
 
-use super::Db;
+use super::db::Db;
+use super::exec::Exec;
+use super::sql::{Columns, Statement};
 
 /// A slot this instance took: run it, then [`finish`] it with the same fence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,41 +23,61 @@ pub async fn take(
     now_ms: i64,
     lease_ms: i64,
 ) -> Result<Option<Taken>, sqlx::Error> {
-    let mut tx = db.begin_write().await?;
+    let (job, holder) = (job.to_owned(), holder.to_owned());
+    db.transaction(move |ex| {
+        Box::pin(async move { take_in(ex, &job, &holder, slot, now_ms, lease_ms).await })
+    })
+    .await
+}
+
+/// [`take`]'s transaction (a body of `Db::transaction`).
+async fn take_in(
+    ex: &mut Exec<'_>,
+    job: &str,
+    holder: &str,
+    slot: i64,
+    now_ms: i64,
+    lease_ms: i64,
+) -> Result<Option<Taken>, sqlx::Error> {
     // On PostgreSQL a concurrent taker waits on the row lock and re-checks the WHERE against
-    // the committed row, so exactly one of them sees its slot move forward.
-    let fence: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO job_lease (job, holder, expires_at, fence, last_slot)
-         VALUES ($1, $2, $3, 1, $4)
-         ON CONFLICT (job) DO UPDATE
-            SET holder = excluded.holder, expires_at = excluded.expires_at,
-                fence = job_lease.fence + 1, last_slot = excluded.last_slot
-          WHERE job_lease.last_slot < excluded.last_slot
-            AND (job_lease.expires_at <= $5 OR job_lease.holder = excluded.holder)
-         RETURNING fence",
-    )
-    .bind(job)
-    .bind(holder)
-    .bind(now_ms + lease_ms)
-    .bind(slot)
-    .bind(now_ms)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(fence) = fence else {
-        tx.rollback().await?;
+    // the committed row, so exactly one of them sees its slot move forward. When the WHERE
+    // refuses, nothing was written: the transaction commits nothing.
+    let values = [
+        job.into(),
+        holder.into(),
+        (now_ms + lease_ms).into(),
+        slot.into(),
+        now_ms.into(),
+    ];
+    let taken = ex
+        .optional(
+            "INSERT INTO job_lease (job, holder, expires_at, fence, last_slot)
+             VALUES ($1, $2, $3, 1, $4)
+             ON CONFLICT (job) DO UPDATE
+                SET holder = excluded.holder, expires_at = excluded.expires_at,
+                    fence = job_lease.fence + 1, last_slot = excluded.last_slot
+              WHERE job_lease.last_slot < excluded.last_slot
+                AND (job_lease.expires_at <= $5 OR job_lease.holder = excluded.holder)
+             RETURNING fence",
+            &values,
+        )
+        .await?;
+    let Some(row) = taken else {
         return Ok(None);
     };
-    sqlx::query(
+    let fence: i64 = row.column("fence")?;
+    let values = [
+        job.into(),
+        slot.into(),
+        holder.into(),
+        fence.into(),
+        now_ms.into(),
+    ];
+    ex.execute(
         "INSERT INTO job_run (job, slot, holder, fence, started_at) VALUES ($1, $2, $3, $4, $5)",
+        &values,
     )
-    .bind(job)
-    .bind(slot)
-    .bind(holder)
-    .bind(fence)
-    .bind(now_ms)
-    .execute(&mut *tx)
     .await?;
-    tx.commit().await?;
     Ok(Some(Taken { slot, fence }))
 }
 
@@ -68,22 +90,21 @@ pub async fn finish(
     outcome: &str,
     now_ms: i64,
 ) -> Result<(), sqlx::Error> {
-    let mut tx = db.begin_write().await?;
-    sqlx::query(
-        "UPDATE job_run SET finished_at = $1, outcome = $2 WHERE job = $3 AND slot = $4 AND fence = $5",
-    )
-    .bind(now_ms)
-    .bind(outcome)
-    .bind(job)
-    .bind(taken.slot)
-    .bind(taken.fence)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("UPDATE job_lease SET expires_at = $1 WHERE job = $2 AND fence = $3")
-        .bind(now_ms)
-        .bind(job)
-        .bind(taken.fence)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await
+    let run: Statement = (
+        "UPDATE job_run SET finished_at = $1, outcome = $2
+         WHERE job = $3 AND slot = $4 AND fence = $5",
+        vec![
+            now_ms.into(),
+            outcome.into(),
+            job.into(),
+            taken.slot.into(),
+            taken.fence.into(),
+        ],
+    );
+    let lease: Statement = (
+        "UPDATE job_lease SET expires_at = $1 WHERE job = $2 AND fence = $3",
+        vec![now_ms.into(), job.into(), taken.fence.into()],
+    );
+    db.write_all(vec![run, lease]).await?;
+    Ok(())
 }

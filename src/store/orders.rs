@@ -4,7 +4,12 @@
 
 use sqlx::{AnyPool, Row};
 
-use super::{Columns, Db, Statement, Value, inline};
+use super::db::Db;
+use super::payments;
+pub use super::payments::{PaymentRow, payment_of};
+use super::sql::{Columns, Statement, Tx, Value};
+// Where callers found them before `sql` held them (privacy, refunds, reconciliations).
+pub(crate) use super::sql::{corrupt, fen_of, json_column};
 
 use crate::domain::{Channel, Currency, EmployerId, Fen, Grant, OrderNo, OrderStatus, ProviderId};
 
@@ -48,27 +53,6 @@ impl OrderRow {
 const ORDER_COLUMNS: &str = "order_no, employer_id, plan_id, grants_json, amount_fen, currency, \
      provider, channel, status, payment_json, late_payment, refunded_fen, refund_pending_fen, \
      expires_at, paid_at, closed_at, created_at, updated_at";
-
-/// A stored value that does not parse: the row is corrupt, and saying so (naming the column)
-/// beats guessing a `null`, a zero or 1970.
-pub(crate) fn corrupt(column: &'static str, detail: impl std::fmt::Display) -> sqlx::Error {
-    sqlx::Error::ColumnDecode {
-        index: column.to_owned(),
-        source: format!("stored {column} is invalid: {detail}").into(),
-    }
-}
-
-/// A JSON text column, decoded: what does not parse is [`corrupt`], never `null`.
-pub(crate) fn json_column(
-    column: &'static str,
-    text: &str,
-) -> Result<serde_json::Value, sqlx::Error> {
-    serde_json::from_str(text).map_err(|e| corrupt(column, e))
-}
-
-pub(crate) fn fen_of(column: &'static str, value: i64) -> Result<Fen, sqlx::Error> {
-    Fen::new(value).map_err(|e| corrupt(column, e))
-}
 
 fn order_from_row(r: &impl Columns) -> Result<OrderRow, sqlx::Error> {
     let text = |column: &'static str| r.column::<String>(column);
@@ -259,7 +243,7 @@ pub async fn mark_paid(
 
 /// pending → closed. False when the order was no longer pending (paid meanwhile).
 pub async fn mark_closed(
-    tx: &mut super::Tx,
+    tx: &mut Tx,
     order_no: &OrderNo,
     now_ms: i64,
 ) -> Result<bool, sqlx::Error> {
@@ -281,7 +265,7 @@ pub async fn mark_closed(
 /// check and the hold are one statement, so concurrent refunds can never together exceed the
 /// payment. False when it does not fit.
 pub async fn reserve_refund(
-    tx: &mut super::Tx,
+    tx: &mut Tx,
     order_no: &OrderNo,
     amount: Fen,
     now_ms: i64,
@@ -302,7 +286,7 @@ pub async fn reserve_refund(
 
 /// Gives back what [`reserve_refund`] held for a refund that failed.
 pub async fn release_refund(
-    tx: &mut super::Tx,
+    tx: &mut Tx,
     order_no: &OrderNo,
     amount: Fen,
     now_ms: i64,
@@ -343,7 +327,7 @@ pub struct Refunded {
 /// what was read (compare-and-set) and re-reads on a lost race, so the status written always
 /// matches the total written.
 pub async fn record_refund(
-    tx: &mut super::Tx,
+    tx: &mut Tx,
     order_no: &OrderNo,
     amount: Fen,
     reserved: bool,
@@ -494,85 +478,6 @@ pub async fn pending_expired(
     due_orders(rows)
 }
 
-/// True when `trade` is exactly the payment recorded for its order: same provider transaction,
-/// order, amount and currency. A read: a duplicate report needs no write.
-pub async fn is_settled_by(db: &Db, trade: &crate::settle::PaidTrade) -> Result<bool, sqlx::Error> {
-    const SQL: &str = "SELECT order_no, amount_fen, currency FROM payment
-         WHERE provider = $1 AND provider_txn_id = $2";
-    fn facts(r: &impl Columns) -> Result<(String, i64, String), sqlx::Error> {
-        Ok((
-            r.column("order_no")?,
-            r.column("amount_fen")?,
-            r.column("currency")?,
-        ))
-    }
-    let (provider, txn) = (trade.provider.as_str(), trade.provider_txn_id.as_str());
-    let found = db
-        .lookup(
-            |conn| inline::query_optional(conn, SQL, &[&provider, &txn], |r| facts(r)),
-            |pool| async move {
-                sqlx::query(SQL)
-                    .bind(provider)
-                    .bind(txn)
-                    .fetch_optional(pool)
-                    .await?
-                    .map(|r| facts(&r))
-                    .transpose()
-            },
-        )
-        .await?;
-    Ok(found.is_some_and(|(order_no, amount, currency)| {
-        order_no == trade.order_no.as_str()
-            && amount == trade.amount.get()
-            && currency == trade.currency.as_str()
-    }))
-}
-
-#[derive(Debug, Clone)]
-pub struct PaymentRow {
-    pub payment_id: String,
-    pub provider_txn_id: String,
-    pub amount: Fen,
-    pub currency: Currency,
-    pub trade_type: Option<String>,
-    pub bank_type: Option<String>,
-    pub source: String,
-    pub paid_at: i64,
-}
-
-pub async fn payment_of<'e, E>(
-    exec: E,
-    order_no: &OrderNo,
-) -> Result<Option<PaymentRow>, sqlx::Error>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Any>,
-{
-    let row = sqlx::query(
-        "SELECT payment_id, provider_txn_id, amount_fen, currency, trade_type, bank_type, source, paid_at
-         FROM payment WHERE order_no = $1",
-    )
-    .bind(order_no.as_str())
-    .fetch_optional(exec)
-    .await?;
-    row.map(|r| payment_from_row(&r, "")).transpose()
-}
-
-/// A payment row whose columns are named `{prefix}payment_id`, `{prefix}amount_fen`, ….
-fn payment_from_row(r: &impl Columns, prefix: &str) -> Result<PaymentRow, sqlx::Error> {
-    let column = |name: &str| format!("{prefix}{name}");
-    let currency: String = r.column(column("currency").as_str())?;
-    Ok(PaymentRow {
-        payment_id: r.column(column("payment_id").as_str())?,
-        provider_txn_id: r.column(column("provider_txn_id").as_str())?,
-        amount: fen_of("amount_fen", r.column(column("amount_fen").as_str())?)?,
-        currency: Currency::parse(&currency).ok_or_else(|| corrupt("currency", &currency))?,
-        trade_type: r.column(column("trade_type").as_str())?,
-        bank_type: r.column(column("bank_type").as_str())?,
-        source: r.column(column("source").as_str())?,
-        paid_at: r.column(column("paid_at").as_str())?,
-    })
-}
-
 /// `get_with_payment`'s statement: the order's columns, its payment's as `pay_…`.
 static WITH_PAYMENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let order_columns: Vec<String> = ORDER_COLUMNS
@@ -580,42 +485,31 @@ static WITH_PAYMENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         .map(|c| format!("o.{}", c.trim()))
         .collect();
     format!(
-        "SELECT {}, p.payment_id AS pay_payment_id, p.provider_txn_id AS pay_provider_txn_id,
-                p.amount_fen AS pay_amount_fen, p.currency AS pay_currency,
-                p.trade_type AS pay_trade_type, p.bank_type AS pay_bank_type,
-                p.source AS pay_source, p.paid_at AS pay_paid_at
-         FROM payment_order o LEFT JOIN payment p ON p.order_no = o.order_no
+        "SELECT {}, {} FROM payment_order o LEFT JOIN payment p ON p.order_no = o.order_no
          WHERE o.order_no = $1",
-        order_columns.join(", ")
+        order_columns.join(", "),
+        payments::PREFIXED_COLUMNS
     )
 });
 
 fn order_and_payment(r: &impl Columns) -> Result<(OrderRow, Option<PaymentRow>), sqlx::Error> {
     let order = order_from_row(r)?;
     let paid: Option<String> = r.column("pay_payment_id")?;
-    let payment = paid.map(|_| payment_from_row(r, "pay_")).transpose()?;
+    let payment = paid
+        .map(|_| payments::payment_from_row(r, "pay_"))
+        .transpose()?;
     Ok((order, payment))
 }
 
 /// An order and its payment, if it has one, in one read (what `GET /v1/orders/{no}` shows);
-/// a lookup by key (see [`Db::lookup`]).
+/// a lookup by key (see [`Db::lookup_optional`]).
 pub async fn get_with_payment(
     db: &Db,
     order_no: &OrderNo,
 ) -> Result<Option<(OrderRow, Option<PaymentRow>)>, sqlx::Error> {
-    let sql = WITH_PAYMENT.as_str();
-    db.lookup(
-        |conn| inline::query_optional(conn, sql, &[&order_no.as_str()], |r| order_and_payment(r)),
-        |pool| async move {
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(order_no.as_str())
-                .fetch_optional(pool)
-                .await?
-                .map(|r| order_and_payment(&r))
-                .transpose()
-        },
-    )
-    .await
+    let values = [order_no.as_str().into()];
+    db.lookup_optional(WITH_PAYMENT.as_str(), &values, |r| order_and_payment(r))
+        .await
 }
 
 /// Which of `order_nos` are no longer `pending` (the `wait=` re-read: one query for many

@@ -4,7 +4,7 @@
 use sqlx::AnyPool;
 
 use super::orders::{corrupt, fen_of};
-use super::time::{opt_time_of, time_of};
+use super::sql::{opt_time_of, time_of};
 use crate::domain::{
     Currency, Fen, OrderNo, OutRefundNo, ProviderId, RefundId, RefundOrigin, RefundStatus,
 };
@@ -162,20 +162,14 @@ where
     rows.iter().map(from_row).collect()
 }
 
-/// [`of_order`] as a lookup by key (see [`super::Db::lookup`]): what an order read shows.
+/// [`of_order`] as a lookup by key (see [`super::Db::lookup_all`]): what an order read shows.
 pub async fn of_order_lookup(
     db: &super::Db,
     order_no: &OrderNo,
 ) -> Result<Vec<RefundRow>, sqlx::Error> {
-    db.lookup(
-        |conn| {
-            super::inline::query_all(conn, OF_ORDER.as_str(), &[&order_no.as_str()], |r| {
-                from_row(r)
-            })
-        },
-        |pool| of_order(pool, order_no),
-    )
-    .await
+    let values = [order_no.as_str().into()];
+    db.lookup_all(OF_ORDER.as_str(), &values, |r| from_row(r))
+        .await
 }
 
 /// → succeeded. False when another report got there first.

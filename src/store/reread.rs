@@ -1,8 +1,8 @@
 //! The shared re-read of `GET /v1/orders/{no}?wait=N` (`crate::order_watch`): orders settled or
 //! closed by another instance wake this instance's waiters.
 
+use super::db::Db;
 use crate::order_watch::REREAD_INTERVAL;
-use crate::store::Db;
 
 /// Orders asked about in one re-read query.
 const REREAD_BATCH: usize = 200;

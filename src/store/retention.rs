@@ -7,7 +7,7 @@ use sqlx::AnyPool;
 
 use super::Tx;
 use super::orders::corrupt;
-use super::time::millis;
+use crate::clock::to_millis as millis;
 
 /// Count (dry run) or change: how many rows either way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

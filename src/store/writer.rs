@@ -23,16 +23,17 @@
 //! the callers whose time is up, and waits on for the others, so a lock held by another
 //! process fails each caller after about the setting, not one batch's wait plus its own.
 
-use std::borrow::Cow;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, ToSql};
+use rusqlite::Connection;
 use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
+
+use super::sqlite::{Role, SqliteError, apply_session, to_sqlx};
 
 /// At most this many callers share one commit; the rest wait for the next.
 const MAX_BATCH: usize = 256;
@@ -127,13 +128,7 @@ impl Writer {
     /// whole wait (see the module docs).
     pub fn open(path: &Path, gate: AnyPool, busy_timeout: Duration) -> Result<Writer, sqlx::Error> {
         let conn = Connection::open(path).map_err(to_sqlx)?;
-        // The same session as every sqlx connection of the file (see `sqlite_session`).
-        conn.busy_timeout(busy_timeout).map_err(to_sqlx)?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;
-             PRAGMA secure_delete = ON;",
-        )
-        .map_err(to_sqlx)?;
+        apply_session(&conn, Role::Writer, busy_timeout)?;
         let (queue, rx) = mpsc::unbounded_channel();
         let stats = Arc::<Stats>::default();
         tokio::spawn(run(conn, rx, gate, stats.clone()));
@@ -215,45 +210,9 @@ async fn run(
         }
         if !jobs.is_empty() {
             let Some(c) = conn.take() else { break };
-            // Holding the sqlx writer's connection keeps the process's other writes out of
-            // SQLite's write lock (and its busy handler) while this batch has it. Waited for
-            // no longer than the last caller's deadline.
-            let last = jobs
-                .iter()
-                .map(|q| q.deadline)
-                .max()
-                .unwrap_or_else(Instant::now);
-            let acquired = match tokio::time::timeout_at(last.into(), gate.acquire()).await {
-                Ok(acquired) => acquired,
-                Err(_) => Err(sqlx::Error::PoolTimedOut),
-            };
-            match acquired {
-                Ok(held) => {
-                    let stats = stats.clone();
-                    let ran = tokio::task::spawn_blocking(move || {
-                        let mut c = c;
-                        run_batch(&mut c, jobs, &stats);
-                        c
-                    })
-                    .await;
-                    drop(held);
-                    match ran {
-                        Ok(c) => conn = Some(c),
-                        // A panic outside the jobs (they are caught one by one): the
-                        // connection is gone with it; every later write answers PoolClosed.
-                        Err(e) => {
-                            tracing::error!(error = %e, "the SQLite writer stopped");
-                            break;
-                        }
-                    }
-                }
-                Err(e) => {
-                    let failed = SqliteError::unavailable(&e);
-                    for q in jobs {
-                        q.job.refuse(failed.clone().into());
-                    }
-                    conn = Some(c);
-                }
+            match run_jobs(c, jobs, &gate, &stats).await {
+                Some(c) => conn = Some(c),
+                None => break,
             }
         }
         if let Some(done) = close {
@@ -269,6 +228,55 @@ async fn run(
             Msg::Close(done) => {
                 let _ = done.send(());
             }
+        }
+    }
+}
+
+/// Runs one batch of `jobs` on `conn` while holding `gate`'s connection; answers the
+/// connection back, or None when it was lost (the writer stops).
+async fn run_jobs(
+    c: Connection,
+    jobs: Vec<Queued>,
+    gate: &AnyPool,
+    stats: &Arc<Stats>,
+) -> Option<Connection> {
+    // Holding the sqlx writer's connection keeps the process's other writes out of SQLite's
+    // write lock (and its busy handler) while this batch has it. Waited for no longer than the
+    // last caller's deadline.
+    let last = jobs
+        .iter()
+        .map(|q| q.deadline)
+        .max()
+        .unwrap_or_else(Instant::now);
+    let acquired = match tokio::time::timeout_at(last.into(), gate.acquire()).await {
+        Ok(acquired) => acquired,
+        Err(_) => Err(sqlx::Error::PoolTimedOut),
+    };
+    let held = match acquired {
+        Ok(held) => held,
+        Err(e) => {
+            let failed = SqliteError::unavailable(&e);
+            for q in jobs {
+                q.job.refuse(failed.clone().into());
+            }
+            return Some(c);
+        }
+    };
+    let stats = stats.clone();
+    let ran = tokio::task::spawn_blocking(move || {
+        let mut c = c;
+        run_batch(&mut c, jobs, &stats);
+        c
+    })
+    .await;
+    drop(held);
+    match ran {
+        Ok(c) => Some(c),
+        // A panic outside the jobs (they are caught one by one): the connection is gone with
+        // it; every later write answers PoolClosed.
+        Err(e) => {
+            tracing::error!(error = %e, "the SQLite writer stopped");
+            None
         }
     }
 }
@@ -289,9 +297,7 @@ fn begin(conn: &mut Connection, mut jobs: Vec<Queued>) -> Vec<Box<dyn Job>> {
             Ok(()) => return jobs.into_iter().map(|q| q.job).collect(),
             Err(e) => SqliteError::from(&e),
         };
-        let busy = e
-            .code
-            .is_some_and(|c| c & 0xff == rusqlite::ffi::SQLITE_BUSY);
+        let busy = e.is_busy();
         let now = Instant::now() + DEADLINE_SLACK;
         let (done, waiting): (Vec<Queued>, Vec<Queued>) =
             jobs.into_iter().partition(|q| !busy || q.deadline <= now);
@@ -356,103 +362,5 @@ fn run_batch(conn: &mut Connection, jobs: Vec<Queued>, stats: &Stats) {
     let commit = commit.err();
     for r in ran {
         (r.deliver)(commit.as_ref());
-    }
-}
-
-/// `$1`, `$2`… of `sql` bound to `values` in order, as sqlx binds them: the same statement text
-/// serves both paths. Answers the statement ready to run.
-pub fn prepare<'c>(
-    conn: &'c Connection,
-    sql: &str,
-    values: &[&dyn ToSql],
-) -> rusqlite::Result<rusqlite::CachedStatement<'c>> {
-    let mut stmt = conn.prepare_cached(sql)?;
-    for (i, value) in values.iter().enumerate() {
-        if let Some(index) = stmt.parameter_index(&format!("${}", i + 1))? {
-            stmt.raw_bind_parameter(index, value)?;
-        }
-    }
-    Ok(stmt)
-}
-
-/// A SQLite error of the writer, as sqlx reports one: the extended result code as the code, so
-/// `is_unavailable` and `is_unique_violation` read it as they read sqlx's own.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
-pub struct SqliteError {
-    code: Option<i32>,
-    message: String,
-}
-
-impl SqliteError {
-    /// SQLITE_BUSY, as a connection that will not wait reports a lock held elsewhere.
-    #[cfg(test)]
-    pub(crate) fn busy(message: &str) -> SqliteError {
-        SqliteError {
-            code: Some(rusqlite::ffi::SQLITE_BUSY),
-            message: message.to_owned(),
-        }
-    }
-
-    fn unavailable(e: &sqlx::Error) -> SqliteError {
-        SqliteError {
-            code: Some(rusqlite::ffi::SQLITE_BUSY),
-            message: format!("no turn at the write lock: {e}"),
-        }
-    }
-}
-
-impl From<&rusqlite::Error> for SqliteError {
-    fn from(e: &rusqlite::Error) -> SqliteError {
-        SqliteError {
-            code: e.sqlite_error().map(|f| f.extended_code),
-            message: e.to_string(),
-        }
-    }
-}
-
-impl sqlx::error::DatabaseError for SqliteError {
-    fn message(&self) -> &str {
-        &self.message
-    }
-
-    fn code(&self) -> Option<Cow<'_, str>> {
-        self.code.map(|c| c.to_string().into())
-    }
-
-    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
-        self
-    }
-
-    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
-        self
-    }
-
-    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
-        self
-    }
-
-    fn kind(&self) -> sqlx::error::ErrorKind {
-        use rusqlite::ffi;
-        use sqlx::error::ErrorKind;
-        match self.code {
-            Some(ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY) => {
-                ErrorKind::UniqueViolation
-            }
-            Some(ffi::SQLITE_CONSTRAINT_FOREIGNKEY) => ErrorKind::ForeignKeyViolation,
-            Some(ffi::SQLITE_CONSTRAINT_NOTNULL) => ErrorKind::NotNullViolation,
-            Some(ffi::SQLITE_CONSTRAINT_CHECK) => ErrorKind::CheckViolation,
-            _ => ErrorKind::Other,
-        }
-    }
-}
-
-/// A closure's error as the rest of the storage layer speaks it: SQLite's failures as database
-/// errors (code kept), anything else (a column of the wrong type) as a decode error.
-pub fn to_sqlx(e: rusqlite::Error) -> sqlx::Error {
-    if e.sqlite_error().is_some() {
-        sqlx::Error::Database(Box::new(SqliteError::from(&e)))
-    } else {
-        sqlx::Error::Decode(Box::new(e))
     }
 }
