@@ -101,10 +101,11 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Method, Request, StatusCode};
-use paygate::app::{AppState, Application, Options, SandboxSetup};
+use paygate::app::{Application, Options, SandboxSetup};
 use paygate::config::{ApiKeyConfig, Config};
 use paygate::domain::{Currency, Fen, OrderNo, ProviderId};
 use paygate::settle::{self, PaidTrade, Settled, Source};
+use paygate::state::AppState;
 use paygate_sandbox::Sandbox;
 use serde_json::{Value, json};
 

@@ -17,7 +17,7 @@ use crate::providers::alipay::{Alipay, AlipayKeys};
 use crate::providers::wechatpay::{WechatKeys, WechatPay};
 use crate::store::Db;
 
-pub use crate::state::AppState;
+use crate::state::AppState;
 
 #[cfg(feature = "sandbox")]
 pub use crate::embedded::SandboxSetup;

@@ -29,12 +29,12 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use tokio_cron_scheduler::{Job as CronJob, JobScheduler};
 
-use crate::app::AppState;
 use crate::clock::to_millis;
 use crate::domain::{OrderNo, ProviderId};
 use crate::lifecycle::{self, CloseReason, Closing};
 use crate::providers::{PaymentProvider, ProviderError};
 use crate::settlement::{self, Seen, SeenError};
+use crate::state::AppState;
 use crate::store::jobs::{self as lease, Taken};
 use crate::store::orders::{self, Cursor, DueOrder};
 use crate::telemetry;

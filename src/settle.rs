@@ -4,24 +4,15 @@
 //! concurrently it is reported.
 
 use crate::clock::{rfc3339_beijing_millis, to_millis};
-use crate::domain::{Currency, Fen, OrderNo, ProviderId};
+use crate::domain::Fen;
 use crate::entitlements::{self, Entitlement};
 use crate::store::exec::Exec;
 use crate::store::payments::{self, NewPayment, SettledBy};
 use crate::store::{Db, events, is_unique_violation, orders};
 
-/// What a provider says was paid, after its signature and merchant ids checked out.
-#[derive(Debug, Clone)]
-pub struct PaidTrade {
-    pub order_no: OrderNo,
-    pub provider: ProviderId,
-    pub provider_txn_id: String,
-    pub amount: Fen,
-    pub currency: Currency,
-    pub trade_type: Option<String>,
-    pub bank_type: Option<String>,
-    pub paid_at: chrono::DateTime<chrono::Utc>,
-}
+/// What a provider reports as paid is defined by the providers layer (it is what an adapter
+/// returns); named here as settlement's callers have always named it.
+pub use crate::providers::PaidTrade;
 
 /// How paygate learned of the payment: a domain type ([`crate::domain::status::PaymentSource`]),
 /// named here as settlement's callers have always named it.

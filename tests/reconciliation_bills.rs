@@ -262,7 +262,7 @@ async fn an_endless_download_is_cut_off_and_refused_on_postgres() {
 }
 
 /// The app's state with `max_bill_bytes` changed, for the use case called directly.
-fn with_max_bill_bytes(app: &TestApp, max_bill_bytes: u64) -> paygate::app::AppState {
+fn with_max_bill_bytes(app: &TestApp, max_bill_bytes: u64) -> paygate::state::AppState {
     let mut state = app.state.clone();
     let mut config = (*state.config).clone();
     config.reconciliation.max_bill_bytes = max_bill_bytes;

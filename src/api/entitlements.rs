@@ -8,10 +8,10 @@ use bytes::Bytes;
 use serde::Deserialize;
 
 use super::auth::{Caller, Scope};
-use crate::app::AppState;
 use crate::domain::{Action, EmployerId};
 use crate::entitlements;
 use crate::error::{ApiError, envelope};
+use crate::state::AppState;
 
 fn employer(id: &str) -> Result<EmployerId, ApiError> {
     EmployerId::parse(id)

@@ -5,8 +5,8 @@ use axum::extract::{Query, State};
 use serde::Deserialize;
 
 use super::auth::{Caller, Scope};
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::store::events;
 
 #[derive(Deserialize)]

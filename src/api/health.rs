@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 pub async fn live() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))

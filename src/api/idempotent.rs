@@ -8,9 +8,9 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
 use super::auth::Caller;
-use crate::app::AppState;
 use crate::clock::to_millis;
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::store::idempotency::{self, Claim};
 use crate::store::idempotency_keys::Key;
 

@@ -10,14 +10,14 @@ use serde::Deserialize;
 
 use super::auth::{Caller, Scope};
 use super::idempotent::{self, Claimed};
-use crate::app::AppState;
 use crate::checkout::{self, CheckoutError, NewOrder, OwnedClaim};
 use crate::clock::rfc3339_beijing_millis;
-use crate::domain::{Channel, EmployerId, OrderNo, OrderStatus, ProviderId};
+use crate::domain::{Channel, EmployerId, OrderStatus, ProviderId};
 use crate::edge::admission::WaitDegraded;
 use crate::error::{ApiError, envelope};
 use crate::providers::{PayerHints, ProviderError};
 use crate::return_url::ReturnUrl;
+use crate::state::AppState;
 use crate::store::orders::{self, OrderRow};
 use crate::store::refunds;
 
@@ -257,13 +257,7 @@ pub fn order_json(
     v
 }
 
-fn order_not_found() -> ApiError {
-    ApiError::NotFound("order_not_found", "no such order".into())
-}
-
-pub(super) fn order_no(text: &str) -> Result<OrderNo, ApiError> {
-    OrderNo::parse(text).ok_or_else(order_not_found)
-}
+use super::body::{order_no, order_not_found};
 
 async fn load(state: &AppState, order_no: &str) -> Result<OrderRow, ApiError> {
     let no = self::order_no(order_no)?;

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 
 use super::auth::Caller;
-use crate::app::AppState;
+use crate::state::AppState;
 
 pub async fn list(State(state): State<AppState>, _caller: Caller) -> Json<serde_json::Value> {
     let plans: Vec<_> = state

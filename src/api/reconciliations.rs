@@ -11,13 +11,13 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 
 use super::auth::{Caller, Scope};
-use crate::app::AppState;
 use crate::clock::rfc3339_beijing_millis;
 use crate::domain::ProviderId;
 use crate::domain::reconciliation::Discrepancy;
 use crate::error::ApiError;
 use crate::providers::BillError;
 use crate::reconcile::{self, ReconcileError};
+use crate::state::AppState;
 use crate::store::reconciliations::{self as store, RunRow};
 
 #[derive(Deserialize)]

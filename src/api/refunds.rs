@@ -10,12 +10,12 @@ use serde::Deserialize;
 
 use super::auth::{Caller, Scope};
 use super::idempotent::{self, Claimed};
-use crate::app::AppState;
 use crate::clock::rfc3339_beijing_millis;
 use crate::domain::OwnedClaim;
 use crate::domain::{Fen, RefundId};
 use crate::error::ApiError;
 use crate::refunds::{self, StartError};
+use crate::state::AppState;
 use crate::store::refunds::{self as store, RefundRow};
 
 #[derive(Deserialize)]
@@ -78,7 +78,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     caller.require(Scope::Finance)?;
     let key = idempotent::key(&state, &headers)?;
-    let no = super::orders::order_no(&order_no)?;
+    let no = super::body::order_no(&order_no)?;
     let req: CreateRefund = super::json_body(&body)?;
     let amount = Fen::parse_yuan(&req.amount)
         .map_err(|e| invalid_amount(format!("amount {:?}: {e}", req.amount)))?;
@@ -139,7 +139,7 @@ pub async fn get(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(Scope::Finance)?;
     let not_found = || ApiError::NotFound("refund_not_found", "no such refund".into());
-    let no = super::orders::order_no(&order_no)?;
+    let no = super::body::order_no(&order_no)?;
     let id = RefundId::parse(&refund_id).ok_or_else(not_found)?;
     let refund = store::get(state.db.reader(), &id)
         .await?

@@ -13,8 +13,8 @@ use super::{
     entitlements, events, health, openapi, orders, plans, privacy, reconciliations, refunds,
     webhooks,
 };
-use crate::app::AppState;
 use crate::config::LimitsConfig;
+use crate::state::AppState;
 
 /// The longest `?wait=` of `GET /v1/orders/{order_no}` (DESIGN.md §4).
 pub const MAX_WAIT: Duration = Duration::from_secs(30);

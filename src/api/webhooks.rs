@@ -5,12 +5,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
-use crate::app::AppState;
 use crate::domain::ProviderId;
 use crate::providers::{Callback, CallbackError, Mismatch};
 use crate::refunds::{RefundSettleError, RefundSettled};
 use crate::settle::{self, SettleError, Source};
 use crate::settlement;
+use crate::state::AppState;
 use crate::telemetry;
 
 pub async fn receive(

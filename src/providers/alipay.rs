@@ -20,9 +20,9 @@ use crate::config::{AlipayConfig, Config};
 use crate::domain::bill::{self as bill, BillEntry, BillTotals, EntryKind};
 use crate::domain::{Channel, Currency, Fen, OrderNo, ProviderId};
 use crate::providers::BillError;
+use crate::providers::PaidTrade;
 use crate::providers::bounds::{BillSink, Bounds};
-use crate::refunds::{RefundFailure, RefundOutcome, RefundReport};
-use crate::settle::PaidTrade;
+use crate::providers::{RefundFailure, RefundOutcome, RefundReport};
 
 /// Key material, read once at start-up.
 pub struct AlipayKeys {

@@ -9,6 +9,7 @@ pub mod bills;
 pub mod bounds;
 mod port;
 mod registry;
+mod reports;
 pub mod wechatpay;
 
 pub use bills::BillError;
@@ -17,3 +18,4 @@ pub use port::{
     PaymentProvider, ProviderError, RefundState, ReturnError, ReturnOrder, TradeStatus,
 };
 pub use registry::Registry;
+pub use reports::{PaidTrade, RefundFailure, RefundOutcome, RefundReport};

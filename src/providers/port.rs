@@ -7,9 +7,9 @@ use axum::response::Response;
 use crate::domain::bill::{BillEntry, BillTotals};
 use crate::domain::{Channel, Fen, OrderNo, ProviderId};
 use crate::providers::BillError;
+use crate::providers::PaidTrade;
 use crate::providers::bounds::{BillSink, Bounds};
-use crate::refunds::{RefundFailure, RefundReport};
-use crate::settle::PaidTrade;
+use crate::providers::{RefundFailure, RefundReport};
 
 /// What leaves for a provider when an order is created: the order number, the amount, and the
 /// neutral description — nothing about the employer or the plan (DESIGN.md §1).

@@ -28,8 +28,8 @@ use crate::config::{Config, WechatPayConfig};
 use crate::domain::bill::{BillEntry, BillTotals};
 use crate::domain::{Channel, Currency, OrderNo, ProviderId};
 use crate::providers::BillError;
+use crate::providers::RefundFailure;
 use crate::providers::bounds::{BillSink, Bounds};
-use crate::refunds::RefundFailure;
 use certificates::Certificates;
 
 pub struct WechatPay {

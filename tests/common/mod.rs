@@ -71,7 +71,7 @@ pub struct TestApp {
     pub db: paygate::store::Db,
     pub jobs: paygate::jobs::Runner,
     /// The gateway's state, for use cases a test calls directly.
-    pub state: paygate::app::AppState,
+    pub state: paygate::state::AppState,
     db_url: String,
     /// False for a sibling: the first instance drops the database.
     owns_database: bool,

@@ -6,9 +6,9 @@ use paygate_wechatpay::model::{Refund, RefundStatus as WechatRefundStatus};
 use paygate_wechatpay::{TradeState, Transaction};
 
 use crate::domain::{Currency, Fen, OrderNo, ProviderId};
+use crate::providers::PaidTrade;
 use crate::providers::port::{Callback, CallbackError, Mismatch, ProviderError, RefundState};
-use crate::refunds::{RefundFailure, RefundOutcome, RefundReport};
-use crate::settle::PaidTrade;
+use crate::providers::{RefundFailure, RefundOutcome, RefundReport};
 
 /// Checks a verified transaction against our merchant; keeps only what we store. None
 /// while it is not paid (`SUCCESS`, or `REFUND`: paid, then refunded).
