@@ -124,8 +124,8 @@ async fn settle_in(
     }
     // A payment that reaches an erased account (its order closed by the erasure, paid late)
     // is recorded like any other but grants nothing: there is nobody left to use it, and it is
-    // refunded in full (`privacy::refund_if_erased`, reason `account_deleted`).
-    let erased = crate::privacy::is_erased(ex, &flipped.employer_id).await?;
+    // refunded in full (`settlement::refund_if_erased`, reason `account_deleted`).
+    let erased = crate::store::erased_employers::is_erased(ex, &flipped.employer_id).await?;
     let granted = if erased {
         Vec::new()
     } else {

@@ -342,3 +342,48 @@ on_both_backends!(
     stored_json_that_does_not_parse_is_an_error_not_null_on_postgres,
     stored_json_that_does_not_parse_is_an_error_not_null
 );
+
+/// A stored time no calendar holds is a fault naming its column, never shown as 1970 or as a
+/// bare number: an order's `created_at` and its payment's `paid_at`, each on its own order.
+async fn a_stored_time_out_of_range_is_an_error(app: TestApp) {
+    for (n, corrupt) in [
+        "UPDATE payment_order SET created_at = 9223372036854775807 WHERE order_no = $1",
+        "UPDATE payment SET paid_at = -9223372036854775807 WHERE order_no = $1",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let order = app
+            .paid_order(&format!("emp_time_{n}"), "wechatpay", "resume-download-50")
+            .await;
+        let no = order["order_no"].as_str().unwrap().to_owned();
+        let path = format!("{}/v1/orders/{no}", app.url);
+        let res = app
+            .http
+            .get(&path)
+            .bearer_auth(CHECKOUT_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "before: {corrupt}");
+        sqlx::query(corrupt)
+            .bind(&no)
+            .execute(app.db.pool())
+            .await
+            .unwrap();
+        let res = app
+            .http
+            .get(&path)
+            .bearer_auth(CHECKOUT_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_error(res, 500, "internal_error").await;
+    }
+}
+
+on_both_backends!(
+    a_stored_time_out_of_range_is_an_error_on_sqlite,
+    a_stored_time_out_of_range_is_an_error_on_postgres,
+    a_stored_time_out_of_range_is_an_error
+);

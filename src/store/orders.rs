@@ -7,7 +7,7 @@ use sqlx::{AnyPool, Row};
 use super::db::Db;
 use super::payments;
 pub use super::payments::{PaymentRow, payment_of};
-use super::sql::{Columns, Statement, Tx, Value};
+use super::sql::{Columns, Statement, Tx, Value, millis_of, opt_millis_of};
 // Where callers found them before `sql` held them (privacy, refunds, reconciliations).
 pub(crate) use super::sql::{corrupt, fen_of, json_column};
 
@@ -82,11 +82,11 @@ fn order_from_row(r: &impl Columns) -> Result<OrderRow, sqlx::Error> {
         late_payment: r.column::<i64>("late_payment")? != 0,
         refunded: fen_of("refunded_fen", r.column("refunded_fen")?)?,
         refund_pending: fen_of("refund_pending_fen", r.column("refund_pending_fen")?)?,
-        expires_at: r.column("expires_at")?,
-        paid_at: r.column("paid_at")?,
-        closed_at: r.column("closed_at")?,
-        created_at: r.column("created_at")?,
-        updated_at: r.column("updated_at")?,
+        expires_at: millis_of("expires_at", r.column("expires_at")?)?,
+        paid_at: opt_millis_of("paid_at", r.column("paid_at")?)?,
+        closed_at: opt_millis_of("closed_at", r.column("closed_at")?)?,
+        created_at: millis_of("created_at", r.column("created_at")?)?,
+        updated_at: millis_of("updated_at", r.column("updated_at")?)?,
     })
 }
 

@@ -3,7 +3,7 @@
 
 use super::db::Db;
 use super::exec::Exec;
-use super::sql::{Columns, corrupt, fen_of, parsed};
+use super::sql::{Columns, corrupt, fen_of, millis_of, parsed};
 use crate::domain::status::PaymentSource;
 use crate::domain::{Currency, Fen, OrderNo, ProviderId};
 
@@ -132,7 +132,7 @@ pub(super) fn payment_from_row(r: &impl Columns, prefix: &str) -> Result<Payment
         trade_type: r.column(column("trade_type").as_str())?,
         bank_type: r.column(column("bank_type").as_str())?,
         source: parsed("source", &source, PaymentSource::parse)?,
-        paid_at: r.column(column("paid_at").as_str())?,
+        paid_at: millis_of("paid_at", r.column(column("paid_at").as_str())?)?,
     })
 }
 

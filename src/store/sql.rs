@@ -171,6 +171,17 @@ pub fn time_of(
     chrono::DateTime::from_timestamp_millis(ms).ok_or_else(|| corrupt(column, ms))
 }
 
+/// A stored time kept as its milliseconds (rows rendered as they are stored), checked like
+/// [`time_of`]: a value no time can be is a decode error naming the column, never shown.
+pub fn millis_of(column: &'static str, ms: i64) -> Result<i64, sqlx::Error> {
+    time_of(column, ms).map(|_| ms)
+}
+
+/// [`millis_of`] for a nullable column.
+pub fn opt_millis_of(column: &'static str, ms: Option<i64>) -> Result<Option<i64>, sqlx::Error> {
+    ms.map(|ms| millis_of(column, ms)).transpose()
+}
+
 /// [`time_of`] for a nullable column.
 pub fn opt_time_of(
     column: &'static str,
