@@ -240,15 +240,10 @@ async fn main() {
         reset_rss_peak();
         let before = rss_now_kib();
         let started = Instant::now();
-        let run = paygate::reconcile::run_downloaded(
-            paygate::api::reconciliations::deps(&state),
-            provider,
-            date,
-            file,
-            Utc::now(),
-        )
-        .await
-        .expect("reconciliation");
+        let run =
+            paygate::reconcile::run_downloaded(state.reconcile(), provider, date, file, Utc::now())
+                .await
+                .expect("reconciliation");
         let took = started.elapsed();
         let summary: serde_json::Value = run.summary.clone();
         assert_eq!(

@@ -156,7 +156,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             command: PrivacyCommand::Retention { dry_run },
         } => {
             let app = one_shot(cli.config).await?;
-            let deps = crate::api::privacy::retention_deps(app.state());
+            let deps = app.state().retention();
             let report = crate::privacy::retention::run(&deps, dry_run).await?;
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
@@ -259,13 +259,9 @@ async fn reconcile(config_path: Option<PathBuf>, provider: &str, date: &str) -> 
     let date = crate::domain::parse_date(date)
         .with_context(|| format!("{date:?} is not a date YYYY-MM-DD"))?;
     let app = one_shot(config_path).await?;
-    let run = crate::reconcile::run(
-        crate::api::reconciliations::deps(app.state()),
-        provider,
-        date,
-    )
-    .await
-    .context("reconciliation failed")?;
+    let run = crate::reconcile::run(app.state().reconcile(), provider, date)
+        .await
+        .context("reconciliation failed")?;
     println!("{}", crate::api::reconciliations::run_json(&run));
     Ok(())
 }
@@ -430,7 +426,7 @@ async fn erase_employer(config_path: Option<PathBuf>, employer_id: &str) -> anyh
         .context("the employer id must be 1 to 64 characters of letters, digits and _-.:")?;
     let app = one_shot(config_path).await?;
     let state = app.state();
-    let deps = crate::api::privacy::erasure_deps(state);
+    let deps = state.erasures();
     let row = crate::privacy::request(&deps, &employer, None, |_| String::new()).await?;
     let row = crate::privacy::carry_out(&deps, &row.erasure_id).await?;
     println!("{}", row.to_json());

@@ -376,7 +376,7 @@ pub async fn reconcile_yesterday(state: &AppState) -> anyhow::Result<ReconcilePa
             pass.already.push(id.as_str().into());
             continue;
         }
-        match crate::reconcile::run(crate::api::reconciliations::deps(state), id, date).await {
+        match crate::reconcile::run(state.reconcile(), id, date).await {
             Ok(_) => pass.completed.push(id.as_str().into()),
             Err(crate::reconcile::ReconcileError::Bill(crate::providers::BillError::NotReady)) => {
                 if now.hour() >= LAST_BILL_HOUR {
@@ -478,11 +478,11 @@ impl Runner {
                     .await?,
             )?,
             Job::Erasure => {
-                let deps = crate::api::privacy::erasure_deps(state);
+                let deps = state.erasures();
                 serde_json::to_value(crate::privacy::run_due(&deps).await?)?
             }
             Job::Retention => {
-                let deps = crate::api::privacy::retention_deps(state);
+                let deps = state.retention();
                 serde_json::to_value(crate::privacy::retention::run(&deps, false).await?)?
             }
         })

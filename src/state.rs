@@ -55,4 +55,37 @@ impl AppState {
             checkout: &self.config.checkout,
         }
     }
+
+    /// What a reconciliation run uses (the API, the job and the CLI run it the same way).
+    pub fn reconcile(&self) -> crate::reconcile::Deps<'_> {
+        crate::reconcile::Deps {
+            db: &self.db,
+            providers: &self.providers,
+            clock: self.clock.as_ref(),
+            config: &self.config.reconciliation,
+        }
+    }
+
+    /// What erasures use.
+    pub fn erasures(&self) -> crate::privacy::ErasureDeps<'_> {
+        crate::privacy::ErasureDeps {
+            db: &self.db,
+            providers: &self.providers,
+            clock: self.clock.as_ref(),
+            key: self.pseudonym_key.as_deref(),
+            idempotency_keys: &self.idempotency_keys,
+            config: &self.config.privacy,
+        }
+    }
+
+    /// What a retention pass uses.
+    pub fn retention(&self) -> crate::privacy::RetentionDeps<'_> {
+        crate::privacy::RetentionDeps {
+            db: &self.db,
+            clock: self.clock.as_ref(),
+            config: &self.config.privacy,
+            idempotency_keys: &self.idempotency_keys,
+            events_pushed: self.pusher.is_some(),
+        }
+    }
 }

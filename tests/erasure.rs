@@ -600,7 +600,7 @@ async fn an_overdue_request_is_reported() {
     // The key is gone: the job can carry nothing out, and says how late it is.
     let broken = paygate::privacy::ErasureDeps {
         key: None,
-        ..paygate::api::privacy::erasure_deps(&app.state)
+        ..app.state.erasures()
     };
     let pass = paygate::privacy::run_due(&broken).await.unwrap();
     assert_eq!((pass.failed, pass.overdue), (1, 1), "{pass:?}");
@@ -655,10 +655,9 @@ async fn retention_deletes_what_is_past_its_age_and_nothing_younger(app: TestApp
         .await;
     assert_eq!(res.status(), 422);
 
-    let dry =
-        paygate::privacy::retention::run(&paygate::api::privacy::retention_deps(&app.state), true)
-            .await
-            .unwrap();
+    let dry = paygate::privacy::retention::run(&app.state.retention(), true)
+        .await
+        .unwrap();
     // retention-old, and the key paid_order used.
     assert_eq!(dry.idempotency_deleted, 2, "{dry:?}");
     // Stored as its keyed hash, never as text.

@@ -14,32 +14,9 @@ use super::auth::{Caller, Scope};
 use super::idempotent::{self, Claimed};
 use crate::domain::{EmployerId, ErasureId};
 use crate::error::ApiError;
-use crate::privacy::{self, ErasureDeps, PrivacyError, RetentionDeps};
+use crate::privacy::{self, PrivacyError};
 use crate::state::AppState;
 use crate::store::idempotency::OwnedClaim;
-
-/// What erasures use of the application (the API, the `erasure` job and the CLI build it here).
-pub fn erasure_deps(state: &AppState) -> ErasureDeps<'_> {
-    ErasureDeps {
-        db: &state.db,
-        providers: &state.providers,
-        clock: state.clock.as_ref(),
-        key: state.pseudonym_key.as_deref(),
-        idempotency_keys: &state.idempotency_keys,
-        config: &state.config.privacy,
-    }
-}
-
-/// What a retention pass uses of the application.
-pub fn retention_deps(state: &AppState) -> RetentionDeps<'_> {
-    RetentionDeps {
-        db: &state.db,
-        clock: state.clock.as_ref(),
-        config: &state.config.privacy,
-        idempotency_keys: &state.idempotency_keys,
-        events_pushed: state.pusher.is_some(),
-    }
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -90,7 +67,7 @@ pub async fn create(
         api_key_id: &caller.0.id,
         key: key.stored(),
     };
-    let recorded = privacy::request(&erasure_deps(&state), &employer, Some(claim), |r| {
+    let recorded = privacy::request(&state.erasures(), &employer, Some(claim), |r| {
         r.to_json().to_string()
     })
     .await;

@@ -42,16 +42,6 @@ fn date(text: &str, field: &str) -> Result<NaiveDate, ApiError> {
 }
 
 /// A run as the API shows it.
-/// What a reconciliation run uses, from the application (jobs and the CLI run it the same way).
-pub fn deps(state: &AppState) -> reconcile::Deps<'_> {
-    reconcile::Deps {
-        db: &state.db,
-        providers: &state.providers,
-        clock: state.clock.as_ref(),
-        config: &state.config.reconciliation,
-    }
-}
-
 pub fn run_json(run: &RunRow) -> serde_json::Value {
     serde_json::json!({
         "reconciliation_id": run.reconciliation_id,
@@ -103,7 +93,7 @@ pub async fn create(
     let req: RunRequest = super::json_body(&body)?;
     let provider = provider(&req.provider)?;
     let date = date(&req.date, "date")?;
-    let run = reconcile::run(deps(&state), provider, date)
+    let run = reconcile::run(state.reconcile(), provider, date)
         .await
         .map_err(reconcile_error)?;
     Ok((StatusCode::CREATED, Json(run_json(&run))).into_response())
