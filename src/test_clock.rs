@@ -310,7 +310,10 @@ pub struct Step {
 pub fn plan(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Step> {
     let mut daily: Vec<Step> = DAILY
         .iter()
-        .flat_map(|g| g.all_in(from, to).into_iter().map(|at| Step { at, job: g.job }))
+        .flat_map(|g| {
+            let job = g.job;
+            g.all_in(from, to).into_iter().map(move |at| Step { at, job })
+        })
         .collect();
     daily.sort_by_key(|s| s.at);
     let mut steps = Vec::new();

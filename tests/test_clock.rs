@@ -157,9 +157,11 @@ async fn an_unpaid_order_closes_when_the_clock_passes_its_expiry(app: TestApp) {
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
 
     let answer = advance(&app, json!({"by": "20m"})).await;
-    let expire = runs(&answer, "expire");
-    assert_eq!(expire.len(), 1, "{answer}");
-    assert_eq!(expire[0]["closed"], 1, "{answer}");
+    let closed: u64 = runs(&answer, "expire")
+        .iter()
+        .map(|r| r["closed"].as_u64().unwrap())
+        .sum();
+    assert_eq!(closed, 1, "{answer}");
     assert_eq!(app.order(&no).await["status"], "closed");
     assert!(
         matches!(
