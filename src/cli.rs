@@ -212,7 +212,10 @@ async fn sandbox_clock(
         None => {
             let config = Config::load(config_path.as_deref())?;
             let listen: std::net::SocketAddr = config.server.listen.parse().with_context(|| {
-                format!("[server] listen {:?} is not an address; give --url", config.server.listen)
+                format!(
+                    "[server] listen {:?} is not an address; give --url",
+                    config.server.listen
+                )
             })?;
             config.public_url(listen)
         }
@@ -226,7 +229,8 @@ async fn sandbox_clock(
                 (None, Some(to)) => serde_json::json!({ "to": to }),
                 _ => anyhow::bail!("give BY or --to"),
             };
-            http.post(format!("{base}/sandbox/clock/advance")).json(&body)
+            http.post(format!("{base}/sandbox/clock/advance"))
+                .json(&body)
         }
     };
     let response = request
@@ -234,7 +238,10 @@ async fn sandbox_clock(
         .await
         .with_context(|| format!("reaching the gateway at {base}"))?;
     let status = response.status();
-    let text = response.text().await.context("reading the gateway's answer")?;
+    let text = response
+        .text()
+        .await
+        .context("reading the gateway's answer")?;
     if status == reqwest::StatusCode::NOT_FOUND {
         anyhow::bail!("{base} has no test clock: is it `paygate serve --sandbox`? ({status})");
     }

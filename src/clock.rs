@@ -156,7 +156,10 @@ mod tests {
     fn a_test_clock_starts_now_and_moves_only_forward() {
         let clock = TestClock::default();
         let start = clock.now();
-        assert!((start - Utc::now()).num_seconds().abs() < 5, "starts at the real time");
+        assert!(
+            (start - Utc::now()).num_seconds().abs() < 5,
+            "starts at the real time"
+        );
         let later = start + chrono::Duration::days(31);
         let moved = clock.advance_to(later).unwrap();
         assert!(moved >= later && moved - later < chrono::Duration::seconds(5));

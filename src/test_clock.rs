@@ -111,10 +111,7 @@ fn invalid(message: impl Into<String>) -> ApiError {
 }
 
 /// `POST /sandbox/clock/advance {"by": "20m"}` or `{"to": "2026-12-08T10:31:00+08:00"}`.
-async fn advance(
-    State(routes): State<Routes>,
-    body: Bytes,
-) -> Result<axum::Json<Value>, ApiError> {
+async fn advance(State(routes): State<Routes>, body: Bytes) -> Result<axum::Json<Value>, ApiError> {
     let clock = test_clock(&routes)?;
     let body: AdvanceBody = serde_json::from_slice(&body).map_err(|e| {
         if e.is_data() {
@@ -312,7 +309,9 @@ pub fn plan(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Step> {
         .iter()
         .flat_map(|g| {
             let job = g.job;
-            g.all_in(from, to).into_iter().map(move |at| Step { at, job })
+            g.all_in(from, to)
+                .into_iter()
+                .map(move |at| Step { at, job })
         })
         .collect();
     daily.sort_by_key(|s| s.at);
@@ -347,7 +346,11 @@ async fn run_steps(runner: &Runner, clock: &TestClock, steps: Vec<Step>) -> Vec<
             }
             Ok(report) => entry["report"] = report,
             Err(e) => {
-                tracing::error!(job = step.job.name(), error = format!("{e:#}"), "a job of a test clock advance failed");
+                tracing::error!(
+                    job = step.job.name(),
+                    error = format!("{e:#}"),
+                    "a job of a test clock advance failed"
+                );
                 entry["error"] = json!(format!("{e:#}"));
             }
         }
@@ -378,7 +381,18 @@ mod tests {
         assert_eq!(parse_by("P1DT2H"), Some(Duration::hours(26)));
         assert_eq!(parse_by("P2W"), Some(Duration::weeks(2)));
         for bad in [
-            "", "20", "m", "20x", "-5m", "1.5h", "P", "PT", "P1H", "PT1D", "20 m", "99999999999999999999d",
+            "",
+            "20",
+            "m",
+            "20x",
+            "-5m",
+            "1.5h",
+            "P",
+            "PT",
+            "P1H",
+            "PT1D",
+            "20 m",
+            "99999999999999999999d",
         ] {
             assert_eq!(parse_by(bad), None, "{bad:?}");
         }
@@ -392,9 +406,15 @@ mod tests {
         assert_eq!(at(Job::ActiveQuery), Some(beijing(2026, 12, 7, 12, 20, 0)));
         assert_eq!(at(Job::Expire), Some(beijing(2026, 12, 7, 12, 19, 30)));
         assert_eq!(at(Job::Erasure), Some(beijing(2026, 12, 7, 12, 20, 0)));
-        assert_eq!(at(Job::EntitlementExpiry), Some(beijing(2026, 12, 7, 12, 5, 0)));
+        assert_eq!(
+            at(Job::EntitlementExpiry),
+            Some(beijing(2026, 12, 7, 12, 5, 0))
+        );
         assert_eq!(at(Job::Reconciliation), None);
-        assert!(steps.windows(2).all(|w| w[0].at <= w[1].at), "in time order");
+        assert!(
+            steps.windows(2).all(|w| w[0].at <= w[1].at),
+            "in time order"
+        );
     }
 
     #[test]
@@ -416,7 +436,10 @@ mod tests {
                 (Job::Reconciliation, beijing(2026, 12, 9, 10, 30, 0)),
             ]
         );
-        assert!(steps.windows(2).all(|w| w[0].at <= w[1].at), "in time order");
+        assert!(
+            steps.windows(2).all(|w| w[0].at <= w[1].at),
+            "in time order"
+        );
         // The expiry runs before each daily job and once more at the end.
         let expires = steps.iter().filter(|s| s.job == Job::Expire).count();
         assert_eq!(expires, 5);
@@ -429,7 +452,10 @@ mod tests {
         let steps = plan(from, from + Duration::days(31));
         assert!(steps.len() < 500, "{}", steps.len());
         assert_eq!(
-            steps.iter().filter(|s| s.job == Job::Reconciliation).count(),
+            steps
+                .iter()
+                .filter(|s| s.job == Job::Reconciliation)
+                .count(),
             31
         );
     }

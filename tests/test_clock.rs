@@ -134,13 +134,18 @@ async fn the_clock_starts_now_answers_in_beijing_time_and_only_goes_forward() {
         assert!(body["error"]["code"].is_string(), "{body}");
         assert!(header.is_some(), "errors carry the header too");
     }
-    assert!(now(&app) - before < Duration::seconds(5), "nothing moved it");
+    assert!(
+        now(&app) - before < Duration::seconds(5),
+        "nothing moved it"
+    );
 }
 
 /// An unpaid order: 20 minutes later the expiry job has closed it here and at the simulator,
 /// and a checkout page waiting on it since before is answered.
 async fn an_unpaid_order_closes_when_the_clock_passes_its_expiry(app: TestApp) {
-    let order = app.create_order("emp_clock_expiry", "resume-download-50").await;
+    let order = app
+        .create_order("emp_clock_expiry", "resume-download-50")
+        .await;
     let no = order_no(&order);
     let waiting = {
         let (url, http, no) = (app.url.clone(), app.http.clone(), no.clone());
@@ -164,10 +169,7 @@ async fn an_unpaid_order_closes_when_the_clock_passes_its_expiry(app: TestApp) {
     assert_eq!(closed, 1, "{answer}");
     assert_eq!(app.order(&no).await["status"], "closed");
     assert!(
-        matches!(
-            app.sandbox.pay(&no),
-            Err(paygate_sandbox::PayError::Closed)
-        ),
+        matches!(app.sandbox.pay(&no), Err(paygate_sandbox::PayError::Closed)),
         "closed at the simulator too"
     );
     let waited = tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
@@ -223,7 +225,9 @@ fn tomorrow_10_31(t: DateTime<Utc>) -> DateTime<Utc> {
 /// A payment the gateway never heard of (its notification dropped, the order closed here
 /// first): tomorrow's 10:30 reconciliation finds it in the bill and heals it.
 async fn tomorrows_reconciliation_heals_a_dropped_notification(app: TestApp) {
-    let order = app.create_order("emp_clock_recon", "resume-download-50").await;
+    let order = app
+        .create_order("emp_clock_recon", "resume-download-50")
+        .await;
     let no = order_no(&order);
     let parsed = paygate::domain::OrderNo::parse(&no).unwrap();
     app.set_faults(json!({"drop_notifications": 1.0})).await;
@@ -305,11 +309,17 @@ async fn an_erasure_requested_on_a_friday_is_done_by_its_due_day() {
         .await
         .unwrap();
     advance(&app, json!({"to": rfc3339_beijing(start)})).await;
-    let (status, body) = app.request_erasure("emp_clock_erase", "clock-erase-1").await;
+    let (status, body) = app
+        .request_erasure("emp_clock_erase", "clock-erase-1")
+        .await;
     assert_eq!(status, 202, "{body}");
     let due_by = DateTime::parse_from_rfc3339(body["due_by"].as_str().unwrap()).unwrap();
     let wednesday = friday + Duration::days(5);
-    assert_eq!(due_by.date_naive(), wednesday, "two working days: Tuesday, Wednesday");
+    assert_eq!(
+        due_by.date_naive(),
+        wednesday,
+        "two working days: Tuesday, Wednesday"
+    );
 
     let due_day = beijing()
         .from_local_datetime(&wednesday.and_hms_opt(9, 0, 0).unwrap())
@@ -367,7 +377,10 @@ async fn outside_sandbox_mode_there_is_no_test_clock() {
     )
     .await
     .expect("production build");
-    assert!(app.state().clock.as_test_clock().is_none(), "the system's clock");
+    assert!(
+        app.state().clock.as_test_clock().is_none(),
+        "the system's clock"
+    );
     let url = app.public_url().to_owned();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async move {
