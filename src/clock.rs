@@ -79,7 +79,12 @@ impl TestClock {
     /// Moves the clock to `at` unless it is already past it (real time moves it on too): one
     /// step of an advance, never backwards.
     pub fn reach(&self, at: DateTime<Utc>) {
-        let offset = (at - Utc::now()).num_milliseconds();
+        let ahead = at - Utc::now();
+        // Rounded up: never short of `at` by a fraction of a millisecond.
+        let mut offset = ahead.num_milliseconds();
+        if ahead > chrono::Duration::milliseconds(offset) {
+            offset += 1;
+        }
         self.offset_ms.fetch_max(offset, Ordering::SeqCst);
     }
 }
