@@ -89,6 +89,9 @@ impl Application {
             )?),
             None => None,
         };
+        if options.clock.as_test_clock().is_some() && !sandbox_mode {
+            anyhow::bail!("a test clock is for sandbox mode only (`serve --sandbox`)");
+        }
         if !sandbox_mode {
             register_configured(&config, &mut providers, &public_url, &http, &options.clock)?;
         }
@@ -149,7 +152,12 @@ impl Application {
         #[cfg(feature = "sandbox")]
         if let Some(sim) = &self.sandbox {
             router = router.merge(sim.router());
+            if let Some(clock) = crate::test_clock::routes(&self.state) {
+                router = router.merge(clock);
+            }
         }
+        #[cfg(feature = "sandbox")]
+        let router = crate::test_clock::stamped(router, &self.state.clock);
         let router = router
             .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span));
         let scheduled = if self.scheduler {

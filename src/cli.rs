@@ -77,6 +77,37 @@ enum Command {
         #[command(subcommand)]
         command: PrivacyCommand,
     },
+    /// A running `serve --sandbox`, over HTTP (DESIGN.md §7).
+    Sandbox {
+        #[command(subcommand)]
+        command: SandboxCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SandboxCommand {
+    /// Show the test clock (`paygate sandbox clock`), or move it (`paygate sandbox clock
+    /// advance 20m`). Prints the answer as JSON.
+    Clock {
+        /// The gateway's URL; by default `[server] public_url`, else `http://{listen}`.
+        #[arg(long, global = true)]
+        url: Option<String>,
+        #[command(subcommand)]
+        command: Option<ClockCommand>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClockCommand {
+    /// Move the clock forward by BY (`20m`, `31d`, `1d12h`, `PT15M`) or to `--to` (RFC 3339),
+    /// running every job that became due on the way, in time order.
+    Advance {
+        #[arg(required_unless_present = "to")]
+        by: Option<String>,
+        /// The time to move to, e.g. 2026-12-08T10:31:00+08:00.
+        #[arg(long, conflicts_with = "by")]
+        to: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -164,7 +195,61 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ApiKey {
             command: ApiKeyCommand::Create { scopes, id },
         } => create_api_key(&id, &scopes),
+        Command::Sandbox {
+            command: SandboxCommand::Clock { url, command },
+        } => sandbox_clock(cli.config, url, command).await,
     }
+}
+
+/// `paygate sandbox clock [advance BY | advance --to TIME]`: the running gateway's test clock.
+async fn sandbox_clock(
+    config_path: Option<PathBuf>,
+    url: Option<String>,
+    command: Option<ClockCommand>,
+) -> anyhow::Result<()> {
+    let base = match url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => {
+            let config = Config::load(config_path.as_deref())?;
+            let listen: std::net::SocketAddr = config.server.listen.parse().with_context(|| {
+                format!(
+                    "[server] listen {:?} is not an address; give --url",
+                    config.server.listen
+                )
+            })?;
+            config.public_url(listen)
+        }
+    };
+    let http = reqwest::Client::new();
+    let request = match command {
+        None => http.get(format!("{base}/sandbox/clock")),
+        Some(ClockCommand::Advance { by, to }) => {
+            let body = match (by, to) {
+                (Some(by), None) => serde_json::json!({ "by": by }),
+                (None, Some(to)) => serde_json::json!({ "to": to }),
+                _ => anyhow::bail!("give BY or --to"),
+            };
+            http.post(format!("{base}/sandbox/clock/advance"))
+                .json(&body)
+        }
+    };
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("reaching the gateway at {base}"))?;
+    let status = response.status();
+    let text = response
+        .text()
+        .await
+        .context("reading the gateway's answer")?;
+    if status == reqwest::StatusCode::NOT_FOUND {
+        anyhow::bail!("{base} has no test clock: is it `paygate serve --sandbox`? ({status})");
+    }
+    if !status.is_success() {
+        anyhow::bail!("the gateway answered {status}: {text}");
+    }
+    println!("{text}");
+    Ok(())
 }
 
 /// `paygate migrate`: one connection, the migrations, nothing else.
@@ -371,6 +456,13 @@ fn serve_options(sandbox: bool, time_divisor: u32) -> anyhow::Result<Options> {
             Some(crate::app::SandboxSetup::generate(time_divisor)?)
         } else {
             None
+        },
+        // One simulated clock for the gateway and the embedded simulator, moved by
+        // `/sandbox/clock/advance`; outside sandbox mode the system's, which nothing moves.
+        clock: if sandbox {
+            std::sync::Arc::new(crate::clock::TestClock::default())
+        } else {
+            std::sync::Arc::new(crate::clock::SystemClock)
         },
         ..Options::default()
     };

@@ -7,6 +7,11 @@ use chrono::{DateTime, FixedOffset, TimeZone, Utc};
 
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> DateTime<Utc>;
+
+    /// The sandbox's simulated clock, when this is one: what `/sandbox/clock` moves.
+    fn as_test_clock(&self) -> Option<&TestClock> {
+        None
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -35,6 +40,62 @@ impl OffsetClock {
 impl Clock for OffsetClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now() + chrono::Duration::milliseconds(self.offset_ms.load(Ordering::SeqCst))
+    }
+}
+
+/// Sandbox mode's simulated clock (issue 22), shared by the gateway and the embedded
+/// simulator: the real time plus an offset that only grows. It starts at the real time and
+/// moves only forward; nothing but the sandbox's `/sandbox/clock/advance` moves it, and a
+/// gateway outside sandbox mode refuses to be built with one.
+#[derive(Debug, Default)]
+pub struct TestClock {
+    offset_ms: AtomicI64,
+}
+
+/// A test clock asked to go back in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the test clock only moves forward: it is {now}, and {to} is before that")]
+pub struct Backwards {
+    pub now: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+impl TestClock {
+    /// How far ahead of the real time it is.
+    pub fn offset(&self) -> chrono::Duration {
+        chrono::Duration::milliseconds(self.offset_ms.load(Ordering::SeqCst))
+    }
+
+    /// Moves the clock to `to`, refused when `to` is before now.
+    pub fn advance_to(&self, to: DateTime<Utc>) -> Result<DateTime<Utc>, Backwards> {
+        let now = self.now();
+        if to < now {
+            return Err(Backwards { now, to });
+        }
+        self.reach(to);
+        Ok(self.now())
+    }
+
+    /// Moves the clock to `at` unless it is already past it (real time moves it on too): one
+    /// step of an advance, never backwards.
+    pub fn reach(&self, at: DateTime<Utc>) {
+        let ahead = at - Utc::now();
+        // Rounded up: never short of `at` by a fraction of a millisecond.
+        let mut offset = ahead.num_milliseconds();
+        if ahead > chrono::Duration::milliseconds(offset) {
+            offset += 1;
+        }
+        self.offset_ms.fetch_max(offset, Ordering::SeqCst);
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + self.offset()
+    }
+
+    fn as_test_clock(&self) -> Option<&TestClock> {
+        Some(self)
     }
 }
 
@@ -94,6 +155,28 @@ mod tests {
             1_764_400_000_000
         );
         assert_eq!(rfc3339_beijing_millis(i64::MIN), i64::MIN.to_string());
+    }
+
+    #[test]
+    fn a_test_clock_starts_now_and_moves_only_forward() {
+        let clock = TestClock::default();
+        let start = clock.now();
+        assert!(
+            (start - Utc::now()).num_seconds().abs() < 5,
+            "starts at the real time"
+        );
+        let later = start + chrono::Duration::days(31);
+        let moved = clock.advance_to(later).unwrap();
+        assert!(moved >= later && moved - later < chrono::Duration::seconds(5));
+        assert!(clock.offset() >= chrono::Duration::days(31) - chrono::Duration::seconds(5));
+        let back = clock.advance_to(start).unwrap_err();
+        assert_eq!(back.to, start);
+        assert!(clock.now() >= later, "a refused move changes nothing");
+        // A step to a time already passed is a no-op, never a step back.
+        clock.reach(start);
+        assert!(clock.now() >= later);
+        assert!(clock.as_test_clock().is_some());
+        assert!(SystemClock.as_test_clock().is_none());
     }
 
     #[test]

@@ -29,3 +29,5 @@ pub mod settlement;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+#[cfg(feature = "sandbox")]
+pub mod test_clock;

@@ -34,7 +34,17 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "composition",
         &[
-            "state", "api_keys", "app", "jobs", "api", "edge", "embedded", "keygen", "cli", "lib",
+            "state",
+            "api_keys",
+            "app",
+            "jobs",
+            "test_clock",
+            "api",
+            "edge",
+            "embedded",
+            "keygen",
+            "cli",
+            "lib",
             "main",
         ],
     ),

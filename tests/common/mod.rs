@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use paygate::app::{Application, Options, SandboxSetup};
-use paygate::clock::OffsetClock;
+use paygate::clock::{OffsetClock, TestClock};
 use paygate::config::{ApiKeyConfig, Config};
 use paygate_sandbox::Sandbox;
 use serde_json::{Value, json};
@@ -36,6 +36,10 @@ struct Variant {
     limits: Option<paygate::config::LimitsConfig>,
     checkout: Option<paygate::config::CheckoutConfig>,
     reconciliation: Option<paygate::config::ReconciliationConfig>,
+    /// Sandbox mode's test clock (issue 22) in place of the tests' offset clock.
+    test_clock: bool,
+    /// `[privacy] holidays`.
+    holidays: Vec<chrono::NaiveDate>,
 }
 
 /// The `[checkout] return_url` of [`TestApp::spawn_with_checkout`].
@@ -67,7 +71,10 @@ pub struct TestApp {
     pub url: String,
     pub http: reqwest::Client,
     pub sandbox: Sandbox,
+    /// The clock tests move directly; unused by a gateway on a test clock (`test_clock`).
     pub clock: Arc<OffsetClock>,
+    /// The sandbox's test clock, when the app runs on one ([`TestApp::spawn_with_test_clock`]).
+    pub test_clock: Option<Arc<TestClock>>,
     pub db: paygate::store::Db,
     pub jobs: paygate::jobs::Runner,
     /// The gateway's state, for use cases a test calls directly.
@@ -237,6 +244,25 @@ impl TestApp {
         Some(TestApp::spawn_at(&db_url, dir, Variant::with_checkout()).await)
     }
 
+    /// On sandbox mode's test clock, moved through `/sandbox/clock/advance`, with
+    /// `[privacy] holidays`.
+    pub async fn spawn_with_test_clock(
+        backend: Backend,
+        holidays: Vec<chrono::NaiveDate>,
+    ) -> Option<TestApp> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db_url = match backend {
+            Backend::Sqlite => format!("sqlite://{}", dir.path().join("paygate.db").display()),
+            Backend::Postgres => fresh_postgres_url().await?,
+        };
+        let variant = Variant {
+            test_clock: true,
+            holidays,
+            ..Variant::default()
+        };
+        Some(TestApp::spawn_at(&db_url, dir, variant).await)
+    }
+
     /// The gateway on `db_url` (a database made by the caller, e.g. reached through a proxy)
     /// with `limits`; the database is dropped with the app when it is a test PostgreSQL one.
     pub async fn spawn_on_url(
@@ -282,6 +308,7 @@ impl TestApp {
         if let Some(reconciliation) = variant.reconciliation {
             config.reconciliation = reconciliation;
         }
+        config.privacy.holidays = variant.holidays;
         if let Some(url) = variant.events_url {
             let secret = dir.path().join("events.key");
             std::fs::write(&secret, format!("{EVENTS_SECRET}\n")).expect("events secret");
@@ -314,6 +341,11 @@ impl TestApp {
             wechat_certificate_mode: variant.certificate_mode,
         };
         let clock = Arc::new(OffsetClock::default());
+        let test_clock = variant.test_clock.then(|| Arc::new(TestClock::default()));
+        let app_clock: paygate::clock::SharedClock = match &test_clock {
+            Some(test_clock) => test_clock.clone(),
+            None => clock.clone(),
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -321,7 +353,7 @@ impl TestApp {
             config,
             listener,
             Options {
-                clock: clock.clone(),
+                clock: app_clock,
                 sandbox: Some(setup),
                 scheduler: false,
             },
@@ -342,6 +374,7 @@ impl TestApp {
             http: reqwest::Client::new(),
             sandbox,
             clock,
+            test_clock,
             db,
             db_url: db_url.to_owned(),
             owns_database: !variant.sibling,

@@ -1,0 +1,462 @@
+//! Sandbox mode's test clock (issue 22, DESIGN.md §7): `GET /sandbox/clock`,
+//! `POST /sandbox/clock/advance` and the `Paygate-Test-Clock` header of every answer.
+//!
+//! The clock itself is [`crate::clock::TestClock`], the one clock of the gateway and the embedded
+//! simulator. Moving it runs the jobs that became due on the way, in time order, before the
+//! answer: each step sets the clock to the job's firing and runs that job's pass there
+//! ([`plan`]). Jobs that fire more often than daily (the minute, ten-minute and hourly ones)
+//! run at their last firing before each daily job (reconciliation at 10:30 Beijing, retention
+//! at 03:00 Beijing) and before the target: every pass takes all that is due by its time, so
+//! nothing is missed, and a month's advance is a few hundred passes, not tens of thousands.
+//! The reconciliation runs once a day, at 10:30 (the sandbox's bills are always ready; its
+//! hourly retries until 18:30 are for a bill that is not).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderValue;
+use axum::response::Response;
+use axum::routing::{get, post};
+use chrono::{DateTime, Duration, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::clock::{Clock, SharedClock, TestClock, rfc3339_beijing, to_millis};
+use crate::error::ApiError;
+use crate::jobs::{Job, Runner};
+use crate::state::AppState;
+
+/// The header every answer of a gateway on a test clock carries: its now, RFC 3339 +08:00.
+pub const HEADER: &str = "paygate-test-clock";
+
+/// The longest single advance; a longer one is refused (split it).
+pub const MAX_ADVANCE: Duration = Duration::days(366);
+
+#[derive(Clone)]
+struct Routes {
+    clock: SharedClock,
+    runner: Runner,
+    /// One advance at a time: two would interleave their steps.
+    advancing: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// The `/sandbox/clock` routes when `state`'s clock is a test clock; None otherwise (the
+/// routes are then not served: 404 like any unknown path).
+pub fn routes(state: &AppState) -> Option<Router> {
+    state.clock.as_test_clock()?;
+    let routes = Routes {
+        clock: state.clock.clone(),
+        runner: Runner::new(state.clone()),
+        advancing: Arc::default(),
+    };
+    Some(
+        Router::new()
+            .route("/sandbox/clock", get(show))
+            .route("/sandbox/clock/advance", post(advance))
+            .with_state(routes),
+    )
+}
+
+/// `router` with the [`HEADER`] on every answer when `clock` is a test clock; unchanged otherwise.
+pub fn stamped(router: Router, clock: &SharedClock) -> Router {
+    if clock.as_test_clock().is_none() {
+        return router;
+    }
+    router.layer(axum::middleware::map_response_with_state(
+        clock.clone(),
+        stamp,
+    ))
+}
+
+async fn stamp(State(clock): State<SharedClock>, mut response: Response) -> Response {
+    match HeaderValue::try_from(rfc3339_beijing(clock.now())) {
+        Ok(now) => {
+            response.headers_mut().insert(HEADER, now);
+        }
+        Err(e) => tracing::error!(error = %e, "the test clock's time is not a header value"),
+    }
+    response
+}
+
+fn test_clock(routes: &Routes) -> Result<&TestClock, ApiError> {
+    routes
+        .clock
+        .as_test_clock()
+        .ok_or_else(|| ApiError::NotFound("not_found", "no such route".into()))
+}
+
+fn clock_json(clock: &TestClock) -> Value {
+    json!({
+        "now": rfc3339_beijing(clock.now()),
+        "offset_seconds": clock.offset().num_seconds(),
+    })
+}
+
+/// `GET /sandbox/clock`.
+async fn show(State(routes): State<Routes>) -> Result<axum::Json<Value>, ApiError> {
+    Ok(axum::Json(clock_json(test_clock(&routes)?)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdvanceBody {
+    by: Option<String>,
+    to: Option<String>,
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::Unprocessable("invalid_advance", message.into())
+}
+
+/// `POST /sandbox/clock/advance {"by": "20m"}` or `{"to": "2026-12-08T10:31:00+08:00"}`.
+async fn advance(State(routes): State<Routes>, body: Bytes) -> Result<axum::Json<Value>, ApiError> {
+    let clock = test_clock(&routes)?;
+    let body: AdvanceBody = serde_json::from_slice(&body).map_err(|e| {
+        if e.is_data() {
+            invalid(format!("request body: {e}"))
+        } else {
+            ApiError::bad_request("invalid_json", format!("request body: {e}"))
+        }
+    })?;
+    let _one_at_a_time = routes.advancing.lock().await;
+    let from = clock.now();
+    let to = target(&body, from)?;
+    let ran = run_steps(&routes.runner, clock, plan(from, to)).await;
+    clock.reach(to);
+    let mut answer = clock_json(clock);
+    answer["ran"] = Value::Array(ran);
+    Ok(axum::Json(answer))
+}
+
+/// Where an advance goes: `by` after `from`, or `to`; after `from`, at most [`MAX_ADVANCE`].
+fn target(body: &AdvanceBody, from: DateTime<Utc>) -> Result<DateTime<Utc>, ApiError> {
+    let to = match (&body.by, &body.to) {
+        (Some(by), None) => {
+            let by = parse_by(by).ok_or_else(|| {
+                invalid(format!(
+                    "by: {by:?} is not a duration such as \"20m\", \"31d\", \"1d12h\" or \"PT15M\""
+                ))
+            })?;
+            if by <= Duration::zero() {
+                return Err(invalid("by: the clock moves forward by more than nothing"));
+            }
+            from.checked_add_signed(by)
+                .ok_or_else(|| invalid("by: too far"))?
+        }
+        (None, Some(to)) => DateTime::parse_from_rfc3339(to)
+            .map_err(|_| {
+                invalid(format!(
+                    "to: {to:?} is not an RFC 3339 time such as \"2026-12-08T10:31:00+08:00\""
+                ))
+            })?
+            .with_timezone(&Utc),
+        _ => return Err(invalid("give exactly one of \"by\" and \"to\"")),
+    };
+    if to < from {
+        return Err(ApiError::Unprocessable(
+            "clock_backwards",
+            format!(
+                "the test clock only moves forward: it is {}",
+                rfc3339_beijing(from)
+            ),
+        ));
+    }
+    if to - from > MAX_ADVANCE {
+        return Err(invalid("one advance goes at most 366 days; split it"));
+    }
+    Ok(to)
+}
+
+/// A duration: `20m`, `31d`, `1d12h` (units s, m, h, d, w) or ISO 8601 (`PT15M`, `P1DT2H`,
+/// `P2W`); whole numbers only.
+pub fn parse_by(text: &str) -> Option<Duration> {
+    let seconds = match text.strip_prefix('P') {
+        Some(iso) => iso_seconds(iso)?,
+        None => groups(text, |unit| match unit {
+            's' => Some(1),
+            'm' => Some(60),
+            'h' => Some(3_600),
+            'd' => Some(86_400),
+            'w' => Some(604_800),
+            _ => None,
+        })?,
+    };
+    Duration::try_seconds(seconds)
+}
+
+/// `P[nW][nD][T[nH][nM][nS]]` after its `P`.
+fn iso_seconds(text: &str) -> Option<i64> {
+    let (date, time) = match text.split_once('T') {
+        Some((date, time)) => (date, Some(time)),
+        None => (text, None),
+    };
+    let mut total: i64 = 0;
+    if !date.is_empty() {
+        total = groups(date, |unit| match unit {
+            'W' => Some(604_800),
+            'D' => Some(86_400),
+            _ => None,
+        })?;
+    } else if time.is_none() {
+        return None;
+    }
+    if let Some(time) = time {
+        let seconds = groups(time, |unit| match unit {
+            'H' => Some(3_600),
+            'M' => Some(60),
+            'S' => Some(1),
+            _ => None,
+        })?;
+        total = total.checked_add(seconds)?;
+    }
+    Some(total)
+}
+
+/// The sum of one or more `<digits><unit>` groups, in seconds.
+fn groups(text: &str, unit: impl Fn(char) -> Option<i64>) -> Option<i64> {
+    let (mut total, mut count, mut digits) = (0_i64, 0, String::new());
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let n: i64 = digits.parse().ok()?;
+        total = total.checked_add(n.checked_mul(unit(c)?)?)?;
+        digits.clear();
+        count += 1;
+    }
+    (digits.is_empty() && count > 0).then_some(total)
+}
+
+/// Where a job fires, as the test clock steps it: every `period` seconds, `phase` seconds into
+/// the period, counted in Beijing time or UTC. The same times as `jobs.rs`'s cron schedule.
+#[derive(Debug, Clone, Copy)]
+struct Grid {
+    job: Job,
+    period: i64,
+    phase: i64,
+    beijing: bool,
+}
+
+const fn grid(job: Job, period: i64, phase: i64, beijing: bool) -> Grid {
+    Grid {
+        job,
+        period,
+        phase,
+        beijing,
+    }
+}
+
+/// The jobs that fire more often than daily, in the order they fire within a minute.
+const FREQUENT: [Grid; 5] = [
+    grid(Job::ActiveQuery, 60, 0, false),
+    grid(Job::Refunds, 60, 15, false),
+    grid(Job::Expire, 60, 30, false),
+    grid(Job::Erasure, 600, 0, false),
+    grid(Job::EntitlementExpiry, 3_600, 300, false),
+];
+
+/// The daily jobs: the day's reconciliation (10:30 Beijing) and retention (03:00 Beijing).
+const DAILY: [Grid; 2] = [
+    grid(Job::Retention, 86_400, 3 * 3_600, true),
+    grid(Job::Reconciliation, 86_400, 10 * 3_600 + 30 * 60, true),
+];
+
+impl Grid {
+    /// Milliseconds a firing time is shifted by before counting periods.
+    fn shift(self) -> i64 {
+        (if self.beijing { 8 * 3_600 } else { 0 } - self.phase) * 1_000
+    }
+
+    /// The latest firing in (`after`, `until`].
+    fn last_in(self, after: DateTime<Utc>, until: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let period = self.period * 1_000;
+        let k = (to_millis(until) + self.shift()).div_euclid(period);
+        let at = crate::clock::from_millis(k * period - self.shift()).ok()?;
+        (at > after).then_some(at)
+    }
+
+    /// Every firing in (`after`, `until`], in order.
+    fn all_in(self, after: DateTime<Utc>, until: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+        let period = self.period * 1_000;
+        let mut k = (to_millis(after) + self.shift()).div_euclid(period) + 1;
+        let mut out = Vec::new();
+        while let Ok(at) = crate::clock::from_millis(k * period - self.shift()) {
+            if at > until {
+                break;
+            }
+            out.push(at);
+            k += 1;
+        }
+        out
+    }
+}
+
+/// One pass the advance runs: `job` with the clock at `at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    pub at: DateTime<Utc>,
+    pub job: Job,
+}
+
+/// The passes of an advance from `from` to `to`, in time order: each daily firing on the way,
+/// each preceded by the last firing of every frequent job since the previous one, and the last
+/// firing of every frequent job before `to`.
+pub fn plan(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Step> {
+    let mut daily: Vec<Step> = DAILY
+        .iter()
+        .flat_map(|g| {
+            let job = g.job;
+            g.all_in(from, to)
+                .into_iter()
+                .map(move |at| Step { at, job })
+        })
+        .collect();
+    daily.sort_by_key(|s| s.at);
+    let mut steps = Vec::new();
+    let mut since = from;
+    let milestones = daily.into_iter().map(Some).chain([None]);
+    for milestone in milestones {
+        let until = milestone.map_or(to, |s| s.at);
+        let mut frequent: Vec<Step> = FREQUENT
+            .iter()
+            .filter_map(|g| g.last_in(since, until).map(|at| Step { at, job: g.job }))
+            .collect();
+        frequent.sort_by_key(|s| s.at);
+        steps.extend(frequent);
+        steps.extend(milestone);
+        since = until;
+    }
+    steps
+}
+
+/// Runs each step with the clock moved to it; what each pass did, or its error.
+async fn run_steps(runner: &Runner, clock: &TestClock, steps: Vec<Step>) -> Vec<Value> {
+    let mut ran = Vec::with_capacity(steps.len());
+    for step in steps {
+        clock.reach(step.at);
+        let mut entry = json!({"job": step.job.name(), "at": rfc3339_beijing(step.at)});
+        match runner.run_once(step.job).await {
+            Ok(Value::Object(report)) => {
+                for (key, value) in report {
+                    entry[key] = value;
+                }
+            }
+            Ok(report) => entry["report"] = report,
+            Err(e) => {
+                tracing::error!(
+                    job = step.job.name(),
+                    error = format!("{e:#}"),
+                    "a job of a test clock advance failed"
+                );
+                entry["error"] = json!(format!("{e:#}"));
+            }
+        }
+        ran.push(entry);
+    }
+    ran
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn beijing(y: i32, m: u32, d: u32, h: u32, min: u32, s: u32) -> DateTime<Utc> {
+        crate::clock::beijing()
+            .with_ymd_and_hms(y, m, d, h, min, s)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn durations_are_read_in_both_forms_and_nothing_else() {
+        assert_eq!(parse_by("20m"), Some(Duration::minutes(20)));
+        assert_eq!(parse_by("31d"), Some(Duration::days(31)));
+        assert_eq!(parse_by("1d12h"), Some(Duration::hours(36)));
+        assert_eq!(parse_by("PT15M"), Some(Duration::minutes(15)));
+        assert_eq!(parse_by("P1DT2H"), Some(Duration::hours(26)));
+        assert_eq!(parse_by("P2W"), Some(Duration::weeks(2)));
+        for bad in [
+            "",
+            "20",
+            "m",
+            "20x",
+            "-5m",
+            "1.5h",
+            "P",
+            "PT",
+            "P1H",
+            "PT1D",
+            "20 m",
+            "99999999999999999999d",
+        ] {
+            assert_eq!(parse_by(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn an_advance_of_twenty_minutes_runs_each_minute_job_once_at_its_last_firing() {
+        let from = beijing(2026, 12, 7, 12, 0, 10);
+        let steps = plan(from, from + Duration::minutes(20));
+        let at = |job| steps.iter().find(|s| s.job == job).map(|s| s.at);
+        assert_eq!(at(Job::ActiveQuery), Some(beijing(2026, 12, 7, 12, 20, 0)));
+        assert_eq!(at(Job::Expire), Some(beijing(2026, 12, 7, 12, 19, 30)));
+        assert_eq!(at(Job::Erasure), Some(beijing(2026, 12, 7, 12, 20, 0)));
+        assert_eq!(
+            at(Job::EntitlementExpiry),
+            Some(beijing(2026, 12, 7, 12, 5, 0))
+        );
+        assert_eq!(at(Job::Reconciliation), None);
+        assert!(
+            steps.windows(2).all(|w| w[0].at <= w[1].at),
+            "in time order"
+        );
+    }
+
+    #[test]
+    fn each_day_passed_gets_its_retention_and_its_reconciliation_at_beijing_times() {
+        let from = beijing(2026, 12, 7, 12, 0, 0);
+        let to = beijing(2026, 12, 9, 10, 31, 0);
+        let steps = plan(from, to);
+        let daily: Vec<_> = steps
+            .iter()
+            .filter(|s| matches!(s.job, Job::Reconciliation | Job::Retention))
+            .map(|s| (s.job, s.at))
+            .collect();
+        assert_eq!(
+            daily,
+            vec![
+                (Job::Retention, beijing(2026, 12, 8, 3, 0, 0)),
+                (Job::Reconciliation, beijing(2026, 12, 8, 10, 30, 0)),
+                (Job::Retention, beijing(2026, 12, 9, 3, 0, 0)),
+                (Job::Reconciliation, beijing(2026, 12, 9, 10, 30, 0)),
+            ]
+        );
+        assert!(
+            steps.windows(2).all(|w| w[0].at <= w[1].at),
+            "in time order"
+        );
+        // The expiry runs before each daily job and once more at the end.
+        let expires = steps.iter().filter(|s| s.job == Job::Expire).count();
+        assert_eq!(expires, 5);
+        assert!(steps.iter().all(|s| s.at > from && s.at <= to));
+    }
+
+    #[test]
+    fn a_month_is_a_few_hundred_passes() {
+        let from = beijing(2026, 12, 7, 12, 0, 0);
+        let steps = plan(from, from + Duration::days(31));
+        assert!(steps.len() < 500, "{}", steps.len());
+        assert_eq!(
+            steps
+                .iter()
+                .filter(|s| s.job == Job::Reconciliation)
+                .count(),
+            31
+        );
+    }
+}

@@ -1,0 +1,427 @@
+//! Test clocks (issue 22): in sandbox mode one simulated clock, shared by the gateway and the
+//! embedded simulator, moved by `POST /sandbox/clock/advance`, which runs every job that came
+//! due on the way before it answers. Outside sandbox mode none of it exists.
+
+mod common;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc, Weekday};
+use common::{Backend, CHECKOUT_KEY, TestApp};
+use paygate::app::{Application, Options};
+use paygate::clock::{Clock, TestClock, beijing, rfc3339_beijing};
+use paygate::config::Config;
+use serde_json::{Value, json};
+
+/// Both backends: the PostgreSQL one only when a server is configured.
+macro_rules! on_both_backends_with_test_clock {
+    ($sqlite:ident, $postgres:ident, $body:path) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $sqlite() {
+            $body(
+                TestApp::spawn_with_test_clock(Backend::Sqlite, vec![])
+                    .await
+                    .unwrap(),
+            )
+            .await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $postgres() {
+            if let Some(app) = TestApp::spawn_with_test_clock(Backend::Postgres, vec![]).await {
+                $body(app).await;
+            }
+        }
+    };
+}
+
+async fn clock_app() -> TestApp {
+    TestApp::spawn_with_test_clock(Backend::Sqlite, vec![])
+        .await
+        .expect("sqlite always runs")
+}
+
+/// `POST /sandbox/clock/advance` with `body`: the status, the header, the answer.
+async fn advance_with(app: &TestApp, body: Value) -> (u16, Option<String>, Value) {
+    let res = app
+        .http
+        .post(format!("{}/sandbox/clock/advance", app.url))
+        .json(&body)
+        .send()
+        .await
+        .expect("advance");
+    let status = res.status().as_u16();
+    let header = res
+        .headers()
+        .get("Paygate-Test-Clock")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, header, res.json().await.expect("json"))
+}
+
+async fn advance(app: &TestApp, body: Value) -> Value {
+    let (status, _, answer) = advance_with(app, body).await;
+    assert_eq!(status, 200, "{answer}");
+    answer
+}
+
+fn now(app: &TestApp) -> DateTime<Utc> {
+    app.test_clock.as_ref().expect("a test clock").now()
+}
+
+/// The runs of `job` in an advance's answer.
+fn runs<'a>(answer: &'a Value, job: &str) -> Vec<&'a Value> {
+    answer["ran"]
+        .as_array()
+        .expect("ran")
+        .iter()
+        .filter(|r| r["job"] == job)
+        .collect()
+}
+
+fn order_no(order: &Value) -> String {
+    order["order_no"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clock_starts_now_answers_in_beijing_time_and_only_goes_forward() {
+    let app = clock_app().await;
+    let res = app
+        .http
+        .get(format!("{}/sandbox/clock", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let header = res.headers()["Paygate-Test-Clock"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(header.ends_with("+08:00"), "{header}");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["offset_seconds"], 0);
+    let shown = DateTime::parse_from_rfc3339(body["now"].as_str().unwrap()).unwrap();
+    assert!((shown.with_timezone(&Utc) - Utc::now()).num_seconds().abs() < 5);
+
+    // Every answer carries the header, the API's too.
+    let res = app
+        .http
+        .get(format!("{}/v1/plans", app.url))
+        .bearer_auth(CHECKOUT_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers().contains_key("Paygate-Test-Clock"));
+
+    let answer = advance(&app, json!({"by": "PT15M"})).await;
+    let offset = answer["offset_seconds"].as_i64().unwrap();
+    assert!((899..=901).contains(&offset), "{answer}");
+
+    // Backwards, both ways, and nonsense: 422 in the API's envelope; the clock stays.
+    let before = now(&app);
+    for bad in [
+        json!({"to": rfc3339_beijing(Utc::now())}),
+        json!({"by": "-5m"}),
+        json!({"by": "0m"}),
+        json!({"by": "soon"}),
+        json!({"by": "20m", "to": "2030-01-01T00:00:00+08:00"}),
+        json!({}),
+        json!({"to": "tomorrow"}),
+        json!({"by": 20}),
+        json!({"by": "400d"}),
+    ] {
+        let (status, header, body) = advance_with(&app, bad.clone()).await;
+        assert_eq!(status, 422, "{bad}: {body}");
+        assert!(body["error"]["code"].is_string(), "{body}");
+        assert!(header.is_some(), "errors carry the header too");
+    }
+    assert!(
+        now(&app) - before < Duration::seconds(5),
+        "nothing moved it"
+    );
+}
+
+/// An unpaid order: 20 minutes later the expiry job has closed it here and at the simulator,
+/// and a checkout page waiting on it since before is answered.
+async fn an_unpaid_order_closes_when_the_clock_passes_its_expiry(app: TestApp) {
+    let order = app
+        .create_order("emp_clock_expiry", "resume-download-50")
+        .await;
+    let no = order_no(&order);
+    let waiting = {
+        let (url, http, no) = (app.url.clone(), app.http.clone(), no.clone());
+        tokio::spawn(async move {
+            let res = http
+                .get(format!("{url}/v1/orders/{no}?wait=25"))
+                .bearer_auth(CHECKOUT_KEY)
+                .send()
+                .await
+                .expect("get");
+            res.json::<Value>().await.expect("json")
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    let answer = advance(&app, json!({"by": "20m"})).await;
+    let closed: u64 = runs(&answer, "expire")
+        .iter()
+        .map(|r| r["closed"].as_u64().unwrap())
+        .sum();
+    assert_eq!(closed, 1, "{answer}");
+    assert_eq!(app.order(&no).await["status"], "closed");
+    assert!(
+        matches!(app.sandbox.pay(&no), Err(paygate_sandbox::PayError::Closed)),
+        "closed at the simulator too"
+    );
+    let waited = tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+        .await
+        .expect("the waiting page is answered")
+        .unwrap();
+    assert_eq!(waited["status"], "closed", "{waited}");
+}
+
+on_both_backends_with_test_clock!(
+    an_unpaid_order_closes_on_sqlite,
+    an_unpaid_order_closes_on_postgres,
+    an_unpaid_order_closes_when_the_clock_passes_its_expiry
+);
+
+/// A 30-day plan, 31 days later: access refused, the entitlement `expired`,
+/// `entitlement.expired` in the feed.
+async fn a_thirty_day_plan_runs_out_after_thirty_one_days(app: TestApp) {
+    let order = app.create_order("emp_clock_plan", "resume-view-30d").await;
+    let no = order_no(&order);
+    app.pay(&no).await;
+    app.wait_for_status(&no, "paid").await;
+    let (status, _) = app.access("emp_clock_plan", "r1", "view").await;
+    assert_eq!(status, 200);
+
+    let answer = advance(&app, json!({"by": "31d"})).await;
+    let expired: u64 = runs(&answer, "entitlement_expiry")
+        .iter()
+        .map(|r| r["expired"].as_u64().unwrap())
+        .sum();
+    assert_eq!(expired, 1, "one expiry run expired it");
+    assert_eq!(runs(&answer, "reconciliation").len(), 31);
+    let (status, body) = app.access("emp_clock_plan", "r2", "view").await;
+    assert_eq!(status, 403, "{body}");
+    // What the API answers for an entitlement run out (it has no code of its own).
+    assert_eq!(body["error"]["code"], "no_entitlement", "{body}");
+    let list = app.entitlements("emp_clock_plan").await;
+    assert_eq!(list["entitlements"][0]["status"], "expired", "{list}");
+    assert_eq!(app.events_of(&no, "entitlement.expired").await.len(), 1);
+}
+
+on_both_backends_with_test_clock!(
+    a_thirty_day_plan_runs_out_on_sqlite,
+    a_thirty_day_plan_runs_out_on_postgres,
+    a_thirty_day_plan_runs_out_after_thirty_one_days
+);
+
+/// 10:31 Beijing the day after `t`.
+fn tomorrow_10_31(t: DateTime<Utc>) -> DateTime<Utc> {
+    let day = t.with_timezone(&beijing()).date_naive() + Duration::days(1);
+    beijing()
+        .from_local_datetime(&day.and_hms_opt(10, 31, 0).unwrap())
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+/// A payment the gateway never heard of (its notification dropped, the order closed here
+/// first): tomorrow's 10:30 reconciliation finds it in the bill and heals it.
+async fn tomorrows_reconciliation_heals_a_dropped_notification(app: TestApp) {
+    let order = app
+        .create_order("emp_clock_recon", "resume-download-50")
+        .await;
+    let no = order_no(&order);
+    let parsed = paygate::domain::OrderNo::parse(&no).unwrap();
+    app.set_faults(json!({"drop_notifications": 1.0})).await;
+    assert!(
+        paygate::lifecycle::close_locally(
+            &app.db,
+            &parsed,
+            paygate::lifecycle::CloseReason::Expired,
+            now(&app)
+        )
+        .await
+        .unwrap()
+    );
+    app.pay(&no).await;
+    assert_eq!(app.order(&no).await["status"], "closed");
+    let paid_on = now(&app).with_timezone(&beijing()).date_naive();
+
+    let to = tomorrow_10_31(now(&app));
+    let answer = advance(&app, json!({"to": rfc3339_beijing(to)})).await;
+    // Before 10:30 today's run for yesterday comes first; the day of the payment is the last.
+    let recon = runs(&answer, "reconciliation");
+    let recon: Vec<_> = recon
+        .iter()
+        .filter(|r| r["date"] == paid_on.to_string())
+        .collect();
+    assert_eq!(recon.len(), 1, "{answer}");
+    assert!(
+        recon[0]["completed"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("wechatpay")),
+        "{answer}"
+    );
+
+    let list = app
+        .http
+        .get(format!("{}/v1/reconciliations?provider=wechatpay", app.url))
+        .bearer_auth(common::FINANCE_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let run = list["reconciliations"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .find(|r| r["date"] == paid_on.to_string())
+        .unwrap_or_else(|| panic!("the run for {paid_on}: {list}"));
+    assert_eq!(run["summary"]["healed"], 1, "{run}");
+    let order = app.order(&no).await;
+    assert_eq!(order["status"], "paid", "{order}");
+    assert_eq!(order["payment_record"]["source"], "reconciliation");
+}
+
+on_both_backends_with_test_clock!(
+    tomorrows_reconciliation_heals_on_sqlite,
+    tomorrows_reconciliation_heals_on_postgres,
+    tomorrows_reconciliation_heals_a_dropped_notification
+);
+
+/// The next Friday (Beijing) at 16:00, strictly after `t`.
+fn next_friday_afternoon(t: DateTime<Utc>) -> DateTime<Utc> {
+    let mut day = t.with_timezone(&beijing()).date_naive() + Duration::days(1);
+    while day.weekday() != Weekday::Fri {
+        day += Duration::days(1);
+    }
+    beijing()
+        .from_local_datetime(&day.and_hms_opt(16, 0, 0).unwrap())
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+/// An erasure requested on a Friday, with the Monday a holiday: due on Wednesday; advancing
+/// over the weekend to the due day finds it carried out before `due_by`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erasure_requested_on_a_friday_is_done_by_its_due_day() {
+    let start = next_friday_afternoon(Utc::now());
+    let friday = start.with_timezone(&beijing()).date_naive();
+    let monday: NaiveDate = friday + Duration::days(3);
+    let app = TestApp::spawn_with_test_clock(Backend::Sqlite, vec![monday])
+        .await
+        .unwrap();
+    advance(&app, json!({"to": rfc3339_beijing(start)})).await;
+    let (status, body) = app
+        .request_erasure("emp_clock_erase", "clock-erase-1")
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let due_by = DateTime::parse_from_rfc3339(body["due_by"].as_str().unwrap()).unwrap();
+    let wednesday = friday + Duration::days(5);
+    assert_eq!(
+        due_by.date_naive(),
+        wednesday,
+        "two working days: Tuesday, Wednesday"
+    );
+
+    let due_day = beijing()
+        .from_local_datetime(&wednesday.and_hms_opt(9, 0, 0).unwrap())
+        .unwrap();
+    let answer = advance(&app, json!({"to": due_day.to_rfc3339()})).await;
+    let completed: u64 = runs(&answer, "erasure")
+        .iter()
+        .map(|r| r["completed"].as_u64().unwrap())
+        .sum();
+    assert_eq!(completed, 1, "{answer}");
+    let erasure = app.erasure(body["erasure_id"].as_str().unwrap()).await;
+    assert_eq!(erasure["status"], "completed", "{erasure}");
+    let completed_at =
+        DateTime::parse_from_rfc3339(erasure["completed_at"].as_str().unwrap()).unwrap();
+    assert!(completed_at < due_by, "{erasure}");
+    assert!(
+        completed_at.with_timezone(&Utc) >= start,
+        "carried out on the test clock's time: {erasure}"
+    );
+}
+
+/// A production gateway (no `--sandbox`): no `/sandbox/clock` route, no header, and it refuses
+/// to run on a test clock at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_sandbox_mode_there_is_no_test_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}", dir.path().join("paygate.db").display());
+    let config = || {
+        let mut config =
+            Config::from_toml_with_env("", Vec::new(), dir.path().to_owned()).expect("config");
+        config.database.url = db_url.clone();
+        config
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let refused = Application::build(
+        config(),
+        listener,
+        Options {
+            clock: Arc::new(TestClock::default()),
+            scheduler: false,
+            ..Options::default()
+        },
+    )
+    .await;
+    assert!(refused.is_err(), "a test clock outside sandbox mode");
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = Application::build(
+        config(),
+        listener,
+        Options {
+            scheduler: false,
+            ..Options::default()
+        },
+    )
+    .await
+    .expect("production build");
+    assert!(
+        app.state().clock.as_test_clock().is_none(),
+        "the system's clock"
+    );
+    let url = app.public_url().to_owned();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+    let http = reqwest::Client::new();
+    let requests = [
+        http.get(format!("{url}/sandbox/clock")),
+        http.post(format!("{url}/sandbox/clock/advance"))
+            .json(&json!({"by": "20m"})),
+        http.post(format!("{url}/sandbox/clock/advance"))
+            .json(&json!({"to": "2030-01-01T00:00:00+08:00"})),
+        http.get(format!("{url}/sandbox/clock/advance")),
+    ];
+    for request in requests {
+        let res = request.send().await.unwrap();
+        assert_eq!(res.status(), 404);
+        assert!(!res.headers().contains_key("Paygate-Test-Clock"));
+    }
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
+
+/// The tests' own sandbox app on its offset clock (sandbox mode, no test clock): no routes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sandbox_without_a_test_clock_serves_no_clock_routes() {
+    let app = TestApp::spawn().await;
+    let res = app
+        .http
+        .get(format!("{}/sandbox/clock", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    assert!(!res.headers().contains_key("Paygate-Test-Clock"));
+}
