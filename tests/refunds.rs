@@ -26,31 +26,6 @@ async fn entitlement(app: &TestApp, employer: &str, order_no: &str) -> Value {
         .unwrap_or_else(|| panic!("no entitlement of {order_no}: {list}"))
 }
 
-/// How many refund creates reached the provider for `order_no`.
-fn refund_requests(app: &TestApp, order_no: &str) -> usize {
-    let wechat = app
-        .sandbox
-        .wechat_requests()
-        .into_iter()
-        .filter(|r| r.method == "POST" && r.path.starts_with("/v3/refund/domestic/refunds"))
-        .filter(|r| r.body.contains(order_no))
-        .count();
-    let alipay = app
-        .sandbox
-        .alipay_requests()
-        .into_iter()
-        .filter(|params| {
-            params
-                .iter()
-                .any(|(k, v)| k == "method" && v == "alipay.trade.refund")
-                && params
-                    .iter()
-                    .any(|(k, v)| k == "biz_content" && v.contains(order_no))
-        })
-        .count();
-    wechat + alipay
-}
-
 /// A partial refund reduces the quota in proportion (never below what was used), a second one
 /// for the rest revokes, and the résumé service is refused at once.
 async fn partial_then_full_refund(app: TestApp, provider: &str) {
@@ -105,7 +80,7 @@ async fn partial_then_full_refund(app: TestApp, provider: &str) {
     assert_eq!(revoked[0]["data"]["reason"], "refunded");
     assert_eq!(app.events_of(&order_no, "refund.succeeded").await.len(), 2);
     // Once at the provider each, whatever the notifications added.
-    assert_eq!(refund_requests(&app, &order_no), 2);
+    assert_eq!(app.refund_requests(&order_no), 2);
     // Nothing is left to refund.
     let (status, body) = app
         .post_refund(
@@ -204,7 +179,7 @@ async fn concurrent_refunds_never_exceed_the_payment(app: TestApp) {
     let ids: std::collections::HashSet<_> =
         created.iter().map(|b| b["refund_id"].clone()).collect();
     assert_eq!(ids.len(), 1, "one refund for one key: {ids:?}");
-    assert_eq!(refund_requests(&app, &order_no), 1);
+    assert_eq!(app.refund_requests(&order_no), 1);
 
     // 189.00 left: nine refunds of 20.00 fit.
     let answers = race_all((0..20).map(|i| {
@@ -229,7 +204,7 @@ async fn concurrent_refunds_never_exceed_the_payment(app: TestApp) {
         .filter(|(s, b)| *s == 422 && b["error"]["code"] == "refund_amount_invalid")
         .count();
     assert_eq!((ok, refused), (9, 11), "{answers:?}");
-    assert_eq!(refund_requests(&app, &order_no), 10);
+    assert_eq!(app.refund_requests(&order_no), 10);
     let sum: i64 = app
         .count(
             "SELECT CAST(SUM(amount_fen) AS BIGINT) FROM refund WHERE order_no = $1",
@@ -350,7 +325,7 @@ async fn a_portal_refund_of_a_paid_order_is_recorded_and_followed(app: TestApp, 
     );
     assert_eq!(app.access(EMPLOYER, "r-9", "download").await.0, 403);
     assert_eq!(
-        refund_requests(&app, &order_no),
+        app.refund_requests(&order_no),
         0,
         "paygate asked for nothing"
     );
@@ -538,7 +513,7 @@ async fn a_refund_whose_answer_timed_out_is_settled_by_the_job_not_resent(
         "succeeded"
     );
     assert_eq!(app.order(&order_no).await["status"], "refunded");
-    assert_eq!(refund_requests(&app, &order_no), 1, "sent once");
+    assert_eq!(app.refund_requests(&order_no), 1, "sent once");
     assert_eq!(
         entitlement(&app, EMPLOYER, &order_no).await["status"],
         "revoked"
@@ -830,7 +805,7 @@ async fn refusals_use_the_error_envelope_and_write_nothing() {
             .await,
         0
     );
-    assert_eq!(refund_requests(&app, &order_no), 0);
+    assert_eq!(app.refund_requests(&order_no), 0);
 
     // The same key with another body.
     let first = app
@@ -848,7 +823,7 @@ async fn refusals_use_the_error_envelope_and_write_nothing() {
         (status, body["error"]["code"].clone()),
         (422, json!("idempotency_key_reused"))
     );
-    assert_eq!(refund_requests(&app, &order_no), 1);
+    assert_eq!(app.refund_requests(&order_no), 1);
     // A refund read: unknown ids and another order's refund are 404.
     let res = app
         .http
@@ -955,5 +930,5 @@ platform_public_keys = [{{ id = "{key_id}", file = "platform.pem" }}]
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(refund_requests(&app, &order_no), 1);
+    assert_eq!(app.refund_requests(&order_no), 1);
 }

@@ -100,31 +100,6 @@ async fn assert_wait_answered(wait: JoinHandle<Value>) {
     assert_ne!(answer["status"], "pending", "{answer}");
 }
 
-/// How many refund requests for `order_no` reached the sandbox (WeChat or Alipay).
-fn refund_requests(app: &TestApp, order_no: &str) -> usize {
-    let wechat = app
-        .sandbox
-        .wechat_requests()
-        .into_iter()
-        .filter(|r| r.method == "POST" && r.path.starts_with("/v3/refund/domestic/refunds"))
-        .filter(|r| r.body.contains(order_no))
-        .count();
-    let alipay = app
-        .sandbox
-        .alipay_requests()
-        .into_iter()
-        .filter(|params| {
-            params
-                .iter()
-                .any(|(k, v)| k == "method" && v == "alipay.trade.refund")
-                && params
-                    .iter()
-                    .any(|(k, v)| k == "biz_content" && v.contains(order_no))
-        })
-        .count();
-    wechat + alipay
-}
-
 /// The `account_deleted` refunds of `order_no`: (amount in fen, origin).
 async fn account_deleted_refunds(app: &TestApp, order_no: &str) -> Vec<(i64, String)> {
     sqlx::query_as(
@@ -144,7 +119,7 @@ async fn assert_refunded_at_once(app: &TestApp, order_no: &str, amount: i64) {
         vec![(amount, "paygate".to_owned())]
     );
     assert_eq!(
-        refund_requests(app, order_no),
+        app.refund_requests(order_no),
         1,
         "the refund reached the provider"
     );
@@ -167,7 +142,7 @@ async fn assert_refunded_soon(app: &TestApp, order_no: &str, amount: i64) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     // The refund is written before the provider is asked: wait for both.
     while account_deleted_refunds(app, order_no).await.is_empty()
-        || refund_requests(app, order_no) == 0
+        || app.refund_requests(order_no) == 0
     {
         assert!(
             tokio::time::Instant::now() < deadline,

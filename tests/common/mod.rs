@@ -156,6 +156,31 @@ impl Drop for TestApp {
 }
 
 impl TestApp {
+    /// How many refund requests for `order_no` reached the sandbox (WeChat or Alipay).
+    pub fn refund_requests(&self, order_no: &str) -> usize {
+        let wechat = self
+            .sandbox
+            .wechat_requests()
+            .into_iter()
+            .filter(|r| r.method == "POST" && r.path.starts_with("/v3/refund/domestic/refunds"))
+            .filter(|r| r.body.contains(order_no))
+            .count();
+        let alipay = self
+            .sandbox
+            .alipay_requests()
+            .into_iter()
+            .filter(|params| {
+                params
+                    .iter()
+                    .any(|(k, v)| k == "method" && v == "alipay.trade.refund")
+                    && params
+                        .iter()
+                        .any(|(k, v)| k == "biz_content" && v.contains(order_no))
+            })
+            .count();
+        wechat + alipay
+    }
+
     pub async fn spawn() -> TestApp {
         TestApp::spawn_on(Backend::Sqlite)
             .await
