@@ -131,6 +131,31 @@ impl Job {
         }
     }
 
+    /// Every time [`Job::schedule`] fires in (`after`, `until`], in order: the same expression
+    /// and time zone the scheduler runs, read by the same cron reader (the test clock's
+    /// advance walks these). Nothing for the push loop.
+    pub fn firings(self, after: DateTime<Utc>, until: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+        let Some(schedule) = self.schedule() else {
+            return Vec::new();
+        };
+        let cron = croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Required)
+            .build()
+            .parse(schedule)
+            .expect("every schedule of Job::schedule parses");
+        // Firings fall on whole seconds; the reader keeps a start's fraction, so drop it.
+        let after = chrono::SubsecRound::trunc_subsecs(after, 0);
+        cron.iter_after(after.with_timezone(&self.timezone()))
+            .map(|at| at.with_timezone(&Utc))
+            .take_while(|at| *at <= until)
+            .collect()
+    }
+
+    /// The latest firing in (`after`, `until`]: found within the last period before `until`.
+    pub fn last_firing(self, after: DateTime<Utc>, until: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.firings(after.max(until - self.period()), until).pop()
+    }
+
     /// The slot a run fired at `at` belongs to: the nearest period boundary, so instances whose
     /// clocks differ by less than half a period agree on it.
     pub fn slot_of(self, at: DateTime<Utc>) -> i64 {
@@ -599,6 +624,29 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
+
+    #[test]
+    fn firings_are_the_schedules_own_in_their_time_zone() {
+        let at = |h, m, sec| {
+            chrono::TimeZone::with_ymd_and_hms(&crate::clock::beijing(), 2026, 12, 8, h, m, sec)
+                .unwrap()
+                .with_timezone(&Utc)
+        };
+        let day = Job::Reconciliation.firings(at(0, 0, 0), at(23, 59, 59));
+        assert_eq!(day.len(), 9, "10:30 to 18:30 Beijing: {day:?}");
+        assert_eq!((day[0], day[8]), (at(10, 30, 0), at(18, 30, 0)));
+        assert_eq!(
+            Job::Expire.firings(at(9, 0, 0), at(9, 2, 0)),
+            [at(9, 0, 30), at(9, 1, 30)]
+        );
+        // The last firing lies within a period of the end; none when it is not after `after`.
+        assert_eq!(
+            Job::EntitlementExpiry.last_firing(at(0, 0, 0), at(9, 4, 59)),
+            Some(at(8, 5, 0))
+        );
+        assert_eq!(Job::Erasure.last_firing(at(9, 0, 0), at(9, 9, 59)), None);
+        assert!(Job::Events.firings(at(0, 0, 0), at(23, 0, 0)).is_empty());
+    }
 
     #[test]
     fn instances_whose_clocks_differ_by_under_half_a_period_agree_on_the_slot() {

@@ -23,7 +23,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::clock::{Clock, SharedClock, TestClock, rfc3339_beijing, to_millis};
+use crate::clock::{Clock, SharedClock, TestClock, rfc3339_beijing};
 use crate::error::ApiError;
 use crate::jobs::{Job, Runner};
 use crate::state::AppState;
@@ -230,68 +230,40 @@ fn groups(text: &str, unit: impl Fn(char) -> Option<i64>) -> Option<i64> {
     (digits.is_empty() && count > 0).then_some(total)
 }
 
-/// Where a job fires, as the test clock steps it: every `period` seconds, `phase` seconds into
-/// the period, counted in Beijing time or UTC. The same times as `jobs.rs`'s cron schedule.
-#[derive(Debug, Clone, Copy)]
-struct Grid {
-    job: Job,
-    period: i64,
-    phase: i64,
-    beijing: bool,
-}
-
-const fn grid(job: Job, period: i64, phase: i64, beijing: bool) -> Grid {
-    Grid {
-        job,
-        period,
-        phase,
-        beijing,
-    }
-}
-
-/// The jobs that fire more often than daily, in the order they fire within a minute.
-const FREQUENT: [Grid; 5] = [
-    grid(Job::ActiveQuery, 60, 0, false),
-    grid(Job::Refunds, 60, 15, false),
-    grid(Job::Expire, 60, 30, false),
-    grid(Job::Erasure, 600, 0, false),
-    grid(Job::EntitlementExpiry, 3_600, 300, false),
+/// The jobs that fire more often than daily: before each daily firing and at the target, each
+/// runs once, at its last firing since the previous step (a pass takes everything due by then).
+const FREQUENT: [Job; 5] = [
+    Job::ActiveQuery,
+    Job::Refunds,
+    Job::Expire,
+    Job::Erasure,
+    Job::EntitlementExpiry,
 ];
 
-/// The daily jobs: the day's reconciliation (10:30 Beijing) and retention (03:00 Beijing).
-const DAILY: [Grid; 2] = [
-    grid(Job::Retention, 86_400, 3 * 3_600, true),
-    grid(Job::Reconciliation, 86_400, 10 * 3_600 + 30 * 60, true),
-];
+/// The daily jobs, each at its first firing of the Beijing day (retention at 03:00, the day's
+/// reconciliation at 10:30; its hourly retries find the day reconciled, as the sandbox's bills
+/// are always ready, and are not run).
+const DAILY: [Job; 2] = [Job::Retention, Job::Reconciliation];
 
-impl Grid {
-    /// Milliseconds a firing time is shifted by before counting periods.
-    fn shift(self) -> i64 {
-        (if self.beijing { 8 * 3_600 } else { 0 } - self.phase) * 1_000
-    }
-
-    /// The latest firing in (`after`, `until`].
-    fn last_in(self, after: DateTime<Utc>, until: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let period = self.period * 1_000;
-        let k = (to_millis(until) + self.shift()).div_euclid(period);
-        let at = crate::clock::from_millis(k * period - self.shift()).ok()?;
-        (at > after).then_some(at)
-    }
-
-    /// Every firing in (`after`, `until`], in order.
-    fn all_in(self, after: DateTime<Utc>, until: DateTime<Utc>) -> Vec<DateTime<Utc>> {
-        let period = self.period * 1_000;
-        let mut k = (to_millis(after) + self.shift()).div_euclid(period) + 1;
-        let mut out = Vec::new();
-        while let Ok(at) = crate::clock::from_millis(k * period - self.shift()) {
-            if at > until {
-                break;
-            }
-            out.push(at);
-            k += 1;
+/// The first firing of each Beijing day of `job`, those in (`from`, `to`]: a day's first firing
+/// before `from` leaves that day's later ones (retries) out too.
+fn daily_firings(job: Job, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Step> {
+    let day_of = |at: DateTime<Utc>| at.with_timezone(&crate::clock::beijing()).date_naive();
+    let day_start = day_of(from)
+        .and_hms_opt(0, 0, 0)
+        .and_then(|t| t.and_local_timezone(crate::clock::beijing()).single())
+        .map_or(from, |t| t.with_timezone(&Utc));
+    let mut firsts: Vec<DateTime<Utc>> = Vec::new();
+    for at in job.firings(day_start - Duration::milliseconds(1), to) {
+        if firsts.last().is_none_or(|&last| day_of(last) != day_of(at)) {
+            firsts.push(at);
         }
-        out
     }
+    firsts
+        .into_iter()
+        .filter(|&at| at > from)
+        .map(|at| Step { at, job })
+        .collect()
 }
 
 /// One pass the advance runs: `job` with the clock at `at`.
@@ -307,12 +279,7 @@ pub struct Step {
 pub fn plan(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Step> {
     let mut daily: Vec<Step> = DAILY
         .iter()
-        .flat_map(|g| {
-            let job = g.job;
-            g.all_in(from, to)
-                .into_iter()
-                .map(move |at| Step { at, job })
-        })
+        .flat_map(|&job| daily_firings(job, from, to))
         .collect();
     daily.sort_by_key(|s| s.at);
     let mut steps = Vec::new();
@@ -322,7 +289,7 @@ pub fn plan(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Step> {
         let until = milestone.map_or(to, |s| s.at);
         let mut frequent: Vec<Step> = FREQUENT
             .iter()
-            .filter_map(|g| g.last_in(since, until).map(|at| Step { at, job: g.job }))
+            .filter_map(|&job| job.last_firing(since, until).map(|at| Step { at, job }))
             .collect();
         frequent.sort_by_key(|s| s.at);
         steps.extend(frequent);
