@@ -241,7 +241,7 @@ async fn main() {
         let before = rss_now_kib();
         let started = Instant::now();
         let run =
-            paygate::reconcile::run_downloaded(state.reconcile(), provider, date, file, Utc::now())
+            paygate::reconcile::run_downloaded(state.reconcile(&paygate::domain::Actor::Cli), provider, date, file, Utc::now())
                 .await
                 .expect("reconciliation");
         let took = started.elapsed();

@@ -5,35 +5,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::ApiKeyConfig;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    Checkout,
-    Entitlements,
-    Finance,
-    /// Account deletions (erasure requests).
-    Privacy,
-}
-
-impl Scope {
-    pub fn parse(text: &str) -> Option<Scope> {
-        match text {
-            "checkout" => Some(Scope::Checkout),
-            "entitlements" => Some(Scope::Entitlements),
-            "finance" => Some(Scope::Finance),
-            "privacy" => Some(Scope::Privacy),
-            _ => None,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Scope::Checkout => "checkout",
-            Scope::Entitlements => "entitlements",
-            Scope::Finance => "finance",
-            Scope::Privacy => "privacy",
-        }
-    }
-}
+pub use crate::domain::Scope;
 
 #[derive(Debug, Clone)]
 pub struct ApiKey {

@@ -147,8 +147,10 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        #[cfg_attr(not(feature = "sandbox"), allow(unused_mut))]
         let mut router = crate::api::router(self.state.clone());
+        if let Some(console) = crate::console::router(&self.state, &self.public_url) {
+            router = router.merge(console);
+        }
         #[cfg(feature = "sandbox")]
         if let Some(sim) = &self.sandbox {
             router = router.merge(sim.router());

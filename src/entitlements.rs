@@ -220,6 +220,41 @@ pub async fn follow_refunds(
     Ok(changed)
 }
 
+/// What refunds totalling `refunded` of `paid` do to one entitlement (DESIGN.md §5, through
+/// [`left_after_refunds`]): the one decision the refund's settlement applies and the console's
+/// refund confirmation shows before anything is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterRefunds {
+    Revoke,
+    /// The quota (`None`: unlimited) and the end of validity it keeps, at least one smaller.
+    Reduce { quota: Option<i64>, until_ms: i64 },
+    Unchanged,
+}
+
+pub fn after_refunds(
+    row: &EntitlementRow,
+    grant: &Grant,
+    paid: Fen,
+    refunded: Fen,
+    now_ms: i64,
+) -> AfterRefunds {
+    let (from_ms, until_ms) = (to_millis(row.valid_from), to_millis(row.valid_until));
+    let Some((new_quota, new_until)) =
+        left_after_refunds(grant, from_ms, row.used, paid, refunded, now_ms)
+    else {
+        return AfterRefunds::Revoke;
+    };
+    let smaller_quota = matches!((row.quota, new_quota), (Some(q), Some(n)) if n < q);
+    let earlier = new_until < until_ms;
+    if !smaller_quota && !earlier {
+        return AfterRefunds::Unchanged;
+    }
+    AfterRefunds::Reduce {
+        quota: if smaller_quota { new_quota } else { row.quota },
+        until_ms: if earlier { new_until } else { until_ms },
+    }
+}
+
 /// One entitlement after its order's refunds: revoked, reduced, or (None) unchanged, audited.
 async fn follow_one(
     ex: &mut Exec<'_>,
@@ -230,24 +265,15 @@ async fn follow_one(
     now: DateTime<Utc>,
 ) -> Result<Option<RefundEffect>, sqlx::Error> {
     let now_ms = to_millis(now);
-    let (from_ms, until_ms) = (to_millis(row.valid_from), to_millis(row.valid_until));
-    let Some((new_quota, new_until)) =
-        left_after_refunds(grant, from_ms, row.used, paid, refunded, now_ms)
-    else {
-        revoke(ex, row, now_ms).await?;
-        return Ok(Some(RefundEffect::Revoked));
+    let (quota_after, until_ms) = match after_refunds(row, grant, paid, refunded, now_ms) {
+        AfterRefunds::Unchanged => return Ok(None),
+        AfterRefunds::Revoke => {
+            revoke(ex, row, now_ms).await?;
+            return Ok(Some(RefundEffect::Revoked));
+        }
+        AfterRefunds::Reduce { quota, until_ms } => (quota, until_ms),
     };
-    let smaller_quota = matches!((row.quota, new_quota), (Some(q), Some(n)) if n < q);
-    let earlier = new_until < until_ms;
-    if !smaller_quota && !earlier {
-        return Ok(None);
-    }
-    let quota_after = if smaller_quota { new_quota } else { row.quota };
-    let until_after = if earlier {
-        crate::store::time_of("valid_until", new_until)?
-    } else {
-        row.valid_until
-    };
+    let until_after = crate::store::time_of("valid_until", until_ms)?;
     rows::reduce(ex, &row.entitlement_id, quota_after, until_after, now_ms).await?;
     let delta = match (row.quota, quota_after) {
         (Some(before), Some(after)) => after - before,

@@ -30,7 +30,7 @@ use serde::Serialize;
 use tokio_cron_scheduler::{Job as CronJob, JobScheduler};
 
 use crate::clock::to_millis;
-use crate::domain::{OrderNo, ProviderId};
+use crate::domain::{Actor, OrderNo, ProviderId};
 use crate::lifecycle::{self, CloseReason, Closing};
 use crate::providers::{PaymentProvider, ProviderError};
 use crate::settlement::{self, Seen, SeenError};
@@ -401,7 +401,7 @@ pub async fn reconcile_yesterday(state: &AppState) -> anyhow::Result<ReconcilePa
             pass.already.push(id.as_str().into());
             continue;
         }
-        match crate::reconcile::run(state.reconcile(), id, date).await {
+        match crate::reconcile::run(state.reconcile(&Actor::Job("reconciliation")), id, date).await {
             Ok(_) => pass.completed.push(id.as_str().into()),
             Err(crate::reconcile::ReconcileError::Bill(crate::providers::BillError::NotReady)) => {
                 if now.hour() >= LAST_BILL_HOUR {

@@ -9,6 +9,8 @@ pub mod checkout;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod console;
+pub mod console_users;
 pub mod domain;
 pub mod edge;
 pub mod embedded;

@@ -189,6 +189,8 @@ pub async fn refund_if_erased(deps: &Deps<'_>, order_no: &OrderNo) -> bool {
         order_no,
         order.refundable(),
         Some(ACCOUNT_DELETED.to_owned()),
+        // The erasure's promise (DESIGN.md §5): whichever path learned of the payment.
+        &crate::domain::Actor::Job("erasure"),
         None,
         |_| String::new(),
     )

@@ -56,13 +56,15 @@ impl AppState {
         }
     }
 
-    /// What a reconciliation run uses (the API, the job and the CLI run it the same way).
-    pub fn reconcile(&self) -> crate::reconcile::Deps<'_> {
+    /// What a reconciliation run started by `actor` uses (the API, the console, the job and
+    /// the CLI run it the same way).
+    pub fn reconcile<'a>(&'a self, actor: &'a crate::domain::Actor) -> crate::reconcile::Deps<'a> {
         crate::reconcile::Deps {
             db: &self.db,
             providers: &self.providers,
             clock: self.clock.as_ref(),
             config: &self.config.reconciliation,
+            actor,
         }
     }
 

@@ -29,6 +29,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "reconcile",
             "privacy",
             "push",
+            "console_users",
         ],
     ),
     (
@@ -40,6 +41,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "jobs",
             "test_clock",
             "api",
+            "console",
             "edge",
             "embedded",
             "keygen",

@@ -322,7 +322,7 @@ async fn gzip_and_zip_bombs_are_refused(app: TestApp) {
     for (provider, bomb, bound) in cases {
         assert!(bomb.len() < 64 * 1024, "a bomb: {} bytes", bomb.len());
         let result = paygate::reconcile::run_downloaded(
-            state.reconcile(),
+            state.reconcile(&paygate::domain::Actor::Cli),
             provider,
             today(&app),
             file_of(&bomb),
@@ -563,7 +563,7 @@ async fn alipay_archives_named_in_gbk_or_utf8_reconcile(app: TestApp) {
             &encode(&detail_name)[..]
         );
         let run = paygate::reconcile::run_downloaded(
-            app.state.reconcile(),
+            app.state.reconcile(&paygate::domain::Actor::Cli),
             ProviderId::Alipay,
             today(&app),
             file_of(&zip),

@@ -47,15 +47,13 @@ pub async fn claim(
     route: &str,
     request: &serde_json::Value,
 ) -> Result<Claimed, ApiError> {
-    let fingerprint = serde_json::json!({"route": route, "request": request});
     // Orders hashed only the request before refunds existed; keep their fingerprint as it was
     // so stored claims still match.
-    let hashed = if route == "orders" {
-        request.to_string()
+    let request_hash = if route == "orders" {
+        hex::encode(Sha256::digest(request.to_string().as_bytes()))
     } else {
-        fingerprint.to_string()
+        idempotency::request_hash(route, request)
     };
-    let request_hash = hex::encode(Sha256::digest(hashed.as_bytes()));
     let now_ms = to_millis(state.clock.now());
     match idempotency::claim(
         &state.db,

@@ -67,7 +67,8 @@ pub async fn create(
         api_key_id: &caller.0.id,
         key: key.stored(),
     };
-    let recorded = privacy::request(&state.erasures(), &employer, Some(claim), |r| {
+    let actor = crate::domain::Actor::ApiKey(caller.0.id.clone());
+    let recorded = privacy::request(&state.erasures(), &employer, &actor, Some(claim), |r| {
         r.to_json().to_string()
     })
     .await;

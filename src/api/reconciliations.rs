@@ -13,7 +13,6 @@ use serde::Deserialize;
 use super::auth::{Caller, Scope};
 use crate::clock::rfc3339_beijing_millis;
 use crate::domain::ProviderId;
-use crate::domain::reconciliation::Discrepancy;
 use crate::error::ApiError;
 use crate::providers::BillError;
 use crate::reconcile::{self, ReconcileError};
@@ -52,6 +51,7 @@ pub fn run_json(run: &RunRow) -> serde_json::Value {
         "summary": run.summary,
         "started_at": rfc3339_beijing_millis(run.started_at),
         "finished_at": rfc3339_beijing_millis(run.finished_at),
+        "actor": run.actor,
     })
 }
 
@@ -93,7 +93,8 @@ pub async fn create(
     let req: RunRequest = super::json_body(&body)?;
     let provider = provider(&req.provider)?;
     let date = date(&req.date, "date")?;
-    let run = reconcile::run(state.reconcile(), provider, date)
+    let actor = crate::domain::Actor::ApiKey(caller.0.id.clone());
+    let run = reconcile::run(state.reconcile(&actor), provider, date)
         .await
         .map_err(reconcile_error)?;
     Ok((StatusCode::CREATED, Json(run_json(&run))).into_response())
@@ -137,50 +138,6 @@ pub async fn get(
     Ok(Json(run_json(&load(&state, &id).await?)))
 }
 
-/// `duplicate_bill_amount` (last, so the columns before it keep their places): for
-/// `duplicate_remote`, the amount of the row that repeats the transaction id; `bill_amount` is
-/// the first row's.
-const CSV_HEADER: &str = "class,kind,order_no,provider_transaction_id,refund_no,bill_amount,local_amount,bill_status,local_status,healed,note,duplicate_bill_amount\r\n";
-
-/// One CSV cell: quoted when it must be, and never read as a formula by a spreadsheet.
-fn cell(text: &str) -> String {
-    let guarded = if text.starts_with(['=', '+', '-', '@']) {
-        format!("'{text}")
-    } else {
-        text.to_owned()
-    };
-    if guarded.contains([',', '"', '\r', '\n']) {
-        format!("\"{}\"", guarded.replace('"', "\"\""))
-    } else {
-        guarded
-    }
-}
-
-/// An amount in yuan ("50.00"); an empty cell when the row has none.
-fn yuan(fen: Option<crate::domain::Fen>) -> String {
-    fen.map(|f| f.to_string()).unwrap_or_default()
-}
-
-fn csv_line(d: &Discrepancy) -> String {
-    let fields = [
-        d.class.as_str().to_owned(),
-        d.kind.as_str().to_owned(),
-        d.order_no.clone().unwrap_or_default(),
-        d.provider_txn_id.clone().unwrap_or_default(),
-        d.refund_no.clone().unwrap_or_default(),
-        yuan(d.bill_amount_fen),
-        yuan(d.local_amount_fen),
-        d.bill_status.clone().unwrap_or_default(),
-        d.local_status.clone().unwrap_or_default(),
-        if d.healed { "yes" } else { "no" }.to_owned(),
-        d.note.clone().unwrap_or_default(),
-        yuan(d.duplicate_amount_fen),
-    ];
-    let mut line = fields.iter().map(|f| cell(f)).collect::<Vec<_>>().join(",");
-    line.push_str("\r\n");
-    line
-}
-
 /// `GET /v1/reconciliations/{id}/discrepancies.csv`: UTF-8 with a BOM so Excel reads it as
 /// such, one row per discrepancy, streamed page by page; no payer data exists to put in it.
 pub async fn discrepancies_csv(
@@ -190,32 +147,11 @@ pub async fn discrepancies_csv(
 ) -> Result<Response, ApiError> {
     caller.require(Scope::Finance)?;
     let run = load(&state, &id).await?;
-    let head = futures_util::stream::once(async {
-        Ok::<Bytes, sqlx::Error>(Bytes::from(format!("\u{feff}{CSV_HEADER}")))
-    });
-    let pages = futures_util::stream::try_unfold(
-        (state, run.reconciliation_id, 0i64, false),
-        |(state, id, after, done)| async move {
-            if done {
-                return Ok(None);
-            }
-            let page = store::discrepancies(state.db.reader(), &id, after, 1000).await?;
-            let last = page.last().map(|(seq, _)| *seq);
-            let text: String = page.iter().map(|(_, d)| csv_line(d)).collect();
-            Ok(Some((
-                Bytes::from(text),
-                (
-                    state,
-                    id,
-                    last.unwrap_or(after),
-                    last.is_none() || page.len() < 1000,
-                ),
-            )))
-        },
-    );
-    use futures_util::StreamExt;
-    let body = Body::from_stream(head.chain(pages));
-    let filename = format!("reconciliation-{}-{}.csv", run.provider, run.bill_date);
+    let body = Body::from_stream(crate::reconcile::report_csv::stream(
+        state.db.clone(),
+        run.reconciliation_id.clone(),
+    ));
+    let filename = crate::reconcile::report_csv::filename(&run);
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
@@ -229,16 +165,3 @@ pub async fn discrepancies_csv(
         .into_response())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cells_are_quoted_and_never_formulas() {
-        assert_eq!(cell("plain"), "plain");
-        assert_eq!(cell("a,b"), "\"a,b\"");
-        assert_eq!(cell("say \"x\""), "\"say \"\"x\"\"\"");
-        assert_eq!(cell("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
-        assert_eq!(cell("-1"), "'-1");
-    }
-}

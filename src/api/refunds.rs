@@ -26,28 +26,14 @@ struct CreateRefund {
     reason: Option<String>,
 }
 
-/// WeChat's `reason` is string(80); Alipay's `refund_reason` is shorter in bytes, so the limit
-/// is in characters of the text the buyer sees.
-const REASON_MAX_CHARS: usize = 80;
-
 fn invalid_amount(message: impl Into<String>) -> ApiError {
     ApiError::Unprocessable("refund_amount_invalid", message.into())
 }
 
-/// A neutral, short, printable reason, or none.
+/// A neutral, short, printable reason, or none (`domain::reasons::refund_reason`).
 fn reason(text: Option<String>) -> Result<Option<String>, ApiError> {
-    let Some(text) = text else { return Ok(None) };
-    let invalid = |m: &str| ApiError::bad_request("invalid_reason", m);
-    if text.trim().is_empty() {
-        return Err(invalid("reason must not be empty"));
-    }
-    if text.chars().count() > REASON_MAX_CHARS {
-        return Err(invalid("reason is longer than 80 characters"));
-    }
-    if text.chars().any(char::is_control) {
-        return Err(invalid("reason must not contain control characters"));
-    }
-    Ok(Some(text))
+    crate::domain::reasons::refund_reason(text)
+        .map_err(|e| ApiError::bad_request("invalid_reason", e.to_string()))
 }
 
 /// One refund as the API shows it.
@@ -62,6 +48,7 @@ pub fn refund_json(r: &RefundRow) -> serde_json::Value {
         "reason": r.reason,
         "created_at": rfc3339_beijing_millis(r.created_at),
         "succeeded_at": r.succeeded_at.map(rfc3339_beijing_millis),
+        "actor": r.actor,
     });
     if let Some(failure) = &r.failure {
         v["failure"] = failure.clone().into();
@@ -95,7 +82,8 @@ pub async fn create(
         api_key_id: &caller.0.id,
         key: key.stored(),
     };
-    let started = refunds::start(&state.refunds(), &no, amount, reason, Some(claim), |r| {
+    let actor = crate::domain::Actor::ApiKey(caller.0.id.clone());
+    let started = refunds::start(&state.refunds(), &no, amount, reason, &actor, Some(claim), |r| {
         refund_json(r).to_string()
     })
     .await;

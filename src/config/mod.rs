@@ -14,9 +14,9 @@ mod validate;
 pub use error::ConfigError;
 pub use limits::LimitsConfig;
 pub use sections::{
-    AlipayConfig, ApiKeyConfig, CheckoutConfig, Config, DEFAULT_MAX_BILL_BYTES, DatabaseConfig,
+    AlipayConfig, ApiKeyConfig, CheckoutConfig, Config, ConsoleConfig, DEFAULT_MAX_BILL_BYTES, DatabaseConfig,
     EventsConfig, MAX_BILL_BYTES_RANGE, OrdersConfig, PlanConfig, PlatformKeyConfig, PrivacyConfig,
-    ReconciliationConfig, SCOPES, ServerConfig, WechatPayConfig,
+    ReconciliationConfig, SCOPES, SESSION_IDLE_MINUTES_RANGE, ServerConfig, WechatPayConfig,
 };
 
 #[cfg(test)]

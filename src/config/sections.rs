@@ -34,6 +34,8 @@ pub struct Config {
     pub checkout: CheckoutConfig,
     #[serde(default)]
     pub reconciliation: ReconciliationConfig,
+    #[serde(default)]
+    pub console: ConsoleConfig,
     /// The folder relative key-file paths are resolved against (the config file's folder).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -246,6 +248,27 @@ impl Default for ReconciliationConfig {
     fn default() -> Self {
         ReconciliationConfig {
             max_bill_bytes: DEFAULT_MAX_BILL_BYTES,
+        }
+    }
+}
+
+/// `[console]` (DESIGN.md §7 console): the finance and operations console at `/console`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    pub enabled: bool,
+    /// A session unused this long is over (8 hours by default; 5 to 1440).
+    pub session_idle_minutes: i64,
+}
+
+/// The range `session_idle_minutes` must fall in: 5 minutes to a day.
+pub const SESSION_IDLE_MINUTES_RANGE: std::ops::RangeInclusive<i64> = 5..=1440;
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            enabled: true,
+            session_idle_minutes: 480,
         }
     }
 }

@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use super::error::ConfigError;
 use super::sections::{
     AlipayConfig, ApiKeyConfig, CheckoutConfig, Config, DatabaseConfig, EventsConfig,
-    MAX_BILL_BYTES_RANGE, OrdersConfig, PrivacyConfig, ReconciliationConfig, SCOPES, ServerConfig,
+    MAX_BILL_BYTES_RANGE, OrdersConfig, PrivacyConfig, ReconciliationConfig, SCOPES,
+    SESSION_IDLE_MINUTES_RANGE, ServerConfig,
     WechatPayConfig,
 };
 
@@ -34,6 +35,9 @@ pub(super) fn validate(config: &Config) -> Checked {
     api_keys(&config.api_keys)?;
     config.limits.validate()?;
     reconciliation(&config.reconciliation)?;
+    if !SESSION_IDLE_MINUTES_RANGE.contains(&config.console.session_idle_minutes) {
+        return invalid("console.session_idle_minutes must be between 5 and 1440".into());
+    }
     privacy(&config.privacy)?;
     checkout(&config.checkout)?;
     config.catalog()?;

@@ -72,6 +72,9 @@ pub struct ErasureRow {
     pub requested_at: DateTime<Utc>,
     pub due_by: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
+    /// Who asked for it (`console:<name>`, `api_key:<id>`, `cli`); `None` for requests from
+    /// before actors were recorded.
+    pub actor: Option<super::Actor>,
 }
 
 impl ErasureRow {
@@ -82,6 +85,7 @@ impl ErasureRow {
             "status": self.status,
             "requested_at": rfc3339_beijing(self.requested_at),
             "due_by": rfc3339_beijing(self.due_by),
+            "actor": self.actor,
         });
         if let Some(at) = self.completed_at {
             v["completed_at"] = rfc3339_beijing(at).into();

@@ -175,6 +175,8 @@ pub enum ProviderId {
 }
 
 impl ProviderId {
+    pub const ALL: [ProviderId; 2] = [ProviderId::Wechatpay, ProviderId::Alipay];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderId::Wechatpay => "wechatpay",

@@ -1,5 +1,6 @@
 //! Domain types: money, identifiers, plans, and the states of orders and refunds. Parsed once at the edge, used everywhere.
 
+pub mod actor;
 pub mod bill;
 pub mod claim;
 pub mod date;
@@ -11,8 +12,11 @@ pub mod provider_missing;
 pub mod pseudonym;
 pub mod reasons;
 pub mod reconciliation;
+pub mod scope;
 pub mod status;
+pub mod totp;
 
+pub use actor::{Actor, ConsoleUserName};
 pub use claim::OwnedClaim;
 pub use date::{DateError, parse_date};
 pub use erasure::{ErasureId, ErasureRow, ErasureStatus};
@@ -21,4 +25,5 @@ pub use money::{Currency, Fen};
 pub use plans::{Action, Catalog, Grant, Plan};
 pub use provider_missing::ProviderMissing;
 pub use pseudonym::PseudonymKey;
+pub use scope::Scope;
 pub use status::{OrderStatus, RefundOrigin, RefundStatus};

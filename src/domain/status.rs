@@ -74,6 +74,12 @@ impl OrderStatus {
     }
 
     /// Money was taken: the states in which a refund may be asked for or reported.
+    /// Whether a new refund may be made of an order in this state (DESIGN.md §12): paid, in
+    /// full or what a refund left of it.
+    pub fn may_refund(self) -> bool {
+        matches!(self, OrderStatus::Paid | OrderStatus::PartiallyRefunded)
+    }
+
     pub fn is_settled(self) -> bool {
         matches!(
             self,

@@ -11,6 +11,8 @@ pub(crate) enum Audience {
     Alipay,
     /// The embedded simulator answers as the providers do; left alone.
     Sandbox,
+    /// The console's pages render their own errors, as pages.
+    Console,
 }
 
 impl Audience {
@@ -21,6 +23,8 @@ impl Audience {
             Audience::Alipay
         } else if path == "/sandbox" || path.starts_with("/sandbox/") {
             Audience::Sandbox
+        } else if path == "/console" || path.starts_with("/console/") {
+            Audience::Console
         } else {
             Audience::Api
         }

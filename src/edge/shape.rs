@@ -17,6 +17,14 @@ pub(super) fn is_json(response: &Response) -> bool {
         .is_some_and(|v| v.starts_with("application/json"))
 }
 
+pub(super) fn is_html(response: &Response) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"))
+}
+
 /// The readable part of an unshaped error body (axum's rejection texts are one short line);
 /// the status's reason otherwise.
 async fn message_of(status: StatusCode, body: Body) -> String {
@@ -50,6 +58,9 @@ pub async fn one_shape(request: Request, next: Next) -> Response {
     if audience != Audience::Alipay && is_json(&response) {
         return response;
     }
+    if audience == Audience::Console && is_html(&response) {
+        return response;
+    }
     let (mut parts, body) = response.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
     let body = match audience {
@@ -67,6 +78,19 @@ pub async fn one_shape(request: Request, next: Next) -> Response {
                 HeaderValue::from_static("application/json"),
             );
             Body::from(serde_json::json!({"code": "FAIL", "message": message}).to_string())
+        }
+        Audience::Console => {
+            // A layer's or axum's own refusal on a console route: a page, saying only its code.
+            parts.headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            Body::from(format!(
+                "<!DOCTYPE html><html lang=\"zh-CN\"><meta charset=\"utf-8\"><title>{}</title>\
+                 <p>请求未完成：<code>{}</code></p><p><a href=\"/console\">返回控制台</a></p></html>",
+                status.as_u16(),
+                code_of(status)
+            ))
         }
         Audience::Api | Audience::Sandbox => {
             let message = message_of(status, body).await;

@@ -237,7 +237,7 @@ impl<S> Wire<S> {
                 "application/json",
                 serde_json::json!({"code": "FAIL", "message": message}).to_string(),
             ),
-            Audience::Api => (
+            Audience::Api | Audience::Console => (
                 "application/json",
                 crate::error::envelope(code_of(status), message).to_string(),
             ),

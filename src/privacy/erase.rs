@@ -83,6 +83,9 @@ async fn erase_once(
     erasure_id: &ErasureId,
 ) -> Result<Erased, sqlx::Error> {
     close_pending(deps, employer).await?;
+    let actor = crate::store::erasures::get(deps.db.pool(), erasure_id)
+        .await?
+        .and_then(|r| r.actor);
     let pseudonym = key.pseudonym(employer);
     let now = deps.clock.now();
     let mut tx = deps.db.begin_write().await?;
@@ -98,7 +101,11 @@ async fn erase_once(
     erasures::complete_all_of(&mut tx, employer, now).await?;
     erased.first = erased_employers::record(&mut tx, &pseudonym, erasure_id, now).await?;
     if erased.first {
-        let data = serde_json::json!({"pseudonym": pseudonym, "erasure_id": erasure_id});
+        let data = serde_json::json!({
+            "pseudonym": pseudonym,
+            "erasure_id": erasure_id,
+            "actor": actor,
+        });
         events::append(&mut tx, "employer.erased", None, &data, to_millis(now)).await?;
     }
     tx.commit().await?;

@@ -37,6 +37,7 @@ pub fn pseudonym_of(
 pub async fn request(
     deps: &ErasureDeps<'_>,
     employer: &EmployerId,
+    actor: &crate::domain::Actor,
     claim: Option<OwnedClaim<'_>>,
     render: impl Fn(&ErasureRow) -> String,
 ) -> Result<ErasureRow, PrivacyError> {
@@ -49,6 +50,7 @@ pub async fn request(
         requested_at: now,
         due_by: workdays::due_by(now, &deps.config.holidays),
         completed_at: None,
+        actor: Some(actor.clone()),
     };
     let mut tx = deps.db.begin_write().await?;
     erasures::insert(&mut tx, &row, employer).await?;

@@ -16,6 +16,9 @@ pub struct Deps<'a> {
     pub clock: &'a dyn Clock,
     /// `[reconciliation]`: the bounds of a bill's download and reading.
     pub config: &'a ReconciliationConfig,
+    /// Who started the run (the scheduler, a person, a program): kept with the run and in its
+    /// `reconciliation.completed` event.
+    pub actor: &'a crate::domain::Actor,
 }
 
 impl<'a> Deps<'a> {

@@ -39,6 +39,7 @@ mod classify;
 mod deps;
 mod heal;
 mod read;
+pub mod report_csv;
 mod run;
 mod seen;
 mod summary;

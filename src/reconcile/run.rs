@@ -160,11 +160,13 @@ async fn complete(
         summary: serde_json::to_value(&summary).map_err(|e| sqlx::Error::Encode(e.into()))?,
         started_at: to_millis(started),
         finished_at: to_millis(deps.clock.now()),
+        actor: Some(deps.actor.clone()),
     };
     let data = serde_json::json!({
         "reconciliation_id": reconciliation_id,
         "provider": provider_id,
         "date": date.to_string(),
+        "actor": deps.actor,
         "summary": summary,
     });
     if let Err(e) = store::store_completed(deps.db, &run, &data).await {

@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use super::settle::{self, RefundOutcome, RefundReport, RefundSettleError};
 use crate::clock::{Clock, to_millis};
 use crate::domain::{
+    Actor,
     Fen, OrderNo, OrderStatus, OwnedClaim, ProviderMissing, RefundId, RefundOrigin, RefundStatus,
 };
 use crate::providers::{NewRefund, PaymentProvider, ProviderError, RefundState, Registry};
@@ -88,12 +89,13 @@ pub async fn start(
     order_no: &OrderNo,
     amount: Fen,
     reason: Option<String>,
+    actor: &Actor,
     claim: Option<OwnedClaim<'_>>,
     render: impl Fn(&RefundRow) -> String,
 ) -> Result<RefundRow, StartError> {
     let now = deps.clock.now();
     let mut tx = deps.db.begin_write().await?;
-    let held = hold(deps, &mut tx, order_no, amount, reason, now).await;
+    let held = hold(deps, &mut tx, order_no, (amount, reason, actor), now).await;
     let (order, provider, row) = match held {
         Ok(held) => held,
         Err(e) => {
@@ -130,8 +132,7 @@ async fn hold(
     deps: &Deps<'_>,
     tx: &mut crate::store::Tx,
     order_no: &OrderNo,
-    amount: Fen,
-    reason: Option<String>,
+    (amount, reason, actor): (Fen, Option<String>, &Actor),
     now: DateTime<Utc>,
 ) -> Result<(OrderRow, Arc<dyn PaymentProvider>, RefundRow), StartError> {
     let now_ms = to_millis(now);
@@ -145,10 +146,7 @@ async fn hold(
     {
         return Err(StartError::ReasonNotNeutral);
     }
-    if !matches!(
-        order.status,
-        OrderStatus::Paid | OrderStatus::PartiallyRefunded
-    ) {
+    if !order.status.may_refund() {
         return Err(StartError::NotRefundable(order.status));
     }
     let provider = deps
@@ -180,6 +178,7 @@ async fn hold(
         updated_at: now_ms,
         succeeded_at: None,
         failed_at: None,
+        actor: Some(actor.clone()),
     };
     Ok((order, provider, row))
 }

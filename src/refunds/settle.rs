@@ -186,6 +186,7 @@ async fn settle_in(
                 updated_at: now_ms,
                 succeeded_at: None,
                 failed_at: None,
+                actor: None,
             };
             refunds::insert(tx, &row).await?;
             row
@@ -279,6 +280,7 @@ async fn succeed(
         "order_no": refund.order_no,
         "amount": refund.amount,
         "origin": refund.origin,
+        "actor": refund.actor,
         "order_status": order_after.status,
         "refunded_total": order_after.refunded,
         "succeeded_at": rfc3339_beijing(at),
@@ -326,6 +328,7 @@ async fn fail(
         "order_no": refund.order_no,
         "amount": refund.amount,
         "origin": refund.origin,
+        "actor": refund.actor,
         "reason": failure.describe(),
     });
     events::append(

@@ -193,6 +193,13 @@ pub async fn of_employer(
     rows.iter().map(from_row).collect()
 }
 
+/// Every entitlement an order granted, by action (the console's order page).
+pub async fn of_order(db: &Db, order_no: &OrderNo) -> Result<Vec<EntitlementRow>, sqlx::Error> {
+    let sql = select_rows!("WHERE order_no = $1 ORDER BY action, entitlement_id");
+    db.lookup_all(sql, &[order_no.as_str().into()], |r| from_row(r))
+        .await
+}
+
 /// An active entitlement's quota and end set to `quota` and `valid_until` (a refund's
 /// reduction). False when it was no longer active.
 pub async fn reduce(

@@ -11,7 +11,8 @@ use super::sql::{opt_time_of, time_of};
 use crate::clock::to_millis as millis;
 use crate::domain::{EmployerId, ErasureId, ErasureRow, ErasureStatus};
 
-const COLUMNS: &str = "erasure_id, status, pseudonym, requested_at, due_by, completed_at";
+const COLUMNS: &str =
+    "erasure_id, status, pseudonym, requested_at, due_by, completed_at, actor";
 
 fn from_row(r: &impl super::Columns) -> Result<ErasureRow, sqlx::Error> {
     let text = |column: &'static str| r.column::<String>(column);
@@ -26,6 +27,10 @@ fn from_row(r: &impl super::Columns) -> Result<ErasureRow, sqlx::Error> {
         requested_at: time_of("requested_at", r.column("requested_at")?)?,
         due_by: time_of("due_by", r.column("due_by")?)?,
         completed_at: opt_time_of("completed_at", r.column("completed_at")?)?,
+        actor: r
+            .column::<Option<String>>("actor")?
+            .map(|a| super::sql::parsed("actor", &a, crate::domain::Actor::parse))
+            .transpose()?,
     })
 }
 
@@ -36,8 +41,9 @@ pub async fn insert(
     employer: &EmployerId,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO privacy_erasure (erasure_id, employer_id, pseudonym, status, requested_at, due_by)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO privacy_erasure (erasure_id, employer_id, pseudonym, status, requested_at,
+             due_by, actor)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(row.erasure_id.as_str())
     .bind(employer.as_str())
@@ -45,6 +51,7 @@ pub async fn insert(
     .bind(row.status.as_str())
     .bind(millis(row.requested_at))
     .bind(millis(row.due_by))
+    .bind(row.actor.as_ref().map(ToString::to_string))
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -128,4 +135,36 @@ pub async fn complete_all_of(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// The newest requests first, at most `limit` (the console's list).
+pub async fn recent(db: &super::Db, limit: i64) -> Result<Vec<ErasureRow>, sqlx::Error> {
+    db.lookup_all(
+        &format!(
+            "SELECT {COLUMNS} FROM privacy_erasure ORDER BY requested_at DESC, erasure_id DESC
+             LIMIT $1"
+        ),
+        &[limit.into()],
+        |r| from_row(r),
+    )
+    .await
+}
+
+/// How many requests are pending, and how many of those are past their `due_by` at `now`.
+pub async fn pending_and_overdue(
+    db: &super::Db,
+    now: DateTime<Utc>,
+) -> Result<(i64, i64), sqlx::Error> {
+    db.lookup_optional(
+        "SELECT COUNT(*) AS pending,
+                COALESCE(SUM(CASE WHEN due_by < $1 THEN 1 ELSE 0 END), 0) AS overdue
+         FROM privacy_erasure WHERE status = 'pending'",
+        &[millis(now).into()],
+        |r| {
+            use super::Columns;
+            Ok((r.column("pending")?, r.column("overdue")?))
+        },
+    )
+    .await?
+    .ok_or(sqlx::Error::RowNotFound)
 }

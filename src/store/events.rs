@@ -192,3 +192,86 @@ pub async fn list_after(
     .await?;
     rows.iter().map(event_from_row).collect()
 }
+
+/// An order's events in the order they happened (its timeline), at most `limit`.
+pub async fn of_order(
+    db: &super::Db,
+    order_no: &crate::domain::OrderNo,
+    limit: i64,
+) -> Result<Vec<Event>, sqlx::Error> {
+    db.lookup_all(
+        "SELECT event_id, event_type, order_no, payload_json, created_at FROM outbox_event
+         WHERE order_no = $1 ORDER BY event_id LIMIT $2",
+        &[order_no.as_str().into(), limit.into()],
+        |r| {
+            let payload: String = r.column("payload_json")?;
+            Ok(Event {
+                id: r.column("event_id")?,
+                event_type: r.column("event_type")?,
+                order_no: r.column("order_no")?,
+                created_at: crate::clock::rfc3339_beijing_millis(super::sql::millis_of(
+                    "created_at",
+                    r.column("created_at")?,
+                )?),
+                data: json_column("payload_json", &payload)?,
+            })
+        },
+    )
+    .await
+}
+
+/// Where the event push stands: the newest event, how far delivery got without a gap, and
+/// the oldest event still undelivered (with its attempts and since when it is due).
+#[derive(Debug, Clone, Default)]
+pub struct PushStatus {
+    pub newest: Option<i64>,
+    pub undelivered: i64,
+    pub oldest_undelivered: Option<Undelivered>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Undelivered {
+    pub id: i64,
+    pub created_at: i64,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+}
+
+pub async fn push_status(db: &super::Db) -> Result<PushStatus, sqlx::Error> {
+    let newest = db
+        .lookup_optional(
+            "SELECT MAX(event_id) AS newest FROM outbox_event",
+            &[],
+            |r| r.column::<Option<i64>>("newest"),
+        )
+        .await?
+        .flatten();
+    let undelivered = db
+        .lookup_optional(
+            "SELECT COUNT(*) AS n FROM outbox_event WHERE delivered_at IS NULL",
+            &[],
+            |r| r.column::<i64>("n"),
+        )
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)?;
+    let oldest_undelivered = db
+        .lookup_optional(
+            "SELECT event_id, created_at, attempts, next_attempt_at FROM outbox_event
+             WHERE delivered_at IS NULL ORDER BY event_id LIMIT 1",
+            &[],
+            |r| {
+                Ok(Undelivered {
+                    id: r.column("event_id")?,
+                    created_at: super::sql::millis_of("created_at", r.column("created_at")?)?,
+                    attempts: r.column("attempts")?,
+                    next_attempt_at: r.column("next_attempt_at")?,
+                })
+            },
+        )
+        .await?;
+    Ok(PushStatus {
+        newest,
+        undelivered,
+        oldest_undelivered,
+    })
+}

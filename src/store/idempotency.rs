@@ -119,6 +119,15 @@ pub enum Claim {
     InFlight,
 }
 
+/// What a claim compares: the SHA-256 of the route and the request's meaning (a canonical
+/// JSON value: serde_json's map is ordered), so the same key on another route or with another
+/// request is refused.
+pub fn request_hash(route: &str, request: &serde_json::Value) -> String {
+    use sha2::Digest;
+    let fingerprint = serde_json::json!({"route": route, "request": request});
+    hex::encode(sha2::Sha256::digest(fingerprint.to_string().as_bytes()))
+}
+
 /// Claims `stored` for this API key. `earlier`: the forms an older row of the same key may be
 /// in; such a row is moved to `stored` in the same write, so it answers as it always did.
 pub async fn claim(

@@ -108,3 +108,108 @@ pub async fn finish(
     db.write_all(vec![run, lease]).await?;
     Ok(())
 }
+
+/// One job's latest recorded run, and its latest run that did not fail.
+#[derive(Debug, Clone)]
+pub struct JobRuns {
+    pub job: String,
+    pub latest: RunRecord,
+    pub last_success: Option<RunRecord>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunRecord {
+    pub slot: i64,
+    pub holder: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    /// The pass's counts (JSON), or `{"error": …}`; `None` while it runs.
+    pub outcome: Option<String>,
+}
+
+impl RunRecord {
+    /// The run's error, when it failed.
+    pub fn error(&self) -> Option<String> {
+        let outcome: serde_json::Value = serde_json::from_str(self.outcome.as_deref()?).ok()?;
+        outcome.get("error")?.as_str().map(str::to_owned)
+    }
+}
+
+fn record(r: &impl Columns) -> Result<RunRecord, sqlx::Error> {
+    Ok(RunRecord {
+        slot: r.column("slot")?,
+        holder: r.column("holder")?,
+        started_at: super::sql::millis_of("started_at", r.column("started_at")?)?,
+        finished_at: super::sql::opt_millis_of("finished_at", r.column("finished_at")?)?,
+        outcome: r.column("outcome")?,
+    })
+}
+
+/// Every job's latest run and latest success since `since_ms` (the operations page; the
+/// bound keeps the scan short however long runs are kept). A success is a finished run whose
+/// outcome is not an error (`{"error": …}`).
+pub async fn latest_runs(db: &Db, since_ms: i64) -> Result<Vec<JobRuns>, sqlx::Error> {
+    const COLUMNS: &str = "r.job, r.slot, r.holder, r.started_at, r.finished_at, r.outcome";
+    let latest = db
+        .lookup_all(
+            &format!(
+                "SELECT {COLUMNS} FROM job_run r
+                 JOIN (SELECT job, MAX(slot) AS slot FROM job_run GROUP BY job) m
+                   ON m.job = r.job AND m.slot = r.slot
+                 ORDER BY r.job"
+            ),
+            &[],
+            |r| Ok((r.column::<String>("job")?, record(r)?)),
+        )
+        .await?;
+    let succeeded = db
+        .lookup_all(
+            &format!(
+                "SELECT {COLUMNS} FROM job_run r
+                 JOIN (SELECT job, MAX(slot) AS slot FROM job_run
+                       WHERE started_at >= $1 AND finished_at IS NOT NULL
+                         AND outcome NOT LIKE '{{\"error\"%'
+                       GROUP BY job) m
+                   ON m.job = r.job AND m.slot = r.slot"
+            ),
+            &[since_ms.into()],
+            |r| Ok((r.column::<String>("job")?, record(r)?)),
+        )
+        .await?;
+    Ok(latest
+        .into_iter()
+        .map(|(job, latest)| JobRuns {
+            last_success: succeeded
+                .iter()
+                .find(|(j, _)| *j == job)
+                .map(|(_, r)| r.clone()),
+            job,
+            latest,
+        })
+        .collect())
+}
+
+/// A job's lease: who holds (or last held) it and until when.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub job: String,
+    pub holder: String,
+    pub expires_at: i64,
+    pub fence: i64,
+}
+
+pub async fn leases(db: &Db) -> Result<Vec<Lease>, sqlx::Error> {
+    db.lookup_all(
+        "SELECT job, holder, expires_at, fence FROM job_lease ORDER BY job",
+        &[],
+        |r| {
+            Ok(Lease {
+                job: r.column("job")?,
+                holder: r.column("holder")?,
+                expires_at: r.column("expires_at")?,
+                fence: r.column("fence")?,
+            })
+        },
+    )
+    .await
+}

@@ -10,6 +10,7 @@
 //! children share lives in leaf files (`sql`, `sqlite`, `exec`, `db`), which they import
 //! directly, so no child imports its parent.
 
+pub mod console;
 pub mod db;
 pub mod entitlements;
 pub mod erased_employers;
@@ -21,7 +22,9 @@ pub mod idempotency;
 pub mod idempotency_keys;
 pub mod inline;
 pub mod jobs;
+pub mod order_search;
 pub mod orders;
+pub mod overview;
 pub mod payments;
 pub mod reconciliations;
 pub mod refunds;

@@ -50,11 +50,11 @@ impl OrderRow {
     }
 }
 
-const ORDER_COLUMNS: &str = "order_no, employer_id, plan_id, grants_json, amount_fen, currency, \
+pub(super) const ORDER_COLUMNS: &str = "order_no, employer_id, plan_id, grants_json, amount_fen, currency, \
      provider, channel, status, payment_json, late_payment, refunded_fen, refund_pending_fen, \
      expires_at, paid_at, closed_at, created_at, updated_at";
 
-fn order_from_row(r: &impl Columns) -> Result<OrderRow, sqlx::Error> {
+pub(super) fn order_from_row(r: &impl Columns) -> Result<OrderRow, sqlx::Error> {
     let text = |column: &'static str| r.column::<String>(column);
     let order_no = text("order_no")?;
     let employer_id = text("employer_id")?;

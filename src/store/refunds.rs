@@ -6,7 +6,7 @@ use sqlx::AnyPool;
 use super::orders::{corrupt, fen_of};
 use super::sql::{opt_time_of, time_of};
 use crate::domain::{
-    Currency, Fen, OrderNo, OutRefundNo, ProviderId, RefundId, RefundOrigin, RefundStatus,
+    Actor, Currency, Fen, OrderNo, OutRefundNo, ProviderId, RefundId, RefundOrigin, RefundStatus,
 };
 
 #[derive(Debug, Clone)]
@@ -30,11 +30,14 @@ pub struct RefundRow {
     pub updated_at: i64,
     pub succeeded_at: Option<i64>,
     pub failed_at: Option<i64>,
+    /// Who started it (`console:<name>`, `api_key:<id>`, `cli`); `None` for a refund made at
+    /// the provider's portal and for refunds from before actors were recorded.
+    pub actor: Option<Actor>,
 }
 
 const COLUMNS: &str = "refund_id, order_no, provider, out_refund_no, provider_refund_id, \
      amount_fen, currency, reason, status, origin, failure, next_query_at, query_attempts, \
-     created_at, updated_at, succeeded_at, failed_at";
+     created_at, updated_at, succeeded_at, failed_at, actor";
 
 fn from_row(r: &impl super::Columns) -> Result<RefundRow, sqlx::Error> {
     let text = |column: &'static str| r.column::<String>(column);
@@ -72,6 +75,10 @@ fn from_row(r: &impl super::Columns) -> Result<RefundRow, sqlx::Error> {
         updated_at: time("updated_at")?,
         succeeded_at: opt_time("succeeded_at")?,
         failed_at: opt_time("failed_at")?,
+        actor: r
+            .column::<Option<String>>("actor")?
+            .map(|a| super::sql::parsed("actor", &a, Actor::parse))
+            .transpose()?,
     })
 }
 
@@ -91,7 +98,7 @@ fn may_become(next: RefundStatus) -> String {
 pub async fn insert(tx: &mut super::Tx, r: &RefundRow) -> Result<(), sqlx::Error> {
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO refund ({COLUMNS})
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
     )))
     .bind(r.refund_id.as_str())
     .bind(r.order_no.as_str())
@@ -110,6 +117,7 @@ pub async fn insert(tx: &mut super::Tx, r: &RefundRow) -> Result<(), sqlx::Error
     .bind(r.updated_at)
     .bind(r.succeeded_at)
     .bind(r.failed_at)
+    .bind(r.actor.as_ref().map(ToString::to_string))
     .execute(&mut **tx)
     .await?;
     Ok(())

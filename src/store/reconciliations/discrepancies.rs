@@ -82,3 +82,28 @@ fn discrepancy_from(r: &sqlx::any::AnyRow) -> Result<(i64, Discrepancy), sqlx::E
         },
     ))
 }
+
+/// Up to `limit` of a run's discrepancies of `class` (any when `None`), healed or not (either
+/// when `None`), in order (the console's run page).
+pub async fn filtered(
+    pool: &AnyPool,
+    id: &str,
+    class: Option<DiscrepancyClass>,
+    healed: Option<bool>,
+    limit: i64,
+) -> Result<Vec<(i64, Discrepancy)>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT seq, class, kind, order_no, provider_txn_id, refund_no, bill_amount_fen,
+                local_amount_fen, bill_status, local_status, healed, note, duplicate_amount_fen
+         FROM reconciliation_discrepancy
+         WHERE reconciliation_id = $1 AND ($2 IS NULL OR class = $2) AND ($3 IS NULL OR healed = $3)
+         ORDER BY seq LIMIT $4",
+    )
+    .bind(id)
+    .bind(class.map(|c| c.as_str()))
+    .bind(healed.map(i64::from))
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(discrepancy_from).collect()
+}

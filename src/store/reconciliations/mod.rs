@@ -14,7 +14,7 @@ mod local;
 mod runs;
 mod staged;
 
-pub use discrepancies::{discrepancies, insert_discrepancy};
+pub use discrepancies::{discrepancies, filtered, insert_discrepancy};
 pub use local::{
     DayPayment, LOOKUP_CHUNK, LocalPayment, local_payments, local_refunds, payments_by_txn,
     payments_paid_between,

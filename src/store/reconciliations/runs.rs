@@ -43,9 +43,11 @@ pub struct RunRow {
     pub summary: serde_json::Value,
     pub started_at: i64,
     pub finished_at: i64,
+    /// Who started it; `None` for runs from before actors were recorded.
+    pub actor: Option<crate::domain::Actor>,
 }
 
-const RUN_COLUMNS: &str = "reconciliation_id, provider, bill_date, status, failure, summary_json, started_at, finished_at";
+const RUN_COLUMNS: &str = "reconciliation_id, provider, bill_date, status, failure, summary_json, started_at, finished_at, actor";
 
 /// A stored run; what does not decode (provider, date, status, summary JSON) is an error
 /// naming its column.
@@ -63,6 +65,12 @@ fn run_from(r: &sqlx::any::AnyRow) -> Result<RunRow, sqlx::Error> {
         summary: json_column("summary_json", &r.try_get::<String, _>("summary_json")?)?,
         started_at: r.try_get("started_at")?,
         finished_at: r.try_get("finished_at")?,
+        actor: r
+            .try_get::<Option<String>, _>("actor")?
+            .map(|a| {
+                crate::store::sql::parsed("actor", &a, crate::domain::Actor::parse)
+            })
+            .transpose()?,
     })
 }
 
@@ -154,7 +162,7 @@ async fn replace(tx: &mut Tx, run: &RunRow) -> Result<(), sqlx::Error> {
         .execute(&mut **tx)
         .await?;
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO reconciliation_run ({RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        "INSERT INTO reconciliation_run ({RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
     )))
     .bind(&run.reconciliation_id)
     .bind(run.provider.as_str())
@@ -164,6 +172,7 @@ async fn replace(tx: &mut Tx, run: &RunRow) -> Result<(), sqlx::Error> {
     .bind(run.summary.to_string())
     .bind(run.started_at)
     .bind(run.finished_at)
+    .bind(run.actor.as_ref().map(ToString::to_string))
     .execute(&mut **tx)
     .await?;
     Ok(())

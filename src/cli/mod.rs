@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 use crate::app::{Application, Options};
 use crate::config::{ApiKeyConfig, Config};
 
+mod console_user;
+
 #[derive(Parser)]
 #[command(
     name = "paygate",
@@ -81,6 +83,11 @@ enum Command {
     Sandbox {
         #[command(subcommand)]
         command: SandboxCommand,
+    },
+    /// The people who sign in to the console (`/console`).
+    ConsoleUser {
+        #[command(subcommand)]
+        command: console_user::ConsoleUserCommand,
     },
 }
 
@@ -198,6 +205,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sandbox {
             command: SandboxCommand::Clock { url, command },
         } => sandbox_clock(cli.config, url, command).await,
+        Command::ConsoleUser { command } => {
+            console_user::run(console_user::open(cli.config).await?, command).await
+        }
     }
 }
 
@@ -344,7 +354,7 @@ async fn reconcile(config_path: Option<PathBuf>, provider: &str, date: &str) -> 
     let date = crate::domain::parse_date(date)
         .with_context(|| format!("{date:?} is not a date YYYY-MM-DD"))?;
     let app = one_shot(config_path).await?;
-    let run = crate::reconcile::run(app.state().reconcile(), provider, date)
+    let run = crate::reconcile::run(app.state().reconcile(&crate::domain::Actor::Cli), provider, date)
         .await
         .context("reconciliation failed")?;
     println!("{}", crate::api::reconciliations::run_json(&run));
@@ -369,7 +379,7 @@ async fn refund(
         anyhow::bail!("--reason must be 1 to 80 printable characters");
     }
     let app = one_shot(config_path).await?;
-    let refund = crate::refunds::start(&app.state().refunds(), &no, amount, reason, None, |_| {
+    let refund = crate::refunds::start(&app.state().refunds(), &no, amount, reason, &crate::domain::Actor::Cli, None, |_| {
         String::new()
     })
     .await
@@ -416,6 +426,10 @@ async fn serve(
     tracing::info!(listen = %app.local_addr(), sandbox, "paygate listening");
     if let Some(key) = printed_key {
         print_sandbox_welcome(&url, &key);
+    }
+    if sandbox && app.state().config.console.enabled {
+        let password = console_user::sandbox_demo(&app).await?;
+        println!("Console: {url}/console — user demo, one-time password (shown once): {password}");
     }
     app.run_until(shutdown_signal()).await
 }
@@ -519,7 +533,10 @@ async fn erase_employer(config_path: Option<PathBuf>, employer_id: &str) -> anyh
     let app = one_shot(config_path).await?;
     let state = app.state();
     let deps = state.erasures();
-    let row = crate::privacy::request(&deps, &employer, None, |_| String::new()).await?;
+    let row = crate::privacy::request(&deps, &employer, &crate::domain::Actor::Cli, None, |_| {
+        String::new()
+    })
+    .await?;
     let row = crate::privacy::carry_out(&deps, &row.erasure_id).await?;
     println!("{}", row.to_json());
     Ok(())
