@@ -240,10 +240,15 @@ async fn main() {
         reset_rss_peak();
         let before = rss_now_kib();
         let started = Instant::now();
-        let run =
-            paygate::reconcile::run_downloaded(state.reconcile(&paygate::domain::Actor::Cli), provider, date, file, Utc::now())
-                .await
-                .expect("reconciliation");
+        let run = paygate::reconcile::run_downloaded(
+            state.reconcile(&paygate::domain::Actor::Cli),
+            provider,
+            date,
+            file,
+            Utc::now(),
+        )
+        .await
+        .expect("reconciliation");
         let took = started.elapsed();
         let summary: serde_json::Value = run.summary.clone();
         assert_eq!(

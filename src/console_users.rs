@@ -3,8 +3,8 @@
 //! `privacy`, failed sign-ins counted and locked out, disabled at once. Sessions are
 //! server-side: the cookie holds 32 random bytes, the database their SHA-256.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Duration;
@@ -207,8 +207,11 @@ async fn hash_password(password: String) -> Result<String, PasswordError> {
 /// that does not parse matches nothing.
 async fn verify_password(password: String, hash: String) -> bool {
     tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&hash)
-            .is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+        PasswordHash::new(&hash).is_ok_and(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
     })
     .await
     .unwrap_or(false)
@@ -255,11 +258,7 @@ pub struct Started {
 
 /// Checks a name and password and starts a session at the stage the user's second factor
 /// asks for (a new session id every time).
-pub async fn sign_in(
-    deps: &Deps<'_>,
-    name: &str,
-    password: &str,
-) -> Result<Started, SignInError> {
+pub async fn sign_in(deps: &Deps<'_>, name: &str, password: &str) -> Result<Started, SignInError> {
     let now = deps.clock.now();
     let user = match ConsoleUserName::parse(name) {
         Some(name) => store::user(deps.db, &name).await?,
@@ -279,8 +278,14 @@ pub async fn sign_in(
     }
     if !right || user.password_hash.is_none() {
         let until = to_millis(now + LOCKED_FOR);
-        store::record_failure(deps.db, &user.name, LOCK_AFTER_FAILURES, until, to_millis(now))
-            .await?;
+        store::record_failure(
+            deps.db,
+            &user.name,
+            LOCK_AFTER_FAILURES,
+            until,
+            to_millis(now),
+        )
+        .await?;
         tracing::info!(console_user = %user.name, "console sign-in refused");
         return Err(SignInError::Refused);
     }
@@ -356,8 +361,14 @@ pub async fn second_factor(
     };
     if !spent {
         let until = to_millis(now + LOCKED_FOR);
-        store::record_failure(deps.db, &user.name, LOCK_AFTER_FAILURES, until, to_millis(now))
-            .await?;
+        store::record_failure(
+            deps.db,
+            &user.name,
+            LOCK_AFTER_FAILURES,
+            until,
+            to_millis(now),
+        )
+        .await?;
         return Err(SecondFactorError::Refused);
     }
     promote(deps, cookie, &user.name).await
@@ -366,8 +377,13 @@ pub async fn second_factor(
 /// The secret offered to a user enrolling (a new one each time the page is shown).
 pub async fn offer_enrolment(deps: &Deps<'_>, user: &UserRow) -> Result<TotpSecret, sqlx::Error> {
     let secret = TotpSecret::generate();
-    store::offer_totp(deps.db, &user.name, &secret.to_base32(), to_millis(deps.clock.now()))
-        .await?;
+    store::offer_totp(
+        deps.db,
+        &user.name,
+        &secret.to_base32(),
+        to_millis(deps.clock.now()),
+    )
+    .await?;
     Ok(secret)
 }
 
@@ -380,7 +396,10 @@ pub async fn confirm_enrolment(
     code: &str,
 ) -> Result<OneTime, SecondFactorError> {
     let user = &session.user;
-    let offered = user.totp_pending.as_deref().ok_or(SecondFactorError::Refused)?;
+    let offered = user
+        .totp_pending
+        .as_deref()
+        .ok_or(SecondFactorError::Refused)?;
     let secret = TotpSecret::from_base32(offered).ok_or(SecondFactorError::Corrupt)?;
     let now = deps.clock.now();
     let step = secret
@@ -401,8 +420,15 @@ async fn promote(
     let fresh = OneTime::generate();
     let now = to_millis(deps.clock.now());
     store::record_success(deps.db, name, now).await?;
-    if !store::replace_session(deps.db, &sha256_hex(cookie), &fresh.sha256(), name, Stage::Full, now)
-        .await?
+    if !store::replace_session(
+        deps.db,
+        &sha256_hex(cookie),
+        &fresh.sha256(),
+        name,
+        Stage::Full,
+        now,
+    )
+    .await?
     {
         return Err(SecondFactorError::SessionEnded);
     }

@@ -227,7 +227,10 @@ pub async fn follow_refunds(
 pub enum AfterRefunds {
     Revoke,
     /// The quota (`None`: unlimited) and the end of validity it keeps, at least one smaller.
-    Reduce { quota: Option<i64>, until_ms: i64 },
+    Reduce {
+        quota: Option<i64>,
+        until_ms: i64,
+    },
     Unchanged,
 }
 

@@ -401,7 +401,8 @@ pub async fn reconcile_yesterday(state: &AppState) -> anyhow::Result<ReconcilePa
             pass.already.push(id.as_str().into());
             continue;
         }
-        match crate::reconcile::run(state.reconcile(&Actor::Job("reconciliation")), id, date).await {
+        match crate::reconcile::run(state.reconcile(&Actor::Job("reconciliation")), id, date).await
+        {
             Ok(_) => pass.completed.push(id.as_str().into()),
             Err(crate::reconcile::ReconcileError::Bill(crate::providers::BillError::NotReady)) => {
                 if now.hour() >= LAST_BILL_HOUR {

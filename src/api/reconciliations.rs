@@ -164,4 +164,3 @@ pub async fn discrepancies_csv(
     )
         .into_response())
 }
-

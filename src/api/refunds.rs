@@ -83,9 +83,15 @@ pub async fn create(
         key: key.stored(),
     };
     let actor = crate::domain::Actor::ApiKey(caller.0.id.clone());
-    let started = refunds::start(&state.refunds(), &no, amount, reason, &actor, Some(claim), |r| {
-        refund_json(r).to_string()
-    })
+    let started = refunds::start(
+        &state.refunds(),
+        &no,
+        amount,
+        reason,
+        &actor,
+        Some(claim),
+        |r| refund_json(r).to_string(),
+    )
     .await;
     let refund = match started {
         Ok(refund) => refund,

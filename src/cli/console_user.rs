@@ -45,7 +45,11 @@ fn scopes_of(texts: &[String]) -> anyhow::Result<Vec<Scope>> {
 
 /// The set-password address for a link's token.
 fn link(app: &Application, token: &console_users::OneTime) -> String {
-    format!("{}/console/set-password?token={}", app.public_url(), token.0)
+    format!(
+        "{}/console/set-password?token={}",
+        app.public_url(),
+        token.0
+    )
 }
 
 pub async fn run(app: Application, command: ConsoleUserCommand) -> anyhow::Result<()> {
@@ -58,7 +62,8 @@ pub async fn run(app: Application, command: ConsoleUserCommand) -> anyhow::Resul
         ConsoleUserCommand::Create { name, scopes } => {
             let name = name_of(&name)?;
             let scopes = scopes_of(&scopes)?;
-            let token = console_users::create(&deps, &name, &scopes, SecondFactor::ByScopes).await?;
+            let token =
+                console_users::create(&deps, &name, &scopes, SecondFactor::ByScopes).await?;
             println!("console user {name} created; send them this link (valid 72 hours, once):");
             println!("  {}", link(&app, &token));
         }
@@ -98,13 +103,12 @@ pub async fn sandbox_demo(app: &Application) -> anyhow::Result<String> {
         clock: state.clock.as_ref(),
     };
     let name = name_of("demo")?;
-    let token = match console_users::create(&deps, &name, &Scope::ALL, SecondFactor::NotInSandbox)
-        .await
-    {
-        Ok(token) => token,
-        Err(console_users::UsersError::Exists(_)) => console_users::reset(&deps, &name).await?,
-        Err(e) => return Err(e.into()),
-    };
+    let token =
+        match console_users::create(&deps, &name, &Scope::ALL, SecondFactor::NotInSandbox).await {
+            Ok(token) => token,
+            Err(console_users::UsersError::Exists(_)) => console_users::reset(&deps, &name).await?,
+            Err(e) => return Err(e.into()),
+        };
     let password = console_users::OneTime::generate().0;
     console_users::set_password(&deps, &token.0, &password).await?;
     Ok(password)

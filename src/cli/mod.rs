@@ -354,9 +354,13 @@ async fn reconcile(config_path: Option<PathBuf>, provider: &str, date: &str) -> 
     let date = crate::domain::parse_date(date)
         .with_context(|| format!("{date:?} is not a date YYYY-MM-DD"))?;
     let app = one_shot(config_path).await?;
-    let run = crate::reconcile::run(app.state().reconcile(&crate::domain::Actor::Cli), provider, date)
-        .await
-        .context("reconciliation failed")?;
+    let run = crate::reconcile::run(
+        app.state().reconcile(&crate::domain::Actor::Cli),
+        provider,
+        date,
+    )
+    .await
+    .context("reconciliation failed")?;
     println!("{}", crate::api::reconciliations::run_json(&run));
     Ok(())
 }
@@ -379,9 +383,15 @@ async fn refund(
         anyhow::bail!("--reason must be 1 to 80 printable characters");
     }
     let app = one_shot(config_path).await?;
-    let refund = crate::refunds::start(&app.state().refunds(), &no, amount, reason, &crate::domain::Actor::Cli, None, |_| {
-        String::new()
-    })
+    let refund = crate::refunds::start(
+        &app.state().refunds(),
+        &no,
+        amount,
+        reason,
+        &crate::domain::Actor::Cli,
+        None,
+        |_| String::new(),
+    )
     .await
     .context("refund refused")?;
     println!("{}", crate::api::refunds::refund_json(&refund));

@@ -14,9 +14,10 @@ mod validate;
 pub use error::ConfigError;
 pub use limits::LimitsConfig;
 pub use sections::{
-    AlipayConfig, ApiKeyConfig, CheckoutConfig, Config, ConsoleConfig, DEFAULT_MAX_BILL_BYTES, DatabaseConfig,
-    EventsConfig, MAX_BILL_BYTES_RANGE, OrdersConfig, PlanConfig, PlatformKeyConfig, PrivacyConfig,
-    ReconciliationConfig, SCOPES, SESSION_IDLE_MINUTES_RANGE, ServerConfig, WechatPayConfig,
+    AlipayConfig, ApiKeyConfig, CheckoutConfig, Config, ConsoleConfig, DEFAULT_MAX_BILL_BYTES,
+    DatabaseConfig, EventsConfig, MAX_BILL_BYTES_RANGE, OrdersConfig, PlanConfig,
+    PlatformKeyConfig, PrivacyConfig, ReconciliationConfig, SCOPES, SESSION_IDLE_MINUTES_RANGE,
+    ServerConfig, WechatPayConfig,
 };
 
 #[cfg(test)]

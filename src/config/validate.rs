@@ -8,8 +8,7 @@ use super::error::ConfigError;
 use super::sections::{
     AlipayConfig, ApiKeyConfig, CheckoutConfig, Config, DatabaseConfig, EventsConfig,
     MAX_BILL_BYTES_RANGE, OrdersConfig, PrivacyConfig, ReconciliationConfig, SCOPES,
-    SESSION_IDLE_MINUTES_RANGE, ServerConfig,
-    WechatPayConfig,
+    SESSION_IDLE_MINUTES_RANGE, ServerConfig, WechatPayConfig,
 };
 
 type Checked = Result<(), ConfigError>;

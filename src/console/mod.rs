@@ -32,6 +32,7 @@ use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use tower_http::timeout::TimeoutLayer;
 
 use crate::state::AppState;
 
@@ -71,53 +72,51 @@ pub fn router(app: &AppState, public_url: &str) -> Option<Router> {
         idle: chrono::Duration::minutes(app.config.console.session_idle_minutes),
     };
     let routes = Router::new()
-        .route("/console", get(overview::page))
+        .route("/", get(overview::page))
+        .route("/sign-in", get(sign_in::form).post(sign_in::submit))
         .route(
-            "/console/sign-in",
-            get(sign_in::form).post(sign_in::submit),
-        )
-        .route(
-            "/console/sign-in/code",
+            "/sign-in/code",
             get(sign_in::code_form).post(sign_in::code_submit),
         )
         .route(
-            "/console/enrol",
+            "/enrol",
             get(sign_in::enrol_form).post(sign_in::enrol_submit),
         )
         .route(
-            "/console/set-password",
+            "/set-password",
             get(sign_in::password_form).post(sign_in::password_submit),
         )
-        .route("/console/sign-out", post(sign_in::sign_out))
-        .route("/console/orders", get(orders::list))
-        .route("/console/orders/{order_no}", get(orders::one))
+        .route("/sign-out", post(sign_in::sign_out))
+        .route("/orders", get(orders::list))
+        .route("/orders/{order_no}", get(orders::one))
         .route(
-            "/console/orders/{order_no}/refund",
+            "/orders/{order_no}/refund",
             get(refund::form).post(refund::submit),
         )
+        .route("/orders/{order_no}/refund/confirm", post(refund::confirm))
         .route(
-            "/console/orders/{order_no}/refund/confirm",
-            post(refund::confirm),
-        )
-        .route(
-            "/console/reconciliations",
+            "/reconciliations",
             get(reconciliation::list).post(reconciliation::run_again),
         )
-        .route("/console/reconciliations/{id}", get(reconciliation::one))
+        .route("/reconciliations/{id}", get(reconciliation::one))
         .route(
-            "/console/reconciliations/{id}/discrepancies.csv",
+            "/reconciliations/{id}/discrepancies.csv",
             get(reconciliation::csv),
         )
-        .route(
-            "/console/erasures",
-            get(erasures::list).post(erasures::submit),
-        )
-        .route("/console/erasures/confirm", post(erasures::confirm))
-        .route("/console/operations", get(operations::page))
-        .route("/console/static/console.css", get(stylesheet))
+        .route("/erasures", get(erasures::list).post(erasures::submit))
+        .route("/erasures/confirm", post(erasures::confirm))
+        .route("/operations", get(operations::page))
+        .route("/static/console.css", get(stylesheet))
         .fallback(|| async { page::Failure::NotFound("没有这个页面。".into()) })
         .with_state(console)
-        .layer(axum::middleware::map_response(guarded));
+        .layer(axum::middleware::map_response(guarded))
+        // Bounded as the API's routes are (DESIGN.md §13).
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            crate::config::LimitsConfig::ms(app.config.limits.request_timeout_ms),
+        ));
+    // Nested, so that its fallback (a page) answers for /console/… and the API's for the rest.
+    let routes = Router::new().nest("/console", routes);
     Some(routes)
 }
 
@@ -143,13 +142,19 @@ const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
 /// shows nothing) and never sent as a referrer (the set-password link is in a URL).
 async fn guarded(mut response: Response) -> Response {
     let h = response.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     if !h
         .get(header::CACHE_CONTROL)
         .is_some_and(|v| v.as_bytes().starts_with(b"public"))

@@ -42,7 +42,9 @@ pub struct JobHealth {
 pub async fn job_health(console: &Console, now: DateTime<Utc>) -> Result<Vec<JobHealth>, Failure> {
     let db = &console.app.db;
     let week_ago = to_millis(now - chrono::Duration::days(7));
-    let runs = store::latest_runs(db, week_ago).await.map_err(Failure::internal)?;
+    let runs = store::latest_runs(db, week_ago)
+        .await
+        .map_err(Failure::internal)?;
     let leases = store::leases(db).await.map_err(Failure::internal)?;
     Ok(Job::ALL
         .into_iter()
@@ -151,7 +153,10 @@ fn limit_rows(l: &LimitsConfig) -> Vec<(&'static str, String)> {
         ("db_acquire_timeout_ms", l.db_acquire_timeout_ms.to_string()),
         ("readiness_timeout_ms", l.readiness_timeout_ms.to_string()),
         ("request_timeout_ms", l.request_timeout_ms.to_string()),
-        ("header_read_timeout_ms", l.header_read_timeout_ms.to_string()),
+        (
+            "header_read_timeout_ms",
+            l.header_read_timeout_ms.to_string(),
+        ),
         ("max_connections", l.max_connections.to_string()),
         ("max_in_flight", l.max_in_flight.to_string()),
         ("max_waits", l.max_waits().to_string()),
@@ -159,7 +164,10 @@ fn limit_rows(l: &LimitsConfig) -> Vec<(&'static str, String)> {
         ("webhook_body_bytes", l.webhook_body_bytes.to_string()),
         ("api_rate_per_key", l.api_rate_per_key.to_string()),
         ("webhook_rate_per_ip", l.webhook_rate_per_ip.to_string()),
-        ("provider_connect_timeout_ms", l.provider_connect_timeout_ms.to_string()),
+        (
+            "provider_connect_timeout_ms",
+            l.provider_connect_timeout_ms.to_string(),
+        ),
         ("provider_timeout_ms", l.provider_timeout_ms.to_string()),
     ]
 }

@@ -47,17 +47,27 @@ pub struct Search {
 
 /// The filter a search form asks for; what does not parse is said back in words.
 fn filter_of(s: &Search) -> Result<(OrderFilter, Option<After>), String> {
-    fn field<T>(text: &str, parse: impl Fn(&str) -> Option<T>, what: &str) -> Result<Option<T>, String> {
+    fn field<T>(
+        text: &str,
+        parse: impl Fn(&str) -> Option<T>,
+        what: &str,
+    ) -> Result<Option<T>, String> {
         let text = text.trim();
         if text.is_empty() {
             return Ok(None);
         }
-        parse(text).map(Some).ok_or_else(|| format!("{what}“{text}”格式不对"))
+        parse(text)
+            .map(Some)
+            .ok_or_else(|| format!("{what}“{text}”格式不对"))
     }
     let day = |text: &str, what: &str| -> Result<Option<i64>, String> {
         field(text, |t| crate::domain::parse_date(t).ok(), what).map(|d| {
-            d.and_then(|d| beijing().from_local_datetime(&d.and_time(NaiveTime::MIN)).single())
-                .map(|t| to_millis(t.to_utc()))
+            d.and_then(|d| {
+                beijing()
+                    .from_local_datetime(&d.and_time(NaiveTime::MIN))
+                    .single()
+            })
+            .map(|t| to_millis(t.to_utc()))
         })
     };
     let filter = OrderFilter {

@@ -40,9 +40,16 @@ fn date_of(day: i64) -> NaiveDate {
 async fn money(console: &Console, today: i64) -> Result<Markup, Failure> {
     let db = &console.app.db;
     let first = today - (DAYS - 1);
-    let (from_ms, to_ms) = (first * DAY_MS - BEIJING_OFFSET_MS, (today + 1) * DAY_MS - BEIJING_OFFSET_MS);
-    let paid = store::daily_payments(db, from_ms, to_ms).await.map_err(Failure::internal)?;
-    let refunded = store::daily_refunds(db, from_ms, to_ms).await.map_err(Failure::internal)?;
+    let (from_ms, to_ms) = (
+        first * DAY_MS - BEIJING_OFFSET_MS,
+        (today + 1) * DAY_MS - BEIJING_OFFSET_MS,
+    );
+    let paid = store::daily_payments(db, from_ms, to_ms)
+        .await
+        .map_err(Failure::internal)?;
+    let refunded = store::daily_refunds(db, from_ms, to_ms)
+        .await
+        .map_err(Failure::internal)?;
     let providers = ProviderId::ALL;
     let (mut today_sums, mut month_sums) = (BTreeMap::new(), BTreeMap::new());
     let mut add = |t: &DayTotal, paid: bool| {
@@ -63,7 +70,9 @@ async fn money(console: &Console, today: i64) -> Result<Markup, Failure> {
     paid.iter().for_each(|t| add(t, true));
     refunded.iter().for_each(|t| add(t, false));
     let since = date_of(first);
-    let open = store::open_discrepancies(db, since).await.map_err(Failure::internal)?;
+    let open = store::open_discrepancies(db, since)
+        .await
+        .map_err(Failure::internal)?;
     let chart_days = (first..=today)
         .map(|day| {
             let amounts = providers

@@ -93,7 +93,10 @@ pub fn yuan_signed(fen: i64) -> String {
 /// A stored time (epoch milliseconds, checked when decoded) in Beijing time, to the second.
 pub fn time(ms: i64) -> String {
     match crate::clock::from_millis(ms) {
-        Ok(t) => t.with_timezone(&beijing()).format("%Y-%m-%d %H:%M:%S").to_string(),
+        Ok(t) => t
+            .with_timezone(&beijing())
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string(),
         Err(e) => e.to_string(),
     }
 }

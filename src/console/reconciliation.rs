@@ -72,11 +72,15 @@ pub async fn list(
     viewer.require(Scope::Finance)?;
     let provider = match range.provider.as_str() {
         "" => None,
-        p => Some(ProviderId::parse(p).ok_or_else(|| Failure::BadRequest("没有这个支付渠道。".into()))?),
+        p => Some(
+            ProviderId::parse(p).ok_or_else(|| Failure::BadRequest("没有这个支付渠道。".into()))?,
+        ),
     };
     let date = |t: &str| match t {
         "" => Ok(None),
-        t => parse_date(t).map(Some).map_err(|_| Failure::BadRequest(format!("日期“{t}”格式不对"))),
+        t => parse_date(t)
+            .map(Some)
+            .map_err(|_| Failure::BadRequest(format!("日期“{t}”格式不对"))),
     };
     let (from, to) = (date(&range.from)?, date(&range.to)?);
     let runs = store::list(console.app.db.reader(), provider, (from, to), 120)
@@ -151,19 +155,32 @@ pub async fn one(
     let run = load(&console, &id).await?;
     let class = match filter.class.as_str() {
         "" => None,
-        c => Some(DiscrepancyClass::parse_stored(c).ok_or_else(|| Failure::BadRequest("没有这个差异类别。".into()))?),
+        c => Some(
+            DiscrepancyClass::parse_stored(c)
+                .ok_or_else(|| Failure::BadRequest("没有这个差异类别。".into()))?,
+        ),
     };
     let healed = match filter.healed.as_str() {
         "yes" => Some(true),
         "no" => Some(false),
         _ => None,
     };
-    let rows = store::filtered(console.app.db.reader(), &run.reconciliation_id, class, healed, 500)
-        .await
-        .map_err(Failure::internal)?;
+    let rows = store::filtered(
+        console.app.db.reader(),
+        &run.reconciliation_id,
+        class,
+        healed,
+        500,
+    )
+    .await
+    .map_err(Failure::internal)?;
     let amount = |f: Option<Fen>| f.map(yuan).unwrap_or_default();
     Ok(frame(
-        &format!("对账 {} {}", provider_label(run.provider.as_str()), run.bill_date),
+        &format!(
+            "对账 {} {}",
+            provider_label(run.provider.as_str()),
+            run.bill_date
+        ),
         Some(&viewer),
         html! {
             dl.facts {
@@ -277,8 +294,11 @@ pub async fn run_again(
         .map_err(|_| Failure::BadRequest("账单日须为 YYYY-MM-DD。".into()))?;
     let actor = viewer.actor();
     match crate::reconcile::run(console.app.reconcile(&actor), provider, date).await {
-        Ok(run) => Ok(Redirect::to(&format!("/console/reconciliations/{}", run.reconciliation_id))
-            .into_response()),
+        Ok(run) => Ok(Redirect::to(&format!(
+            "/console/reconciliations/{}",
+            run.reconciliation_id
+        ))
+        .into_response()),
         Err(e) => {
             let why = match &e {
                 ReconcileError::ProviderDisabled(_) => "这个支付渠道没有配置。".to_owned(),
@@ -288,7 +308,11 @@ pub async fn run_again(
             tracing::warn!(error = %e, provider = %provider, %date, "console reconciliation refused");
             Ok((
                 StatusCode::CONFLICT,
-                frame("对账未完成", Some(viewer), html! { p.error { (why) } p { a href="/console/reconciliations" { "返回" } } }),
+                frame(
+                    "对账未完成",
+                    Some(viewer),
+                    html! { p.error { (why) } p { a href="/console/reconciliations" { "返回" } } },
+                ),
             )
                 .into_response())
         }

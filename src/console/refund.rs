@@ -58,7 +58,11 @@ pub async fn form(
     let order = load(&console, &order_no).await?;
     let left = refundable(&order)?;
     let body = ask_form(&order, &viewer.csrf, left, None);
-    Ok(frame(&format!("退款 {}", order.order_no), Some(&viewer), body))
+    Ok(frame(
+        &format!("退款 {}", order.order_no),
+        Some(&viewer),
+        body,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -70,17 +74,17 @@ pub struct Ask {
 
 /// The amount and reason as the refund takes them, or the reason in words why not.
 fn parse(order: &OrderRow, ask: &Ask, left: Fen) -> Result<(Fen, Option<String>), String> {
-    let amount = Fen::parse_yuan(ask.amount.trim())
-        .map_err(|e| format!("金额“{}”不对：{e}", ask.amount))?;
+    let amount =
+        Fen::parse_yuan(ask.amount.trim()).map_err(|e| format!("金额“{}”不对：{e}", ask.amount))?;
     if amount == Fen::ZERO || amount > left {
         return Err(format!("金额须大于 0 且不超过可退的 {}。", yuan(left)));
     }
     let reason = (!ask.reason.trim().is_empty()).then(|| ask.reason.trim().to_owned());
     let reason = crate::domain::reasons::refund_reason(reason).map_err(|e| e.to_string())?;
-    if reason
-        .as_deref()
-        .is_some_and(|r| r.to_lowercase().contains(&order.employer_id.as_str().to_lowercase()))
-    {
+    if reason.as_deref().is_some_and(|r| {
+        r.to_lowercase()
+            .contains(&order.employer_id.as_str().to_lowercase())
+    }) {
         return Err("原因中不能出现雇主 ID。".into());
     }
     Ok((amount, reason))
@@ -140,7 +144,10 @@ async fn effects(console: &Console, order: &OrderRow, amount: Fen) -> Result<Vec
         .map_err(Failure::internal)?;
     let mut lines = Vec::new();
     // The rows the refund's settlement follows (`entitlements::follow_refunds`).
-    for row in rows.iter().filter(|r| r.status == EntitlementStatus::Active) {
+    for row in rows
+        .iter()
+        .filter(|r| r.status == EntitlementStatus::Active)
+    {
         let Some(grant) = order.grants.iter().find(|g| g.action == row.action) else {
             continue;
         };
@@ -183,15 +190,18 @@ pub async fn submit(
     let order = load(&console, &order_no).await?;
     let back = Redirect::to(&format!("/console/orders/{}", order.order_no)).into_response();
     if go.token.is_empty() || go.token.len() > 255 {
-        return Err(Failure::BadRequest("缺少确认令牌，请从订单页重新发起。".into()));
+        return Err(Failure::BadRequest(
+            "缺少确认令牌，请从订单页重新发起。".into(),
+        ));
     }
-    let amount = Fen::parse_yuan(&go.amount)
-        .map_err(|e| Failure::BadRequest(format!("金额不对：{e}")))?;
+    let amount =
+        Fen::parse_yuan(&go.amount).map_err(|e| Failure::BadRequest(format!("金额不对：{e}")))?;
     let reason = (!go.reason.is_empty()).then(|| go.reason.clone());
     let actor = viewer.actor();
     let owner = actor.to_string();
     let key = console.app.idempotency_keys.key(&go.token);
-    let request = serde_json::json!({"order_no": order.order_no, "amount": amount, "reason": reason});
+    let request =
+        serde_json::json!({"order_no": order.order_no, "amount": amount, "reason": reason});
     let now_ms = to_millis(console.app.clock.now());
     let hash = idempotency::request_hash("refunds", &request);
     let db = &console.app.db;
@@ -211,7 +221,9 @@ pub async fn submit(
             .into_response());
         }
         Claim::Mismatch => {
-            return Err(Failure::BadRequest("此确认令牌已用于另一笔退款，请从订单页重新发起。".into()));
+            return Err(Failure::BadRequest(
+                "此确认令牌已用于另一笔退款，请从订单页重新发起。".into(),
+            ));
         }
     }
     let claim = OwnedClaim {
@@ -247,9 +259,10 @@ fn refused(e: StartError) -> Failure {
         StartError::NotRefundable(status) => {
             Failure::BadRequest(format!("订单现在是 {status}，不能退款。"))
         }
-        StartError::AmountInvalid { refundable } => {
-            Failure::BadRequest(format!("金额须大于 0 且不超过可退的 {}。", yuan(refundable)))
-        }
+        StartError::AmountInvalid { refundable } => Failure::BadRequest(format!(
+            "金额须大于 0 且不超过可退的 {}。",
+            yuan(refundable)
+        )),
         StartError::ReasonNotNeutral => Failure::BadRequest("原因中不能出现雇主 ID。".into()),
         StartError::ProviderDisabled(_) => {
             Failure::BadRequest("这个订单的支付渠道没有配置，不能退款。".into())

@@ -228,7 +228,10 @@ mod tests {
     #[test]
     fn the_cookie_is_found_among_others() {
         let mut h = HeaderMap::new();
-        h.append(header::COOKIE, HeaderValue::from_static("a=1; paygate_console=xyz"));
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; paygate_console=xyz"),
+        );
         h.append(header::COOKIE, HeaderValue::from_static("b=2"));
         assert_eq!(cookie(&h, SESSION_COOKIE), Some("xyz"));
         assert_eq!(cookie(&h, "b"), Some("2"));

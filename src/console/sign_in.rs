@@ -51,7 +51,10 @@ fn with_form_token(console: &Console, render: impl FnOnce(&str) -> Markup) -> Re
     let token = console_users::OneTime::generate().0;
     let page = render(&token);
     (
-        [(header::SET_COOKIE, set_cookie(FORM_COOKIE, Some(&token), console.secure))],
+        [(
+            header::SET_COOKIE,
+            set_cookie(FORM_COOKIE, Some(&token), console.secure),
+        )],
         super::page::Page(page),
     )
         .into_response()
@@ -115,7 +118,9 @@ pub async fn submit(
     if let Some(ip) = peer
         && !console.throttle.allows(ip, now)
     {
-        return Err(Failure::TooMany("此地址登录失败次数过多，请稍后再试。".into()));
+        return Err(Failure::TooMany(
+            "此地址登录失败次数过多，请稍后再试。".into(),
+        ));
     }
     let f = posted.form;
     match console_users::sign_in(&console.users(), f.name.trim(), &f.password).await {
@@ -139,7 +144,11 @@ pub async fn submit(
                 ),
                 _ => (StatusCode::UNAUTHORIZED, "用户名或密码错误。"),
             };
-            Ok((status, with_form_token(&console, |t| sign_in_page(t, None, Some(text)))).into_response())
+            Ok((
+                status,
+                with_form_token(&console, |t| sign_in_page(t, None, Some(text))),
+            )
+                .into_response())
         }
     }
 }
@@ -261,13 +270,24 @@ pub async fn enrol_submit(
     posted: PostedPartial<CodeForm>,
 ) -> Result<Response, Failure> {
     let s = &posted.session;
-    match console_users::confirm_enrolment(&console.users(), &s.cookie, &s.session, &posted.form.code)
-        .await
+    match console_users::confirm_enrolment(
+        &console.users(),
+        &s.cookie,
+        &s.session,
+        &posted.form.code,
+    )
+    .await
     {
         Ok(cookie) => Ok(promoted(&console, &cookie)),
         // The secret offered with the page it came from: a new page offers a new one.
         Err(SecondFactorError::Refused) => {
-            enrol_page(&console, s, Some("验证码不对，请用新的二维码重新设置。"), StatusCode::UNAUTHORIZED).await
+            enrol_page(
+                &console,
+                s,
+                Some("验证码不对，请用新的二维码重新设置。"),
+                StatusCode::UNAUTHORIZED,
+            )
+            .await
         }
         Err(SecondFactorError::SessionEnded) => Err(Failure::SignIn),
         Err(e) => Err(Failure::internal(e)),
@@ -305,7 +325,9 @@ pub async fn password_form(
     let user = console_users::setup_link_user(&console.users(), &q.token)
         .await
         .map_err(Failure::internal)?
-        .ok_or_else(|| Failure::NotFound("链接无效、已使用或已过期，请联系管理员重新生成。".into()))?;
+        .ok_or_else(|| {
+            Failure::NotFound("链接无效、已使用或已过期，请联系管理员重新生成。".into())
+        })?;
     Ok(with_form_token(&console, |t| {
         password_page(t, &q.token, user.name.as_str(), None)
     }))
@@ -349,7 +371,9 @@ async fn refuse_password(console: &Console, token: &str, why: &str) -> Result<Re
         .ok_or_else(|| Failure::NotFound("链接无效、已使用或已过期。".into()))?;
     Ok((
         StatusCode::BAD_REQUEST,
-        with_form_token(console, |t| password_page(t, token, user.name.as_str(), Some(why))),
+        with_form_token(console, |t| {
+            password_page(t, token, user.name.as_str(), Some(why))
+        }),
     )
         .into_response())
 }
@@ -365,7 +389,10 @@ pub async fn sign_out(
         .await
         .map_err(Failure::internal)?;
     Ok((
-        [(header::SET_COOKIE, set_cookie(SESSION_COOKIE, None, console.secure))],
+        [(
+            header::SET_COOKIE,
+            set_cookie(SESSION_COOKIE, None, console.secure),
+        )],
         Redirect::to("/console/sign-in?done=signed-out"),
     )
         .into_response())

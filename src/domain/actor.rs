@@ -118,7 +118,16 @@ mod tests {
             assert!(ConsoleUserName::parse(ok).is_some(), "{ok}");
         }
         let long = "a".repeat(33);
-        for bad in ["", "Li", ".a", "-a", "a b", "li@x.cn", "李伟", long.as_str()] {
+        for bad in [
+            "",
+            "Li",
+            ".a",
+            "-a",
+            "a b",
+            "li@x.cn",
+            "李伟",
+            long.as_str(),
+        ] {
             assert!(ConsoleUserName::parse(bad).is_none(), "{bad}");
         }
     }

@@ -148,7 +148,11 @@ mod tests {
             (2000000000, 69279037),
             (20000000000, 65353130),
         ] {
-            assert_eq!(secret.code_at_step(step_of(time)), code8 % 1_000_000, "T={time}");
+            assert_eq!(
+                secret.code_at_step(step_of(time)),
+                code8 % 1_000_000,
+                "T={time}"
+            );
         }
     }
 

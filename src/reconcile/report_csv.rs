@@ -56,7 +56,6 @@ fn csv_line(d: &Discrepancy) -> String {
     line
 }
 
-
 /// The file's name: `reconciliation-<provider>-<date>.csv`.
 pub fn filename(run: &RunRow) -> String {
     format!("reconciliation-{}-{}.csv", run.provider, run.bill_date)
@@ -77,7 +76,10 @@ pub fn stream(db: Db, id: String) -> impl Stream<Item = Result<Bytes, sqlx::Erro
             let last = page.last().map(|(seq, _)| *seq);
             let text: String = page.iter().map(|(_, d)| csv_line(d)).collect();
             let done = last.is_none() || (page.len() as i64) < PAGE;
-            Ok(Some((Bytes::from(text), (db, id, last.unwrap_or(after), done))))
+            Ok(Some((
+                Bytes::from(text),
+                (db, id, last.unwrap_or(after), done),
+            )))
         },
     );
     head.chain(pages)

@@ -16,8 +16,8 @@ use chrono::{DateTime, Utc};
 use super::settle::{self, RefundOutcome, RefundReport, RefundSettleError};
 use crate::clock::{Clock, to_millis};
 use crate::domain::{
-    Actor,
-    Fen, OrderNo, OrderStatus, OwnedClaim, ProviderMissing, RefundId, RefundOrigin, RefundStatus,
+    Actor, Fen, OrderNo, OrderStatus, OwnedClaim, ProviderMissing, RefundId, RefundOrigin,
+    RefundStatus,
 };
 use crate::providers::{NewRefund, PaymentProvider, ProviderError, RefundState, Registry};
 use crate::store::Db;

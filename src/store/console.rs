@@ -32,7 +32,11 @@ const USER_COLUMNS: &str = "name, scopes, password_hash, setup_token_sha256, set
 
 /// The stored form of a set of scopes.
 pub fn scopes_text(scopes: &[Scope]) -> String {
-    scopes.iter().map(|s| s.name()).collect::<Vec<_>>().join(",")
+    scopes
+        .iter()
+        .map(|s| s.name())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn scopes_of(text: &str) -> Option<Vec<Scope>> {
@@ -243,12 +247,7 @@ pub async fn confirm_totp(
             "UPDATE console_user SET totp_secret = totp_pending, totp_pending = NULL,
                  totp_last_step = $3, updated_at = $4
              WHERE name = $1 AND totp_secret IS NULL AND totp_pending = $2",
-            vec![
-                name.as_str().into(),
-                secret.into(),
-                step.into(),
-                now.into(),
-            ],
+            vec![name.as_str().into(), secret.into(), step.into(), now.into()],
         )])
         .await?;
     Ok(done == [1])
@@ -256,7 +255,11 @@ pub async fn confirm_totp(
 
 /// Spends the code of `step`: `false` when that step or a later one was used already (a code
 /// works once, even when two requests race with it).
-pub async fn use_totp_step(db: &Db, name: &ConsoleUserName, step: i64) -> Result<bool, sqlx::Error> {
+pub async fn use_totp_step(
+    db: &Db,
+    name: &ConsoleUserName,
+    step: i64,
+) -> Result<bool, sqlx::Error> {
     let done = db
         .write_all(vec![(
             "UPDATE console_user SET totp_last_step = $2

@@ -11,8 +11,7 @@ use super::sql::{opt_time_of, time_of};
 use crate::clock::to_millis as millis;
 use crate::domain::{EmployerId, ErasureId, ErasureRow, ErasureStatus};
 
-const COLUMNS: &str =
-    "erasure_id, status, pseudonym, requested_at, due_by, completed_at, actor";
+const COLUMNS: &str = "erasure_id, status, pseudonym, requested_at, due_by, completed_at, actor";
 
 fn from_row(r: &impl super::Columns) -> Result<ErasureRow, sqlx::Error> {
     let text = |column: &'static str| r.column::<String>(column);

@@ -44,8 +44,14 @@ pub async fn search(
     };
     let text = |s: &str| Value::Text(s.to_owned());
     for (fragment, value) in [
-        ("order_no = ?", filter.order_no.as_ref().map(|v| text(v.as_str()))),
-        ("employer_id = ?", filter.employer.as_ref().map(|v| text(v.as_str()))),
+        (
+            "order_no = ?",
+            filter.order_no.as_ref().map(|v| text(v.as_str())),
+        ),
+        (
+            "employer_id = ?",
+            filter.employer.as_ref().map(|v| text(v.as_str())),
+        ),
         ("status = ?", filter.status.map(|v| text(v.as_str()))),
         ("provider = ?", filter.provider.map(|v| text(v.as_str()))),
         ("channel = ?", filter.channel.map(|v| text(v.as_str()))),

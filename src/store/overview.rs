@@ -28,7 +28,12 @@ fn totals_sql(table: &str, time: &str, extra: &str) -> String {
     )
 }
 
-async fn totals(db: &Db, sql: &str, from_ms: i64, to_ms: i64) -> Result<Vec<DayTotal>, sqlx::Error> {
+async fn totals(
+    db: &Db,
+    sql: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Vec<DayTotal>, sqlx::Error> {
     let values: [Value; 2] = [from_ms.into(), to_ms.into()];
     db.lookup_all(sql, &values, |r| {
         let provider: String = r.column("provider")?;
@@ -43,14 +48,22 @@ async fn totals(db: &Db, sql: &str, from_ms: i64, to_ms: i64) -> Result<Vec<DayT
 }
 
 /// Payments received per Beijing day and provider, paid in [`from_ms`, `to_ms`).
-pub async fn daily_payments(db: &Db, from_ms: i64, to_ms: i64) -> Result<Vec<DayTotal>, sqlx::Error> {
+pub async fn daily_payments(
+    db: &Db,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Vec<DayTotal>, sqlx::Error> {
     static SQL: std::sync::LazyLock<String> =
         std::sync::LazyLock::new(|| totals_sql("payment", "paid_at", ""));
     totals(db, &SQL, from_ms, to_ms).await
 }
 
 /// Refunds that went back per Beijing day and provider, in [`from_ms`, `to_ms`).
-pub async fn daily_refunds(db: &Db, from_ms: i64, to_ms: i64) -> Result<Vec<DayTotal>, sqlx::Error> {
+pub async fn daily_refunds(
+    db: &Db,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Vec<DayTotal>, sqlx::Error> {
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         totals_sql("refund", "succeeded_at", "AND status = 'succeeded'")
     });

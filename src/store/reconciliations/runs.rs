@@ -67,9 +67,7 @@ fn run_from(r: &sqlx::any::AnyRow) -> Result<RunRow, sqlx::Error> {
         finished_at: r.try_get("finished_at")?,
         actor: r
             .try_get::<Option<String>, _>("actor")?
-            .map(|a| {
-                crate::store::sql::parsed("actor", &a, crate::domain::Actor::parse)
-            })
+            .map(|a| crate::store::sql::parsed("actor", &a, crate::domain::Actor::parse))
             .transpose()?,
     })
 }
