@@ -36,7 +36,9 @@ fn env(name: &str, default: usize) -> usize {
 fn placeholders(rows: usize, per_row: usize) -> String {
     (0..rows)
         .map(|r| {
-            let p: Vec<String> = (1..=per_row).map(|c| format!("${}", r * per_row + c)).collect();
+            let p: Vec<String> = (1..=per_row)
+                .map(|c| format!("${}", r * per_row + c))
+                .collect();
             format!("({})", p.join(", "))
         })
         .collect::<Vec<_>>()
@@ -73,7 +75,11 @@ async fn seed(db: &paygate::store::Db, orders: usize, refunds: usize, now_ms: i6
     for i in 0..orders {
         let no = OrderNo::generate().to_string();
         let created = now_ms - (i as i64 * 30 * DAY_MS / orders as i64) - 60_000;
-        let (provider, channel) = if i % 2 == 0 { ("wechatpay", "native") } else { ("alipay", "qr") };
+        let (provider, channel) = if i % 2 == 0 {
+            ("wechatpay", "native")
+        } else {
+            ("alipay", "qr")
+        };
         let paid = i % 10 != 9;
         let refund = paid && i % 9 == 0 && r.len() < refunds;
         let status = match (paid, refund) {
@@ -83,29 +89,57 @@ async fn seed(db: &paygate::store::Db, orders: usize, refunds: usize, now_ms: i6
         };
         let employer = format!("emp_{}", i % 5000);
         o.push(vec![
-            V::T(no.clone()), V::T(employer.clone()), V::T("resume-download-50".into()),
-            V::T(grants.into()), V::I(19_900), V::T("CNY".into()), V::T(provider.into()),
-            V::T(channel.into()), V::T(status.into()), V::I(if refund { 5_000 } else { 0 }),
-            V::I(created + 900_000), V::I(created), V::I(created),
+            V::T(no.clone()),
+            V::T(employer.clone()),
+            V::T("resume-download-50".into()),
+            V::T(grants.into()),
+            V::I(19_900),
+            V::T("CNY".into()),
+            V::T(provider.into()),
+            V::T(channel.into()),
+            V::T(status.into()),
+            V::I(if refund { 5_000 } else { 0 }),
+            V::I(created + 900_000),
+            V::I(created),
+            V::I(created),
         ]);
         if paid {
             let at = created + 30_000;
             p.push(vec![
-                V::T(format!("pay_{i}")), V::T(no.clone()), V::T(provider.into()),
-                V::T(format!("42{i:026}")), V::I(19_900), V::T("CNY".into()),
-                V::T("notification".into()), V::I(at), V::I(at),
+                V::T(format!("pay_{i}")),
+                V::T(no.clone()),
+                V::T(provider.into()),
+                V::T(format!("42{i:026}")),
+                V::I(19_900),
+                V::T("CNY".into()),
+                V::T("notification".into()),
+                V::I(at),
+                V::I(at),
             ]);
             e.push(vec![
-                V::T(format!("ent_{i}")), V::T(employer.clone()), V::T(no.clone()),
-                V::T("resume-download-50".into()), V::T("download".into()),
-                V::I(if refund { 38 } else { 50 }), V::I((i % 7) as i64), V::T("active".into()),
-                V::I(at), V::I(at + 90 * DAY_MS), V::I(at), V::I(at),
+                V::T(format!("ent_{i}")),
+                V::T(employer.clone()),
+                V::T(no.clone()),
+                V::T("resume-download-50".into()),
+                V::T("download".into()),
+                V::I(if refund { 38 } else { 50 }),
+                V::I((i % 7) as i64),
+                V::T("active".into()),
+                V::I(at),
+                V::I(at + 90 * DAY_MS),
+                V::I(at),
+                V::I(at),
             ]);
             for kind in ["order.paid", "entitlement.granted"] {
                 event_id += 1;
                 ev.push(vec![
-                    V::I(event_id), V::T(kind.into()), V::T(no.clone()),
-                    V::T(format!(r#"{{"order_no":"{no}","amount":"199.00"}}"#)), V::I(at), V::I(at), V::I(at),
+                    V::I(event_id),
+                    V::T(kind.into()),
+                    V::T(no.clone()),
+                    V::T(format!(r#"{{"order_no":"{no}","amount":"199.00"}}"#)),
+                    V::I(at),
+                    V::I(at),
+                    V::I(at),
                 ]);
             }
         }
@@ -113,15 +147,30 @@ async fn seed(db: &paygate::store::Db, orders: usize, refunds: usize, now_ms: i6
             let at = created + 3_600_000;
             let id = format!("RF{:026}", i);
             r.push(vec![
-                V::T(id.clone()), V::T(no.clone()), V::T(provider.into()), V::T(id),
-                V::I(5_000), V::T("CNY".into()), V::T("succeeded".into()), V::T("paygate".into()),
-                V::I(at), V::I(at), V::I(at), V::T("console:bench".into()),
+                V::T(id.clone()),
+                V::T(no.clone()),
+                V::T(provider.into()),
+                V::T(id),
+                V::I(5_000),
+                V::T("CNY".into()),
+                V::T("succeeded".into()),
+                V::T("paygate".into()),
+                V::I(at),
+                V::I(at),
+                V::I(at),
+                V::T("console:bench".into()),
             ]);
             event_id += 1;
             ev.push(vec![
-                V::I(event_id), V::T("refund.succeeded".into()), V::T(no.clone()),
-                V::T(format!(r#"{{"order_no":"{no}","amount":"50.00","actor":"console:bench"}}"#)),
-                V::I(at), V::I(at), V::I(at),
+                V::I(event_id),
+                V::T("refund.succeeded".into()),
+                V::T(no.clone()),
+                V::T(format!(
+                    r#"{{"order_no":"{no}","amount":"50.00","actor":"console:bench"}}"#
+                )),
+                V::I(at),
+                V::I(at),
+                V::I(at),
             ]);
             refunded_no = no.clone();
         }
@@ -148,13 +197,24 @@ async fn seed(db: &paygate::store::Db, orders: usize, refunds: usize, now_ms: i6
             let id = format!("rec_{provider}_{d}");
             let summary = r#"{"bill_rows":3000,"payments":{"matched":{"count":2980,"amount_fen":59302000},"missing_remote":{"count":20,"amount_fen":398000}},"refunds":{},"healed":0}"#;
             runs.push(vec![
-                V::T(id.clone()), V::T(provider.into()), V::T(date.clone()), V::T("completed".into()),
-                V::T(summary.into()), V::I(now_ms - d * DAY_MS), V::I(now_ms - d * DAY_MS), V::T("job:reconciliation".into()),
+                V::T(id.clone()),
+                V::T(provider.into()),
+                V::T(date.clone()),
+                V::T("completed".into()),
+                V::T(summary.into()),
+                V::I(now_ms - d * DAY_MS),
+                V::I(now_ms - d * DAY_MS),
+                V::T("job:reconciliation".into()),
             ]);
             for s in 0..20 {
                 disc.push(vec![
-                    V::T(id.clone()), V::I(s), V::T("missing_remote".into()), V::T("payment".into()),
-                    V::T(OrderNo::generate().to_string()), V::I(19_900), V::I(0),
+                    V::T(id.clone()),
+                    V::I(s),
+                    V::T("missing_remote".into()),
+                    V::T("payment".into()),
+                    V::T(OrderNo::generate().to_string()),
+                    V::I(19_900),
+                    V::I(0),
                 ]);
             }
         }
@@ -163,14 +223,25 @@ async fn seed(db: &paygate::store::Db, orders: usize, refunds: usize, now_ms: i6
         for m in 0..(7 * 24 * 60) {
             let at = now_ms - m * 60_000;
             jobs.push(vec![
-                V::T((*job).into()), V::I(at / 60_000 + j as i64), V::T("bench-host".into()), V::I(1),
-                V::I(at), V::I(at + 50), V::T(r#"{"queried":0}"#.into()),
+                V::T((*job).into()),
+                V::I(at / 60_000 + j as i64),
+                V::T("bench-host".into()),
+                V::I(1),
+                V::I(at),
+                V::I(at + 50),
+                V::T(r#"{"queried":0}"#.into()),
             ]);
         }
     }
     insert(db, "INSERT INTO reconciliation_run (reconciliation_id, provider, bill_date, status, summary_json, started_at, finished_at, actor)", 8, runs).await;
     insert(db, "INSERT INTO reconciliation_discrepancy (reconciliation_id, seq, class, kind, order_no, local_amount_fen, healed)", 7, disc).await;
-    insert(db, "INSERT INTO job_run (job, slot, holder, fence, started_at, finished_at, outcome)", 7, jobs).await;
+    insert(
+        db,
+        "INSERT INTO job_run (job, slot, holder, fence, started_at, finished_at, outcome)",
+        7,
+        jobs,
+    )
+    .await;
     refunded_no
 }
 
@@ -212,7 +283,11 @@ async fn signed_in(app: &Application, url: &str) -> (reqwest::Client, String) {
     let signed = http
         .post(format!("{url}/console/sign-in"))
         .header("cookie", form_cookie)
-        .form(&[("form_token", token), ("name", "bench"), ("password", "bench password 1")])
+        .form(&[
+            ("form_token", token),
+            ("name", "bench"),
+            ("password", "bench password 1"),
+        ])
         .send()
         .await
         .expect("sign in");
@@ -254,8 +329,14 @@ async fn main() {
         Config::from_toml_with_env("", Vec::new(), dir.path().to_owned()).expect("default config");
     config.database.url = std::env::var("PAYGATE_BENCH_DATABASE_URL")
         .unwrap_or_else(|_| format!("sqlite://{}", dir.path().join("bench.db").display()));
-    let backend = if config.database.url.starts_with("sqlite") { "SQLite" } else { "PostgreSQL" };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let backend = if config.database.url.starts_with("sqlite") {
+        "SQLite"
+    } else {
+        "PostgreSQL"
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let clock = Arc::new(OffsetClock::default());
     let app = Application::build(
         config,
@@ -284,11 +365,23 @@ async fn main() {
     let pages = [
         ("overview", "/console".to_owned()),
         ("orders", "/console/orders".to_owned()),
-        ("orders, one employer", "/console/orders?employer=emp_42".to_owned()),
-        ("orders, refunded, Alipay", "/console/orders?status=partially_refunded&provider=alipay".to_owned()),
-        ("one order (refunded)", format!("/console/orders/{refunded}")),
+        (
+            "orders, one employer",
+            "/console/orders?employer=emp_42".to_owned(),
+        ),
+        (
+            "orders, refunded, Alipay",
+            "/console/orders?status=partially_refunded&provider=alipay".to_owned(),
+        ),
+        (
+            "one order (refunded)",
+            format!("/console/orders/{refunded}"),
+        ),
         ("reconciliation runs", "/console/reconciliations".to_owned()),
-        ("one run", "/console/reconciliations/rec_wechatpay_0".to_owned()),
+        (
+            "one run",
+            "/console/reconciliations/rec_wechatpay_0".to_owned(),
+        ),
         ("erasures", "/console/erasures".to_owned()),
         ("operations", "/console/operations".to_owned()),
     ];

@@ -322,6 +322,12 @@ pub async fn session(
     Ok(found)
 }
 
+/// Deletes the sessions idle longer than `idle` (they open nothing already; this keeps the
+/// table to the live ones). Answers how many went.
+pub async fn forget_idle(deps: &Deps<'_>, idle: Duration) -> Result<u64, sqlx::Error> {
+    store::end_idle_sessions(deps.db, to_millis(deps.clock.now() - idle)).await
+}
+
 pub async fn sign_out(deps: &Deps<'_>, cookie: &str) -> Result<(), sqlx::Error> {
     store::end_session(deps.db, &sha256_hex(cookie)).await
 }

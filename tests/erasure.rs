@@ -234,7 +234,7 @@ async fn erasure_leaves_the_id_nowhere_and_the_accounting_as_it_was(app: TestApp
     assert_eq!(erased.len(), 1);
     assert_eq!(
         erased[0]["data"],
-        json!({"pseudonym": pseudonym, "erasure_id": done["erasure_id"]})
+        json!({"pseudonym": pseudonym, "erasure_id": done["erasure_id"], "actor": "api_key:privacy"})
     );
     let closed = app.events_of(&no(&pending), "order.closed").await;
     assert_eq!(closed.len(), 1);

@@ -95,6 +95,9 @@ struct Refund {
     succeeded_at: Option<String>,
     /// Failed refunds: `closed`, `abnormal` (finance must resolve it) or `refused:<code>`.
     failure: Option<String>,
+    /// Who started it: `api_key:<id>`, `console:<name>`, `cli`, `job:erasure`; null for a
+    /// refund made at the provider's portal (DESIGN.md §6).
+    actor: Option<String>,
 }
 
 #[derive(ToSchema)]
@@ -222,6 +225,8 @@ struct Erasure {
     completed_at: Option<String>,
     /// Once completed: what replaced the id everywhere (`erased:` and 56 hex digits).
     pseudonym: Option<String>,
+    /// Who asked: `api_key:<id>`, `console:<name>`, `cli`.
+    actor: Option<String>,
 }
 
 #[derive(ToSchema)]
@@ -266,6 +271,8 @@ struct Reconciliation {
     summary: Value,
     started_at: String,
     finished_at: String,
+    /// Who started it: `job:reconciliation`, `api_key:<id>`, `console:<name>`, `cli`.
+    actor: Option<String>,
 }
 
 #[derive(ToSchema)]

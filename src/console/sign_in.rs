@@ -124,14 +124,20 @@ pub async fn submit(
     }
     let f = posted.form;
     match console_users::sign_in(&console.users(), f.name.trim(), &f.password).await {
-        Ok(started) => Ok((
-            [(
-                header::SET_COOKIE,
-                set_cookie(SESSION_COOKIE, Some(&started.cookie.0), console.secure),
-            )],
-            Redirect::to(next_page(started.stage)),
-        )
-            .into_response()),
+        Ok(started) => {
+            // Sign-ins are rare: the moment to clear sessions nobody uses any more.
+            if let Err(e) = console_users::forget_idle(&console.users(), console.idle).await {
+                tracing::warn!(error = %e, "forgetting idle console sessions failed");
+            }
+            Ok((
+                [(
+                    header::SET_COOKIE,
+                    set_cookie(SESSION_COOKIE, Some(&started.cookie.0), console.secure),
+                )],
+                Redirect::to(next_page(started.stage)),
+            )
+                .into_response())
+        }
         Err(SignInError::Db(e)) => Err(Failure::internal(e)),
         Err(e) => {
             if let Some(ip) = peer {
