@@ -62,7 +62,9 @@ async fn insert(db: &paygate::store::Db, head: &str, per_row: usize, rows: Vec<V
                 };
             }
         }
-        q.execute(db.pool()).await.expect("insert");
+        let mut tx = db.begin_write().await.expect("tx");
+        q.execute(&mut *tx).await.expect("insert");
+        tx.commit().await.expect("commit");
     }
 }
 
@@ -180,11 +182,13 @@ async fn seed(db: &paygate::store::Db, orders: usize, refunds: usize, now_ms: i6
     insert(db, "INSERT INTO entitlement (entitlement_id, employer_id, order_no, plan_id, action, quota, used, status, valid_from, valid_until, created_at, updated_at)", 12, e).await;
     insert(db, "INSERT INTO refund (refund_id, order_no, provider, out_refund_no, amount_fen, currency, status, origin, created_at, updated_at, succeeded_at, actor)", 12, r).await;
     insert(db, "INSERT INTO outbox_event (event_id, event_type, order_no, payload_json, created_at, delivered_at, next_attempt_at)", 7, ev).await;
+    let mut tx = db.begin_write().await.expect("tx");
     sqlx::query("UPDATE event_counter SET value = $1 WHERE name = 'outbox'")
         .bind(event_id)
-        .execute(db.pool())
+        .execute(&mut *tx)
         .await
         .expect("counter");
+    tx.commit().await.expect("commit");
     // 30 days × 2 providers of runs, each with 20 discrepancies; a week of job runs.
     let (mut runs, mut disc, mut jobs) = (vec![], vec![], vec![]);
     for d in 0..30i64 {
