@@ -1,10 +1,14 @@
 //! The job lease (DESIGN.md §10): a row per job with its holder, the holder's expiry, a fencing
-//! counter and the last slot taken. One conditional upsert takes a slot, on both backends, so
-//! however many instances fire at once, each slot of each job runs on one of them.
+//! counter, the last slot taken and when a run of the job last succeeded. One conditional
+//! upsert takes a slot, on both backends, so however many instances fire at once, each slot of
+//! each job runs on one of them.
+
+use chrono::{DateTime, Utc};
+use sqlx::AnyPool;
 
 use super::db::Db;
 use super::exec::Exec;
-use super::sql::{Columns, Statement};
+use super::sql::{Columns, Statement, opt_time_of};
 
 /// A slot this instance took: run it, then [`finish`] it with the same fence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,21 +85,33 @@ async fn take_in(
     Ok(Some(Taken { slot, fence }))
 }
 
+/// How a run ended, with what is stored in `job_run.outcome` (JSON: the pass's counts, or
+/// `{"error": …}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome<'a> {
+    Succeeded(&'a str),
+    Failed(&'a str),
+}
+
 /// Records the run's outcome and frees the lease, if this fence still holds it (a holder that
-/// overran its lease and was superseded frees nothing).
+/// overran its lease and was superseded frees nothing). A success moves the job's
+/// `last_success_at` forward whoever holds the lease now: the run did its work.
 pub async fn finish(
     db: &Db,
     job: &str,
     taken: Taken,
-    outcome: &str,
+    outcome: Outcome<'_>,
     now_ms: i64,
 ) -> Result<(), sqlx::Error> {
+    let text = match outcome {
+        Outcome::Succeeded(text) | Outcome::Failed(text) => text,
+    };
     let run: Statement = (
         "UPDATE job_run SET finished_at = $1, outcome = $2
          WHERE job = $3 AND slot = $4 AND fence = $5",
         vec![
             now_ms.into(),
-            outcome.into(),
+            text.into(),
             job.into(),
             taken.slot.into(),
             taken.fence.into(),
@@ -105,6 +121,30 @@ pub async fn finish(
         "UPDATE job_lease SET expires_at = $1 WHERE job = $2 AND fence = $3",
         vec![now_ms.into(), job.into(), taken.fence.into()],
     );
-    db.write_all(vec![run, lease]).await?;
+    let mut statements = vec![run, lease];
+    if let Outcome::Succeeded(_) = outcome {
+        statements.push((
+            "UPDATE job_lease SET last_success_at = $1
+             WHERE job = $2 AND (last_success_at IS NULL OR last_success_at < $1)",
+            vec![now_ms.into(), job.into()],
+        ));
+    }
+    db.write_all(statements).await?;
     Ok(())
+}
+
+/// Each job's lease row: the job's name and when a run of it last succeeded (`None`: never).
+/// One row per job, so this reads a handful of rows whatever the history (`/metrics`).
+pub async fn last_successes(
+    pool: &AnyPool,
+) -> Result<Vec<(String, Option<DateTime<Utc>>)>, sqlx::Error> {
+    let rows = sqlx::query("SELECT job, last_success_at FROM job_lease ORDER BY job")
+        .fetch_all(pool)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let at = opt_time_of("last_success_at", r.column("last_success_at")?)?;
+            Ok((r.column("job")?, at))
+        })
+        .collect()
 }
