@@ -20,6 +20,7 @@ use std::time::Instant;
 use axum::Extension;
 use axum::extract::State;
 use axum::response::IntoResponse;
+use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::config::LimitsConfig;
 use crate::domain::ProviderId;
@@ -120,12 +121,23 @@ async fn gauges(state: &AppState) -> Result<DatabaseGauges, sqlx::Error> {
         .into_iter()
         .filter(|id| state.providers.get(*id).is_some())
         .collect();
+    let today = now.with_timezone(&crate::clock::beijing()).date_naive();
+    Ok(DatabaseGauges {
+        job_last_success: job_last_success(pool).await?,
+        erasures_overdue: erasures::overdue(pool, now).await?,
+        unhealed_discrepancies: unhealed(pool, &configured, today).await?,
+        last_completed_day: last_completed_day(pool, &configured).await?,
+    })
+}
 
-    // Every scheduled job, 0 (never) when its lease row has no success: a job that never ran
-    // must not be a missing series an alert cannot see. A lease row of a job this build does
-    // not run (renamed, removed) is not one of ours to report.
+/// Every scheduled job, `None` (0: never) when its lease row has no success: a job that never
+/// ran must not be a missing series an alert cannot see. A lease row of a job this build does
+/// not run (renamed, removed) is not one of ours to report.
+async fn job_last_success(
+    pool: &sqlx::AnyPool,
+) -> Result<Vec<(&'static str, Option<DateTime<Utc>>)>, sqlx::Error> {
     let leases = leases::last_successes(pool).await?;
-    let job_last_success = Job::ALL
+    Ok(Job::ALL
         .into_iter()
         .filter(|job| job.is_scheduled())
         .map(|job| {
@@ -135,47 +147,49 @@ async fn gauges(state: &AppState) -> Result<DatabaseGauges, sqlx::Error> {
                 .and_then(|(_, at)| *at);
             (job.name(), at)
         })
-        .collect();
+        .collect())
+}
 
-    let erasures_overdue = erasures::overdue(pool, now).await?;
-
-    let today = now.with_timezone(&crate::clock::beijing()).date_naive();
-    let since = today - chrono::Duration::days(UNHEALED_DAYS);
-    let mut unhealed: BTreeMap<(&'static str, &'static str), u64> = configured
+/// The unhealed discrepancies of the window, by provider and class: every class of every
+/// configured provider (0 when none), and any other provider that has some.
+async fn unhealed(
+    pool: &sqlx::AnyPool,
+    configured: &[ProviderId],
+    today: NaiveDate,
+) -> Result<Vec<(&'static str, &'static str, u64)>, sqlx::Error> {
+    let classes = || {
+        DiscrepancyClass::ALL
+            .into_iter()
+            .filter(|c| *c != DiscrepancyClass::Matched)
+    };
+    let mut counts: BTreeMap<(&'static str, &'static str), u64> = configured
         .iter()
-        .flat_map(|p| {
-            DiscrepancyClass::ALL
-                .into_iter()
-                .filter(|c| *c != DiscrepancyClass::Matched)
-                .map(move |c| ((p.as_str(), c.as_str()), 0))
-        })
+        .flat_map(|p| classes().map(move |c| ((p.as_str(), c.as_str()), 0)))
         .collect();
+    let since = today - chrono::Duration::days(UNHEALED_DAYS);
     for (provider, class, n) in reconciliations::unhealed(pool, since).await? {
-        unhealed.insert((provider.as_str(), class.as_str()), n);
+        counts.insert((provider.as_str(), class.as_str()), n);
     }
+    Ok(counts
+        .into_iter()
+        .map(|((provider, class), n)| (provider, class, n))
+        .collect())
+}
 
+/// Per configured provider, the start of its latest reconciled bill date (`None`: never).
+async fn last_completed_day(
+    pool: &sqlx::AnyPool,
+    configured: &[ProviderId],
+) -> Result<Vec<(&'static str, Option<DateTime<Utc>>)>, sqlx::Error> {
     let days = reconciliations::last_completed_days(pool).await?;
-    let last_completed_day = configured
+    configured
         .iter()
         .map(|p| {
             let day = days.iter().find(|(q, _)| q == p).map(|(_, day)| *day);
             let start = day
-                .map(|day| {
-                    let (start_ms, _) = day_bounds(day);
-                    crate::store::time_of("bill_date", start_ms)
-                })
+                .map(|day| crate::store::time_of("bill_date", day_bounds(day).0))
                 .transpose()?;
             Ok((p.as_str(), start))
         })
-        .collect::<Result<_, sqlx::Error>>()?;
-
-    Ok(DatabaseGauges {
-        job_last_success,
-        erasures_overdue,
-        unhealed_discrepancies: unhealed
-            .into_iter()
-            .map(|((provider, class), n)| (provider, class, n))
-            .collect(),
-        last_completed_day,
-    })
+        .collect()
 }
