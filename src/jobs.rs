@@ -91,6 +91,12 @@ impl Job {
         }
     }
 
+    /// Run on the cron schedule under the lease, so its lease row records its last success
+    /// (`/metrics`); the push loop is not.
+    pub fn is_scheduled(self) -> bool {
+        self.schedule().is_some()
+    }
+
     /// The cron schedule (seconds first), in [`Job::timezone`]; `None` for the push loop.
     fn schedule(self) -> Option<&'static str> {
         match self {
@@ -533,15 +539,19 @@ impl Runner {
         };
         let result = self.run_once(job).await;
         telemetry::job_run(job.name(), if result.is_ok() { "ok" } else { "error" });
-        let outcome = match &result {
+        let text = match &result {
             Ok(report) => report.to_string(),
             Err(e) => serde_json::json!({"error": format!("{e:#}")}).to_string(),
         };
-        self.finish(job, taken, &outcome).await;
+        let outcome = match &result {
+            Ok(_) => lease::Outcome::Succeeded(&text),
+            Err(_) => lease::Outcome::Failed(&text),
+        };
+        self.finish(job, taken, outcome).await;
         result.map(Some)
     }
 
-    async fn finish(&self, job: Job, taken: Taken, outcome: &str) {
+    async fn finish(&self, job: Job, taken: Taken, outcome: lease::Outcome<'_>) {
         let now = to_millis(self.state.clock.now());
         if let Err(e) = lease::finish(&self.state.db, job.name(), taken, outcome, now).await {
             tracing::error!(job = job.name(), error = %e, "recording a job run failed");

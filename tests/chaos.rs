@@ -235,6 +235,17 @@ async fn outage_during_notifications(backend: Backend) {
     })
     .await;
     assert_eq!(res.status(), 503);
+    // So does /metrics, for the alert (PaygateDatabaseUnreachable). The gauges it reads from
+    // the database are left out when they cannot be read (PostgreSQL gone), not shown as 0;
+    // SQLite's readers go on under WAL.
+    let metrics = gauges(&app).await;
+    assert_eq!(metrics["paygate_database_up"], 0.0, "{metrics:?}");
+    let (read, overdue) = match backend {
+        Backend::Sqlite => (1.0, Some(0.0)),
+        Backend::Postgres => (0.0, None),
+    };
+    assert_eq!(metrics["paygate_database_gauges_ok"], read, "{metrics:?}");
+    assert_eq!(metrics.get("paygate_erasures_overdue").copied(), overdue);
     // The providers get their retry signal: WeChat 5xx FAIL, Alipay 5xx `fail`.
     let res = within(Duration::from_secs(3), "WeChat callback", async {
         app.post_wechat_callback(&genuine.headers, &genuine.body)
@@ -321,6 +332,29 @@ async fn outage_during_notifications(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
+    let metrics = gauges(&app).await;
+    assert_eq!(metrics["paygate_database_up"], 1.0, "{metrics:?}");
+    assert_eq!(metrics["paygate_database_gauges_ok"], 1.0, "{metrics:?}");
+}
+
+/// The unlabelled series of `/metrics` and their values.
+async fn gauges(app: &TestApp) -> std::collections::HashMap<String, f64> {
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.contains('{'))
+        .filter_map(|l| {
+            let (name, value) = l.split_once(' ')?;
+            Some((name.to_owned(), value.trim().parse().ok()?))
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

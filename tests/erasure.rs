@@ -614,9 +614,7 @@ async fn an_overdue_request_is_reported() {
         .await
         .unwrap();
     assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("paygate_erasures_overdue ")),
+        metrics.lines().any(|l| l == "paygate_erasures_overdue 1"),
         "{metrics}"
     );
 }

@@ -499,7 +499,7 @@ fn the_cli_runs_one_pass_of_a_job() {
 /// The lease row itself: a live holder blocks the next slot, a dead one (expired lease) does
 /// not, a superseded holder cannot free the lease it lost, and a slot never runs twice.
 async fn the_lease_blocks_live_holders_and_fences_dead_ones(app: TestApp) {
-    use paygate::store::jobs::{finish, take};
+    use paygate::store::jobs::{Outcome, finish, take};
     let db = &app.db;
     let a = take(db, "t", "A", 1, 0, 1_000)
         .await
@@ -518,14 +518,18 @@ async fn the_lease_blocks_live_holders_and_fences_dead_ones(app: TestApp) {
         .expect("B takes slot 2");
     assert_eq!(b.fence, 2);
     // A wakes up and finishes: its fence is stale, so B's lease stays.
-    finish(db, "t", a, "{}", 1_600).await.unwrap();
+    finish(db, "t", a, Outcome::Succeeded("{}"), 1_600)
+        .await
+        .unwrap();
     assert_eq!(
         take(db, "t", "C", 3, 1_700, 1_000).await.unwrap(),
         None,
         "B still holds it"
     );
     // Slot 2 ran; nobody runs it again, not even after B is done.
-    finish(db, "t", b, "{}", 1_800).await.unwrap();
+    finish(db, "t", b, Outcome::Succeeded("{}"), 1_800)
+        .await
+        .unwrap();
     assert_eq!(take(db, "t", "C", 2, 1_900, 1_000).await.unwrap(), None);
     let c = take(db, "t", "C", 3, 1_900, 1_000)
         .await

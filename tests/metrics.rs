@@ -131,18 +131,22 @@ async fn metrics_count_orders_callbacks_settlements_and_job_runs() {
     );
     let runs = "paygate_job_runs_total";
     assert_eq!(
-        value(&m, runs, &[r#"job="active_query""#, r#"outcome="ok""#]),
+        value(&m, runs, &[r#"job_name="active_query""#, r#"outcome="ok""#]),
         1
     );
     assert_eq!(
-        value(&m, runs, &[r#"job="active_query""#, r#"outcome="skipped""#]),
+        value(
+            &m,
+            runs,
+            &[r#"job_name="active_query""#, r#"outcome="skipped""#]
+        ),
         1
     );
     assert_eq!(
         value(
             &m,
             "paygate_job_orders_total",
-            &[r#"job="active_query""#, r#"result="settled""#]
+            &[r#"job_name="active_query""#, r#"result="settled""#]
         ),
         1
     );

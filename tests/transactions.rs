@@ -81,15 +81,21 @@ async fn every_body_runs_on(app: TestApp) {
 /// take_in (and `finish`'s statements through execute_all): a slot is taken once, a later
 /// slot by another holder once the first is finished.
 async fn leases_are_taken_and_finished(app: &TestApp) {
-    use paygate::store::jobs::{Taken, finish, take};
+    use paygate::store::jobs::{Outcome, Taken, finish, take};
     let (job, now_ms) = ("tx_bodies_job", 1_000_000);
     let first = take(&app.db, job, "a", 1, now_ms, 60_000).await.unwrap();
     assert_eq!(first, Some(Taken { slot: 1, fence: 1 }));
     let again = take(&app.db, job, "b", 1, now_ms, 60_000).await.unwrap();
     assert_eq!(again, None, "a slot runs once");
-    finish(&app.db, job, first.unwrap(), "ok", now_ms + 1)
-        .await
-        .unwrap();
+    finish(
+        &app.db,
+        job,
+        first.unwrap(),
+        Outcome::Succeeded("ok"),
+        now_ms + 1,
+    )
+    .await
+    .unwrap();
     let next = take(&app.db, job, "b", 2, now_ms + 2, 60_000)
         .await
         .unwrap();
@@ -100,6 +106,12 @@ async fn leases_are_taken_and_finished(app: &TestApp) {
     );
     let finished = "SELECT COUNT(*) FROM job_run WHERE job = $1 AND outcome = 'ok'";
     assert_eq!(app.count(finished, job).await, 1);
+    let succeeded = "SELECT COUNT(*) FROM job_lease WHERE job = $1 AND last_success_at = 1000001";
+    assert_eq!(
+        app.count(succeeded, job).await,
+        1,
+        "the success is on the lease row"
+    );
 }
 
 #[tokio::test]

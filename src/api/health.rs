@@ -1,4 +1,4 @@
-//! Liveness and readiness.
+//! Liveness and readiness (`/metrics` is `metrics.rs`).
 
 use axum::Json;
 use axum::extract::State;
@@ -8,18 +8,6 @@ use crate::state::AppState;
 
 pub async fn live() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
-}
-
-/// Prometheus text exposition (DESIGN.md §4); unauthenticated like the health checks, so
-/// expose it only where the scraper can reach it. It holds counts, never identifiers.
-pub async fn metrics() -> impl axum::response::IntoResponse {
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        crate::telemetry::render(),
-    )
 }
 
 /// Ready when the database answers (and, on SQLite, its write lock can be had) within

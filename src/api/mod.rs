@@ -7,6 +7,7 @@ pub mod entitlements;
 pub mod events;
 pub mod health;
 pub mod idempotent;
+pub mod metrics;
 pub mod openapi;
 pub mod orders;
 pub mod plans;

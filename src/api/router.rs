@@ -10,8 +10,8 @@ use axum::routing::{get, post};
 use tower_http::timeout::TimeoutLayer;
 
 use super::{
-    entitlements, events, health, openapi, orders, plans, privacy, reconciliations, refunds,
-    webhooks,
+    entitlements, events, health, metrics, openapi, orders, plans, privacy, reconciliations,
+    refunds, webhooks,
 };
 use crate::config::LimitsConfig;
 use crate::state::AppState;
@@ -66,7 +66,15 @@ pub fn router(state: AppState) -> Router {
         .route("/webhooks/{provider}", webhook)
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
-        .route("/metrics", get(health::metrics))
+        // Unauthenticated like the health checks (expose it only where the scraper reaches
+        // it): counts and times, never identifiers. Its database read is shared by the scrapes
+        // that arrive while it is in flight.
+        .route(
+            "/metrics",
+            get(metrics::serve).layer(axum::Extension(std::sync::Arc::new(
+                metrics::Scrapes::default(),
+            ))),
+        )
         .route("/openapi.json", get(openapi::serve))
         .route_layer(timeout(request_timeout))
         // The long poll may wait up to MAX_WAIT before it answers.

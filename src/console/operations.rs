@@ -10,7 +10,6 @@ use maud::{Markup, html};
 use super::Console;
 use super::page::{Failure, Page, frame, time};
 use super::session::Viewer;
-use crate::clock::to_millis;
 use crate::config::LimitsConfig;
 use crate::jobs::Job;
 use crate::store::jobs::{self as store, Lease, RunRecord};
@@ -34,17 +33,13 @@ pub struct JobHealth {
     pub job: Job,
     pub state: JobState,
     pub latest: Option<RunRecord>,
-    pub last_success: Option<RunRecord>,
     pub lease: Option<Lease>,
 }
 
 /// Every scheduled job's standing at `now`.
 pub async fn job_health(console: &Console, now: DateTime<Utc>) -> Result<Vec<JobHealth>, Failure> {
     let db = &console.app.db;
-    let week_ago = to_millis(now - chrono::Duration::days(7));
-    let runs = store::latest_runs(db, week_ago)
-        .await
-        .map_err(Failure::internal)?;
+    let runs = store::latest_runs(db).await.map_err(Failure::internal)?;
     let leases = store::leases(db).await.map_err(Failure::internal)?;
     Ok(Job::ALL
         .into_iter()
@@ -68,7 +63,6 @@ pub async fn job_health(console: &Console, now: DateTime<Utc>) -> Result<Vec<Job
                 job,
                 state,
                 latest,
-                last_success: found.and_then(|r| r.last_success.clone()),
                 lease: leases.iter().find(|l| l.job == job.name()).cloned(),
             }
         })
@@ -114,7 +108,7 @@ pub async fn page(State(console): State<Console>, viewer: Viewer) -> Result<Page
                             td { (state_label(j.state)) }
                             td { @if let Some(r) = &j.latest { (time(r.started_at)) } }
                             td { @if let Some(r) = &j.latest { code { (r.holder) } } }
-                            td { @if let Some(r) = &j.last_success { (time(r.started_at)) } }
+                            td { @if let Some(t) = j.lease.as_ref().and_then(|l| l.last_success_at) { (time(t)) } }
                             td { @if let Some(e) = j.latest.as_ref().and_then(RunRecord::error) { span.bad { (e) } } }
                             td { @if let Some(l) = &j.lease { (time(l.expires_at)) " " code { "fence " (l.fence) } } }
                         }

@@ -98,7 +98,8 @@ const PER_PASS: i64 = 100;
 
 /// The `erasure` job: carries out pending requests, oldest first; refunds payments that
 /// reached an erased account after its erasure and are not refunded yet (a crash between the
-/// settlement and its refund is healed here); reports what is past its `due_by`.
+/// settlement and its refund is healed here); reports what is past its `due_by` (and
+/// `/metrics` reads the same count from the database at every scrape).
 pub async fn run_due(deps: &ErasureDeps<'_>) -> anyhow::Result<ErasurePass> {
     let mut pass = ErasurePass::default();
     for id in erasures::pending(deps.db.pool(), PER_PASS).await? {
@@ -116,7 +117,6 @@ pub async fn run_due(deps: &ErasureDeps<'_>) -> anyhow::Result<ErasurePass> {
         }
     }
     pass.overdue = erasures::overdue(deps.db.pool(), deps.clock.now()).await?;
-    crate::telemetry::erasures_overdue(pass.overdue);
     if pass.overdue > 0 {
         tracing::error!(
             overdue = pass.overdue,

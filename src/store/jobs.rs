@@ -1,10 +1,14 @@
 //! The job lease (DESIGN.md §10): a row per job with its holder, the holder's expiry, a fencing
-//! counter and the last slot taken. One conditional upsert takes a slot, on both backends, so
-//! however many instances fire at once, each slot of each job runs on one of them.
+//! counter, the last slot taken and when a run of the job last succeeded. One conditional
+//! upsert takes a slot, on both backends, so however many instances fire at once, each slot of
+//! each job runs on one of them.
+
+use chrono::{DateTime, Utc};
+use sqlx::AnyPool;
 
 use super::db::Db;
 use super::exec::Exec;
-use super::sql::{Columns, Statement};
+use super::sql::{Columns, Statement, opt_time_of};
 
 /// A slot this instance took: run it, then [`finish`] it with the same fence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,21 +85,33 @@ async fn take_in(
     Ok(Some(Taken { slot, fence }))
 }
 
+/// How a run ended, with what is stored in `job_run.outcome` (JSON: the pass's counts, or
+/// `{"error": …}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome<'a> {
+    Succeeded(&'a str),
+    Failed(&'a str),
+}
+
 /// Records the run's outcome and frees the lease, if this fence still holds it (a holder that
-/// overran its lease and was superseded frees nothing).
+/// overran its lease and was superseded frees nothing). A success moves the job's
+/// `last_success_at` forward whoever holds the lease now: the run did its work.
 pub async fn finish(
     db: &Db,
     job: &str,
     taken: Taken,
-    outcome: &str,
+    outcome: Outcome<'_>,
     now_ms: i64,
 ) -> Result<(), sqlx::Error> {
+    let text = match outcome {
+        Outcome::Succeeded(text) | Outcome::Failed(text) => text,
+    };
     let run: Statement = (
         "UPDATE job_run SET finished_at = $1, outcome = $2
          WHERE job = $3 AND slot = $4 AND fence = $5",
         vec![
             now_ms.into(),
-            outcome.into(),
+            text.into(),
             job.into(),
             taken.slot.into(),
             taken.fence.into(),
@@ -105,16 +121,23 @@ pub async fn finish(
         "UPDATE job_lease SET expires_at = $1 WHERE job = $2 AND fence = $3",
         vec![now_ms.into(), job.into(), taken.fence.into()],
     );
-    db.write_all(vec![run, lease]).await?;
+    let mut statements = vec![run, lease];
+    if let Outcome::Succeeded(_) = outcome {
+        statements.push((
+            "UPDATE job_lease SET last_success_at = $1
+             WHERE job = $2 AND (last_success_at IS NULL OR last_success_at < $1)",
+            vec![now_ms.into(), job.into()],
+        ));
+    }
+    db.write_all(statements).await?;
     Ok(())
 }
 
-/// One job's latest recorded run, and its latest run that did not fail.
+/// One job's latest recorded run.
 #[derive(Debug, Clone)]
 pub struct JobRuns {
     pub job: String,
     pub latest: RunRecord,
-    pub last_success: Option<RunRecord>,
 }
 
 #[derive(Debug, Clone)]
@@ -145,48 +168,22 @@ fn record(r: &impl Columns) -> Result<RunRecord, sqlx::Error> {
     })
 }
 
-/// Every job's latest run and latest success since `since_ms` (the operations page; the
-/// bound keeps the scan short however long runs are kept). A success is a finished run whose
-/// outcome is not an error (`{"error": …}`).
-pub async fn latest_runs(db: &Db, since_ms: i64) -> Result<Vec<JobRuns>, sqlx::Error> {
-    const COLUMNS: &str = "r.job, r.slot, r.holder, r.started_at, r.finished_at, r.outcome";
-    let latest = db
-        .lookup_all(
-            &format!(
-                "SELECT {COLUMNS} FROM job_run r
-                 JOIN (SELECT job, MAX(slot) AS slot FROM job_run GROUP BY job) m
-                   ON m.job = r.job AND m.slot = r.slot
-                 ORDER BY r.job"
-            ),
-            &[],
-            |r| Ok((r.column::<String>("job")?, record(r)?)),
-        )
-        .await?;
-    let succeeded = db
-        .lookup_all(
-            &format!(
-                "SELECT {COLUMNS} FROM job_run r
-                 JOIN (SELECT job, MAX(slot) AS slot FROM job_run
-                       WHERE started_at >= $1 AND finished_at IS NOT NULL
-                         AND outcome NOT LIKE '{{\"error\"%'
-                       GROUP BY job) m
-                   ON m.job = r.job AND m.slot = r.slot"
-            ),
-            &[since_ms.into()],
-            |r| Ok((r.column::<String>("job")?, record(r)?)),
-        )
-        .await?;
-    Ok(latest
-        .into_iter()
-        .map(|(job, latest)| JobRuns {
-            last_success: succeeded
-                .iter()
-                .find(|(j, _)| *j == job)
-                .map(|(_, r)| r.clone()),
-            job,
-            latest,
-        })
-        .collect())
+/// Every job's latest run (the operations page): one row per job through the primary key.
+pub async fn latest_runs(db: &Db) -> Result<Vec<JobRuns>, sqlx::Error> {
+    db.lookup_all(
+        "SELECT r.job, r.slot, r.holder, r.started_at, r.finished_at, r.outcome FROM job_run r
+         JOIN (SELECT job, MAX(slot) AS slot FROM job_run GROUP BY job) m
+           ON m.job = r.job AND m.slot = r.slot
+         ORDER BY r.job",
+        &[],
+        |r| {
+            Ok(JobRuns {
+                job: r.column("job")?,
+                latest: record(r)?,
+            })
+        },
+    )
+    .await
 }
 
 /// A job's lease: who holds (or last held) it and until when.
@@ -196,11 +193,13 @@ pub struct Lease {
     pub holder: String,
     pub expires_at: i64,
     pub fence: i64,
+    /// When a run of the job last succeeded, on whichever instance.
+    pub last_success_at: Option<i64>,
 }
 
 pub async fn leases(db: &Db) -> Result<Vec<Lease>, sqlx::Error> {
     db.lookup_all(
-        "SELECT job, holder, expires_at, fence FROM job_lease ORDER BY job",
+        "SELECT job, holder, expires_at, fence, last_success_at FROM job_lease ORDER BY job",
         &[],
         |r| {
             Ok(Lease {
@@ -208,8 +207,28 @@ pub async fn leases(db: &Db) -> Result<Vec<Lease>, sqlx::Error> {
                 holder: r.column("holder")?,
                 expires_at: r.column("expires_at")?,
                 fence: r.column("fence")?,
+                last_success_at: super::sql::opt_millis_of(
+                    "last_success_at",
+                    r.column("last_success_at")?,
+                )?,
             })
         },
     )
     .await
+}
+
+/// Each job's lease row: the job's name and when a run of it last succeeded (`None`: never).
+/// One row per job, so this reads a handful of rows whatever the history (`/metrics`).
+pub async fn last_successes(
+    pool: &AnyPool,
+) -> Result<Vec<(String, Option<DateTime<Utc>>)>, sqlx::Error> {
+    let rows = sqlx::query("SELECT job, last_success_at FROM job_lease ORDER BY job")
+        .fetch_all(pool)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let at = opt_time_of("last_success_at", r.column("last_success_at")?)?;
+            Ok((r.column("job")?, at))
+        })
+        .collect()
 }

@@ -14,13 +14,14 @@ mod local;
 mod runs;
 mod staged;
 
-pub use discrepancies::{discrepancies, filtered, insert_discrepancy};
+pub use discrepancies::{discrepancies, filtered, insert_discrepancy, unhealed};
 pub use local::{
     DayPayment, LOOKUP_CHUNK, LocalPayment, local_payments, local_refunds, payments_by_txn,
     payments_paid_between,
 };
 pub use runs::{
-    RunRow, RunStatus, abandon, begin_work, get, list, of_date, store_completed, sweep_abandoned,
+    RunRow, RunStatus, abandon, begin_work, get, last_completed_days, list, of_date,
+    store_completed, sweep_abandoned,
 };
 pub use staged::{
     MissingPayment, MissingRefund, RepeatedPayment, UnmatchedPayment, UnmatchedRefund, drop_staged,

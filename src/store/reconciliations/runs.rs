@@ -101,6 +101,31 @@ pub async fn get(pool: &AnyPool, id: &str) -> Result<Option<RunRow>, sqlx::Error
     row.as_ref().map(run_from).transpose()
 }
 
+/// Per provider, the latest bill date whose run completed (`/metrics`: a day still open after
+/// its last try is an alert). One row per provider and date, so this reads a few hundred rows a
+/// year at most.
+pub async fn last_completed_days(
+    pool: &AnyPool,
+) -> Result<Vec<(ProviderId, NaiveDate)>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT provider, MAX(bill_date) AS bill_date FROM reconciliation_run
+         WHERE status = 'completed' GROUP BY provider",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let provider: String = r.try_get("provider")?;
+            let bill_date: String = r.try_get("bill_date")?;
+            Ok((
+                ProviderId::parse(&provider).ok_or_else(|| corrupt("provider", &provider))?,
+                crate::domain::parse_date(&bill_date)
+                    .map_err(|e| corrupt("bill_date", format!("{bill_date:?}: {e}")))?,
+            ))
+        })
+        .collect()
+}
+
 /// Runs newest date first, filtered by provider and an inclusive date range (either end open
 /// when `None`).
 pub async fn list(
