@@ -6,9 +6,9 @@
 //! Needs `chromium` and `chromedriver` (see `console_browser/browser.rs`); on SQLite only: the
 //! HTTP-level console tests run on both backends.
 
-mod common;
 #[path = "console_browser/browser.rs"]
 mod browser;
+mod common;
 
 use std::time::Duration;
 
@@ -103,7 +103,10 @@ async fn post_with_session(
     path: &str,
     fields: &[(&str, &str)],
 ) -> (u16, Option<String>) {
-    let cookie = b.cookie(paygate::console::SESSION_COOKIE).await.expect("a session cookie");
+    let cookie = b
+        .cookie(paygate::console::SESSION_COOKIE)
+        .await
+        .expect("a session cookie");
     let res = no_redirects()
         .post(format!("{}{path}", app.url))
         .header(
@@ -137,6 +140,24 @@ async fn refunds_of(app: &TestApp, order_no: &str) -> i64 {
         .await
 }
 
+/// Moves the gateway's clock (the sandbox's too) to the next 10:00 in Beijing, so that what
+/// the test does falls on one Beijing day whenever it runs.
+fn to_ten_in_the_morning(app: &TestApp) {
+    use chrono::TimeZone;
+    let beijing = paygate::clock::beijing();
+    let now = app.clock.now();
+    let local = now.with_timezone(&beijing);
+    let mut day = local.date_naive();
+    if local.time() >= chrono::NaiveTime::from_hms_opt(10, 0, 0).expect("a time") {
+        day = day.succ_opt().expect("a next day");
+    }
+    let ten = beijing
+        .from_local_datetime(&day.and_hms_opt(10, 0, 0).expect("a time"))
+        .single()
+        .expect("Beijing has no DST");
+    app.clock.advance(ten.with_timezone(&chrono::Utc) - now);
+}
+
 /// The Beijing date of the gateway's clock.
 fn today(app: &TestApp) -> String {
     app.clock
@@ -157,6 +178,7 @@ async fn a_finance_user_signs_in_refunds_and_reconciles() {
         return;
     }
     let app = TestApp::spawn().await;
+    to_ten_in_the_morning(&app);
     let order = app
         .paid_order(EMPLOYER, "wechatpay", "resume-download-50")
         .await;
@@ -195,7 +217,11 @@ async fn a_finance_user_signs_in_refunds_and_reconciles() {
     assert_eq!(b.title().await, "概览");
     assert_eq!(b.text("form.signout .who").await, "li.finance");
     assert_eq!(b.count("nav a[href='/console/reconciliations']").await, 1);
-    assert_eq!(b.count("nav a[href='/console/erasures']").await, 0, "no privacy scope");
+    assert_eq!(
+        b.count("nav a[href='/console/erasures']").await,
+        0,
+        "no privacy scope"
+    );
 
     // Later: signed out, back with the password and the app's code of that moment.
     b.click("form.signout button").await;
@@ -215,17 +241,24 @@ async fn a_finance_user_signs_in_refunds_and_reconciles() {
     b.click("form.filters button[type=submit]").await;
     let link = format!("a[href='/console/orders/{order_no}']");
     b.find(&link).await;
-    assert_eq!(b.count("table tbody tr").await, 1, "one order of {EMPLOYER}");
+    assert_eq!(
+        b.count("table tbody tr").await,
+        1,
+        "one order of {EMPLOYER}"
+    );
     b.screenshot("orders").await;
     b.click(&link).await;
-    b.wait_for_path(&format!("/console/orders/{order_no}")).await;
+    b.wait_for_path(&format!("/console/orders/{order_no}"))
+        .await;
     assert!(b.text("#order-status").await.contains("paid"));
     assert_eq!(b.text("#refundable").await, "¥199.00");
     assert_eq!(b.text("#entitlements td.quota").await, "50");
 
     // The refund: amount and reason, then the confirmation with its effect, then sent.
-    b.click(&format!("a.button[href='/console/orders/{order_no}/refund']"))
-        .await;
+    b.click(&format!(
+        "a.button[href='/console/orders/{order_no}/refund']"
+    ))
+    .await;
     b.wait_for_path(&format!("/console/orders/{order_no}/refund"))
         .await;
     b.fill("amount", "50.00").await;
@@ -236,10 +269,15 @@ async fn a_finance_user_signs_in_refunds_and_reconciles() {
     assert_eq!(b.text("#confirm-amount").await, "¥50.00");
     let effects = b.text("#effects").await;
     assert!(effects.contains("50 → 38"), "{effects}");
-    assert_eq!(refunds_of(&app, &order_no).await, 0, "nothing sent before confirming");
+    assert_eq!(
+        refunds_of(&app, &order_no).await,
+        0,
+        "nothing sent before confirming"
+    );
     b.screenshot("refund-confirm").await;
     b.click("button.danger").await;
-    b.wait_for_path(&format!("/console/orders/{order_no}")).await;
+    b.wait_for_path(&format!("/console/orders/{order_no}"))
+        .await;
     assert_eq!(refunds_of(&app, &order_no).await, 1);
 
     // The provider completes it (the sandbox, a moment later): the order page follows.
@@ -267,7 +305,11 @@ async fn a_finance_user_signs_in_refunds_and_reconciles() {
     b.screenshot("order").await;
     let events = app.events_of(&order_no, "refund.succeeded").await;
     assert_eq!(events.len(), 1);
-    assert_eq!(events[0]["data"]["actor"], "console:li.finance", "{}", events[0]);
+    assert_eq!(
+        events[0]["data"]["actor"], "console:li.finance",
+        "{}",
+        events[0]
+    );
     assert_eq!(app.refund_requests(&order_no), 1, "sent once");
 
     // Reconciliation of today, started from the list page.
@@ -283,7 +325,10 @@ async fn a_finance_user_signs_in_refunds_and_reconciles() {
     b.click(&format!("{run_form} button[type=submit]")).await;
     let classes = b.find("#classes").await;
     let run_path = b.path().await;
-    assert!(run_path.starts_with("/console/reconciliations/rec"), "{run_path}");
+    assert!(
+        run_path.starts_with("/console/reconciliations/rec"),
+        "{run_path}"
+    );
     let classes = classes.text().await.expect("text");
     // The payment and the refund, both in the bill: matched (the page adds their amounts,
     // ¥199.00 + ¥50.00), and nothing else.
@@ -297,7 +342,9 @@ async fn a_finance_user_signs_in_refunds_and_reconciles() {
         "duplicate_remote",
     ] {
         assert!(
-            lines.iter().any(|l| l.ends_with(&format!("{other} 0 ¥0.00"))),
+            lines
+                .iter()
+                .any(|l| l.ends_with(&format!("{other} 0 ¥0.00"))),
             "{other}: {classes}"
         );
     }
@@ -390,7 +437,11 @@ async fn an_entitlements_user_gets_no_refund_form_and_a_forged_refund_is_403() {
     b.goto(&page).await;
     assert!(b.text("#order-status").await.contains("paid"));
     assert_eq!(b.count("a[href$='/refund']").await, 0, "no refund link");
-    assert_eq!(b.count("form[action*='/refund']").await, 0, "no refund form");
+    assert_eq!(
+        b.count("form[action*='/refund']").await,
+        0,
+        "no refund form"
+    );
     b.goto(&format!("{page}/refund")).await;
     assert_eq!(b.title().await, "无权限");
 
@@ -440,13 +491,22 @@ async fn a_post_without_the_csrf_token_is_403() {
     ];
     b.post_form(&refund, &fields).await;
     assert_eq!(b.title().await, "请求无效");
-    assert!(b.body_text().await.contains("表单已过期或不是从本控制台提交的"));
+    assert!(
+        b.body_text()
+            .await
+            .contains("表单已过期或不是从本控制台提交的")
+    );
     assert_eq!(post_with_session(&app, &b, &refund, &fields).await.0, 403);
     let zeros = "0".repeat(64);
     let wrong = [("csrf", zeros.as_str()), fields[0], fields[1], fields[2]];
     assert_eq!(post_with_session(&app, &b, &refund, &wrong).await.0, 403);
     // Signing out needs it too: the session lives on.
-    assert_eq!(post_with_session(&app, &b, "/console/sign-out", &[]).await.0, 403);
+    assert_eq!(
+        post_with_session(&app, &b, "/console/sign-out", &[])
+            .await
+            .0,
+        403
+    );
     b.goto("/console").await;
     assert_eq!(b.title().await, "概览");
     assert_eq!(refunds_of(&app, &order_no).await, 0);
@@ -528,7 +588,10 @@ async fn after_signing_out_the_back_button_shows_no_data() {
     b.client.back().await.expect("back");
     b.wait_for_path("/console/sign-in").await;
     let shown = b.client.source().await.expect("source");
-    assert!(!shown.contains(&order_no), "the order is still shown: {shown}");
+    assert!(
+        !shown.contains(&order_no),
+        "the order is still shown: {shown}"
+    );
     assert!(!shown.contains(EMPLOYER));
     b.quit().await;
 }
@@ -572,7 +635,10 @@ async fn ten_wrong_passwords_lock_the_sign_in() {
     for attempt in 1..=console_users::LOCK_AFTER_FAILURES {
         sign_in(&b, "zheng.finance", &format!("wrong password {attempt}")).await;
         let error = b.text("p.error").await;
-        assert!(error.contains("用户名或密码错误"), "attempt {attempt}: {error}");
+        assert!(
+            error.contains("用户名或密码错误"),
+            "attempt {attempt}: {error}"
+        );
     }
     sign_in(&b, "zheng.finance", PASSWORD).await;
     let error = b.text("p.error").await;
@@ -598,16 +664,22 @@ async fn a_privacy_user_requests_an_erasure_after_a_confirmation() {
     assert_eq!(b.title().await, "确认注销");
     assert!(b.body_text().await.contains("emp_leaving_1"));
     assert_eq!(
-        app.count("SELECT COUNT(*) FROM privacy_erasure WHERE employer_id = $1", "emp_leaving_1")
-            .await,
+        app.count(
+            "SELECT COUNT(*) FROM privacy_erasure WHERE employer_id = $1",
+            "emp_leaving_1"
+        )
+        .await,
         0,
         "nothing before confirming"
     );
     b.click("button.danger").await;
     b.wait_for_path("/console/erasures").await;
     assert_eq!(
-        app.count("SELECT COUNT(*) FROM privacy_erasure WHERE employer_id = $1", "emp_leaving_1")
-            .await,
+        app.count(
+            "SELECT COUNT(*) FROM privacy_erasure WHERE employer_id = $1",
+            "emp_leaving_1"
+        )
+        .await,
         1
     );
     let listed = b.text("#erasures tbody").await;

@@ -142,7 +142,10 @@ impl Browser {
             .connect(&format!("http://{addr}"))
             .await
             .unwrap_or_else(|e| {
-                panic!("no browser session from chromedriver (browser {}): {e}", browser_bin.display())
+                panic!(
+                    "no browser session from chromedriver (browser {}): {e}",
+                    browser_bin.display()
+                )
             });
         Browser {
             client,
@@ -165,7 +168,12 @@ impl Browser {
 
     /// The path of the page shown now.
     pub async fn path(&self) -> String {
-        self.client.current_url().await.expect("current url").path().to_owned()
+        self.client
+            .current_url()
+            .await
+            .expect("current url")
+            .path()
+            .to_owned()
     }
 
     /// Polls until the page shown is at `path` (navigations end asynchronously).
@@ -195,7 +203,11 @@ impl Browser {
             .await
         {
             Ok(found) => found,
-            Err(e) => panic!("no {css} on {}: {e}\n{}", self.path().await, self.body_text().await),
+            Err(e) => panic!(
+                "no {css} on {}: {e}\n{}",
+                self.path().await,
+                self.body_text().await
+            ),
         }
     }
 
@@ -308,7 +320,10 @@ impl Browser {
             {
                 return;
             }
-            assert!(tokio::time::Instant::now() < deadline, "the form's answer never loaded");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the form's answer never loaded"
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
