@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use fantoccini::actions::{InputSource, MOUSE_BUTTON_LEFT, MouseActions, PointerAction};
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -255,6 +256,63 @@ impl Browser {
             )
             .await
             .expect("set value");
+    }
+
+    /// A person's double-click: two presses in one go, the second before the first's page has
+    /// loaded.
+    pub async fn double_click(&self, css: &str) {
+        let element = self.find(css).await;
+        let press = [
+            PointerAction::Down {
+                button: MOUSE_BUTTON_LEFT,
+            },
+            PointerAction::Up {
+                button: MOUSE_BUTTON_LEFT,
+            },
+        ];
+        let mouse = press.iter().chain(&press).cloned().fold(
+            MouseActions::new("mouse".into()).then(PointerAction::MoveToElement {
+                element,
+                duration: None,
+                x: 0.0,
+                y: 0.0,
+            }),
+            InputSource::then,
+        );
+        self.client
+            .perform_actions(mouse)
+            .await
+            .unwrap_or_else(|e| panic!("double-click {css}: {e}"));
+    }
+
+    /// Polls until the address of the page shown has `needle` in its query (a GET form's
+    /// answer, at the same path as the form).
+    pub async fn wait_for_query(&self, needle: &str) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let url = self.client.current_url().await.expect("current url");
+            if url.query().is_some_and(|q| q.contains(needle)) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never reached a page with {needle}; at {url}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Polls until the page shown is no longer at `path`; answers where it is.
+    pub async fn wait_to_leave(&self, path: &str) -> String {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let now = self.path().await;
+            if now != path {
+                return now;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "never left {path}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 
     pub async fn click(&self, css: &str) {
