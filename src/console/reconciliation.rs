@@ -199,7 +199,9 @@ pub async fn one(
                     }
                 }
             }
-            p {
+            // A div, not a p: a <form> start tag closes an open <p>, which left the button on
+            // a line of its own.
+            div.actions {
                 a #csv href=(format!("/console/reconciliations/{}/discrepancies.csv", run.reconciliation_id)) { "下载差异 CSV" }
                 " · "
                 (run_form(&viewer.csrf, run.provider.as_str(), &run.bill_date.to_string(), "重新对账"))

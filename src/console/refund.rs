@@ -16,10 +16,12 @@ use super::session::{Posted, Viewer};
 use crate::clock::to_millis;
 use crate::console_users::OneTime;
 use crate::domain::status::EntitlementStatus;
-use crate::domain::{Fen, OwnedClaim, Scope};
+use crate::domain::{Actor, Fen, OrderNo, OwnedClaim, Scope};
 use crate::entitlements::{AfterRefunds, after_refunds};
 use crate::refunds::StartError;
+use crate::state::AppState;
 use crate::store::idempotency::{self, Claim};
+use crate::store::idempotency_keys::Key;
 use crate::store::orders::OrderRow;
 
 /// What a refund may still take of `order`, or the reason in words why none.
@@ -197,42 +199,83 @@ pub async fn submit(
     let amount =
         Fen::parse_yuan(&go.amount).map_err(|e| Failure::BadRequest(format!("金额不对：{e}")))?;
     let reason = (!go.reason.is_empty()).then(|| go.reason.clone());
-    let actor = viewer.actor();
-    let owner = actor.to_string();
     let key = console.app.idempotency_keys.key(&go.token);
-    let request =
-        serde_json::json!({"order_no": order.order_no, "amount": amount, "reason": reason});
-    let now_ms = to_millis(console.app.clock.now());
+    let sent = tokio::spawn(send(
+        console.app.clone(),
+        order.order_no.clone(),
+        (amount, reason),
+        viewer.actor(),
+        key,
+    ))
+    .await
+    .map_err(Failure::internal)?
+    .map_err(Failure::internal)?;
+    match sent {
+        // The same confirmation sent again (a double click, a reload): already done.
+        Sent::Started | Sent::Replayed => Ok(back),
+        Sent::InFlight => Ok(frame(
+            "退款处理中",
+            Some(viewer),
+            html! { p { "这笔退款正在处理，请稍后查看 " a href=(format!("/console/orders/{}", order.order_no)) { "订单" } "。" } },
+        )
+        .into_response()),
+        Sent::Mismatch => Err(Failure::BadRequest(
+            "此确认令牌已用于另一笔退款，请从订单页重新发起。".into(),
+        )),
+        Sent::Refused(e) => Err(refused(e)),
+    }
+}
+
+/// What became of a confirmed refund.
+enum Sent {
+    Started,
+    Replayed,
+    /// Another request with the same confirmation is sending it now.
+    InFlight,
+    Mismatch,
+    Refused(StartError),
+}
+
+/// Claims the confirmation's token under `console:<name>` as the API claims an
+/// Idempotency-Key and, when this request owns it, starts the refund. Run as a task of its
+/// own: once the claim is written (the SQLite writer writes it even for a request that has
+/// gone) the refund must follow, whether or not the browser still waits. A double-click's
+/// second press cancels the first's navigation and the server drops that request's handler;
+/// dropped mid-way, it left the claim in flight with nothing written or sent, and the second
+/// press was told the refund was under way (tests/console_browser.rs).
+async fn send(
+    app: AppState,
+    order_no: OrderNo,
+    (amount, reason): (Fen, Option<String>),
+    actor: Actor,
+    key: Key,
+) -> Result<Sent, sqlx::Error> {
+    let owner = actor.to_string();
+    let request = serde_json::json!({"order_no": order_no, "amount": amount, "reason": reason});
     let hash = idempotency::request_hash("refunds", &request);
-    let db = &console.app.db;
-    match idempotency::claim(db, &owner, key.stored_key(), key.earlier(), &hash, now_ms)
-        .await
-        .map_err(Failure::internal)?
+    let now_ms = to_millis(app.clock.now());
+    match idempotency::claim(
+        &app.db,
+        &owner,
+        key.stored_key(),
+        key.earlier(),
+        &hash,
+        now_ms,
+    )
+    .await?
     {
         Claim::Owned => {}
-        // The same confirmation sent again (a double click, a reload): already done.
-        Claim::Replay { .. } => return Ok(back),
-        Claim::InFlight => {
-            return Ok(frame(
-                "退款处理中",
-                Some(viewer),
-                html! { p { "这笔退款正在处理，请稍后查看 " a href=(format!("/console/orders/{}", order.order_no)) { "订单" } "。" } },
-            )
-            .into_response());
-        }
-        Claim::Mismatch => {
-            return Err(Failure::BadRequest(
-                "此确认令牌已用于另一笔退款，请从订单页重新发起。".into(),
-            ));
-        }
+        Claim::Replay { .. } => return Ok(Sent::Replayed),
+        Claim::InFlight => return Ok(Sent::InFlight),
+        Claim::Mismatch => return Ok(Sent::Mismatch),
     }
     let claim = OwnedClaim {
         api_key_id: &owner,
         key: key.stored(),
     };
     let started = crate::refunds::start(
-        &console.app.refunds(),
-        &order.order_no,
+        &app.refunds(),
+        &order_no,
         amount,
         reason,
         &actor,
@@ -242,13 +285,11 @@ pub async fn submit(
     )
     .await;
     match started {
-        Ok(_) => Ok(back),
+        Ok(_) => Ok(Sent::Started),
         Err(e) => {
             // Nothing was written: the same confirmation may be sent again.
-            idempotency::release(db.pool(), &owner, key.stored())
-                .await
-                .map_err(Failure::internal)?;
-            Err(refused(e))
+            idempotency::release(app.db.pool(), &owner, key.stored()).await?;
+            Ok(Sent::Refused(e))
         }
     }
 }
