@@ -250,8 +250,7 @@ async fn seed(db: &paygate::store::Db, orders: usize, refunds: usize, now_ms: i6
 }
 
 /// A client signed in as an all-scope user (no second factor: `SecondFactor::NotInSandbox`).
-async fn signed_in(app: &Application, url: &str) -> (reqwest::Client, String) {
-    let state = app.state();
+async fn signed_in(state: &paygate::state::AppState, url: &str) -> (reqwest::Client, String) {
     let deps = console_users::Deps {
         db: &state.db,
         clock: state.clock.as_ref(),
@@ -361,11 +360,12 @@ async fn main() {
         "paygate console bench: {orders} orders, {refunds} refunds, {backend} (seeded in {:.1} s)",
         seeding.elapsed().as_secs_f64()
     );
-    let (http, cookie) = signed_in(&app, &url).await;
+    let state = app.state().clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async move {
         let _ = stopped.await;
     }));
+    let (http, cookie) = signed_in(&state, &url).await;
     let pages = [
         ("overview", "/console".to_owned()),
         ("orders", "/console/orders".to_owned()),

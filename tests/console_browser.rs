@@ -348,10 +348,13 @@ async fn a_finance_user_signs_in_refunds_and_reconciles() {
         "{run_path}"
     );
     let classes = classes.text().await.expect("text");
-    // The payment and the refund, both in the bill: matched (the page adds their amounts,
-    // ¥199.00 + ¥50.00), and nothing else.
+    // The payment and the refund, both in the bill: matched, each in its own columns, and
+    // nothing else.
     let lines: Vec<&str> = classes.lines().collect();
-    assert!(lines.contains(&"已匹配 matched 2 ¥249.00"), "{classes}");
+    assert!(
+        lines.contains(&"已匹配 matched 1 ¥199.00 1 ¥50.00"),
+        "{classes}"
+    );
     for other in [
         "missing_local",
         "missing_remote",
@@ -362,7 +365,7 @@ async fn a_finance_user_signs_in_refunds_and_reconciles() {
         assert!(
             lines
                 .iter()
-                .any(|l| l.ends_with(&format!("{other} 0 ¥0.00"))),
+                .any(|l| l.ends_with(&format!("{other} 0 ¥0.00 0 ¥0.00"))),
             "{other}: {classes}"
         );
     }

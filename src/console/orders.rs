@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::Console;
 use super::page::{
-    Failure, Page, frame, labelled, order_status_label, provider_label, refund_status_label, time,
+    Failure, Page, frame, labelled, order_status_label, provider_label, refund_status_label, time, time_text,
     yuan,
 };
 use super::session::Viewer;
@@ -291,7 +291,7 @@ pub async fn one(
                                 td.num { (e.used) }
                                 td.num { (e.remaining.map_or_else(|| "不限".to_owned(), |q| q.to_string())) }
                                 td { code { (e.status.as_str()) } }
-                                td { (e.valid_from) " — " (e.valid_until) }
+                                td { (time_text(&e.valid_from)) " — " (time_text(&e.valid_until)) }
                             }
                         }
                     }
@@ -302,7 +302,7 @@ pub async fn one(
                 li { (time(order.created_at)) " 创建订单" }
                 @for ev in &timeline {
                     li {
-                        (ev.created_at) " " code { (ev.event_type) }
+                        (time_text(&ev.created_at)) " " code { (ev.event_type) }
                         @if let Some(actor) = ev.data.get("actor").and_then(|a| a.as_str()) {
                             " · 由 " code.actor { (actor) }
                         }

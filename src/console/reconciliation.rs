@@ -29,10 +29,10 @@ pub fn class_label(class: DiscrepancyClass) -> &'static str {
     }
 }
 
-/// A class's count and amount in a run's summary, payments and refunds together. A class the
-/// run found nothing of is not in the summary: zero of it.
-fn tally(run: &RunRow, class: DiscrepancyClass) -> (u64, i64) {
-    ["payments", "refunds"]
+/// A class's count and amount in a run's summary, of `kinds` (`payments`, `refunds`) together.
+/// A class the run found nothing of is not in the summary: zero of it.
+fn tally_of(run: &RunRow, class: DiscrepancyClass, kinds: &[&str]) -> (u64, i64) {
+    kinds
         .iter()
         .filter_map(|kind| run.summary.get(kind)?.get(class.as_str()))
         .fold((0, 0), |(n, fen), t| {
@@ -41,6 +41,11 @@ fn tally(run: &RunRow, class: DiscrepancyClass) -> (u64, i64) {
                 fen + t.get("amount_fen").and_then(|v| v.as_i64()).unwrap_or(0),
             )
         })
+}
+
+/// Payments and refunds of a class together: how many rows it holds (the list's count).
+fn tally(run: &RunRow, class: DiscrepancyClass) -> u64 {
+    tally_of(run, class, &["payments", "refunds"]).0
 }
 
 #[derive(Deserialize, Default)]
@@ -121,8 +126,7 @@ pub async fn list(
                             td { (provider_label(run.provider.as_str())) }
                             td { code { (run.status.as_str()) } @if let Some(f) = &run.failure { " " code.bad { (f) } } }
                             @for c in classes {
-                                @let (n, fen) = tally(run, *c);
-                                td.num { (n) @if n > 0 { br; small { (yuan_signed(fen)) } } }
+                                td.num { (tally(run, *c)) }
                             }
                             td.num { (run.summary.get("healed").and_then(|h| h.as_u64()).unwrap_or(0)) }
                             td { @if let Some(a) = &run.actor { code { (a) } } }
@@ -191,11 +195,16 @@ pub async fn one(
                 dt { "账单行数" } dd { (run.summary.get("bill_rows").and_then(|v| v.as_u64()).unwrap_or(0)) }
             }
             table #classes {
-                thead { tr { th { "类别" } th.num { "笔数" } th.num { "金额" } } }
+                thead { tr { th { "类别" } th.num { "支付笔数" } th.num { "支付金额" } th.num { "退款笔数" } th.num { "退款金额" } } }
                 tbody {
                     @for c in DiscrepancyClass::ALL {
-                        @let (n, fen) = tally(&run, c);
-                        tr { td { (class_label(c)) " " code { (c.as_str()) } } td.num { (n) } td.num { (yuan_signed(fen)) } }
+                        @let (pn, pf) = tally_of(&run, c, &["payments"]);
+                        @let (rn, rf) = tally_of(&run, c, &["refunds"]);
+                        tr {
+                            td { (class_label(c)) " " code { (c.as_str()) } }
+                            td.num { (pn) } td.num { (yuan_signed(pf)) }
+                            td.num { (rn) } td.num { (yuan_signed(rf)) }
+                        }
                     }
                 }
             }
