@@ -10,6 +10,9 @@ pub enum ApiError {
     Unauthorized,
     #[error("this API key lacks the `{0}` scope")]
     Forbidden(&'static str),
+    /// A request the key may make, refused for what it asks (an access no entitlement serves).
+    #[error("{1}")]
+    Refused(&'static str, String),
     #[error("{1}")]
     BadRequest(&'static str, String),
     #[error("{1}")]
@@ -43,6 +46,7 @@ impl ApiError {
         match self {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::Refused(code, _) => (StatusCode::FORBIDDEN, code),
             ApiError::BadRequest(code, _) => (StatusCode::BAD_REQUEST, code),
             ApiError::NotFound(code, _) => (StatusCode::NOT_FOUND, code),
             ApiError::Conflict(code, _) => (StatusCode::CONFLICT, code),

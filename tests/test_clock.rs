@@ -204,8 +204,7 @@ async fn a_thirty_day_plan_runs_out_after_thirty_one_days(app: TestApp) {
     assert_eq!(runs(&answer, "reconciliation").len(), 31);
     let (status, body) = app.access("emp_clock_plan", "r2", "view").await;
     assert_eq!(status, 403, "{body}");
-    // What the API answers for an entitlement run out (it has no code of its own).
-    assert_eq!(body["error"]["code"], "no_entitlement", "{body}");
+    assert_eq!(body["error"]["code"], "entitlement_expired", "{body}");
     let list = app.entitlements("emp_clock_plan").await;
     assert_eq!(list["entitlements"][0]["status"], "expired", "{list}");
     assert_eq!(app.events_of(&no, "entitlement.expired").await.len(), 1);
