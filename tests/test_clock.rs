@@ -140,15 +140,33 @@ async fn the_clock_starts_now_answers_in_beijing_time_and_only_goes_forward() {
     );
 }
 
-/// An unpaid order: 20 minutes later the expiry job has closed it here and at the simulator,
-/// and a checkout page waiting on it since before is answered.
+/// `POST /sandbox/pay/{no}` at the simulator, as the buyer's device: the status and the answer.
+async fn pay_at_simulator(app: &TestApp, no: &str, query: &str) -> (u16, Value) {
+    let res = app
+        .http
+        .post(format!("{}/sandbox/pay/{no}{query}", app.url))
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .expect("pay");
+    (res.status().as_u16(), res.json().await.expect("json"))
+}
+
+/// Unpaid orders of both providers: 20 minutes later the expiry job has closed them here and
+/// at the simulator, and a checkout page waiting since before is answered. Then a payment
+/// that raced the close at the provider completes after all (`?late=true`): the gateway
+/// settles it late, as any payment reported for a closed order.
 async fn an_unpaid_order_closes_when_the_clock_passes_its_expiry(app: TestApp) {
-    let order = app
-        .create_order("emp_clock_expiry", "resume-download-50")
-        .await;
-    let no = order_no(&order);
+    let wechat = order_no(
+        &app.create_order("emp_clock_expiry", "resume-download-50")
+            .await,
+    );
+    let alipay = order_no(
+        &app.create_order_on("emp_clock_expiry", "alipay", "qr", json!({}))
+            .await,
+    );
     let waiting = {
-        let (url, http, no) = (app.url.clone(), app.http.clone(), no.clone());
+        let (url, http, no) = (app.url.clone(), app.http.clone(), wechat.clone());
         tokio::spawn(async move {
             let res = http
                 .get(format!("{url}/v1/orders/{no}?wait=25"))
@@ -166,17 +184,42 @@ async fn an_unpaid_order_closes_when_the_clock_passes_its_expiry(app: TestApp) {
         .iter()
         .map(|r| r["closed"].as_u64().unwrap())
         .sum();
-    assert_eq!(closed, 1, "{answer}");
-    assert_eq!(app.order(&no).await["status"], "closed");
-    assert!(
-        matches!(app.sandbox.pay(&no), Err(paygate_sandbox::PayError::Closed)),
-        "closed at the simulator too"
-    );
+    assert_eq!(closed, 2, "{answer}");
+    for no in [&wechat, &alipay] {
+        assert_eq!(app.order(no).await["status"], "closed");
+        // Closed at the simulator too: the buyer can no longer pay it.
+        let (status, body) = pay_at_simulator(&app, no, "").await;
+        assert_eq!((status, &body["code"]), (400, &json!("ORDER_CLOSED")), "{no}");
+    }
     let waited = tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
         .await
         .expect("the waiting page is answered")
         .unwrap();
     assert_eq!(waited["status"], "closed", "{waited}");
+
+    // The buyer's payment was under way at the provider when the close arrived, and completes.
+    for no in [&wechat, &alipay] {
+        let (status, body) = pay_at_simulator(&app, no, "?late=true").await;
+        assert_eq!(status, 200, "{body}");
+        let order = app.wait_for_status(no, "paid").await;
+        assert_eq!(order["late_payment"], true, "{order}");
+        assert_eq!(order["payment_record"]["source"], "notification", "{order}");
+        assert_eq!(app.events_of(no, "payment.late").await.len(), 1, "{no}");
+        assert_eq!(app.events_of(no, "entitlement.granted").await.len(), 1);
+        app.assert_settled_once(no).await;
+    }
+    let list = app.entitlements("emp_clock_expiry").await;
+    assert_eq!(list["entitlements"].as_array().unwrap().len(), 2, "{list}");
+    // Only a closed order's payment can have raced its close.
+    let open = order_no(
+        &app.create_order("emp_clock_expiry", "resume-download-50")
+            .await,
+    );
+    let (status, body) = pay_at_simulator(&app, &open, "?late=true").await;
+    assert_eq!((status, &body["code"]), (409, &json!("ORDER_NOT_CLOSED")));
+    let (status, body) = pay_at_simulator(&app, &open, "?late=soon").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(app.order(&open).await["status"], "pending");
 }
 
 on_both_backends_with_test_clock!(

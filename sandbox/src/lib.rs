@@ -78,7 +78,7 @@ pub use keys_dir::{
     wechat_config_from_keys_dir,
 };
 pub use portal::{PortalProvider, PortalRefund, PortalRefundError, PortalRefundStatus};
-pub use wechat::{CapturedRequest, PayError, WechatSandboxConfig};
+pub use wechat::{CapturedRequest, PayError, PayTiming, WechatSandboxConfig};
 pub use wechat_platform::{PlatformCertificateKey, PlatformMode};
 
 /// "Now", as the sandbox reads it. The gateway hands the embedded sandbox its own clock, so a
