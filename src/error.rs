@@ -30,6 +30,10 @@ pub enum ApiError {
     ProviderRejected(#[source] anyhow::Error),
     #[error("too many requests for this API key; retry after a second")]
     RateLimited,
+    /// A test clock's standalone simulator did not take its clock's move (DESIGN.md §7): the
+    /// message says where the advance stopped.
+    #[error("{0}")]
+    SimulatorUnavailable(String, #[source] anyhow::Error),
     /// The database failed, or a stored value did not decode ([`stored_value_invalid`]).
     #[error("{}", if stored_value_invalid(.0) { "internal error" } else { "the database is unavailable" })]
     Database(#[from] sqlx::Error),
@@ -56,6 +60,7 @@ impl ApiError {
             }
             ApiError::ProviderRejected(_) => (StatusCode::BAD_GATEWAY, "provider_rejected"),
             ApiError::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::SimulatorUnavailable(..) => (StatusCode::BAD_GATEWAY, "simulator_unavailable"),
             ApiError::Database(e) if stored_value_invalid(e) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal_error")
             }
@@ -94,6 +99,7 @@ impl IntoResponse for ApiError {
             ApiError::ProviderUnavailable(e)
             | ApiError::ProviderUnavailableRetryLater(e)
             | ApiError::ProviderRejected(e)
+            | ApiError::SimulatorUnavailable(_, e)
             | ApiError::Internal(e) => {
                 tracing::error!(code, error = format!("{e:#}"), "request failed");
             }

@@ -10,6 +10,14 @@
 //! nothing is missed, and a month's advance is a few hundred passes, not tens of thousands.
 //! The reconciliation runs once a day, at 10:30 (the sandbox's bills are always ready; its
 //! hourly retries until 18:30 are for a bill that is not).
+//!
+//! Beside a standalone simulator (`[sandbox] test_clock = true`), the simulator's clock is
+//! moved to each step before the gateway's ([`simulator`]); the embedded simulator of
+//! `serve --sandbox` reads this clock itself.
+
+mod simulator;
+
+pub use simulator::{Simulator, SimulatorClockError};
 
 use std::sync::Arc;
 
@@ -38,25 +46,47 @@ pub const MAX_ADVANCE: Duration = Duration::days(366);
 struct Routes {
     clock: SharedClock,
     runner: Runner,
+    /// The standalone simulator whose clock moves with this one (`[sandbox] test_clock`).
+    simulator: Option<Simulator>,
     /// One advance at a time: two would interleave their steps.
     advancing: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The `/sandbox/clock` routes when `state`'s clock is a test clock; None otherwise (the
 /// routes are then not served: 404 like any unknown path).
-pub fn routes(state: &AppState) -> Option<Router> {
-    state.clock.as_test_clock()?;
+pub fn routes(state: &AppState) -> anyhow::Result<Option<Router>> {
+    if state.clock.as_test_clock().is_none() {
+        return Ok(None);
+    }
     let routes = Routes {
         clock: state.clock.clone(),
         runner: Runner::new(state.clone()),
+        simulator: Simulator::of(&state.config)?,
         advancing: Arc::default(),
     };
-    Some(
+    Ok(Some(
         Router::new()
             .route("/sandbox/clock", get(show))
             .route("/sandbox/clock/advance", post(advance))
             .with_state(routes),
-    )
+    ))
+}
+
+/// At start, beside a standalone simulator (`[sandbox] test_clock = true`): `clock`, which
+/// must be a test clock, joins the simulator's, which is read once. Nothing otherwise.
+pub async fn join_simulator(config: &crate::config::Config, clock: &SharedClock) -> anyhow::Result<()> {
+    let Some(simulator) = Simulator::of(config)? else {
+        return Ok(());
+    };
+    let Some(test_clock) = clock.as_test_clock() else {
+        anyhow::bail!("[sandbox] test_clock = true: the gateway must be built on a test clock");
+    };
+    let now = simulator
+        .join(test_clock)
+        .await
+        .map_err(|e| anyhow::Error::new(e).context("[sandbox] test_clock = true: reading the simulator's clock"))?;
+    tracing::info!(now = %rfc3339_beijing(now), "test clock shared with the standalone simulator");
+    Ok(())
 }
 
 /// `router` with the [`HEADER`] on every answer when `clock` is a test clock; unchanged otherwise.
@@ -123,11 +153,47 @@ async fn advance(State(routes): State<Routes>, body: Bytes) -> Result<axum::Json
     let _one_at_a_time = routes.advancing.lock().await;
     let from = clock.now();
     let to = target(&body, from)?;
-    let ran = run_steps(&routes.runner, clock, plan(from, to)).await;
-    clock.reach(to);
+    // A simulator restarted meanwhile is back at the real time: it catches up first.
+    let mut ran = Vec::new();
+    move_to(&routes, clock, from, &ran).await?;
+    for step in plan(from, to) {
+        move_to(&routes, clock, step.at, &ran).await?;
+        ran.push(run_step(&routes.runner, step).await);
+    }
+    move_to(&routes, clock, to, &ran).await?;
     let mut answer = clock_json(clock);
     answer["ran"] = Value::Array(ran);
     Ok(axum::Json(answer))
+}
+
+/// Moves the simulator's clock (beside a standalone one) to `at`, then this one: to `at`, or to
+/// the simulator's now if that is later, so the two agree. A simulator that cannot be moved
+/// stops the advance there (502), saying how far it got: both clocks stay at the last step
+/// that ran, so nothing runs on clocks that disagree.
+async fn move_to(
+    routes: &Routes,
+    clock: &TestClock,
+    at: DateTime<Utc>,
+    ran: &[Value],
+) -> Result<(), ApiError> {
+    let at = match &routes.simulator {
+        None => at,
+        Some(simulator) => match simulator.reach(at).await {
+            Ok(simulator_now) => at.max(simulator_now),
+            Err(e) => {
+                let message = format!(
+                    "the simulator's clock could not be moved to {}: the test clock stopped at \
+                     {} after {} passes; advance again once the simulator answers",
+                    rfc3339_beijing(at),
+                    rfc3339_beijing(clock.now()),
+                    ran.len()
+                );
+                return Err(ApiError::SimulatorUnavailable(message, anyhow::Error::new(e)));
+            }
+        },
+    };
+    clock.reach(at);
+    Ok(())
 }
 
 /// Where an advance goes: `by` after `from`, or `to`; after `from`, at most [`MAX_ADVANCE`].
@@ -299,31 +365,26 @@ pub fn plan(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Step> {
     steps
 }
 
-/// Runs each step with the clock moved to it; what each pass did, or its error.
-async fn run_steps(runner: &Runner, clock: &TestClock, steps: Vec<Step>) -> Vec<Value> {
-    let mut ran = Vec::with_capacity(steps.len());
-    for step in steps {
-        clock.reach(step.at);
-        let mut entry = json!({"job": step.job.name(), "at": rfc3339_beijing(step.at)});
-        match runner.run_once(step.job).await {
-            Ok(Value::Object(report)) => {
-                for (key, value) in report {
-                    entry[key] = value;
-                }
-            }
-            Ok(report) => entry["report"] = report,
-            Err(e) => {
-                tracing::error!(
-                    job = step.job.name(),
-                    error = format!("{e:#}"),
-                    "a job of a test clock advance failed"
-                );
-                entry["error"] = json!(format!("{e:#}"));
+/// Runs one step's pass, the clock already moved to it: what the pass did, or its error.
+async fn run_step(runner: &Runner, step: Step) -> Value {
+    let mut entry = json!({"job": step.job.name(), "at": rfc3339_beijing(step.at)});
+    match runner.run_once(step.job).await {
+        Ok(Value::Object(report)) => {
+            for (key, value) in report {
+                entry[key] = value;
             }
         }
-        ran.push(entry);
+        Ok(report) => entry["report"] = report,
+        Err(e) => {
+            tracing::error!(
+                job = step.job.name(),
+                error = format!("{e:#}"),
+                "a job of a test clock advance failed"
+            );
+            entry["error"] = json!(format!("{e:#}"));
+        }
     }
-    ran
+    entry
 }
 
 #[cfg(test)]

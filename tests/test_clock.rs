@@ -454,6 +454,245 @@ async fn outside_sandbox_mode_there_is_no_test_clock() {
     server.await.unwrap().unwrap();
 }
 
+/// A standalone simulator, as `paygate-sandbox [--test-clock]` serves it (the sandbox crate's
+/// router, plus its clock routes with the flag) on port 0, with the fixture keys: its URL, the
+/// simulator, and its clock.
+async fn standalone_simulator(
+    test_clock: bool,
+) -> (String, paygate_sandbox::Sandbox, Arc<paygate_sandbox::test_clock::TestClock>) {
+    use paygate_sandbox::{Sandbox, SandboxConfig, WechatSandboxConfig};
+    let merchant = paygate_wechatpay::Signer::from_pem(MERCHANT_KEY).unwrap();
+    let clock = Arc::new(paygate_sandbox::test_clock::TestClock::default());
+    let sandbox = Sandbox::new(SandboxConfig {
+        wechatpay: WechatSandboxConfig {
+            mchid: paygate::app::SANDBOX_MCHID.into(),
+            appid: paygate::app::SANDBOX_APPID.into(),
+            merchant_serial: paygate::app::SANDBOX_MERCHANT_SERIAL.into(),
+            merchant_public_key_pem: merchant.public_key_pem(),
+            apiv3_key: common::APIV3_KEY.into(),
+            platform_private_key_pem: PLATFORM_KEY.into(),
+            platform_key_id: paygate_sandbox::keys_dir::new_platform_key_id(),
+        },
+        time_divisor: 1000,
+        clock: if test_clock {
+            clock.reader()
+        } else {
+            paygate_sandbox::system_clock()
+        },
+    })
+    .unwrap();
+    let mut router = sandbox.router();
+    if test_clock {
+        router = router.merge(paygate_sandbox::test_clock::routes(clock.clone()));
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (url, sandbox, clock)
+}
+
+const MERCHANT_KEY: &str = include_str!("fixtures/merchant_key.pem");
+const PLATFORM_KEY: &str = include_str!("fixtures/platform_key.pem");
+
+/// A gateway built from a config file's text whose `[wechatpay]` points at the simulator at
+/// `simulator_url` and whose `[sandbox]` shares its test clock, on a test clock as `serve`
+/// builds it; `dir` holds its key files and database.
+async fn gateway_beside(
+    simulator_url: &str,
+    sandbox: &paygate_sandbox::Sandbox,
+    dir: &std::path::Path,
+) -> anyhow::Result<Application> {
+    let platform = paygate_wechatpay::Signer::from_pem(PLATFORM_KEY)?.public_key_pem();
+    std::fs::write(dir.join("merchant.pem"), MERCHANT_KEY)?;
+    std::fs::write(dir.join("platform.pem"), platform)?;
+    std::fs::write(dir.join("apiv3.key"), common::APIV3_KEY)?;
+    let toml = format!(
+        r#"[database]
+url = "sqlite://{db}"
+
+[wechatpay]
+api_base = "{simulator_url}/sandbox/wechatpay"
+mchid = "{mchid}"
+appid = "{appid}"
+merchant_serial = "{serial}"
+merchant_private_key_file = "merchant.pem"
+apiv3_key_file = "apiv3.key"
+platform_public_keys = [{{ id = "{key_id}", file = "platform.pem" }}]
+
+[[api_keys]]
+id = "checkout"
+secret_sha256 = "{checkout}"
+scopes = ["checkout"]
+
+[sandbox]
+test_clock = true
+simulator_url = "{simulator_url}"
+"#,
+        db = dir.join("paygate.db").display(),
+        mchid = paygate::app::SANDBOX_MCHID,
+        appid = paygate::app::SANDBOX_APPID,
+        serial = paygate::app::SANDBOX_MERCHANT_SERIAL,
+        key_id = sandbox.wechat_platform_key_id(),
+        checkout = paygate::keygen::hash_secret(CHECKOUT_KEY),
+    );
+    let config = Config::from_toml_with_env(&toml, Vec::new(), dir.to_owned())?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    Application::build(
+        config,
+        listener,
+        Options {
+            clock: Arc::new(TestClock::default()),
+            scheduler: false,
+            ..Options::default()
+        },
+    )
+    .await
+}
+
+/// `[sandbox] test_clock = true` beside `paygate-sandbox --test-clock`: the gateway starts at
+/// the simulator's time, and an advance moves both, so the expiry closes the order here and at
+/// the simulator (the simulator's signed answers fall within the gateway's window), and a
+/// payment the simulator signs afterwards is verified and settled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_beside_a_standalone_simulator_shares_its_test_clock() {
+    let (simulator_url, sandbox, simulator_clock) = standalone_simulator(true).await;
+    // The simulator's clock is ahead already (moved by an earlier gateway): this one joins it.
+    simulator_clock.reach(Utc::now() + Duration::hours(1));
+    let dir = tempfile::tempdir().unwrap();
+    let app = gateway_beside(&simulator_url, &sandbox, dir.path())
+        .await
+        .expect("a gateway beside the simulator");
+    assert!(app.sandbox().is_none(), "no embedded simulator");
+    let gateway_clock = app.state().clock.clone();
+    assert!(
+        (gateway_clock.now() - simulator_clock.now()).num_seconds().abs() < 5,
+        "started at the simulator's time"
+    );
+    let url = app.public_url().to_owned();
+    tokio::spawn(app.run_until(std::future::pending()));
+    let http = reqwest::Client::new();
+    let create = |key: &'static str| {
+        let body = json!({"employer_id": "emp_beside", "plan": "resume-download-50",
+            "provider": "wechatpay", "channel": "native"});
+        http.post(format!("{url}/v1/orders"))
+            .bearer_auth(CHECKOUT_KEY)
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+    };
+    let get = |no: String| {
+        http.get(format!("{url}/v1/orders/{no}"))
+            .bearer_auth(CHECKOUT_KEY)
+            .send()
+    };
+    let res = create("beside-1").await.unwrap();
+    assert_eq!(res.status(), 201);
+    let no = order_no(&res.json::<Value>().await.unwrap());
+
+    let res = http
+        .post(format!("{url}/sandbox/clock/advance"))
+        .json(&json!({"by": "20m"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().contains_key("Paygate-Test-Clock"));
+    let answer: Value = res.json().await.unwrap();
+    let closed: u64 = runs(&answer, "expire")
+        .iter()
+        .map(|r| r["closed"].as_u64().unwrap())
+        .sum();
+    assert_eq!(closed, 1, "{answer}");
+    let order: Value = get(no.clone()).await.unwrap().json().await.unwrap();
+    assert_eq!(order["status"], "closed", "{order}");
+    assert!(
+        matches!(sandbox.pay(&no), Err(paygate_sandbox::PayError::Closed)),
+        "closed at the simulator too"
+    );
+    // Both clocks moved, together.
+    let shown: Value = http
+        .get(format!("{simulator_url}/sandbox/clock"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let offset = shown["offset_seconds"].as_i64().unwrap();
+    assert!((4_795..=4_810).contains(&offset), "{shown}");
+    assert!((gateway_clock.now() - simulator_clock.now()).num_seconds().abs() < 5);
+
+    // A payment the simulator signs on its moved clock passes the gateway's window check.
+    let res = create("beside-2").await.unwrap();
+    let paid_no = order_no(&res.json::<Value>().await.unwrap());
+    sandbox.pay(&paid_no).expect("pay");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let order: Value = get(paid_no.clone()).await.unwrap().json().await.unwrap();
+        if order["status"] == "paid" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never paid: {order}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// `[sandbox] test_clock = true` beside a simulator started without `--test-clock`: the
+/// gateway refuses to start rather than run on clocks that disagree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_beside_a_simulator_without_a_test_clock_refuses_to_start() {
+    let (simulator_url, sandbox, _) = standalone_simulator(false).await;
+    let res = reqwest::get(format!("{simulator_url}/sandbox/clock"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404, "no clock routes without the flag");
+    let dir = tempfile::tempdir().unwrap();
+    let Err(refused) = gateway_beside(&simulator_url, &sandbox, dir.path()).await else {
+        panic!("built beside a simulator with no test clock");
+    };
+    let chain = format!("{refused:#}");
+    assert!(chain.contains("--test-clock"), "{chain}");
+}
+
+/// `paygate check-config` refuses a test clock whose provider sections do not point at the
+/// simulator (a real provider), whether the file or `PAYGATE_SANDBOX__TEST_CLOCK` turns it on.
+#[test]
+fn check_config_refuses_a_test_clock_beside_a_real_provider() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("paygate.toml");
+    let wechatpay = r#"
+[wechatpay]
+api_base = "https://api.mch.weixin.qq.com"
+mchid = "1900000001"
+appid = "wx8888888888888888"
+merchant_serial = "5A3B1C0D"
+merchant_private_key_file = "merchant.pem"
+apiv3_key_file = "apiv3.key"
+fetch_platform_certificates = true
+"#;
+    let check = |text: String, env: &[(&str, &str)]| {
+        std::fs::write(&config, text).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_paygate"))
+            .args(["--config", config.to_str().unwrap(), "check-config"])
+            .envs(env.iter().copied())
+            .output()
+            .expect("run paygate")
+    };
+    let beside = "[sandbox]\nsimulator_url = \"http://127.0.0.1:9090\"\n";
+    for (text, env) in [
+        (format!("{beside}test_clock = true\n{wechatpay}"), vec![]),
+        (
+            format!("{beside}{wechatpay}"),
+            vec![("PAYGATE_SANDBOX__TEST_CLOCK", "true")],
+        ),
+    ] {
+        let out = check(text, &env);
+        assert!(!out.status.success(), "{env:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("never runs against a real provider"), "{stderr}");
+    }
+}
+
 /// The tests' own sandbox app on its offset clock (sandbox mode, no test clock): no routes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sandbox_without_a_test_clock_serves_no_clock_routes() {
