@@ -89,7 +89,8 @@ pub async fn join_simulator(config: &crate::config::Config, clock: &SharedClock)
     Ok(())
 }
 
-/// `router` with the [`HEADER`] on every answer when `clock` is a test clock; unchanged otherwise.
+/// `router` with the [`HEADER`] (and `Date` by the same clock) on every answer when `clock` is
+/// a test clock; unchanged otherwise.
 pub fn stamped(router: Router, clock: &SharedClock) -> Router {
     if clock.as_test_clock().is_none() {
         return router;
@@ -100,12 +101,19 @@ pub fn stamped(router: Router, clock: &SharedClock) -> Router {
     ))
 }
 
+/// The [`HEADER`], and the HTTP `Date` at the test clock's now too (hyper writes its own only
+/// when an answer has none), so no part of an answer shows the real time.
 async fn stamp(State(clock): State<SharedClock>, mut response: Response) -> Response {
-    match HeaderValue::try_from(rfc3339_beijing(clock.now())) {
-        Ok(now) => {
-            response.headers_mut().insert(HEADER, now);
+    let now = clock.now();
+    // RFC 9110's IMF-fixdate: always GMT.
+    let date = now.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+    for (name, value) in [(HEADER, rfc3339_beijing(now)), ("date", date)] {
+        match HeaderValue::try_from(value) {
+            Ok(value) => {
+                response.headers_mut().insert(name, value);
+            }
+            Err(e) => tracing::error!(error = %e, "the test clock's time is not a header value"),
         }
-        Err(e) => tracing::error!(error = %e, "the test clock's time is not a header value"),
     }
     response
 }
@@ -298,12 +306,15 @@ fn groups(text: &str, unit: impl Fn(char) -> Option<i64>) -> Option<i64> {
 
 /// The jobs that fire more often than daily: before each daily firing and at the target, each
 /// runs once, at its last firing since the previous step (a pass takes everything due by then).
-const FREQUENT: [Job; 5] = [
+/// Every scheduled job is here or in [`DAILY`] (`every_scheduled_job_is_in_the_plan`); the event
+/// push is a loop on real time, not a schedule.
+const FREQUENT: [Job; 6] = [
     Job::ActiveQuery,
     Job::Refunds,
     Job::Expire,
     Job::Erasure,
     Job::EntitlementExpiry,
+    Job::PlatformKeys,
 ];
 
 /// The daily jobs, each at its first firing of the Beijing day (retention at 03:00, the day's
@@ -472,6 +483,24 @@ mod tests {
         let expires = steps.iter().filter(|s| s.job == Job::Expire).count();
         assert_eq!(expires, 5);
         assert!(steps.iter().all(|s| s.at > from && s.at <= to));
+    }
+
+    #[test]
+    fn every_scheduled_job_is_in_the_plan() {
+        let from = beijing(2026, 12, 7, 12, 0, 0);
+        let steps = plan(from, from + Duration::days(2));
+        for job in Job::ALL {
+            let scheduled = !job
+                .firings(from, from + Duration::days(2))
+                .is_empty();
+            let planned = steps.iter().any(|s| s.job == job);
+            assert_eq!(planned, scheduled, "{}", job.name());
+        }
+        assert_eq!(
+            FREQUENT.len() + DAILY.len(),
+            Job::ALL.len() - 1,
+            "all but the push loop"
+        );
     }
 
     #[test]

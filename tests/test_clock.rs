@@ -245,6 +245,27 @@ async fn a_thirty_day_plan_runs_out_after_thirty_one_days(app: TestApp) {
         .sum();
     assert_eq!(expired, 1, "one expiry run expired it");
     assert_eq!(runs(&answer, "reconciliation").len(), 31);
+    // Retention cut-offs are read on the test clock too: the order's stored answer (kept
+    // 7 days) went on the way.
+    let deleted: u64 = runs(&answer, "retention")
+        .iter()
+        .map(|r| r["idempotency_deleted"].as_u64().unwrap())
+        .sum();
+    assert_eq!(deleted, 1, "{answer}");
+    // No part of an answer shows the real time: `Date` is the test clock's too.
+    let res = app
+        .http
+        .get(format!("{}/v1/plans", app.url))
+        .bearer_auth(CHECKOUT_KEY)
+        .send()
+        .await
+        .unwrap();
+    let date = res.headers()["date"].to_str().unwrap().to_owned();
+    let date = DateTime::parse_from_rfc2822(&date.replace("GMT", "+0000")).unwrap();
+    assert!(
+        (date.with_timezone(&Utc) - now(&app)).num_seconds().abs() < 5,
+        "{date} is the test clock's now, a month ahead"
+    );
     let (status, body) = app.access("emp_clock_plan", "r2", "view").await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"]["code"], "entitlement_expired", "{body}");
@@ -350,14 +371,13 @@ fn next_friday_afternoon(t: DateTime<Utc>) -> DateTime<Utc> {
 
 /// An erasure requested on a Friday, with the Monday a holiday: due on Wednesday; advancing
 /// over the weekend to the due day finds it carried out before `due_by`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_erasure_requested_on_a_friday_is_done_by_its_due_day() {
+async fn an_erasure_requested_on_a_friday_is_done_by_its_due_day(backend: Backend) {
     let start = next_friday_afternoon(Utc::now());
     let friday = start.with_timezone(&beijing()).date_naive();
     let monday: NaiveDate = friday + Duration::days(3);
-    let app = TestApp::spawn_with_test_clock(Backend::Sqlite, vec![monday])
-        .await
-        .unwrap();
+    let Some(app) = TestApp::spawn_with_test_clock(backend, vec![monday]).await else {
+        return;
+    };
     advance(&app, json!({"to": rfc3339_beijing(start)})).await;
     let (status, body) = app
         .request_erasure("emp_clock_erase", "clock-erase-1")
@@ -389,6 +409,16 @@ async fn an_erasure_requested_on_a_friday_is_done_by_its_due_day() {
         completed_at.with_timezone(&Utc) >= start,
         "carried out on the test clock's time: {erasure}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erasure_requested_on_a_friday_is_done_by_its_due_day_on_sqlite() {
+    an_erasure_requested_on_a_friday_is_done_by_its_due_day(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erasure_requested_on_a_friday_is_done_by_its_due_day_on_postgres() {
+    an_erasure_requested_on_a_friday_is_done_by_its_due_day(Backend::Postgres).await;
 }
 
 /// A production gateway (no `--sandbox`): no `/sandbox/clock` route, no header, and it refuses
