@@ -6,6 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
+use axum::response::IntoResponse;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc, Weekday};
 use common::{Backend, CHECKOUT_KEY, TestApp};
 use paygate::app::{Application, Options};
@@ -484,12 +485,18 @@ async fn outside_sandbox_mode_there_is_no_test_clock() {
     server.await.unwrap().unwrap();
 }
 
+/// A standalone simulator running: its URL, the simulator, its clock, and a switch that makes
+/// it answer every request 503 (an outage).
+struct Standalone {
+    url: String,
+    sandbox: paygate_sandbox::Sandbox,
+    clock: Arc<paygate_sandbox::test_clock::TestClock>,
+    down: Arc<std::sync::atomic::AtomicBool>,
+}
+
 /// A standalone simulator, as `paygate-sandbox [--test-clock]` serves it (the sandbox crate's
-/// router, plus its clock routes with the flag) on port 0, with the fixture keys: its URL, the
-/// simulator, and its clock.
-async fn standalone_simulator(
-    test_clock: bool,
-) -> (String, paygate_sandbox::Sandbox, Arc<paygate_sandbox::test_clock::TestClock>) {
+/// router, plus its clock routes with the flag) on port 0, with the fixture keys.
+async fn standalone_simulator(test_clock: bool) -> Standalone {
     use paygate_sandbox::{Sandbox, SandboxConfig, WechatSandboxConfig};
     let merchant = paygate_wechatpay::Signer::from_pem(MERCHANT_KEY).unwrap();
     let clock = Arc::new(paygate_sandbox::test_clock::TestClock::default());
@@ -515,10 +522,29 @@ async fn standalone_simulator(
     if test_clock {
         router = router.merge(paygate_sandbox::test_clock::routes(clock.clone()));
     }
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let outage = down.clone();
+    let router = router.layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let down = outage.load(std::sync::atomic::Ordering::SeqCst);
+            async move {
+                if down {
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response()
+                } else {
+                    next.run(request).await
+                }
+            }
+        },
+    ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await });
-    (url, sandbox, clock)
+    Standalone {
+        url,
+        sandbox,
+        clock,
+        down,
+    }
 }
 
 const MERCHANT_KEY: &str = include_str!("fixtures/merchant_key.pem");
@@ -585,11 +611,13 @@ simulator_url = "{simulator_url}"
 /// payment the simulator signs afterwards is verified and settled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_beside_a_standalone_simulator_shares_its_test_clock() {
-    let (simulator_url, sandbox, simulator_clock) = standalone_simulator(true).await;
+    let simulator = standalone_simulator(true).await;
+    let (simulator_url, sandbox, simulator_clock) =
+        (&simulator.url, &simulator.sandbox, &simulator.clock);
     // The simulator's clock is ahead already (moved by an earlier gateway): this one joins it.
     simulator_clock.reach(Utc::now() + Duration::hours(1));
     let dir = tempfile::tempdir().unwrap();
-    let app = gateway_beside(&simulator_url, &sandbox, dir.path())
+    let app = gateway_beside(simulator_url, sandbox, dir.path())
         .await
         .expect("a gateway beside the simulator");
     assert!(app.sandbox().is_none(), "no embedded simulator");
@@ -665,19 +693,35 @@ async fn a_gateway_beside_a_standalone_simulator_shares_its_test_clock() {
         assert!(std::time::Instant::now() < deadline, "never paid: {order}");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+
+    // The simulator down: the advance stops before running anything (502), the clock stays.
+    simulator
+        .down
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let before = gateway_clock.now();
+    let res = http
+        .post(format!("{url}/sandbox/clock/advance"))
+        .json(&json!({"by": "1h"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 502);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "simulator_unavailable", "{body}");
+    assert!(gateway_clock.now() - before < Duration::seconds(5), "{body}");
 }
 
 /// `[sandbox] test_clock = true` beside a simulator started without `--test-clock`: the
 /// gateway refuses to start rather than run on clocks that disagree.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_beside_a_simulator_without_a_test_clock_refuses_to_start() {
-    let (simulator_url, sandbox, _) = standalone_simulator(false).await;
-    let res = reqwest::get(format!("{simulator_url}/sandbox/clock"))
+    let simulator = standalone_simulator(false).await;
+    let res = reqwest::get(format!("{}/sandbox/clock", simulator.url))
         .await
         .unwrap();
     assert_eq!(res.status(), 404, "no clock routes without the flag");
     let dir = tempfile::tempdir().unwrap();
-    let Err(refused) = gateway_beside(&simulator_url, &sandbox, dir.path()).await else {
+    let Err(refused) = gateway_beside(&simulator.url, &simulator.sandbox, dir.path()).await else {
         panic!("built beside a simulator with no test clock");
     };
     let chain = format!("{refused:#}");
