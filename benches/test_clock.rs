@@ -66,14 +66,9 @@ async fn pay_and_settle(state: &AppState, sandbox: &Sandbox, order_no: &str) {
         bank_type: None,
         paid_at: state.clock.now(),
     };
-    let settled = paygate::settle::settle(
-        &state.db,
-        &trade,
-        Source::Query,
-        state.clock.now(),
-    )
-    .await
-    .expect("settle");
+    let settled = paygate::settle::settle(&state.db, &trade, Source::Query, state.clock.now())
+        .await
+        .expect("settle");
     assert_eq!(settled, Settled::Now { late: false });
 }
 

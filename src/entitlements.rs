@@ -463,7 +463,11 @@ mod refusal_tests {
         let now = at(10);
         assert_eq!(refusal(&[(Expired, at(5))], now), Refusal::Expired);
         assert_eq!(refusal(&[(Active, at(5))], now), Refusal::Expired);
-        assert_eq!(refusal(&[(Active, now)], now), Refusal::Expired, "ends at now");
+        assert_eq!(
+            refusal(&[(Active, now)], now),
+            Refusal::Expired,
+            "ends at now"
+        );
         assert_eq!(
             refusal(&[(Revoked, at(20)), (Expired, at(5))], now),
             Refusal::Expired

@@ -60,7 +60,9 @@ impl ApiError {
             }
             ApiError::ProviderRejected(_) => (StatusCode::BAD_GATEWAY, "provider_rejected"),
             ApiError::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
-            ApiError::SimulatorUnavailable(..) => (StatusCode::BAD_GATEWAY, "simulator_unavailable"),
+            ApiError::SimulatorUnavailable(..) => {
+                (StatusCode::BAD_GATEWAY, "simulator_unavailable")
+            }
             ApiError::Database(e) if stored_value_invalid(e) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal_error")
             }

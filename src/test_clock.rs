@@ -74,17 +74,19 @@ pub fn routes(state: &AppState) -> anyhow::Result<Option<Router>> {
 
 /// At start, beside a standalone simulator (`[sandbox] test_clock = true`): `clock`, which
 /// must be a test clock, joins the simulator's, which is read once. Nothing otherwise.
-pub async fn join_simulator(config: &crate::config::Config, clock: &SharedClock) -> anyhow::Result<()> {
+pub async fn join_simulator(
+    config: &crate::config::Config,
+    clock: &SharedClock,
+) -> anyhow::Result<()> {
     let Some(simulator) = Simulator::of(config)? else {
         return Ok(());
     };
     let Some(test_clock) = clock.as_test_clock() else {
         anyhow::bail!("[sandbox] test_clock = true: the gateway must be built on a test clock");
     };
-    let now = simulator
-        .join(test_clock)
-        .await
-        .map_err(|e| anyhow::Error::new(e).context("[sandbox] test_clock = true: reading the simulator's clock"))?;
+    let now = simulator.join(test_clock).await.map_err(|e| {
+        anyhow::Error::new(e).context("[sandbox] test_clock = true: reading the simulator's clock")
+    })?;
     tracing::info!(now = %rfc3339_beijing(now), "test clock shared with the standalone simulator");
     Ok(())
 }
@@ -196,7 +198,10 @@ async fn move_to(
                     rfc3339_beijing(clock.now()),
                     ran.len()
                 );
-                return Err(ApiError::SimulatorUnavailable(message, anyhow::Error::new(e)));
+                return Err(ApiError::SimulatorUnavailable(
+                    message,
+                    anyhow::Error::new(e),
+                ));
             }
         },
     };
@@ -490,9 +495,7 @@ mod tests {
         let from = beijing(2026, 12, 7, 12, 0, 0);
         let steps = plan(from, from + Duration::days(2));
         for job in Job::ALL {
-            let scheduled = !job
-                .firings(from, from + Duration::days(2))
-                .is_empty();
+            let scheduled = !job.firings(from, from + Duration::days(2)).is_empty();
             let planned = steps.iter().any(|s| s.job == job);
             assert_eq!(planned, scheduled, "{}", job.name());
         }

@@ -315,7 +315,10 @@ async fn expired_entitlements_are_marked_and_never_used(app: TestApp) {
     assert_eq!(body["error"]["code"], "entitlement_expired", "{body}");
     // Another action was never bought: nothing ran out for it.
     let (status, body) = app.access("emp_ent_expiry", "r1", "download").await;
-    assert_eq!((status, &body["error"]["code"]), (403, &json!("no_entitlement")));
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (403, &json!("no_entitlement"))
+    );
 }
 
 on_both_backends!(

@@ -190,7 +190,11 @@ async fn an_unpaid_order_closes_when_the_clock_passes_its_expiry(app: TestApp) {
         assert_eq!(app.order(no).await["status"], "closed");
         // Closed at the simulator too: the buyer can no longer pay it.
         let (status, body) = pay_at_simulator(&app, no, "").await;
-        assert_eq!((status, &body["code"]), (400, &json!("ORDER_CLOSED")), "{no}");
+        assert_eq!(
+            (status, &body["code"]),
+            (400, &json!("ORDER_CLOSED")),
+            "{no}"
+        );
     }
     let waited = tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
         .await
@@ -623,7 +627,10 @@ async fn a_gateway_beside_a_standalone_simulator_shares_its_test_clock() {
     assert!(app.sandbox().is_none(), "no embedded simulator");
     let gateway_clock = app.state().clock.clone();
     assert!(
-        (gateway_clock.now() - simulator_clock.now()).num_seconds().abs() < 5,
+        (gateway_clock.now() - simulator_clock.now())
+            .num_seconds()
+            .abs()
+            < 5,
         "started at the simulator's time"
     );
     let url = app.public_url().to_owned();
@@ -678,7 +685,12 @@ async fn a_gateway_beside_a_standalone_simulator_shares_its_test_clock() {
         .unwrap();
     let offset = shown["offset_seconds"].as_i64().unwrap();
     assert!((4_795..=4_810).contains(&offset), "{shown}");
-    assert!((gateway_clock.now() - simulator_clock.now()).num_seconds().abs() < 5);
+    assert!(
+        (gateway_clock.now() - simulator_clock.now())
+            .num_seconds()
+            .abs()
+            < 5
+    );
 
     // A payment the simulator signs on its moved clock passes the gateway's window check.
     let res = create("beside-2").await.unwrap();
@@ -708,7 +720,10 @@ async fn a_gateway_beside_a_standalone_simulator_shares_its_test_clock() {
     assert_eq!(res.status(), 502);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"]["code"], "simulator_unavailable", "{body}");
-    assert!(gateway_clock.now() - before < Duration::seconds(5), "{body}");
+    assert!(
+        gateway_clock.now() - before < Duration::seconds(5),
+        "{body}"
+    );
 }
 
 /// `[sandbox] test_clock = true` beside a simulator started without `--test-clock`: the
@@ -763,7 +778,10 @@ fetch_platform_certificates = true
         let out = check(text, &env);
         assert!(!out.status.success(), "{env:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains("never runs against a real provider"), "{stderr}");
+        assert!(
+            stderr.contains("never runs against a real provider"),
+            "{stderr}"
+        );
     }
 }
 

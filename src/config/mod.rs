@@ -207,7 +207,10 @@ mod tests {
         };
         let beside = "[sandbox]\ntest_clock = true\nsimulator_url = \"http://127.0.0.1:9090/\"\n";
         let c = load(
-            &format!("{beside}{}", wechat("http://127.0.0.1:9090/sandbox/wechatpay")),
+            &format!(
+                "{beside}{}",
+                wechat("http://127.0.0.1:9090/sandbox/wechatpay")
+            ),
             &[],
         )
         .unwrap();
@@ -225,9 +228,13 @@ mod tests {
             "[sandbox]\ntest_clock = true".to_owned(),
             // A test clock against the real WeChat Pay: never.
             format!("{beside}{}", wechat("https://api.mch.weixin.qq.com")),
-            format!("{beside}{}", wechat("http://127.0.0.1:9091/sandbox/wechatpay")),
+            format!(
+                "{beside}{}",
+                wechat("http://127.0.0.1:9091/sandbox/wechatpay")
+            ),
             "[sandbox]\ntest_clock = true\nsimulator_url = \"ftp://127.0.0.1:9090\"".to_owned(),
-            "[sandbox]\ntest_clock = true\nsimulator_url = \"http://127.0.0.1:9090/?x=1\"".to_owned(),
+            "[sandbox]\ntest_clock = true\nsimulator_url = \"http://127.0.0.1:9090/?x=1\""
+                .to_owned(),
         ] {
             assert!(
                 matches!(load(&bad, &[]), Err(ConfigError::Invalid(_))),

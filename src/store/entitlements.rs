@@ -403,7 +403,11 @@ pub async fn latest_by_status(
         .iter()
         .map(|r| {
             Ok((
-                parsed("status", &r.column::<String>("status")?, EntitlementStatus::parse)?,
+                parsed(
+                    "status",
+                    &r.column::<String>("status")?,
+                    EntitlementStatus::parse,
+                )?,
                 time_of("valid_until", r.column("valid_until")?)?,
             ))
         })

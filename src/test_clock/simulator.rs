@@ -99,10 +99,8 @@ impl Simulator {
         if !status.is_success() {
             return Err(SimulatorClockError::Refused { url: url(), status });
         }
-        let unreadable = |source: anyhow::Error| SimulatorClockError::Unreadable {
-            url: url(),
-            source,
-        };
+        let unreadable =
+            |source: anyhow::Error| SimulatorClockError::Unreadable { url: url(), source };
         let answer: ClockAnswer = response
             .json()
             .await
