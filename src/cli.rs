@@ -342,17 +342,14 @@ async fn run_job(config_path: Option<PathBuf>, job: crate::jobs::Job) -> anyhow:
 async fn one_shot(config_path: Option<PathBuf>) -> anyhow::Result<Application> {
     let config = Config::load(config_path.as_deref())?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let clock = clock_of(&config, false);
-    Application::build(
-        config,
-        listener,
-        Options {
-            clock,
-            scheduler: false,
-            ..Options::default()
-        },
-    )
-    .await
+    // Without the `sandbox` feature these are all of Options' fields.
+    #[cfg_attr(not(feature = "sandbox"), allow(clippy::needless_update))]
+    let options = Options {
+        clock: clock_of(&config, false),
+        scheduler: false,
+        ..Options::default()
+    };
+    Application::build(config, listener, options).await
 }
 
 /// The clock a command runs on: sandbox mode's test clock with `--sandbox` (shared with the
