@@ -89,9 +89,7 @@ impl Application {
             )?),
             None => None,
         };
-        if options.clock.as_test_clock().is_some() && !sandbox_mode {
-            anyhow::bail!("a test clock is for sandbox mode only (`serve --sandbox`)");
-        }
+        test_clock_mode(&config, &options.clock, sandbox_mode).await?;
         if !sandbox_mode {
             register_configured(&config, &mut providers, &public_url, &http, &options.clock)?;
         }
@@ -152,9 +150,12 @@ impl Application {
             router = router.merge(console);
         }
         #[cfg(feature = "sandbox")]
-        if let Some(sim) = &self.sandbox {
-            router = router.merge(sim.router());
-            if let Some(clock) = crate::test_clock::routes(&self.state) {
+        {
+            if let Some(sim) = &self.sandbox {
+                router = router.merge(sim.router());
+            }
+            // Only on a test clock, which `build` allows in sandbox mode only.
+            if let Some(clock) = crate::test_clock::routes(&self.state)? {
                 router = router.merge(clock);
             }
         }
@@ -188,6 +189,38 @@ impl Application {
         // Every write queued for the writer finishes and commits before the connections close.
         self.state.db.close().await;
         Ok(served?)
+    }
+}
+
+/// Sandbox mode's test clock (DESIGN.md §7) is allowed in two modes only: `serve --sandbox`
+/// (the embedded simulator reads it) and `[sandbox] test_clock = true` beside a standalone
+/// simulator, whose clock it joins here. A test clock anywhere else, or that config without a
+/// test clock, is refused: outside these modes the clock is the system's and nothing moves it.
+async fn test_clock_mode(
+    config: &Config,
+    clock: &SharedClock,
+    embedded_sandbox: bool,
+) -> anyhow::Result<()> {
+    let beside_simulator = config.sandbox.test_clock && !embedded_sandbox;
+    if clock.as_test_clock().is_some() && !embedded_sandbox && !beside_simulator {
+        anyhow::bail!(
+            "a test clock is for sandbox mode only (`serve --sandbox`, or [sandbox] test_clock \
+             = true beside a standalone simulator)"
+        );
+    }
+    if !beside_simulator {
+        return Ok(());
+    }
+    #[cfg(feature = "sandbox")]
+    {
+        crate::test_clock::join_simulator(config, clock).await
+    }
+    #[cfg(not(feature = "sandbox"))]
+    {
+        anyhow::bail!(
+            "[sandbox] test_clock = true: this paygate was built without the sandbox (cargo \
+             feature `sandbox`), so it has no test clock; build it with the default features"
+        )
     }
 }
 

@@ -76,7 +76,8 @@ mod simulator {
     }
 
     /// Starts the simulator, registers both providers pointed at it and replaces the config's
-    /// provider sections with theirs (so what the gateway reports is what it uses).
+    /// provider sections with theirs (so what the gateway reports is what it uses); a
+    /// `[sandbox]` section, for a standalone simulator, goes.
     pub(crate) fn attach(
         setup: &SandboxSetup,
         config: &mut Config,
@@ -102,6 +103,13 @@ mod simulator {
         )));
         config.wechatpay = Some(embedded.wechatpay);
         config.alipay = Some(embedded.alipay);
+        if config.sandbox.test_clock {
+            tracing::warn!(
+                "[sandbox] test_clock is for a standalone simulator; --sandbox embeds one on the \
+                 test clock already, and the section is ignored"
+            );
+        }
+        config.sandbox = crate::config::SandboxConfig::default();
         Ok(embedded.sandbox)
     }
 

@@ -368,9 +368,48 @@ impl From<Use> for AccessGranted {
     }
 }
 
+/// Why an access check was refused (DESIGN.md §5); the API answers 403 with its code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No entitlement of the action within its term, but one that ran out:
+    /// `entitlement_expired`.
+    Expired,
+    /// None ever held, only revoked ones, or the one within its term is used up:
+    /// `no_entitlement`.
+    NoEntitlement,
+}
+
+/// What an access check answered.
+#[derive(Debug, Clone)]
+pub enum Access {
+    Granted(AccessGranted),
+    Refused(Refusal),
+}
+
+/// The one rule that names a refusal (DESIGN.md §5), from the latest `valid_until` of each
+/// status among the employer's entitlements of the action (`latest`), at `now`: one still
+/// within its term (active, before `valid_until`) was refused only because its quota is used
+/// up, and that wins; else one that ran out (marked `expired`, or active past `valid_until`
+/// before the hourly job marked it) makes it `Expired`; else (none, or only revoked ones)
+/// `NoEntitlement`.
+pub fn refusal(latest: &[(EntitlementStatus, DateTime<Utc>)], now: DateTime<Utc>) -> Refusal {
+    let now_ms = to_millis(now);
+    let seen: Vec<EntitlementStatus> = latest
+        .iter()
+        .map(|(status, until)| status.at(to_millis(*until), now_ms))
+        .collect();
+    if seen.contains(&EntitlementStatus::Active) {
+        Refusal::NoEntitlement
+    } else if seen.contains(&EntitlementStatus::Expired) {
+        Refusal::Expired
+    } else {
+        Refusal::NoEntitlement
+    }
+}
+
 /// "May this employer view/download this résumé?" Consumes one unit from the active
 /// entitlement that expires first; the same résumé and action again under an entitlement
-/// that already covers it consumes nothing. None = no entitlement.
+/// that already covers it consumes nothing. Refused: why, by [`refusal`].
 ///
 /// The repeat (the résumé service asks on every page an employer opens) is answered from a
 /// read-only lookup that never waits for the write lock; only a first access writes. A
@@ -382,7 +421,7 @@ pub async fn access(
     resume_id: &str,
     action: Action,
     now: DateTime<Utc>,
-) -> Result<Option<AccessGranted>, sqlx::Error> {
+) -> Result<Access, sqlx::Error> {
     let ask = AccessAsk {
         employer: employer.clone(),
         resume_id: resume_id.to_owned(),
@@ -390,11 +429,11 @@ pub async fn access(
         now_ms: to_millis(now),
     };
     if let Some(cover) = rows::covered(db, &ask).await? {
-        return Ok(Some(cover.into()));
+        return Ok(Access::Granted(cover.into()));
     }
     let first_access = || {
         let ask = ask.clone();
-        db.transaction(move |ex| Box::pin(async move { access_in(ex, &ask).await }))
+        db.transaction(move |ex| Box::pin(async move { access_in(ex, &ask, now).await }))
     };
     match first_access().await {
         // Two concurrent first requests for one résumé: the loser's insert hits the primary
@@ -405,11 +444,12 @@ pub async fn access(
 }
 
 /// The first access's transaction (a body of [`Db::transaction`]): one unit taken from the
-/// entitlement that expires first, the access row, the audit line.
+/// entitlement that expires first, the access row, the audit line; or, refused, why.
 async fn access_in(
     ex: &mut Exec<'_>,
     ask: &AccessAsk,
-) -> Result<Option<AccessGranted>, sqlx::Error> {
+    now: DateTime<Utc>,
+) -> Result<Access, sqlx::Error> {
     // One statement takes a unit from the active entitlement that expires first with quota
     // left — unless the résumé is covered meanwhile (a concurrent first access of it
     // committed). The conditional UPDATE is the guard: two concurrent requests can never both
@@ -418,19 +458,62 @@ async fn access_in(
         let Some(taken) = rows::take_unit(ex, ask).await? else {
             // Covered meanwhile: free.
             if let Some(cover) = rows::covered_in(ex, ask).await? {
-                return Ok(Some(cover.into()));
+                return Ok(Access::Granted(cover.into()));
             }
-            // No entitlement with quota left: refused. Otherwise the chosen one was taken
-            // by a concurrent request between the choice and the update (PostgreSQL): again.
+            // No entitlement with quota left: refused, and why. Otherwise the chosen one was
+            // taken by a concurrent request between the choice and the update (PostgreSQL):
+            // again.
             if !rows::quota_left(ex, ask).await? {
-                return Ok(None);
+                let latest = rows::latest_by_status(ex, ask).await?;
+                return Ok(Access::Refused(refusal(&latest, now)));
             }
             continue;
         };
         rows::record_access(ex, &taken.entitlement_id, ask).await?;
         let (id, resume) = (&taken.entitlement_id, Some(ask.resume_id.as_str()));
         rows::audit(ex, id, AuditKind::Consumed, resume, -1, ask.now_ms).await?;
-        return Ok(Some(taken.into()));
+        return Ok(Access::Granted(taken.into()));
+    }
+}
+
+#[cfg(test)]
+mod refusal_tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use EntitlementStatus::{Active, Expired, Revoked};
+
+    fn at(day: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 12, day, 0, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn a_plan_that_ran_out_is_expired_whether_or_not_the_job_marked_it() {
+        let now = at(10);
+        assert_eq!(refusal(&[(Expired, at(5))], now), Refusal::Expired);
+        assert_eq!(refusal(&[(Active, at(5))], now), Refusal::Expired);
+        assert_eq!(
+            refusal(&[(Active, now)], now),
+            Refusal::Expired,
+            "ends at now"
+        );
+        assert_eq!(
+            refusal(&[(Revoked, at(20)), (Expired, at(5))], now),
+            Refusal::Expired
+        );
+    }
+
+    #[test]
+    fn none_held_only_revoked_or_a_used_up_plan_in_its_term_is_no_entitlement() {
+        let now = at(10);
+        assert_eq!(refusal(&[], now), Refusal::NoEntitlement);
+        assert_eq!(refusal(&[(Revoked, at(20))], now), Refusal::NoEntitlement);
+        assert_eq!(refusal(&[(Revoked, at(5))], now), Refusal::NoEntitlement);
+        // Refused while one is within its term: its quota is used up, and that wins.
+        assert_eq!(
+            refusal(&[(Active, at(20)), (Expired, at(5))], now),
+            Refusal::NoEntitlement
+        );
     }
 }
 

@@ -10,6 +10,9 @@ pub enum ApiError {
     Unauthorized,
     #[error("this API key lacks the `{0}` scope")]
     Forbidden(&'static str),
+    /// A request the key may make, refused for what it asks (an access no entitlement serves).
+    #[error("{1}")]
+    Refused(&'static str, String),
     #[error("{1}")]
     BadRequest(&'static str, String),
     #[error("{1}")]
@@ -27,6 +30,10 @@ pub enum ApiError {
     ProviderRejected(#[source] anyhow::Error),
     #[error("too many requests for this API key; retry after a second")]
     RateLimited,
+    /// A test clock's standalone simulator did not take its clock's move (DESIGN.md §7): the
+    /// message says where the advance stopped.
+    #[error("{0}")]
+    SimulatorUnavailable(String, #[source] anyhow::Error),
     /// The database failed, or a stored value did not decode ([`stored_value_invalid`]).
     #[error("{}", if stored_value_invalid(.0) { "internal error" } else { "the database is unavailable" })]
     Database(#[from] sqlx::Error),
@@ -43,6 +50,7 @@ impl ApiError {
         match self {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::Refused(code, _) => (StatusCode::FORBIDDEN, code),
             ApiError::BadRequest(code, _) => (StatusCode::BAD_REQUEST, code),
             ApiError::NotFound(code, _) => (StatusCode::NOT_FOUND, code),
             ApiError::Conflict(code, _) => (StatusCode::CONFLICT, code),
@@ -52,6 +60,9 @@ impl ApiError {
             }
             ApiError::ProviderRejected(_) => (StatusCode::BAD_GATEWAY, "provider_rejected"),
             ApiError::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::SimulatorUnavailable(..) => {
+                (StatusCode::BAD_GATEWAY, "simulator_unavailable")
+            }
             ApiError::Database(e) if stored_value_invalid(e) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal_error")
             }
@@ -90,6 +101,7 @@ impl IntoResponse for ApiError {
             ApiError::ProviderUnavailable(e)
             | ApiError::ProviderUnavailableRetryLater(e)
             | ApiError::ProviderRejected(e)
+            | ApiError::SimulatorUnavailable(_, e)
             | ApiError::Internal(e) => {
                 tracing::error!(code, error = format!("{e:#}"), "request failed");
             }

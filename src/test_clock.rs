@@ -10,6 +10,14 @@
 //! nothing is missed, and a month's advance is a few hundred passes, not tens of thousands.
 //! The reconciliation runs once a day, at 10:30 (the sandbox's bills are always ready; its
 //! hourly retries until 18:30 are for a bill that is not).
+//!
+//! Beside a standalone simulator (`[sandbox] test_clock = true`), the simulator's clock is
+//! moved to each step before the gateway's ([`simulator`]); the embedded simulator of
+//! `serve --sandbox` reads this clock itself.
+
+mod simulator;
+
+pub use simulator::{Simulator, SimulatorClockError};
 
 use std::sync::Arc;
 
@@ -38,28 +46,53 @@ pub const MAX_ADVANCE: Duration = Duration::days(366);
 struct Routes {
     clock: SharedClock,
     runner: Runner,
+    /// The standalone simulator whose clock moves with this one (`[sandbox] test_clock`).
+    simulator: Option<Simulator>,
     /// One advance at a time: two would interleave their steps.
     advancing: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The `/sandbox/clock` routes when `state`'s clock is a test clock; None otherwise (the
 /// routes are then not served: 404 like any unknown path).
-pub fn routes(state: &AppState) -> Option<Router> {
-    state.clock.as_test_clock()?;
+pub fn routes(state: &AppState) -> anyhow::Result<Option<Router>> {
+    if state.clock.as_test_clock().is_none() {
+        return Ok(None);
+    }
     let routes = Routes {
         clock: state.clock.clone(),
         runner: Runner::new(state.clone()),
+        simulator: Simulator::of(&state.config)?,
         advancing: Arc::default(),
     };
-    Some(
+    Ok(Some(
         Router::new()
             .route("/sandbox/clock", get(show))
             .route("/sandbox/clock/advance", post(advance))
             .with_state(routes),
-    )
+    ))
 }
 
-/// `router` with the [`HEADER`] on every answer when `clock` is a test clock; unchanged otherwise.
+/// At start, beside a standalone simulator (`[sandbox] test_clock = true`): `clock`, which
+/// must be a test clock, joins the simulator's, which is read once. Nothing otherwise.
+pub async fn join_simulator(
+    config: &crate::config::Config,
+    clock: &SharedClock,
+) -> anyhow::Result<()> {
+    let Some(simulator) = Simulator::of(config)? else {
+        return Ok(());
+    };
+    let Some(test_clock) = clock.as_test_clock() else {
+        anyhow::bail!("[sandbox] test_clock = true: the gateway must be built on a test clock");
+    };
+    let now = simulator.join(test_clock).await.map_err(|e| {
+        anyhow::Error::new(e).context("[sandbox] test_clock = true: reading the simulator's clock")
+    })?;
+    tracing::info!(now = %rfc3339_beijing(now), "test clock shared with the standalone simulator");
+    Ok(())
+}
+
+/// `router` with the [`HEADER`] (and `Date` by the same clock) on every answer when `clock` is
+/// a test clock; unchanged otherwise.
 pub fn stamped(router: Router, clock: &SharedClock) -> Router {
     if clock.as_test_clock().is_none() {
         return router;
@@ -70,12 +103,19 @@ pub fn stamped(router: Router, clock: &SharedClock) -> Router {
     ))
 }
 
+/// The [`HEADER`], and the HTTP `Date` at the test clock's now too (hyper writes its own only
+/// when an answer has none), so no part of an answer shows the real time.
 async fn stamp(State(clock): State<SharedClock>, mut response: Response) -> Response {
-    match HeaderValue::try_from(rfc3339_beijing(clock.now())) {
-        Ok(now) => {
-            response.headers_mut().insert(HEADER, now);
+    let now = clock.now();
+    // RFC 9110's IMF-fixdate: always GMT.
+    let date = now.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+    for (name, value) in [(HEADER, rfc3339_beijing(now)), ("date", date)] {
+        match HeaderValue::try_from(value) {
+            Ok(value) => {
+                response.headers_mut().insert(name, value);
+            }
+            Err(e) => tracing::error!(error = %e, "the test clock's time is not a header value"),
         }
-        Err(e) => tracing::error!(error = %e, "the test clock's time is not a header value"),
     }
     response
 }
@@ -123,11 +163,50 @@ async fn advance(State(routes): State<Routes>, body: Bytes) -> Result<axum::Json
     let _one_at_a_time = routes.advancing.lock().await;
     let from = clock.now();
     let to = target(&body, from)?;
-    let ran = run_steps(&routes.runner, clock, plan(from, to)).await;
-    clock.reach(to);
+    // A simulator restarted meanwhile is back at the real time: it catches up first.
+    let mut ran = Vec::new();
+    move_to(&routes, clock, from, &ran).await?;
+    for step in plan(from, to) {
+        move_to(&routes, clock, step.at, &ran).await?;
+        ran.push(run_step(&routes.runner, step).await);
+    }
+    move_to(&routes, clock, to, &ran).await?;
     let mut answer = clock_json(clock);
     answer["ran"] = Value::Array(ran);
     Ok(axum::Json(answer))
+}
+
+/// Moves the simulator's clock (beside a standalone one) to `at`, then this one: to `at`, or to
+/// the simulator's now if that is later, so the two agree. A simulator that cannot be moved
+/// stops the advance there (502), saying how far it got: both clocks stay at the last step
+/// that ran, so nothing runs on clocks that disagree.
+async fn move_to(
+    routes: &Routes,
+    clock: &TestClock,
+    at: DateTime<Utc>,
+    ran: &[Value],
+) -> Result<(), ApiError> {
+    let at = match &routes.simulator {
+        None => at,
+        Some(simulator) => match simulator.reach(at).await {
+            Ok(simulator_now) => at.max(simulator_now),
+            Err(e) => {
+                let message = format!(
+                    "the simulator's clock could not be moved to {}: the test clock stopped at \
+                     {} after {} passes; advance again once the simulator answers",
+                    rfc3339_beijing(at),
+                    rfc3339_beijing(clock.now()),
+                    ran.len()
+                );
+                return Err(ApiError::SimulatorUnavailable(
+                    message,
+                    anyhow::Error::new(e),
+                ));
+            }
+        },
+    };
+    clock.reach(at);
+    Ok(())
 }
 
 /// Where an advance goes: `by` after `from`, or `to`; after `from`, at most [`MAX_ADVANCE`].
@@ -232,12 +311,15 @@ fn groups(text: &str, unit: impl Fn(char) -> Option<i64>) -> Option<i64> {
 
 /// The jobs that fire more often than daily: before each daily firing and at the target, each
 /// runs once, at its last firing since the previous step (a pass takes everything due by then).
-const FREQUENT: [Job; 5] = [
+/// Every scheduled job is here or in [`DAILY`] (`every_scheduled_job_is_in_the_plan`); the event
+/// push is a loop on real time, not a schedule.
+const FREQUENT: [Job; 6] = [
     Job::ActiveQuery,
     Job::Refunds,
     Job::Expire,
     Job::Erasure,
     Job::EntitlementExpiry,
+    Job::PlatformKeys,
 ];
 
 /// The daily jobs, each at its first firing of the Beijing day (retention at 03:00, the day's
@@ -299,31 +381,26 @@ pub fn plan(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Step> {
     steps
 }
 
-/// Runs each step with the clock moved to it; what each pass did, or its error.
-async fn run_steps(runner: &Runner, clock: &TestClock, steps: Vec<Step>) -> Vec<Value> {
-    let mut ran = Vec::with_capacity(steps.len());
-    for step in steps {
-        clock.reach(step.at);
-        let mut entry = json!({"job": step.job.name(), "at": rfc3339_beijing(step.at)});
-        match runner.run_once(step.job).await {
-            Ok(Value::Object(report)) => {
-                for (key, value) in report {
-                    entry[key] = value;
-                }
-            }
-            Ok(report) => entry["report"] = report,
-            Err(e) => {
-                tracing::error!(
-                    job = step.job.name(),
-                    error = format!("{e:#}"),
-                    "a job of a test clock advance failed"
-                );
-                entry["error"] = json!(format!("{e:#}"));
+/// Runs one step's pass, the clock already moved to it: what the pass did, or its error.
+async fn run_step(runner: &Runner, step: Step) -> Value {
+    let mut entry = json!({"job": step.job.name(), "at": rfc3339_beijing(step.at)});
+    match runner.run_once(step.job).await {
+        Ok(Value::Object(report)) => {
+            for (key, value) in report {
+                entry[key] = value;
             }
         }
-        ran.push(entry);
+        Ok(report) => entry["report"] = report,
+        Err(e) => {
+            tracing::error!(
+                job = step.job.name(),
+                error = format!("{e:#}"),
+                "a job of a test clock advance failed"
+            );
+            entry["error"] = json!(format!("{e:#}"));
+        }
     }
-    ran
+    entry
 }
 
 #[cfg(test)]
@@ -411,6 +488,22 @@ mod tests {
         let expires = steps.iter().filter(|s| s.job == Job::Expire).count();
         assert_eq!(expires, 5);
         assert!(steps.iter().all(|s| s.at > from && s.at <= to));
+    }
+
+    #[test]
+    fn every_scheduled_job_is_in_the_plan() {
+        let from = beijing(2026, 12, 7, 12, 0, 0);
+        let steps = plan(from, from + Duration::days(2));
+        for job in Job::ALL {
+            let scheduled = !job.firings(from, from + Duration::days(2)).is_empty();
+            let planned = steps.iter().any(|s| s.job == job);
+            assert_eq!(planned, scheduled, "{}", job.name());
+        }
+        assert_eq!(
+            FREQUENT.len() + DAILY.len(),
+            Job::ALL.len() - 1,
+            "all but the push loop"
+        );
     }
 
     #[test]

@@ -273,9 +273,9 @@ fn query_count(app: &TestApp) -> usize {
     wechat + alipay
 }
 
-#[tokio::test]
-async fn expired_entitlements_are_marked_and_never_used() {
-    let app = TestApp::spawn().await;
+/// A 30-day plan 31 days on: refused with `entitlement_expired` before the hourly job has
+/// marked it and after, the job's marking audited and announced once.
+async fn expired_entitlements_are_marked_and_never_used(app: TestApp) {
     // resume-view-30d: unlimited views for 30 days.
     let order = app.create_order("emp_ent_expiry", "resume-view-30d").await;
     let no = order_no(&order);
@@ -285,9 +285,10 @@ async fn expired_entitlements_are_marked_and_never_used() {
     assert_eq!(status, 200);
 
     app.clock.advance(Duration::days(31));
-    // Before the job runs, the expired entitlement already grants nothing.
+    // Before the job runs, the expired entitlement already grants nothing, and says so.
     let (status, body) = app.access("emp_ent_expiry", "r2", "view").await;
     assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "entitlement_expired", "{body}");
     let pass = run(&app, Job::EntitlementExpiry).await;
     assert_eq!(pass["expired"], 1, "{pass}");
     let list = app.entitlements("emp_ent_expiry").await;
@@ -309,9 +310,91 @@ async fn expired_entitlements_are_marked_and_never_used() {
         1
     );
     assert_eq!(run(&app, Job::EntitlementExpiry).await["expired"], 0);
-    let (status, _) = app.access("emp_ent_expiry", "r1", "view").await;
+    let (status, body) = app.access("emp_ent_expiry", "r1", "view").await;
     assert_eq!(status, 403, "not even a résumé seen before");
+    assert_eq!(body["error"]["code"], "entitlement_expired", "{body}");
+    // Another action was never bought: nothing ran out for it.
+    let (status, body) = app.access("emp_ent_expiry", "r1", "download").await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (403, &json!("no_entitlement"))
+    );
 }
+
+on_both_backends!(
+    expired_entitlements_are_marked_and_never_used_on_sqlite,
+    expired_entitlements_are_marked_and_never_used_on_postgres,
+    expired_entitlements_are_marked_and_never_used
+);
+
+/// DESIGN.md §5: only a plan that ran out makes a refusal `entitlement_expired`. Never held,
+/// revoked by a refund, or a plan within its term with its quota used up (even beside an
+/// older expired one): `no_entitlement`.
+async fn a_refusal_says_expired_only_for_a_plan_that_ran_out(app: TestApp) {
+    let code = |(status, body): (u16, Value)| {
+        assert_eq!(status, 403, "{body}");
+        body["error"]["code"].as_str().expect("code").to_owned()
+    };
+    assert_eq!(
+        code(app.access("emp_never", "r1", "download").await),
+        "no_entitlement"
+    );
+
+    // Refunded in full: revoked, and still no_entitlement once its term is over too.
+    let refunded = app
+        .paid_order("emp_refunded", "alipay", "resume-download-50")
+        .await;
+    let refund = app.refund(&order_no(&refunded), "199.00").await;
+    app.wait_for_refund(
+        &order_no(&refunded),
+        refund["refund_id"].as_str().unwrap(),
+        "succeeded",
+    )
+    .await;
+    let list = app.entitlements("emp_refunded").await;
+    assert_eq!(list["entitlements"][0]["status"], "revoked", "{list}");
+    assert_eq!(
+        code(app.access("emp_refunded", "r1", "download").await),
+        "no_entitlement"
+    );
+
+    // A 90-day download plan, 91 days on: expired.
+    app.paid_order("emp_renews", "wechatpay", "resume-download-50")
+        .await;
+    app.clock.advance(Duration::days(91));
+    assert_eq!(
+        code(app.access("emp_renews", "r1", "download").await),
+        "entitlement_expired"
+    );
+    assert_eq!(
+        code(app.access("emp_refunded", "r1", "download").await),
+        "no_entitlement",
+        "a revoked plan past its term was revoked, not expired"
+    );
+    // Renewed and used up within its term: its quota is what refuses, not the old plan.
+    app.paid_order("emp_renews", "wechatpay", "resume-download-50")
+        .await;
+    for i in 0..50 {
+        let (status, body) = app.access("emp_renews", &format!("r{i}"), "download").await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(
+        code(app.access("emp_renews", "r50", "download").await),
+        "no_entitlement"
+    );
+    // Its term over too: the latest plan ran out.
+    app.clock.advance(Duration::days(91));
+    assert_eq!(
+        code(app.access("emp_renews", "r51", "download").await),
+        "entitlement_expired"
+    );
+}
+
+on_both_backends!(
+    a_refusal_says_expired_only_for_a_plan_that_ran_out_on_sqlite,
+    a_refusal_says_expired_only_for_a_plan_that_ran_out_on_postgres,
+    a_refusal_says_expired_only_for_a_plan_that_ran_out
+);
 
 /// Two gateways on one PostgreSQL fire every job at the same slots: each slot runs once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
+use axum::response::IntoResponse;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc, Weekday};
 use common::{Backend, CHECKOUT_KEY, TestApp};
 use paygate::app::{Application, Options};
@@ -140,15 +141,33 @@ async fn the_clock_starts_now_answers_in_beijing_time_and_only_goes_forward() {
     );
 }
 
-/// An unpaid order: 20 minutes later the expiry job has closed it here and at the simulator,
-/// and a checkout page waiting on it since before is answered.
+/// `POST /sandbox/pay/{no}` at the simulator, as the buyer's device: the status and the answer.
+async fn pay_at_simulator(app: &TestApp, no: &str, query: &str) -> (u16, Value) {
+    let res = app
+        .http
+        .post(format!("{}/sandbox/pay/{no}{query}", app.url))
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .expect("pay");
+    (res.status().as_u16(), res.json().await.expect("json"))
+}
+
+/// Unpaid orders of both providers: 20 minutes later the expiry job has closed them here and
+/// at the simulator, and a checkout page waiting since before is answered. Then a payment
+/// that raced the close at the provider completes after all (`?late=true`): the gateway
+/// settles it late, as any payment reported for a closed order.
 async fn an_unpaid_order_closes_when_the_clock_passes_its_expiry(app: TestApp) {
-    let order = app
-        .create_order("emp_clock_expiry", "resume-download-50")
-        .await;
-    let no = order_no(&order);
+    let wechat = order_no(
+        &app.create_order("emp_clock_expiry", "resume-download-50")
+            .await,
+    );
+    let alipay = order_no(
+        &app.create_order_on("emp_clock_expiry", "alipay", "qr", json!({}))
+            .await,
+    );
     let waiting = {
-        let (url, http, no) = (app.url.clone(), app.http.clone(), no.clone());
+        let (url, http, no) = (app.url.clone(), app.http.clone(), wechat.clone());
         tokio::spawn(async move {
             let res = http
                 .get(format!("{url}/v1/orders/{no}?wait=25"))
@@ -166,17 +185,46 @@ async fn an_unpaid_order_closes_when_the_clock_passes_its_expiry(app: TestApp) {
         .iter()
         .map(|r| r["closed"].as_u64().unwrap())
         .sum();
-    assert_eq!(closed, 1, "{answer}");
-    assert_eq!(app.order(&no).await["status"], "closed");
-    assert!(
-        matches!(app.sandbox.pay(&no), Err(paygate_sandbox::PayError::Closed)),
-        "closed at the simulator too"
-    );
+    assert_eq!(closed, 2, "{answer}");
+    for no in [&wechat, &alipay] {
+        assert_eq!(app.order(no).await["status"], "closed");
+        // Closed at the simulator too: the buyer can no longer pay it.
+        let (status, body) = pay_at_simulator(&app, no, "").await;
+        assert_eq!(
+            (status, &body["code"]),
+            (400, &json!("ORDER_CLOSED")),
+            "{no}"
+        );
+    }
     let waited = tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
         .await
         .expect("the waiting page is answered")
         .unwrap();
     assert_eq!(waited["status"], "closed", "{waited}");
+
+    // The buyer's payment was under way at the provider when the close arrived, and completes.
+    for no in [&wechat, &alipay] {
+        let (status, body) = pay_at_simulator(&app, no, "?late=true").await;
+        assert_eq!(status, 200, "{body}");
+        let order = app.wait_for_status(no, "paid").await;
+        assert_eq!(order["late_payment"], true, "{order}");
+        assert_eq!(order["payment_record"]["source"], "notification", "{order}");
+        assert_eq!(app.events_of(no, "payment.late").await.len(), 1, "{no}");
+        assert_eq!(app.events_of(no, "entitlement.granted").await.len(), 1);
+        app.assert_settled_once(no).await;
+    }
+    let list = app.entitlements("emp_clock_expiry").await;
+    assert_eq!(list["entitlements"].as_array().unwrap().len(), 2, "{list}");
+    // Only a closed order's payment can have raced its close.
+    let open = order_no(
+        &app.create_order("emp_clock_expiry", "resume-download-50")
+            .await,
+    );
+    let (status, body) = pay_at_simulator(&app, &open, "?late=true").await;
+    assert_eq!((status, &body["code"]), (409, &json!("ORDER_NOT_CLOSED")));
+    let (status, body) = pay_at_simulator(&app, &open, "?late=soon").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(app.order(&open).await["status"], "pending");
 }
 
 on_both_backends_with_test_clock!(
@@ -202,10 +250,30 @@ async fn a_thirty_day_plan_runs_out_after_thirty_one_days(app: TestApp) {
         .sum();
     assert_eq!(expired, 1, "one expiry run expired it");
     assert_eq!(runs(&answer, "reconciliation").len(), 31);
+    // Retention cut-offs are read on the test clock too: the order's stored answer (kept
+    // 7 days) went on the way.
+    let deleted: u64 = runs(&answer, "retention")
+        .iter()
+        .map(|r| r["idempotency_deleted"].as_u64().unwrap())
+        .sum();
+    assert_eq!(deleted, 1, "{answer}");
+    // No part of an answer shows the real time: `Date` is the test clock's too.
+    let res = app
+        .http
+        .get(format!("{}/v1/plans", app.url))
+        .bearer_auth(CHECKOUT_KEY)
+        .send()
+        .await
+        .unwrap();
+    let date = res.headers()["date"].to_str().unwrap().to_owned();
+    let date = DateTime::parse_from_rfc2822(&date.replace("GMT", "+0000")).unwrap();
+    assert!(
+        (date.with_timezone(&Utc) - now(&app)).num_seconds().abs() < 5,
+        "{date} is the test clock's now, a month ahead"
+    );
     let (status, body) = app.access("emp_clock_plan", "r2", "view").await;
     assert_eq!(status, 403, "{body}");
-    // What the API answers for an entitlement run out (it has no code of its own).
-    assert_eq!(body["error"]["code"], "no_entitlement", "{body}");
+    assert_eq!(body["error"]["code"], "entitlement_expired", "{body}");
     let list = app.entitlements("emp_clock_plan").await;
     assert_eq!(list["entitlements"][0]["status"], "expired", "{list}");
     assert_eq!(app.events_of(&no, "entitlement.expired").await.len(), 1);
@@ -308,14 +376,13 @@ fn next_friday_afternoon(t: DateTime<Utc>) -> DateTime<Utc> {
 
 /// An erasure requested on a Friday, with the Monday a holiday: due on Wednesday; advancing
 /// over the weekend to the due day finds it carried out before `due_by`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_erasure_requested_on_a_friday_is_done_by_its_due_day() {
+async fn an_erasure_requested_on_a_friday_is_done_by_its_due_day(backend: Backend) {
     let start = next_friday_afternoon(Utc::now());
     let friday = start.with_timezone(&beijing()).date_naive();
     let monday: NaiveDate = friday + Duration::days(3);
-    let app = TestApp::spawn_with_test_clock(Backend::Sqlite, vec![monday])
-        .await
-        .unwrap();
+    let Some(app) = TestApp::spawn_with_test_clock(backend, vec![monday]).await else {
+        return;
+    };
     advance(&app, json!({"to": rfc3339_beijing(start)})).await;
     let (status, body) = app
         .request_erasure("emp_clock_erase", "clock-erase-1")
@@ -347,6 +414,16 @@ async fn an_erasure_requested_on_a_friday_is_done_by_its_due_day() {
         completed_at.with_timezone(&Utc) >= start,
         "carried out on the test clock's time: {erasure}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erasure_requested_on_a_friday_is_done_by_its_due_day_on_sqlite() {
+    an_erasure_requested_on_a_friday_is_done_by_its_due_day(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erasure_requested_on_a_friday_is_done_by_its_due_day_on_postgres() {
+    an_erasure_requested_on_a_friday_is_done_by_its_due_day(Backend::Postgres).await;
 }
 
 /// A production gateway (no `--sandbox`): no `/sandbox/clock` route, no header, and it refuses
@@ -410,6 +487,302 @@ async fn outside_sandbox_mode_there_is_no_test_clock() {
     }
     let _ = stop.send(());
     server.await.unwrap().unwrap();
+}
+
+/// A standalone simulator running: its URL, the simulator, its clock, and a switch that makes
+/// it answer every request 503 (an outage).
+struct Standalone {
+    url: String,
+    sandbox: paygate_sandbox::Sandbox,
+    clock: Arc<paygate_sandbox::test_clock::TestClock>,
+    down: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// A standalone simulator, as `paygate-sandbox [--test-clock]` serves it (the sandbox crate's
+/// router, plus its clock routes with the flag) on port 0, with the fixture keys.
+async fn standalone_simulator(test_clock: bool) -> Standalone {
+    use paygate_sandbox::{Sandbox, SandboxConfig, WechatSandboxConfig};
+    let merchant = paygate_wechatpay::Signer::from_pem(MERCHANT_KEY).unwrap();
+    let clock = Arc::new(paygate_sandbox::test_clock::TestClock::default());
+    let sandbox = Sandbox::new(SandboxConfig {
+        wechatpay: WechatSandboxConfig {
+            mchid: paygate::app::SANDBOX_MCHID.into(),
+            appid: paygate::app::SANDBOX_APPID.into(),
+            merchant_serial: paygate::app::SANDBOX_MERCHANT_SERIAL.into(),
+            merchant_public_key_pem: merchant.public_key_pem(),
+            apiv3_key: common::APIV3_KEY.into(),
+            platform_private_key_pem: PLATFORM_KEY.into(),
+            platform_key_id: paygate_sandbox::keys_dir::new_platform_key_id(),
+        },
+        time_divisor: 1000,
+        clock: if test_clock {
+            clock.reader()
+        } else {
+            paygate_sandbox::system_clock()
+        },
+    })
+    .unwrap();
+    let mut router = sandbox.router();
+    if test_clock {
+        router = router.merge(paygate_sandbox::test_clock::routes(clock.clone()));
+    }
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let outage = down.clone();
+    let router = router.layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let down = outage.load(std::sync::atomic::Ordering::SeqCst);
+            async move {
+                if down {
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response()
+                } else {
+                    next.run(request).await
+                }
+            }
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    Standalone {
+        url,
+        sandbox,
+        clock,
+        down,
+    }
+}
+
+const MERCHANT_KEY: &str = include_str!("fixtures/merchant_key.pem");
+const PLATFORM_KEY: &str = include_str!("fixtures/platform_key.pem");
+
+/// A gateway built from a config file's text whose `[wechatpay]` points at the simulator at
+/// `simulator_url` and whose `[sandbox]` shares its test clock, on a test clock as `serve`
+/// builds it; `dir` holds its key files and database.
+async fn gateway_beside(
+    simulator_url: &str,
+    sandbox: &paygate_sandbox::Sandbox,
+    dir: &std::path::Path,
+) -> anyhow::Result<Application> {
+    let platform = paygate_wechatpay::Signer::from_pem(PLATFORM_KEY)?.public_key_pem();
+    std::fs::write(dir.join("merchant.pem"), MERCHANT_KEY)?;
+    std::fs::write(dir.join("platform.pem"), platform)?;
+    std::fs::write(dir.join("apiv3.key"), common::APIV3_KEY)?;
+    let toml = format!(
+        r#"[database]
+url = "sqlite://{db}"
+
+[wechatpay]
+api_base = "{simulator_url}/sandbox/wechatpay"
+mchid = "{mchid}"
+appid = "{appid}"
+merchant_serial = "{serial}"
+merchant_private_key_file = "merchant.pem"
+apiv3_key_file = "apiv3.key"
+platform_public_keys = [{{ id = "{key_id}", file = "platform.pem" }}]
+
+[[api_keys]]
+id = "checkout"
+secret_sha256 = "{checkout}"
+scopes = ["checkout"]
+
+[sandbox]
+test_clock = true
+simulator_url = "{simulator_url}"
+"#,
+        db = dir.join("paygate.db").display(),
+        mchid = paygate::app::SANDBOX_MCHID,
+        appid = paygate::app::SANDBOX_APPID,
+        serial = paygate::app::SANDBOX_MERCHANT_SERIAL,
+        key_id = sandbox.wechat_platform_key_id(),
+        checkout = paygate::keygen::hash_secret(CHECKOUT_KEY),
+    );
+    let config = Config::from_toml_with_env(&toml, Vec::new(), dir.to_owned())?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    Application::build(
+        config,
+        listener,
+        Options {
+            clock: Arc::new(TestClock::default()),
+            scheduler: false,
+            ..Options::default()
+        },
+    )
+    .await
+}
+
+/// `[sandbox] test_clock = true` beside `paygate-sandbox --test-clock`: the gateway starts at
+/// the simulator's time, and an advance moves both, so the expiry closes the order here and at
+/// the simulator (the simulator's signed answers fall within the gateway's window), and a
+/// payment the simulator signs afterwards is verified and settled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_beside_a_standalone_simulator_shares_its_test_clock() {
+    let simulator = standalone_simulator(true).await;
+    let (simulator_url, sandbox, simulator_clock) =
+        (&simulator.url, &simulator.sandbox, &simulator.clock);
+    // The simulator's clock is ahead already (moved by an earlier gateway): this one joins it.
+    simulator_clock.reach(Utc::now() + Duration::hours(1));
+    let dir = tempfile::tempdir().unwrap();
+    let app = gateway_beside(simulator_url, sandbox, dir.path())
+        .await
+        .expect("a gateway beside the simulator");
+    assert!(app.sandbox().is_none(), "no embedded simulator");
+    let gateway_clock = app.state().clock.clone();
+    assert!(
+        (gateway_clock.now() - simulator_clock.now())
+            .num_seconds()
+            .abs()
+            < 5,
+        "started at the simulator's time"
+    );
+    let url = app.public_url().to_owned();
+    tokio::spawn(app.run_until(std::future::pending()));
+    let http = reqwest::Client::new();
+    let create = |key: &'static str| {
+        let body = json!({"employer_id": "emp_beside", "plan": "resume-download-50",
+            "provider": "wechatpay", "channel": "native"});
+        http.post(format!("{url}/v1/orders"))
+            .bearer_auth(CHECKOUT_KEY)
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+    };
+    let get = |no: String| {
+        http.get(format!("{url}/v1/orders/{no}"))
+            .bearer_auth(CHECKOUT_KEY)
+            .send()
+    };
+    let res = create("beside-1").await.unwrap();
+    assert_eq!(res.status(), 201);
+    let no = order_no(&res.json::<Value>().await.unwrap());
+
+    let res = http
+        .post(format!("{url}/sandbox/clock/advance"))
+        .json(&json!({"by": "20m"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().contains_key("Paygate-Test-Clock"));
+    let answer: Value = res.json().await.unwrap();
+    let closed: u64 = runs(&answer, "expire")
+        .iter()
+        .map(|r| r["closed"].as_u64().unwrap())
+        .sum();
+    assert_eq!(closed, 1, "{answer}");
+    let order: Value = get(no.clone()).await.unwrap().json().await.unwrap();
+    assert_eq!(order["status"], "closed", "{order}");
+    assert!(
+        matches!(sandbox.pay(&no), Err(paygate_sandbox::PayError::Closed)),
+        "closed at the simulator too"
+    );
+    // Both clocks moved, together.
+    let shown: Value = http
+        .get(format!("{simulator_url}/sandbox/clock"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let offset = shown["offset_seconds"].as_i64().unwrap();
+    assert!((4_795..=4_810).contains(&offset), "{shown}");
+    assert!(
+        (gateway_clock.now() - simulator_clock.now())
+            .num_seconds()
+            .abs()
+            < 5
+    );
+
+    // A payment the simulator signs on its moved clock passes the gateway's window check.
+    let res = create("beside-2").await.unwrap();
+    let paid_no = order_no(&res.json::<Value>().await.unwrap());
+    sandbox.pay(&paid_no).expect("pay");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let order: Value = get(paid_no.clone()).await.unwrap().json().await.unwrap();
+        if order["status"] == "paid" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never paid: {order}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    // The simulator down: the advance stops before running anything (502), the clock stays.
+    simulator
+        .down
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let before = gateway_clock.now();
+    let res = http
+        .post(format!("{url}/sandbox/clock/advance"))
+        .json(&json!({"by": "1h"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 502);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "simulator_unavailable", "{body}");
+    assert!(
+        gateway_clock.now() - before < Duration::seconds(5),
+        "{body}"
+    );
+}
+
+/// `[sandbox] test_clock = true` beside a simulator started without `--test-clock`: the
+/// gateway refuses to start rather than run on clocks that disagree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_beside_a_simulator_without_a_test_clock_refuses_to_start() {
+    let simulator = standalone_simulator(false).await;
+    let res = reqwest::get(format!("{}/sandbox/clock", simulator.url))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404, "no clock routes without the flag");
+    let dir = tempfile::tempdir().unwrap();
+    let Err(refused) = gateway_beside(&simulator.url, &simulator.sandbox, dir.path()).await else {
+        panic!("built beside a simulator with no test clock");
+    };
+    let chain = format!("{refused:#}");
+    assert!(chain.contains("--test-clock"), "{chain}");
+}
+
+/// `paygate check-config` refuses a test clock whose provider sections do not point at the
+/// simulator (a real provider), whether the file or `PAYGATE_SANDBOX__TEST_CLOCK` turns it on.
+#[test]
+fn check_config_refuses_a_test_clock_beside_a_real_provider() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("paygate.toml");
+    let wechatpay = r#"
+[wechatpay]
+api_base = "https://api.mch.weixin.qq.com"
+mchid = "1900000001"
+appid = "wx8888888888888888"
+merchant_serial = "5A3B1C0D"
+merchant_private_key_file = "merchant.pem"
+apiv3_key_file = "apiv3.key"
+fetch_platform_certificates = true
+"#;
+    let check = |text: String, env: &[(&str, &str)]| {
+        std::fs::write(&config, text).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_paygate"))
+            .args(["--config", config.to_str().unwrap(), "check-config"])
+            .envs(env.iter().copied())
+            .output()
+            .expect("run paygate")
+    };
+    let beside = "[sandbox]\nsimulator_url = \"http://127.0.0.1:9090\"\n";
+    for (text, env) in [
+        (format!("{beside}test_clock = true\n{wechatpay}"), vec![]),
+        (
+            format!("{beside}{wechatpay}"),
+            vec![("PAYGATE_SANDBOX__TEST_CLOCK", "true")],
+        ),
+    ] {
+        let out = check(text, &env);
+        assert!(!out.status.success(), "{env:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("never runs against a real provider"),
+            "{stderr}"
+        );
+    }
 }
 
 /// The tests' own sandbox app on its offset clock (sandbox mode, no test clock): no routes.

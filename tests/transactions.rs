@@ -56,9 +56,11 @@ async fn every_body_runs_on(app: TestApp) {
         (200, &Value::from(49)),
         "{body}"
     );
-    // access_in, refused: every statement of the no-unit branch (take, covered, quota left).
+    // access_in, refused: every statement of the no-unit branch (take, covered, quota left,
+    // the latest entitlement of each status that names the refusal).
     let (status, body) = app.access(employer, "resume-1", "view").await;
     assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "no_entitlement", "{body}");
     // expire_batch: the expiry job's transactions, one full batch and the rest.
     let later = app.clock.now() + chrono::Duration::days(400);
     let expired = paygate::entitlements::expire_due(&app.db, later, 1)
@@ -75,6 +77,10 @@ async fn every_body_runs_on(app: TestApp) {
     );
     let list = app.entitlements(employer).await;
     assert_eq!(list["entitlements"][0]["status"], "expired", "{list}");
+    // access_in, refused with a row to name the refusal by.
+    let (status, body) = app.access(employer, "resume-2", "download").await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "entitlement_expired", "{body}");
     leases_are_taken_and_finished(&app).await;
 }
 

@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use crate::delivery::DeliveryRecord;
 use crate::faults::Faults;
 use crate::outbox::Payload;
-use crate::wechat::{CashierView, PayError, random_hex};
+use crate::wechat::{CashierView, PayError, PayTiming, random_hex};
 use crate::wire::alipay::{
     BILL_METHOD, MAX_ORDER_FEN, Params, RequestError, beijing_time, error_response, escape_slashes,
     parse_beijing_time, signed_notification, signed_response, verify_request, yuan_to_fen,
@@ -466,7 +466,7 @@ impl Sandbox {
                     && let Some(no) = biz.get("out_trade_no").and_then(Value::as_str)
                 {
                     // The buyer's payment lands just before the close: the close is refused.
-                    let _ = self.pay_alipay(no);
+                    let _ = self.pay_alipay(no, PayTiming::Open);
                 }
                 let mut orders = lock(&sim.orders);
                 let key = find(&orders, biz)?.out_trade_no.clone();
@@ -676,17 +676,22 @@ impl Sandbox {
             .is_some_and(|sim| lock(&sim.orders).contains_key(out_trade_no))
     }
 
-    /// The buyer pays an Alipay trade: TRADE_SUCCESS, and the `trade_status_sync` notification
-    /// starts in the background (when the order named a notify_url).
-    pub(crate) fn pay_alipay(&self, out_trade_no: &str) -> Result<Value, PayError> {
+    /// The buyer pays an Alipay trade (`timing`: see [`PayTiming`]): TRADE_SUCCESS, and the
+    /// `trade_status_sync` notification starts in the background (when the order named a
+    /// notify_url).
+    pub(crate) fn pay_alipay(
+        &self,
+        out_trade_no: &str,
+        timing: PayTiming,
+    ) -> Result<Value, PayError> {
         let sim = self.inner.alipay.get().ok_or(PayError::NotFound)?;
         let order = {
             let mut orders = lock(&sim.orders);
             let order = orders.get_mut(out_trade_no).ok_or(PayError::NotFound)?;
             match order.state {
-                TradeState::Closed => return Err(PayError::Closed),
                 TradeState::Success(_) => return Err(PayError::AlreadyPaid),
-                TradeState::WaitBuyerPay => {}
+                TradeState::Closed => timing.admits(true)?,
+                TradeState::WaitBuyerPay => timing.admits(false)?,
             }
             let now = self.now();
             order.state = TradeState::Success(Payment {

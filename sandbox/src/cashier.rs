@@ -13,7 +13,7 @@ use qrcode::render::svg;
 use serde_json::json;
 
 use crate::Sandbox;
-use crate::wechat::PayError;
+use crate::wechat::{PayError, PayTiming};
 
 pub(crate) fn routes() -> Router<Sandbox> {
     Router::new()
@@ -135,10 +135,22 @@ async fn cashier_page(
     .into_response()
 }
 
-/// Pays the order. A browser form post (HTML accepted, or a form body) is sent back to the
-/// merchant as the provider would (303): an Alipay page/wap order with a `return_url` to it
-/// with the signed return query, a WeChat H5 order to its `redirect_url`; otherwise it ends on
-/// a page saying paid. Any other client gets the provider-side transaction as JSON.
+/// `?late=true` ([`PayTiming::RacedTheClose`]), `?late=false` or nothing (an open order's
+/// ordinary payment); None for any other value.
+fn timing(query: &HashMap<String, String>) -> Option<PayTiming> {
+    match query.get("late").map(String::as_str) {
+        None | Some("false") => Some(PayTiming::Open),
+        Some("true") => Some(PayTiming::RacedTheClose),
+        Some(_) => None,
+    }
+}
+
+/// Pays the order (`?late=true`: a closed order, whose payment raced its close and completes
+/// after all, see [`PayTiming`]). A browser form post (HTML accepted, or a form body) is sent
+/// back to the merchant as the provider would (303): an Alipay page/wap order with a
+/// `return_url` to it with the signed return query, a WeChat H5 order to its `redirect_url`;
+/// otherwise it ends on a page saying paid. Any other client gets the provider-side
+/// transaction as JSON.
 async fn pay(
     State(sandbox): State<Sandbox>,
     Path(out_trade_no): Path<String>,
@@ -146,7 +158,14 @@ async fn pay(
     headers: HeaderMap,
 ) -> Response {
     let browser = wants_html(&headers);
-    match sandbox.pay(&out_trade_no) {
+    let Some(timing) = timing(&query) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"code": "INVALID_REQUEST", "message": "late must be true or false"})),
+        )
+            .into_response();
+    };
+    match sandbox.pay_with(&out_trade_no, timing) {
         Ok(_) if browser => {
             let back = sandbox
                 .alipay_return_location(&out_trade_no)
@@ -176,6 +195,7 @@ async fn pay(
                 PayError::NotFound => (StatusCode::NOT_FOUND, "ORDER_NOT_EXIST"),
                 PayError::Closed => (StatusCode::BAD_REQUEST, "ORDER_CLOSED"),
                 PayError::AlreadyPaid => (StatusCode::CONFLICT, "ORDER_PAID"),
+                PayError::NotClosed => (StatusCode::CONFLICT, "ORDER_NOT_CLOSED"),
             };
             if browser {
                 (status, Html(page("Not paid", &format!("<p>{error}.</p>")))).into_response()

@@ -31,6 +31,8 @@
 //! - [`wire`]: the sandbox's own reading of both wire protocols (signatures, encryption, forms,
 //!   amounts, bill files), written from the providers' published documentation and never shared
 //!   with the gateway's provider crates.
+//! - [`test_clock`]: `paygate-sandbox --test-clock`'s clock, moved by a gateway configured
+//!   with `[sandbox] test_clock = true` (`GET`/`PUT /sandbox/clock`, merged only with the flag).
 //! - [`ledger_file`]: with [`Sandbox::with_data`] (`paygate-sandbox --data FILE`) the ledger is
 //!   also kept, write-through, in an SQLite file, so a restarted simulator remembers it;
 //!   without it the ledger lives in memory only.
@@ -52,6 +54,7 @@ pub mod keys_dir;
 pub mod ledger_file;
 pub mod outbox;
 pub mod portal;
+pub mod test_clock;
 pub mod wechat;
 pub mod wechat_bill;
 pub mod wechat_order;
@@ -78,7 +81,7 @@ pub use keys_dir::{
     wechat_config_from_keys_dir,
 };
 pub use portal::{PortalProvider, PortalRefund, PortalRefundError, PortalRefundStatus};
-pub use wechat::{CapturedRequest, PayError, WechatSandboxConfig};
+pub use wechat::{CapturedRequest, PayError, PayTiming, WechatSandboxConfig};
 pub use wechat_platform::{PlatformCertificateKey, PlatformMode};
 
 /// "Now", as the sandbox reads it. The gateway hands the embedded sandbox its own clock, so a

@@ -4,6 +4,8 @@
 //! paygate keys generate keys          # the merchant side, once
 //! paygate-sandbox --keys-dir keys     # http://127.0.0.1:9090/sandbox/…
 //! paygate-sandbox --keys-dir keys --data sandbox.db   # the ledger survives a restart
+//! paygate-sandbox --keys-dir keys --test-clock        # a gateway with [sandbox] test_clock
+//!                                                     # = true moves its clock
 //! ```
 //!
 //! The Alipay half is served when the keys dir has `alipay/app_public_key.pem` (every dir
@@ -11,10 +13,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::Parser;
 use paygate_sandbox::alipay::GATEWAY_PATH;
 use paygate_sandbox::keys_dir::{ALIPAY_APP_PUBLIC_KEY_FILE, ALIPAY_PUBLIC_KEY_FILE};
+use paygate_sandbox::test_clock::{self, TestClock};
 use paygate_sandbox::{
     Sandbox, SandboxConfig, alipay_config_from_keys_dir, system_clock, wechat_config_from_keys_dir,
 };
@@ -38,6 +42,10 @@ struct Args {
     /// file, created when missing, so a restart remembers it; without it, memory only.
     #[arg(long, value_name = "FILE")]
     data: Option<PathBuf>,
+    /// Run on a test clock a gateway moves (`[sandbox] test_clock = true` in its config):
+    /// `GET`/`PUT /sandbox/clock`. Without it the clock is the system's and nothing moves it.
+    #[arg(long)]
+    test_clock: bool,
 }
 
 #[tokio::main]
@@ -52,10 +60,14 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
+    let test_clock = args.test_clock.then(|| Arc::new(TestClock::default()));
     let mut sandbox = Sandbox::new(SandboxConfig {
         wechatpay,
         time_divisor: args.time_divisor,
-        clock: system_clock(),
+        clock: match &test_clock {
+            Some(clock) => clock.reader(),
+            None => system_clock(),
+        },
     })?;
     let seller_id = alipay.as_ref().map(|config| config.seller_id.clone());
     if let Some(config) = alipay {
@@ -100,7 +112,14 @@ async fn main() -> anyhow::Result<()> {
         None => println!("  ledger: in memory (--data FILE keeps it across restarts)"),
     }
     println!("  public keys: {base}/sandbox/keys");
-    axum::serve(listener, sandbox.router())
+    let mut router = sandbox.router();
+    if let Some(clock) = test_clock {
+        println!(
+            "  test clock: {base}/sandbox/clock (moved by a gateway with [sandbox] test_clock = true)"
+        );
+        router = router.merge(test_clock::routes(clock));
+    }
+    axum::serve(listener, router)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     Ok(())

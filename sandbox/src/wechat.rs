@@ -587,6 +587,36 @@ pub enum PayError {
     Closed,
     #[error("the order is already paid")]
     AlreadyPaid,
+    /// [`PayTiming::RacedTheClose`] of an order that was never closed.
+    #[error("the order is not closed, so no payment can have raced its close")]
+    NotClosed,
+}
+
+/// When the buyer's payment lands, as `POST /sandbox/pay/{out_trade_no}[?late=true]` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PayTiming {
+    /// An order still open (unpaid, not closed): the ordinary payment. A closed one is
+    /// refused, as the providers refuse it.
+    #[default]
+    Open,
+    /// `late=true`: the order was closed at the provider, but the buyer's payment was already
+    /// under way there when the close arrived (password entered, bank debiting) and completes
+    /// after all: the trade becomes paid and its notification follows. A merchant honours a
+    /// payment reported for an order it closed; this is how a test produces one. Refused for an
+    /// order that is not closed.
+    RacedTheClose,
+}
+
+impl PayTiming {
+    /// Whether a trade that is `closed` (else open; a paid one never gets here) may be paid
+    /// this way.
+    pub(crate) fn admits(self, closed: bool) -> Result<(), PayError> {
+        match (self, closed) {
+            (PayTiming::Open, false) | (PayTiming::RacedTheClose, true) => Ok(()),
+            (PayTiming::Open, true) => Err(PayError::Closed),
+            (PayTiming::RacedTheClose, false) => Err(PayError::NotClosed),
+        }
+    }
 }
 
 impl Sandbox {
@@ -603,17 +633,23 @@ impl Sandbox {
     /// An order in the Alipay ledger instead is paid the Alipay way (TRADE_SUCCESS and a
     /// `trade_status_sync` notification); the answer is then its `alipay.trade.query` node.
     pub fn pay(&self, out_trade_no: &str) -> Result<Value, PayError> {
+        self.pay_with(out_trade_no, PayTiming::Open)
+    }
+
+    /// [`Sandbox::pay`], the payment landing as `timing` says: an open order's, or one that
+    /// raced the order's close at the provider and completes after it ([`PayTiming`]).
+    pub fn pay_with(&self, out_trade_no: &str, timing: PayTiming) -> Result<Value, PayError> {
         let wechat = &self.inner.wechat;
         if !lock(&wechat.orders).contains_key(out_trade_no) && self.alipay_has(out_trade_no) {
-            return self.pay_alipay(out_trade_no);
+            return self.pay_alipay(out_trade_no, timing);
         }
         let (transaction, notify_url) = {
             let mut orders = lock(&wechat.orders);
             let order = orders.get_mut(out_trade_no).ok_or(PayError::NotFound)?;
             match order.state {
-                OrderState::Closed => return Err(PayError::Closed),
                 OrderState::Success(_) => return Err(PayError::AlreadyPaid),
-                OrderState::NotPay => {}
+                OrderState::Closed => timing.admits(true)?,
+                OrderState::NotPay => timing.admits(false)?,
             }
             let beijing = FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset");
             let now = self.now().with_timezone(&beijing);

@@ -2,15 +2,14 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::Deserialize;
 
 use super::auth::{Caller, Scope};
 use crate::domain::{Action, EmployerId};
-use crate::entitlements;
-use crate::error::{ApiError, envelope};
+use crate::entitlements::{self, Access, Refusal};
+use crate::error::ApiError;
 use crate::state::AppState;
 
 fn employer(id: &str) -> Result<EmployerId, ApiError> {
@@ -56,23 +55,23 @@ pub async fn access(
             "resume_id must be 1 to 128 characters",
         ));
     }
-    match entitlements::access(
+    let access = entitlements::access(
         &state.db,
         &employer,
         &req.resume_id,
         action,
         state.clock.now(),
     )
-    .await?
-    {
-        Some(granted) => Ok(Json(granted).into_response()),
-        None => Ok((
-            StatusCode::FORBIDDEN,
-            Json(envelope(
-                "no_entitlement",
-                "no active entitlement covers this action",
-            )),
-        )
-            .into_response()),
+    .await?;
+    match access {
+        Access::Granted(granted) => Ok(Json(granted).into_response()),
+        Access::Refused(Refusal::Expired) => Err(ApiError::Refused(
+            "entitlement_expired",
+            "the entitlement for this action has expired".into(),
+        )),
+        Access::Refused(Refusal::NoEntitlement) => Err(ApiError::Refused(
+            "no_entitlement",
+            "no active entitlement covers this action".into(),
+        )),
     }
 }

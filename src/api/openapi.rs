@@ -388,7 +388,7 @@ fn entitlements() {}
 #[utoipa::path(post, path = "/v1/employers/{employer_id}/resume-access", tag = "entitlements",
     params(("employer_id" = String, Path)), request_body = ResumeAccess,
     responses((status = 200, body = AccessGranted),
-        (status = 403, body = ErrorEnvelope, description = "no_entitlement")),
+        (status = 403, body = ErrorEnvelope, description = "entitlement_expired: no entitlement of the action within its term, one ran out; no_entitlement: none held, only revoked ones, or the current one's quota used up (DESIGN.md §5)")),
     security(("api_key" = [])))]
 fn resume_access() {}
 

@@ -79,7 +79,8 @@ enum Command {
         #[command(subcommand)]
         command: PrivacyCommand,
     },
-    /// A running `serve --sandbox`, over HTTP (DESIGN.md §7).
+    /// A running gateway in sandbox mode (`serve --sandbox`, or `[sandbox] test_clock = true`),
+    /// over HTTP (DESIGN.md §7).
     Sandbox {
         #[command(subcommand)]
         command: SandboxCommand,
@@ -253,7 +254,10 @@ async fn sandbox_clock(
         .await
         .context("reading the gateway's answer")?;
     if status == reqwest::StatusCode::NOT_FOUND {
-        anyhow::bail!("{base} has no test clock: is it `paygate serve --sandbox`? ({status})");
+        anyhow::bail!(
+            "{base} has no test clock: is it `paygate serve --sandbox`, or a gateway with \
+             [sandbox] test_clock = true? ({status})"
+        );
     }
     if !status.is_success() {
         anyhow::bail!("the gateway answered {status}: {text}");
@@ -287,8 +291,19 @@ fn check_config(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     }
     crate::push::Pusher::load(&config)?;
     crate::privacy::PseudonymKey::load(&config, false)?;
+    #[cfg(not(feature = "sandbox"))]
+    if config.sandbox.test_clock {
+        anyhow::bail!(
+            "[sandbox] test_clock = true: this paygate was built without the sandbox (cargo \
+             feature `sandbox`), so it has no test clock"
+        );
+    }
+    let test_clock = match config.sandbox.simulator_base() {
+        Some(url) if config.sandbox.test_clock => format!(", test clock shared with {url}"),
+        _ => String::new(),
+    };
     println!(
-        "config ok: {} api key(s), {} plan(s), wechatpay {}, alipay {}",
+        "config ok: {} api key(s), {} plan(s), wechatpay {}, alipay {}{test_clock}",
         config.api_keys.len(),
         config.catalog()?.plans().len(),
         if config.wechatpay.is_some() {
@@ -337,15 +352,26 @@ async fn run_job(config_path: Option<PathBuf>, job: crate::jobs::Job) -> anyhow:
 async fn one_shot(config_path: Option<PathBuf>) -> anyhow::Result<Application> {
     let config = Config::load(config_path.as_deref())?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    Application::build(
-        config,
-        listener,
-        Options {
-            scheduler: false,
-            ..Options::default()
-        },
-    )
-    .await
+    // Without the `sandbox` feature these are all of Options' fields.
+    #[cfg_attr(not(feature = "sandbox"), allow(clippy::needless_update))]
+    let options = Options {
+        clock: clock_of(&config, false),
+        scheduler: false,
+        ..Options::default()
+    };
+    Application::build(config, listener, options).await
+}
+
+/// The clock a command runs on: sandbox mode's test clock with `--sandbox` (shared with the
+/// embedded simulator) or with `[sandbox] test_clock = true` (where a standalone simulator's
+/// clock is; a one-shot command then runs at the simulated time too), else the system's,
+/// which nothing moves.
+fn clock_of(config: &Config, sandbox: bool) -> crate::clock::SharedClock {
+    if sandbox || config.sandbox.test_clock {
+        std::sync::Arc::new(crate::clock::TestClock::default())
+    } else {
+        std::sync::Arc::new(crate::clock::SystemClock)
+    }
 }
 
 async fn reconcile(config_path: Option<PathBuf>, provider: &str, date: &str) -> anyhow::Result<()> {
@@ -430,7 +456,7 @@ async fn serve(
             tracing::warn!("{warning}");
         }
     }
-    let options = serve_options(sandbox, time_divisor)?;
+    let options = serve_options(sandbox, time_divisor, clock_of(&config, sandbox))?;
     let app = Application::build(config, listener, options).await?;
     let url = app.public_url().to_owned();
     tracing::info!(listen = %app.local_addr(), sandbox, "paygate listening");
@@ -472,8 +498,13 @@ fn sandbox_return_url(config: &mut Config, bound: std::net::SocketAddr) {
     .ok();
 }
 
-/// The build options of `serve`: the embedded sandbox's generated keys with `--sandbox`.
-fn serve_options(sandbox: bool, time_divisor: u32) -> anyhow::Result<Options> {
+/// The build options of `serve`: the embedded sandbox's generated keys with `--sandbox`, and
+/// `clock` ([`clock_of`]).
+fn serve_options(
+    sandbox: bool,
+    time_divisor: u32,
+    clock: crate::clock::SharedClock,
+) -> anyhow::Result<Options> {
     #[cfg(feature = "sandbox")]
     let options = Options {
         sandbox: if sandbox {
@@ -481,19 +512,16 @@ fn serve_options(sandbox: bool, time_divisor: u32) -> anyhow::Result<Options> {
         } else {
             None
         },
-        // One simulated clock for the gateway and the embedded simulator, moved by
-        // `/sandbox/clock/advance`; outside sandbox mode the system's, which nothing moves.
-        clock: if sandbox {
-            std::sync::Arc::new(crate::clock::TestClock::default())
-        } else {
-            std::sync::Arc::new(crate::clock::SystemClock)
-        },
+        clock,
         ..Options::default()
     };
     #[cfg(not(feature = "sandbox"))]
     let options = {
         let _ = (sandbox, time_divisor);
-        Options::default()
+        Options {
+            clock,
+            ..Options::default()
+        }
     };
     Ok(options)
 }

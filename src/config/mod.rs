@@ -17,7 +17,7 @@ pub use sections::{
     AlipayConfig, ApiKeyConfig, CheckoutConfig, Config, ConsoleConfig, DEFAULT_MAX_BILL_BYTES,
     DatabaseConfig, EventsConfig, MAX_BILL_BYTES_RANGE, OrdersConfig, PlanConfig,
     PlatformKeyConfig, PrivacyConfig, ReconciliationConfig, SCOPES, SESSION_IDLE_MINUTES_RANGE,
-    ServerConfig, WechatPayConfig,
+    SandboxConfig, ServerConfig, WechatPayConfig,
 };
 
 #[cfg(test)]
@@ -193,6 +193,59 @@ mod tests {
         assert!(with("return_url = \"https://www.example.cn/{employer_id}\"").is_err());
         assert!(with("allowed_return_hosts = [\"https://www.example.cn/\"]").is_err());
         assert!(load("", &[]).unwrap().checkout.return_url.is_none());
+    }
+
+    #[test]
+    fn a_test_clock_beside_a_simulator_needs_its_url_and_providers_pointed_at_it() {
+        let c = load("", &[]).unwrap();
+        assert!(!c.sandbox.test_clock, "off unless asked for");
+        let wechat = |base: &str| {
+            format!(
+                "[wechatpay]\napi_base = \"{base}\"\nmchid = \"1900000001\"\nappid = \"wx1\"\n\
+                 merchant_serial = \"AB\"\nmerchant_private_key_file = \"k\"\n\
+                 apiv3_key_file = \"v\"\nfetch_platform_certificates = true\n"
+            )
+        };
+        let beside = "[sandbox]\ntest_clock = true\nsimulator_url = \"http://127.0.0.1:9090/\"\n";
+        let c = load(
+            &format!(
+                "{beside}{}",
+                wechat("http://127.0.0.1:9090/sandbox/wechatpay")
+            ),
+            &[],
+        )
+        .unwrap();
+        assert!(c.sandbox.test_clock);
+        assert_eq!(c.sandbox.simulator_base(), Some("http://127.0.0.1:9090"));
+        // The environment turns it on, as any key.
+        let c = load(
+            "[sandbox]\nsimulator_url = \"http://127.0.0.1:9090\"",
+            &[("PAYGATE_SANDBOX__TEST_CLOCK", "true")],
+        )
+        .unwrap();
+        assert!(c.sandbox.test_clock);
+        for bad in [
+            // No simulator to share the clock with.
+            "[sandbox]\ntest_clock = true".to_owned(),
+            // A test clock against the real WeChat Pay: never.
+            format!("{beside}{}", wechat("https://api.mch.weixin.qq.com")),
+            format!(
+                "{beside}{}",
+                wechat("http://127.0.0.1:9091/sandbox/wechatpay")
+            ),
+            "[sandbox]\ntest_clock = true\nsimulator_url = \"ftp://127.0.0.1:9090\"".to_owned(),
+            "[sandbox]\ntest_clock = true\nsimulator_url = \"http://127.0.0.1:9090/?x=1\""
+                .to_owned(),
+        ] {
+            assert!(
+                matches!(load(&bad, &[]), Err(ConfigError::Invalid(_))),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            load("[sandbox]\ntest_clok = true", &[]),
+            Err(ConfigError::Parse(_))
+        ));
     }
 
     #[test]

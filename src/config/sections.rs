@@ -36,6 +36,8 @@ pub struct Config {
     pub reconciliation: ReconciliationConfig,
     #[serde(default)]
     pub console: ConsoleConfig,
+    #[serde(default)]
+    pub sandbox: SandboxConfig,
     /// The folder relative key-file paths are resolved against (the config file's folder).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -270,6 +272,31 @@ impl Default for ConsoleConfig {
             enabled: true,
             session_idle_minutes: 480,
         }
+    }
+}
+
+/// `[sandbox]` (DESIGN.md §7, §8): a gateway beside a standalone simulator (`paygate-sandbox
+/// --test-clock`) sharing its test clock. `serve --sandbox` needs none of it: its embedded
+/// simulator reads the gateway's clock.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxConfig {
+    /// Run on a test clock shared with the simulator at `simulator_url`: `/sandbox/clock` is
+    /// served and its advance moves the simulator's clock too. Every provider section must
+    /// point at that simulator.
+    #[serde(default)]
+    pub test_clock: bool,
+    /// The standalone simulator's base URL (`http://127.0.0.1:9090`), the part before its
+    /// `/sandbox/…` routes.
+    pub simulator_url: Option<String>,
+}
+
+impl SandboxConfig {
+    /// `simulator_url` without a trailing slash.
+    pub fn simulator_base(&self) -> Option<&str> {
+        self.simulator_url
+            .as_deref()
+            .map(|url| url.trim_end_matches('/'))
     }
 }
 

@@ -39,6 +39,7 @@ pub(super) fn validate(config: &Config) -> Checked {
     }
     privacy(&config.privacy)?;
     checkout(&config.checkout)?;
+    sandbox(config)?;
     config.catalog()?;
     Ok(())
 }
@@ -188,6 +189,56 @@ fn checkout(checkout: &CheckoutConfig) -> Checked {
         if !ok {
             return invalid(format!(
                 "checkout.allowed_return_hosts: {host:?} is not a host or host:port"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `[sandbox]`: a test clock is shared with a simulator at `simulator_url`, and every provider
+/// section must point at that simulator, so a test clock never runs against a real provider.
+fn sandbox(config: &Config) -> Checked {
+    let sandbox = &config.sandbox;
+    if let Some(url) = &sandbox.simulator_url {
+        match url::Url::parse(url) {
+            Ok(u)
+                if matches!(u.scheme(), "http" | "https")
+                    && u.host().is_some()
+                    && u.query().is_none()
+                    && u.fragment().is_none() => {}
+            _ => {
+                return invalid(format!(
+                    "sandbox.simulator_url {url:?} must be an http(s) URL without query"
+                ));
+            }
+        }
+    }
+    if !sandbox.test_clock {
+        return Ok(());
+    }
+    let Some(base) = sandbox.simulator_base() else {
+        return invalid(
+            "sandbox.test_clock = true needs sandbox.simulator_url, the paygate-sandbox \
+             (--test-clock) whose clock the gateway shares"
+                .into(),
+        );
+    };
+    let simulator = format!("{base}/sandbox/");
+    let providers = [
+        config
+            .wechatpay
+            .as_ref()
+            .map(|w| ("wechatpay.api_base", &w.api_base)),
+        config
+            .alipay
+            .as_ref()
+            .map(|a| ("alipay.gateway_url", &a.gateway_url)),
+    ];
+    for (key, url) in providers.into_iter().flatten() {
+        if !url.starts_with(&simulator) {
+            return invalid(format!(
+                "sandbox.test_clock = true: {key} {url:?} is not the simulator's ({simulator}…); \
+                 a test clock never runs against a real provider"
             ));
         }
     }

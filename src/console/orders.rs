@@ -10,8 +10,8 @@ use serde::Deserialize;
 
 use super::Console;
 use super::page::{
-    Failure, Page, frame, labelled, order_status_label, provider_label, refund_status_label, time, time_text,
-    yuan,
+    Failure, Page, frame, labelled, order_status_label, provider_label, refund_status_label, time,
+    time_text, yuan,
 };
 use super::session::Viewer;
 use crate::clock::{beijing, to_millis};

@@ -104,7 +104,10 @@ pub fn time(ms: i64) -> String {
 /// An RFC 3339 time as the API writes it (`…+08:00`), shown as [`time`] shows one.
 pub fn time_text(rfc3339: &str) -> String {
     match chrono::DateTime::parse_from_rfc3339(rfc3339) {
-        Ok(t) => t.with_timezone(&beijing()).format("%Y-%m-%d %H:%M:%S").to_string(),
+        Ok(t) => t
+            .with_timezone(&beijing())
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string(),
         Err(_) => rfc3339.to_owned(),
     }
 }

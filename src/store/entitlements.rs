@@ -313,6 +313,13 @@ const QUOTA_LEFT: &str = "SELECT entitlement_id FROM entitlement
        AND (quota IS NULL OR used < quota)
      LIMIT 1";
 
+/// The latest `valid_until` of each status among the employer's entitlements of the action,
+/// revoked ones included ($1 employer, $2 action): what a refused access check reads to say
+/// why (the rule is `entitlements::refusal`). At most one row per status.
+const LATEST_BY_STATUS: &str = "SELECT status, MAX(valid_until) AS valid_until FROM entitlement
+     WHERE employer_id = $1 AND action = $2
+     GROUP BY status";
+
 /// One access check: who asks for what, of which résumé, when. Its statements' values are
 /// bound from here, once.
 #[derive(Debug, Clone)]
@@ -389,6 +396,29 @@ pub async fn quota_left(ex: &mut Exec<'_>, ask: &AccessAsk) -> Result<bool, sqlx
         ask.now_ms.into(),
     ];
     Ok(ex.optional(QUOTA_LEFT, &values).await?.is_some())
+}
+
+/// For each status the employer's entitlements of the action have, the latest `valid_until`
+/// among them (see [`LATEST_BY_STATUS`]); empty when the employer never held one.
+pub async fn latest_by_status(
+    ex: &mut Exec<'_>,
+    ask: &AccessAsk,
+) -> Result<Vec<(EntitlementStatus, DateTime<Utc>)>, sqlx::Error> {
+    let values = [ask.employer.as_str().into(), ask.action.as_str().into()];
+    ex.all(LATEST_BY_STATUS, &values)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok((
+                parsed(
+                    "status",
+                    &r.column::<String>("status")?,
+                    EntitlementStatus::parse,
+                )?,
+                time_of("valid_until", r.column("valid_until")?)?,
+            ))
+        })
+        .collect()
 }
 
 /// The résumé is now covered by the entitlement. A concurrent first access of the same résumé
