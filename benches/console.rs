@@ -246,6 +246,28 @@ async fn seed(db: &paygate::store::Db, orders: usize, refunds: usize, now_ms: i6
         jobs,
     )
     .await;
+    // Each job's lease, its last slot the latest run above (as taking a slot writes both).
+    let leases = ["active_query", "expire", "refunds"]
+        .iter()
+        .enumerate()
+        .map(|(j, job)| {
+            vec![
+                V::T((*job).into()),
+                V::T("bench-host".into()),
+                V::I(now_ms),
+                V::I(1),
+                V::I(now_ms / 60_000 + j as i64),
+                V::I(now_ms),
+            ]
+        })
+        .collect();
+    insert(
+        db,
+        "INSERT INTO job_lease (job, holder, expires_at, fence, last_slot, last_success_at)",
+        6,
+        leases,
+    )
+    .await;
     refunded_no
 }
 

@@ -1,8 +1,6 @@
 //! `paygate console-user create NAME --scopes …` / `reset NAME` / `disable NAME` / `list`, and
 //! `serve --sandbox`'s demo user (DESIGN.md §9).
 
-use std::path::PathBuf;
-
 use anyhow::Context;
 use clap::Subcommand;
 
@@ -112,9 +110,4 @@ pub async fn sandbox_demo(app: &Application) -> anyhow::Result<String> {
     let password = console_users::OneTime::generate().0;
     console_users::set_password(&deps, &token.0, &password).await?;
     Ok(password)
-}
-
-/// What `console-user` commands open: the configured database, nothing served.
-pub async fn open(config_path: Option<PathBuf>) -> anyhow::Result<Application> {
-    super::one_shot(config_path).await
 }

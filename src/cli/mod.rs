@@ -207,7 +207,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             command: SandboxCommand::Clock { url, command },
         } => sandbox_clock(cli.config, url, command).await,
         Command::ConsoleUser { command } => {
-            console_user::run(console_user::open(cli.config).await?, command).await
+            console_user::run(one_shot(cli.config).await?, command).await
         }
     }
 }

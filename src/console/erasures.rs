@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 use serde::Deserialize;
 
-use super::Console;
+use super::context::Console;
 use super::page::{Failure, Page, frame, time};
 use super::session::{Posted, Viewer};
 use crate::clock::to_millis;
@@ -24,7 +24,7 @@ pub async fn list(State(console): State<Console>, viewer: Viewer) -> Result<Page
         .map_err(Failure::internal)?;
     Ok(frame(
         "账号注销",
-        Some(&viewer),
+        Some(viewer.nav()),
         html! {
             p { "注销请求须在两个工作日内完成（隐私政策第四条）。" }
             form.filters method="post" action="/console/erasures/confirm" {
@@ -76,7 +76,7 @@ pub async fn confirm(
     let employer = employer(&posted.form)?;
     Ok(frame(
         "确认注销",
-        Some(viewer),
+        Some(viewer.nav()),
         html! {
             p { "将注销雇主 " code { (employer.as_str()) } " 的账号数据：" }
             ul {
@@ -115,7 +115,7 @@ pub async fn submit(
             StatusCode::CONFLICT,
             frame(
                 "无法注销",
-                Some(viewer),
+                Some(viewer.nav()),
                 html! { p.error { "没有配置假名密钥（[privacy] pseudonym_key_file），不能注销。" } },
             ),
         )

@@ -15,6 +15,7 @@
 //! | `GET /console/operations` | any | jobs, event push, readiness, limits |
 
 mod chart;
+mod context;
 mod erasures;
 mod operations;
 mod orders;
@@ -36,29 +37,8 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::state::AppState;
 
+pub use context::Console;
 pub use session::{FORM_COOKIE, SESSION_COOKIE};
-
-/// The most a console form may send.
-const FORM_BYTES: usize = 16 * 1024;
-
-/// What console handlers share: the gateway's state and the console's own.
-#[derive(Clone)]
-pub struct Console {
-    app: AppState,
-    throttle: Arc<throttle::Throttle>,
-    /// Cookies get `Secure` when the public URL is https.
-    secure: bool,
-    idle: chrono::Duration,
-}
-
-impl Console {
-    fn users(&self) -> crate::console_users::Deps<'_> {
-        crate::console_users::Deps {
-            db: &self.app.db,
-            clock: self.app.clock.as_ref(),
-        }
-    }
-}
 
 /// The console's routes, or `None` when `[console] enabled = false`.
 pub fn router(app: &AppState, public_url: &str) -> Option<Router> {

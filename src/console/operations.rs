@@ -7,7 +7,7 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 use maud::{Markup, html};
 
-use super::Console;
+use super::context::Console;
 use super::page::{Failure, Page, frame, time};
 use super::session::Viewer;
 use crate::config::LimitsConfig;
@@ -94,7 +94,7 @@ pub async fn page(State(console): State<Console>, viewer: Viewer) -> Result<Page
     let pushing = console.app.pusher.is_some();
     Ok(frame(
         "运维",
-        Some(&viewer),
+        Some(viewer.nav()),
         html! {
             h2 { "就绪状态 " code { "/readyz" } }
             @if ready { p.ok { "数据库可达（ready）" } } @else { p.bad { "数据库不可达（database_unreachable）" } }

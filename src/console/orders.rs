@@ -8,7 +8,7 @@ use chrono::{NaiveTime, TimeZone};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::Console;
+use super::context::Console;
 use super::page::{
     Failure, Page, frame, labelled, order_status_label, provider_label, refund_status_label, time,
     time_text, yuan,
@@ -115,7 +115,7 @@ pub async fn list(
         .map(|last| next_link(&search, last));
     Ok(frame(
         "订单",
-        Some(&viewer),
+        Some(viewer.nav()),
         html! {
             (search_form(&search))
             @if let Some(e) = error { p.error role="alert" { (e) } }
@@ -222,7 +222,7 @@ pub async fn one(
     let refundable = order.status.may_refund().then(|| order.refundable());
     Ok(frame(
         &format!("订单 {no}"),
-        Some(&viewer),
+        Some(viewer.nav()),
         html! {
             dl.facts {
                 dt { "状态" } dd #order-status { (labelled(order_status_label(order.status), order.status.as_str())) @if order.late_payment { " " span.warn { "关闭后到账 payment.late" } } }

@@ -8,8 +8,8 @@ use axum::extract::State;
 use chrono::{Duration, NaiveDate};
 use maud::{Markup, html};
 
-use super::Console;
 use super::chart::{Day, Series, stacked_bars};
+use super::context::Console;
 use super::operations::{JobState, job_health, state_label};
 use super::page::{Failure, Page, frame, provider_label, yuan_signed};
 use super::session::Viewer;
@@ -165,7 +165,7 @@ pub async fn page(State(console): State<Console>, viewer: Viewer) -> Result<Page
         .collect();
     Ok(frame(
         "概览",
-        Some(&viewer),
+        Some(viewer.nav()),
         html! {
             @if let Some(m) = money { (m) }
             @if let Some((pending, overdue)) = erasures {

@@ -6,7 +6,6 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{DOCTYPE, Markup, html};
 
-use super::session::Viewer;
 use crate::clock::beijing;
 use crate::domain::{Fen, OrderStatus, RefundStatus, Scope};
 
@@ -23,8 +22,26 @@ impl IntoResponse for Page {
     }
 }
 
+/// Who the frame is drawn for: their name, scopes and the CSRF token of the sign-out form
+/// (`session::Viewer::nav`).
+pub struct Nav<'a> {
+    pub name: &'a str,
+    pub csrf: &'a str,
+    pub scopes: &'a [Scope],
+}
+
+impl Nav<'_> {
+    fn has(&self, scope: Scope) -> bool {
+        self.scopes.contains(&scope)
+    }
+
+    fn has_any(&self, scopes: &[Scope]) -> bool {
+        scopes.iter().any(|&s| self.has(s))
+    }
+}
+
 /// The page frame: the navigation shows only what the viewer's scopes open.
-pub fn frame(title: &str, viewer: Option<&Viewer>, body: Markup) -> Page {
+pub fn frame(title: &str, viewer: Option<Nav<'_>>, body: Markup) -> Page {
     Page(html! {
         (DOCTYPE)
         html lang="zh-CN" {
@@ -53,7 +70,7 @@ pub fn frame(title: &str, viewer: Option<&Viewer>, body: Markup) -> Page {
                         }
                         form.signout method="post" action="/console/sign-out" {
                             input type="hidden" name="csrf" value=(v.csrf);
-                            span.who { (v.name()) }
+                            span.who { (v.name) }
                             button type="submit" { "退出" }
                         }
                     }

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::Console;
+use super::context::Console;
 use super::page::{Failure, Page, frame, provider_label, time, yuan, yuan_signed};
 use super::session::{Posted, Viewer};
 use crate::domain::reconciliation::DiscrepancyClass;
@@ -94,7 +94,7 @@ pub async fn list(
     let classes = &DiscrepancyClass::ALL;
     Ok(frame(
         "对账",
-        Some(&viewer),
+        Some(viewer.nav()),
         html! {
             form.filters method="get" action="/console/reconciliations" {
                 label { "渠道" select name="provider" {
@@ -185,7 +185,7 @@ pub async fn one(
             provider_label(run.provider.as_str()),
             run.bill_date
         ),
-        Some(&viewer),
+        Some(viewer.nav()),
         html! {
             dl.facts {
                 dt { "状态" } dd { code { (run.status.as_str()) } }
@@ -321,7 +321,7 @@ pub async fn run_again(
                 StatusCode::CONFLICT,
                 frame(
                     "对账未完成",
-                    Some(viewer),
+                    Some(viewer.nav()),
                     html! { p.error { (why) } p { a href="/console/reconciliations" { "返回" } } },
                 ),
             )

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::Console;
+use super::context::Console;
 use super::orders::load;
 use super::page::{Failure, Page, frame, time, yuan};
 use super::session::{Posted, Viewer};
@@ -62,7 +62,7 @@ pub async fn form(
     let body = ask_form(&order, &viewer.csrf, left, None);
     Ok(frame(
         &format!("退款 {}", order.order_no),
-        Some(&viewer),
+        Some(viewer.nav()),
         body,
     ))
 }
@@ -106,7 +106,11 @@ pub async fn confirm(
         Ok(ok) => ok,
         Err(why) => {
             let body = ask_form(&order, &viewer.csrf, left, Some(&why));
-            let page = frame(&format!("退款 {}", order.order_no), Some(viewer), body);
+            let page = frame(
+                &format!("退款 {}", order.order_no),
+                Some(viewer.nav()),
+                body,
+            );
             return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
         }
     };
@@ -129,7 +133,12 @@ pub async fn confirm(
         }
         p { a href=(format!("/console/orders/{}", order.order_no)) { "取消" } }
     };
-    Ok(frame(&format!("确认退款 {}", order.order_no), Some(viewer), body).into_response())
+    Ok(frame(
+        &format!("确认退款 {}", order.order_no),
+        Some(viewer.nav()),
+        body,
+    )
+    .into_response())
 }
 
 /// Each active entitlement's change, in words: `download 50 → 38 次`, an end brought
@@ -215,7 +224,7 @@ pub async fn submit(
         Sent::Started | Sent::Replayed => Ok(back),
         Sent::InFlight => Ok(frame(
             "退款处理中",
-            Some(viewer),
+            Some(viewer.nav()),
             html! { p { "这笔退款正在处理，请稍后查看 " a href=(format!("/console/orders/{}", order.order_no)) { "订单" } "。" } },
         )
         .into_response()),

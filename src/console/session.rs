@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
 
-use super::Console;
+use super::context::Console;
 use super::page::Failure;
 use crate::console_users::{self, sha256_hex};
 use crate::domain::{Actor, Scope};
@@ -91,6 +91,15 @@ impl Viewer {
         self.session.user.name.as_str()
     }
 
+    /// What the page frame shows of this viewer.
+    pub fn nav(&self) -> super::page::Nav<'_> {
+        super::page::Nav {
+            name: self.name(),
+            csrf: &self.csrf,
+            scopes: &self.session.user.scopes,
+        }
+    }
+
     pub fn has(&self, scope: Scope) -> bool {
         self.session.user.scopes.contains(&scope)
     }
@@ -153,7 +162,7 @@ impl<T: DeserializeOwned + Send> FromRequest<Console> for Posted<T> {
     async fn from_request(request: Request, state: &Console) -> Result<Self, Failure> {
         let (mut parts, body) = request.into_parts();
         let viewer = Viewer::from_request_parts(&mut parts, state).await?;
-        let bytes = axum::body::to_bytes(body, super::FORM_BYTES)
+        let bytes = axum::body::to_bytes(body, super::context::FORM_BYTES)
             .await
             .map_err(|_| Failure::BadRequest("表单过大或不完整".into()))?;
         let token: Token = serde_urlencoded::from_bytes(&bytes).map_err(|_| Failure::Csrf)?;
@@ -182,7 +191,7 @@ impl<T: DeserializeOwned + Send> FromRequest<Console> for PostedAnonymous<T> {
 
     async fn from_request(request: Request, _: &Console) -> Result<Self, Failure> {
         let (parts, body) = request.into_parts();
-        let bytes = axum::body::to_bytes(body, super::FORM_BYTES)
+        let bytes = axum::body::to_bytes(body, super::context::FORM_BYTES)
             .await
             .map_err(|_| Failure::BadRequest("表单过大或不完整".into()))?;
         let token: FormToken = serde_urlencoded::from_bytes(&bytes).map_err(|_| Failure::Csrf)?;
@@ -208,7 +217,7 @@ impl<T: DeserializeOwned + Send> FromRequest<Console> for PostedPartial<T> {
     async fn from_request(request: Request, state: &Console) -> Result<Self, Failure> {
         let (mut parts, body) = request.into_parts();
         let session = AnySession::from_request_parts(&mut parts, state).await?;
-        let bytes = axum::body::to_bytes(body, super::FORM_BYTES)
+        let bytes = axum::body::to_bytes(body, super::context::FORM_BYTES)
             .await
             .map_err(|_| Failure::BadRequest("表单过大或不完整".into()))?;
         let token: Token = serde_urlencoded::from_bytes(&bytes).map_err(|_| Failure::Csrf)?;

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, PreEscaped, html};
 use serde::Deserialize;
 
-use super::Console;
+use super::context::Console;
 use super::page::{Failure, frame};
 use super::session::{
     AnySession, FORM_COOKIE, PostedAnonymous, PostedPartial, SESSION_COOKIE, cookie, csrf_of,

@@ -168,12 +168,13 @@ fn record(r: &impl Columns) -> Result<RunRecord, sqlx::Error> {
     })
 }
 
-/// Every job's latest run (the operations page): one row per job through the primary key.
+/// Every job's latest run (the operations page): the lease row names its last slot, taken in
+/// the same transaction that wrote the run, so this is one primary-key read per job however
+/// long the history (a `MAX(slot)` per job read all of it on PostgreSQL: 44 ms at a week).
 pub async fn latest_runs(db: &Db) -> Result<Vec<JobRuns>, sqlx::Error> {
     db.lookup_all(
-        "SELECT r.job, r.slot, r.holder, r.started_at, r.finished_at, r.outcome FROM job_run r
-         JOIN (SELECT job, MAX(slot) AS slot FROM job_run GROUP BY job) m
-           ON m.job = r.job AND m.slot = r.slot
+        "SELECT r.job, r.slot, r.holder, r.started_at, r.finished_at, r.outcome
+         FROM job_lease l JOIN job_run r ON r.job = l.job AND r.slot = l.last_slot
          ORDER BY r.job",
         &[],
         |r| {
