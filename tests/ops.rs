@@ -240,6 +240,11 @@ fn the_catalogue_lists_every_metric_the_code_emits_and_nothing_else() {
             } else if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("telemetry.rs")
             {
                 let text = std::fs::read_to_string(&path).unwrap();
+                // The console's cookie names (`paygate_console…`) are the one other kind of
+                // `"paygate_` literal: anything else so named is a metric emitted elsewhere.
+                let text = text
+                    .replace("\"paygate_console\"", "")
+                    .replace("\"paygate_console_form\"", "");
                 for forbidden in [
                     "metrics::counter!",
                     "metrics::gauge!",

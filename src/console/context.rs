@@ -19,6 +19,8 @@ pub struct Console {
     /// Cookies get `Secure` when the public URL is https.
     pub(super) secure: bool,
     pub(super) idle: chrono::Duration,
+    /// The overview's sums of the days before today, kept a minute (`overview::past_days`).
+    pub(super) past_days: Arc<std::sync::Mutex<Option<PastDays>>>,
 }
 
 impl Console {
@@ -28,4 +30,12 @@ impl Console {
             clock: self.app.clock.as_ref(),
         }
     }
+}
+
+/// The past days' sums as last read, for the Beijing day `today`.
+pub struct PastDays {
+    pub(super) today: i64,
+    pub(super) read_at: std::time::Instant,
+    pub(super) paid: Vec<crate::store::overview::DayTotal>,
+    pub(super) refunded: Vec<crate::store::overview::DayTotal>,
 }

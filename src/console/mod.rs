@@ -50,6 +50,7 @@ pub fn router(app: &AppState, public_url: &str) -> Option<Router> {
         throttle: Arc::default(),
         secure: public_url.starts_with("https://"),
         idle: chrono::Duration::minutes(app.config.console.session_idle_minutes),
+        past_days: Arc::default(),
     };
     let routes = Router::new()
         .route("/", get(overview::page))
