@@ -237,6 +237,16 @@ fn salt() -> Result<SaltString, argon2::password_hash::Error> {
     SaltString::encode_b64(&bytes)
 }
 
+/// One more failed sign-in of `name` (a wrong password or code); the tenth in a row locks it.
+async fn failed(
+    deps: &Deps<'_>,
+    name: &ConsoleUserName,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), sqlx::Error> {
+    let until = to_millis(now + LOCKED_FOR);
+    store::record_failure(deps.db, name, LOCK_AFTER_FAILURES, until, to_millis(now)).await
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SignInError {
     /// Unknown name, no password yet, disabled or a wrong password: one answer for all, so the
@@ -277,15 +287,7 @@ pub async fn sign_in(deps: &Deps<'_>, name: &str, password: &str) -> Result<Star
         return Err(SignInError::Locked);
     }
     if !right || user.password_hash.is_none() {
-        let until = to_millis(now + LOCKED_FOR);
-        store::record_failure(
-            deps.db,
-            &user.name,
-            LOCK_AFTER_FAILURES,
-            until,
-            to_millis(now),
-        )
-        .await?;
+        failed(deps, &user.name, now).await?;
         tracing::info!(console_user = %user.name, "console sign-in refused");
         return Err(SignInError::Refused);
     }
@@ -366,15 +368,7 @@ pub async fn second_factor(
         None => false,
     };
     if !spent {
-        let until = to_millis(now + LOCKED_FOR);
-        store::record_failure(
-            deps.db,
-            &user.name,
-            LOCK_AFTER_FAILURES,
-            until,
-            to_millis(now),
-        )
-        .await?;
+        failed(deps, &user.name, now).await?;
         return Err(SecondFactorError::Refused);
     }
     promote(deps, cookie, &user.name).await

@@ -396,7 +396,8 @@ pub async fn reconcile_yesterday(state: &AppState) -> anyhow::Result<ReconcilePa
         date: date.to_string(),
         ..ReconcilePass::default()
     };
-    for id in [ProviderId::Wechatpay, ProviderId::Alipay] {
+    let actor = Actor::Job(Job::Reconciliation.name());
+    for id in ProviderId::ALL {
         if state.providers.get(id).is_none() {
             continue;
         }
@@ -407,8 +408,7 @@ pub async fn reconcile_yesterday(state: &AppState) -> anyhow::Result<ReconcilePa
             pass.already.push(id.as_str().into());
             continue;
         }
-        match crate::reconcile::run(state.reconcile(&Actor::Job("reconciliation")), id, date).await
-        {
+        match crate::reconcile::run(state.reconcile(&actor), id, date).await {
             Ok(_) => pass.completed.push(id.as_str().into()),
             Err(crate::reconcile::ReconcileError::Bill(crate::providers::BillError::NotReady)) => {
                 if now.hour() >= LAST_BILL_HOUR {
