@@ -11,6 +11,7 @@
 //! Each page is asked for sequentially by one signed-in client on loopback, 5 times to warm
 //! up, then 40 times; the table gives the median and the 95th percentile of the whole request
 //! as the client sees it (the server's time plus a loopback round trip) and the page's size.
+//! Last, the overview's month sums on their own: what its first view in a minute adds.
 //! Figures and the machine: BENCHMARKS.md.
 
 use std::sync::Arc;
@@ -430,6 +431,30 @@ async fn main() {
             size as f64 / 1024.0
         );
     }
+    // The overview keeps the days before today a minute per instance: the first view in each
+    // minute also reads the month's sums, timed here on their own (the same two store calls).
+    let today = (now_ms + 8 * 3_600_000) / DAY_MS;
+    let mut sums = Vec::new();
+    for i in 0..45 {
+        let started = Instant::now();
+        let db = &state.db;
+        let paid = paygate::store::overview::daily_payments(db, today - 29..today)
+            .await
+            .expect("payments");
+        let refunded = paygate::store::overview::daily_refunds(db, today - 29..today)
+            .await
+            .expect("refunds");
+        assert!(!paid.is_empty() && !refunded.is_empty(), "the seed is in the month");
+        if i >= 5 {
+            sums.push(started.elapsed());
+        }
+    }
+    sums.sort();
+    println!(
+        "| overview's month sums (added to the first view in a minute) | {:.1} ms | {:.1} ms | |",
+        sums[sums.len() / 2].as_secs_f64() * 1000.0,
+        sums[sums.len() * 95 / 100].as_secs_f64() * 1000.0,
+    );
     let _ = stop.send(());
     let _ = server.await;
 }

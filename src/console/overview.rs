@@ -22,8 +22,6 @@ const PAST_DAYS_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The days the overview covers, today included.
 const DAYS: i64 = 30;
-const DAY_MS: i64 = 86_400_000;
-const BEIJING_OFFSET_MS: i64 = 8 * 3_600_000;
 
 /// Counts and sums of one provider over some days.
 #[derive(Default, Clone, Copy)]
@@ -40,13 +38,13 @@ fn date_of(day: i64) -> NaiveDate {
 }
 
 /// The sums of the days before today: read at most once a minute per instance (a month of
-/// payments is the overview's one large read: ~55 ms at 90,000 payments on SQLite), so a past
-/// day healed by reconciliation shows within a minute; today's are read at every view.
+/// payments is the overview's one large read even from the day indexes: 10 ms on SQLite and
+/// 24 ms on PostgreSQL at 90,000 payments, BENCHMARKS.md), so a past day healed by
+/// reconciliation shows within a minute; today's are read at every view.
 async fn past_days(
     console: &Console,
     today: i64,
-    from_ms: i64,
-    to_ms: i64,
+    days: std::ops::Range<i64>,
 ) -> Result<(Vec<DayTotal>, Vec<DayTotal>), Failure> {
     let now = std::time::Instant::now();
     if let Some(kept) = console
@@ -60,10 +58,10 @@ async fn past_days(
         return Ok((kept.paid.clone(), kept.refunded.clone()));
     }
     let db = &console.app.db;
-    let paid = store::daily_payments(db, from_ms, to_ms)
+    let paid = store::daily_payments(db, days.clone())
         .await
         .map_err(Failure::internal)?;
-    let refunded = store::daily_refunds(db, from_ms, to_ms)
+    let refunded = store::daily_refunds(db, days)
         .await
         .map_err(Failure::internal)?;
     *console.past_days.lock().unwrap_or_else(|p| p.into_inner()) = Some(PastDays {
@@ -79,20 +77,15 @@ async fn past_days(
 async fn money(console: &Console, today: i64) -> Result<Markup, Failure> {
     let db = &console.app.db;
     let first = today - (DAYS - 1);
-    let (from_ms, to_ms) = (
-        first * DAY_MS - BEIJING_OFFSET_MS,
-        (today + 1) * DAY_MS - BEIJING_OFFSET_MS,
-    );
-    let today_ms = today * DAY_MS - BEIJING_OFFSET_MS;
-    let (mut paid, mut refunded) = past_days(console, today, from_ms, today_ms).await?;
+    let (mut paid, mut refunded) = past_days(console, today, first..today).await?;
     // Today's, always read now.
     paid.extend(
-        store::daily_payments(db, today_ms, to_ms)
+        store::daily_payments(db, today..today + 1)
             .await
             .map_err(Failure::internal)?,
     );
     refunded.extend(
-        store::daily_refunds(db, today_ms, to_ms)
+        store::daily_refunds(db, today..today + 1)
             .await
             .map_err(Failure::internal)?,
     );
