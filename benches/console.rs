@@ -444,7 +444,10 @@ async fn main() {
         let refunded = paygate::store::overview::daily_refunds(db, today - 29..today)
             .await
             .expect("refunds");
-        assert!(!paid.is_empty() && !refunded.is_empty(), "the seed is in the month");
+        assert!(
+            !paid.is_empty() && !refunded.is_empty(),
+            "the seed is in the month"
+        );
         if i >= 5 {
             sums.push(started.elapsed());
         }

@@ -100,7 +100,12 @@ mod tests {
             // The test's tables are empty, so any plan is as cheap as any other: with the other
             // ways made dear, the plan shows whether the index can serve the statement in order
             // (if it cannot, the planner still sorts or scans: disabled is not impossible).
-            for off in ["enable_seqscan", "enable_bitmapscan", "enable_sort", "enable_hashagg"] {
+            for off in [
+                "enable_seqscan",
+                "enable_bitmapscan",
+                "enable_sort",
+                "enable_hashagg",
+            ] {
                 sqlx::query(sqlx::AssertSqlSafe(format!("SET {off} = off")))
                     .execute(&mut *conn)
                     .await
@@ -124,7 +129,10 @@ mod tests {
             let plan = plan(db, sql).await;
             assert!(plan.contains(index), "{index} not used:\n{plan}");
             for sorted in ["TEMP B-TREE", "Sort", "HashAggregate"] {
-                assert!(!plan.contains(sorted), "{index}: the groups are sorted:\n{plan}");
+                assert!(
+                    !plan.contains(sorted),
+                    "{index}: the groups are sorted:\n{plan}"
+                );
             }
         }
     }
