@@ -15,10 +15,12 @@ use super::page::{
 };
 use super::session::Viewer;
 use crate::clock::{beijing, to_millis};
-use crate::domain::{Channel, EmployerId, OrderNo, OrderStatus, ProviderId, Scope};
+use crate::domain::{Channel, EmployerId, Fen, OrderNo, OrderStatus, ProviderId, Scope};
 use crate::entitlements::Entitlement;
+use crate::store::events::Event;
 use crate::store::order_search::{self, After, OrderFilter};
-use crate::store::orders::OrderRow;
+use crate::store::orders::{OrderRow, PaymentRow};
+use crate::store::refunds::RefundRow;
 
 /// Who may read orders: as on the API's order routes.
 pub const READERS: [Scope; 3] = [Scope::Checkout, Scope::Entitlements, Scope::Finance];
@@ -224,94 +226,130 @@ pub async fn one(
         &format!("订单 {no}"),
         Some(viewer.nav()),
         html! {
-            dl.facts {
-                dt { "状态" } dd #order-status { (labelled(order_status_label(order.status), order.status.as_str())) @if order.late_payment { " " span.warn { "关闭后到账 payment.late" } } }
-                dt { "金额" } dd { (yuan(order.amount)) " " code { (order.currency.as_str()) } }
-                dt { "已退款" } dd { (yuan(order.refunded)) @if order.refund_pending.get() > 0 { "（处理中 " (yuan(order.refund_pending)) "）" } }
-                dt { "可退金额" } dd #refundable {
-                    @match refundable {
-                        Some(left) => { (yuan(left)) }
-                        None => { "—（" (order_status_label(order.status)) "的订单不能退款）" }
-                    }
-                }
-                dt { "雇主" } dd { (order.employer_id.as_str()) }
-                dt { "套餐" } dd { code { (order.plan_id) } }
-                dt { "渠道" } dd { (provider_label(order.provider.as_str())) " " code { (order.provider.as_str()) " / " (order.channel.as_str()) } }
-                dt { "创建" } dd { (time(order.created_at)) }
-                dt { "支付期限" } dd { (time(order.expires_at)) }
-                @if let Some(t) = order.paid_at { dt { "支付" } dd { (time(t)) } }
-                @if let Some(t) = order.closed_at { dt { "关闭" } dd { (time(t)) } }
-            }
+            (facts(&order, refundable))
             @if viewer.has(Scope::Finance) && refundable.is_some_and(|f| f.get() > 0) {
                 p { a.button href=(format!("/console/orders/{no}/refund")) { "退款…" } }
             }
             h2 { "支付记录" }
-            @match &payment {
-                Some(p) => {
-                    dl.facts {
-                        dt { "渠道交易号" } dd { code { (p.provider_txn_id) } }
-                        dt { "金额" } dd { (yuan(p.amount)) }
-                        dt { "到账" } dd { (time(p.paid_at)) }
-                        dt { "得知方式" } dd { code { (p.source.as_str()) } }
-                        @if let Some(t) = &p.trade_type { dt { "交易类型" } dd { code { (t) } } }
-                        @if let Some(b) = &p.bank_type { dt { "付款银行" } dd { code { (b) } } }
-                    }
-                }
-                None => { p { "尚无支付。" } }
-            }
+            (payment_facts(payment.as_ref()))
             h2 { "退款" }
-            @if refunds.is_empty() { p { "没有退款。" } } @else {
-                table #refunds {
-                    thead { tr { th { "退款号" } th.num { "金额" } th { "状态" } th { "发起" } th { "原因" } th { "创建" } th { "完成" } } }
-                    tbody {
-                        @for r in &refunds {
-                            tr {
-                                td { code { (r.refund_id) } }
-                                td.num { (yuan(r.amount)) }
-                                td { (labelled(refund_status_label(r.status), r.status.as_str())) @if let Some(f) = &r.failure { " " code { (f) } } }
-                                td { @match &r.actor { Some(a) => { code { (a) } } None => { code { (r.origin.as_str()) } } } }
-                                td { (r.reason.as_deref().unwrap_or("")) }
-                                td { (time(r.created_at)) }
-                                td { @if let Some(t) = r.succeeded_at.or(r.failed_at) { (time(t)) } }
-                            }
-                        }
-                    }
-                }
-            }
+            (refunds_table(&refunds))
             h2 { "权益" }
-            @if entitlements.is_empty() { p { "没有权益。" } } @else {
-                table #entitlements {
-                    thead { tr { th { "权益" } th { "操作" } th.num { "额度" } th.num { "已用" } th.num { "剩余" } th { "状态" } th { "有效期" } } }
-                    tbody {
-                        @for e in &entitlements {
-                            tr {
-                                td { code { (e.entitlement_id) } }
-                                td { code { (e.action.as_str()) } }
-                                td.num.quota { (e.quota.map_or_else(|| "不限".to_owned(), |q| q.to_string())) }
-                                td.num { (e.used) }
-                                td.num { (e.remaining.map_or_else(|| "不限".to_owned(), |q| q.to_string())) }
-                                td { code { (e.status.as_str()) } }
-                                td { (time_text(&e.valid_from)) " — " (time_text(&e.valid_until)) }
-                            }
-                        }
-                    }
-                }
-            }
+            (entitlements_table(&entitlements))
             h2 { "时间线" }
-            ol #timeline {
-                li { (time(order.created_at)) " 创建订单" }
-                @for ev in &timeline {
-                    li {
-                        (time_text(&ev.created_at)) " " code { (ev.event_type) }
-                        @if let Some(actor) = ev.data.get("actor").and_then(|a| a.as_str()) {
-                            " · 由 " code.actor { (actor) }
-                        }
-                        @if let Some(amount) = ev.data.get("amount").and_then(|a| a.as_str()) {
-                            " · ¥" (amount)
-                        }
-                    }
-                }
-            }
+            (timeline_list(&order, &timeline))
         },
     ))
+}
+
+/// The order's own facts; `refundable` is what a refund may still take (None: its status
+/// allows none).
+fn facts(order: &OrderRow, refundable: Option<Fen>) -> Markup {
+    html! {
+        dl.facts {
+            dt { "状态" } dd #order-status { (labelled(order_status_label(order.status), order.status.as_str())) @if order.late_payment { " " span.warn { "关闭后到账 payment.late" } } }
+            dt { "金额" } dd { (yuan(order.amount)) " " code { (order.currency.as_str()) } }
+            dt { "已退款" } dd { (yuan(order.refunded)) @if order.refund_pending.get() > 0 { "（处理中 " (yuan(order.refund_pending)) "）" } }
+            dt { "可退金额" } dd #refundable {
+                @match refundable {
+                    Some(left) => { (yuan(left)) }
+                    None => { "—（" (order_status_label(order.status)) "的订单不能退款）" }
+                }
+            }
+            dt { "雇主" } dd { (order.employer_id.as_str()) }
+            dt { "套餐" } dd { code { (order.plan_id) } }
+            dt { "渠道" } dd { (provider_label(order.provider.as_str())) " " code { (order.provider.as_str()) " / " (order.channel.as_str()) } }
+            dt { "创建" } dd { (time(order.created_at)) }
+            dt { "支付期限" } dd { (time(order.expires_at)) }
+            @if let Some(t) = order.paid_at { dt { "支付" } dd { (time(t)) } }
+            @if let Some(t) = order.closed_at { dt { "关闭" } dd { (time(t)) } }
+        }
+    }
+}
+
+/// The payment record: the provider's transaction, never a payer field (none is stored).
+fn payment_facts(payment: Option<&PaymentRow>) -> Markup {
+    html! {
+        @match payment {
+            Some(p) => {
+                dl.facts {
+                    dt { "渠道交易号" } dd { code { (p.provider_txn_id) } }
+                    dt { "金额" } dd { (yuan(p.amount)) }
+                    dt { "到账" } dd { (time(p.paid_at)) }
+                    dt { "得知方式" } dd { code { (p.source.as_str()) } }
+                    @if let Some(t) = &p.trade_type { dt { "交易类型" } dd { code { (t) } } }
+                    @if let Some(b) = &p.bank_type { dt { "付款银行" } dd { code { (b) } } }
+                }
+            }
+            None => { p { "尚无支付。" } }
+        }
+    }
+}
+
+/// Every refund of the order, with who started it (`origin` when no actor was recorded).
+fn refunds_table(refunds: &[RefundRow]) -> Markup {
+    html! {
+        @if refunds.is_empty() { p { "没有退款。" } } @else {
+            table #refunds {
+                thead { tr { th { "退款号" } th.num { "金额" } th { "状态" } th { "发起" } th { "原因" } th { "创建" } th { "完成" } } }
+                tbody {
+                    @for r in refunds {
+                        tr {
+                            td { code { (r.refund_id) } }
+                            td.num { (yuan(r.amount)) }
+                            td { (labelled(refund_status_label(r.status), r.status.as_str())) @if let Some(f) = &r.failure { " " code { (f) } } }
+                            td { @match &r.actor { Some(a) => { code { (a) } } None => { code { (r.origin.as_str()) } } } }
+                            td { (r.reason.as_deref().unwrap_or("")) }
+                            td { (time(r.created_at)) }
+                            td { @if let Some(t) = r.succeeded_at.or(r.failed_at) { (time(t)) } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The entitlements the order granted, with quota used and left.
+fn entitlements_table(entitlements: &[Entitlement]) -> Markup {
+    html! {
+        @if entitlements.is_empty() { p { "没有权益。" } } @else {
+            table #entitlements {
+                thead { tr { th { "权益" } th { "操作" } th.num { "额度" } th.num { "已用" } th.num { "剩余" } th { "状态" } th { "有效期" } } }
+                tbody {
+                    @for e in entitlements {
+                        tr {
+                            td { code { (e.entitlement_id) } }
+                            td { code { (e.action.as_str()) } }
+                            td.num.quota { (e.quota.map_or_else(|| "不限".to_owned(), |q| q.to_string())) }
+                            td.num { (e.used) }
+                            td.num { (e.remaining.map_or_else(|| "不限".to_owned(), |q| q.to_string())) }
+                            td { code { (e.status.as_str()) } }
+                            td { (time_text(&e.valid_from)) " — " (time_text(&e.valid_until)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The order's events in order, each with the actor and amount its payload names.
+fn timeline_list(order: &OrderRow, timeline: &[Event]) -> Markup {
+    html! {
+        ol #timeline {
+            li { (time(order.created_at)) " 创建订单" }
+            @for ev in timeline {
+                li {
+                    (time_text(&ev.created_at)) " " code { (ev.event_type) }
+                    @if let Some(actor) = ev.data.get("actor").and_then(|a| a.as_str()) {
+                        " · 由 " code.actor { (actor) }
+                    }
+                    @if let Some(amount) = ev.data.get("amount").and_then(|a| a.as_str()) {
+                        " · ¥" (amount)
+                    }
+                }
+            }
+        }
+    }
 }

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::context::Console;
 use super::page::{Failure, Page, frame, provider_label, time, yuan, yuan_signed};
 use super::session::{Posted, Viewer};
-use crate::domain::reconciliation::DiscrepancyClass;
+use crate::domain::reconciliation::{Discrepancy, DiscrepancyClass};
 use crate::domain::{Fen, ProviderId, Scope, parse_date};
 use crate::reconcile::ReconcileError;
 use crate::store::reconciliations::{self as store, RunRow};
@@ -178,7 +178,6 @@ pub async fn one(
     )
     .await
     .map_err(Failure::internal)?;
-    let amount = |f: Option<Fen>| f.map(yuan).unwrap_or_default();
     Ok(frame(
         &format!(
             "对账 {} {}",
@@ -187,27 +186,8 @@ pub async fn one(
         ),
         Some(viewer.nav()),
         html! {
-            dl.facts {
-                dt { "状态" } dd { code { (run.status.as_str()) } }
-                dt { "发起" } dd { @match &run.actor { Some(a) => { code { (a) } } None => { "—" } } }
-                dt { "开始" } dd { (time(run.started_at)) }
-                dt { "完成" } dd { (time(run.finished_at)) }
-                dt { "账单行数" } dd { (run.summary.get("bill_rows").and_then(|v| v.as_u64()).unwrap_or(0)) }
-            }
-            table #classes {
-                thead { tr { th { "类别" } th.num { "支付笔数" } th.num { "支付金额" } th.num { "退款笔数" } th.num { "退款金额" } } }
-                tbody {
-                    @for c in DiscrepancyClass::ALL {
-                        @let (pn, pf) = tally_of(&run, c, &["payments"]);
-                        @let (rn, rf) = tally_of(&run, c, &["refunds"]);
-                        tr {
-                            td { (class_label(c)) " " code { (c.as_str()) } }
-                            td.num { (pn) } td.num { (yuan_signed(pf)) }
-                            td.num { (rn) } td.num { (yuan_signed(rf)) }
-                        }
-                    }
-                }
-            }
+            (run_facts(&run))
+            (classes_table(&run))
             // A div, not a p: a <form> start tag closes an open <p>, which left the button on
             // a line of its own.
             div.actions {
@@ -216,40 +196,94 @@ pub async fn one(
                 (run_form(&viewer.csrf, run.provider.as_str(), &run.bill_date.to_string(), "重新对账"))
             }
             h2 { "差异" }
-            form.filters method="get" {
-                label { "类别" select name="class" {
-                    option value="" { "全部" }
-                    @for c in &DiscrepancyClass::ALL[1..] { option value=(c.as_str()) selected[filter.class == c.as_str()] { (class_label(*c)) } }
-                } }
-                label { "已修复" select name="healed" {
-                    option value="" { "全部" }
-                    option value="yes" selected[filter.healed == "yes"] { "是" }
-                    option value="no" selected[filter.healed == "no"] { "否" }
-                } }
-                button type="submit" { "筛选" }
-            }
-            table #discrepancies {
-                thead { tr { th { "类别" } th { "类型" } th { "订单号" } th { "渠道交易号" } th.num { "账单金额" } th.num { "本地金额" } th { "账单状态" } th { "本地状态" } th { "已修复" } th { "备注" } } }
-                tbody {
-                    @for (_, d) in &rows {
-                        tr {
-                            td { (class_label(d.class)) " " code { (d.class.as_str()) } }
-                            td { code { (d.kind.as_str()) } }
-                            td { @if let Some(no) = &d.order_no { a href=(format!("/console/orders/{no}")) { code { (no) } } } }
-                            td { code { (d.provider_txn_id.as_deref().unwrap_or("")) } }
-                            td.num { (amount(d.bill_amount_fen)) }
-                            td.num { (amount(d.local_amount_fen)) }
-                            td { (d.bill_status.as_deref().unwrap_or("")) }
-                            td { (d.local_status.as_deref().unwrap_or("")) }
-                            td { @if d.healed { span.ok { "已修复" } } }
-                            td { (d.note.as_deref().unwrap_or("")) }
-                        }
-                    }
-                }
-            }
+            (filter_form(&filter))
+            (discrepancies_table(&rows))
             @if rows.is_empty() { p { "没有符合条件的差异。" } }
         },
     ))
+}
+
+/// The run's status, who started it, when, and how many bill rows it read ("—" when its
+/// summary does not say: a run that failed before reading).
+fn run_facts(run: &RunRow) -> Markup {
+    html! {
+        dl.facts {
+            dt { "状态" } dd { code { (run.status.as_str()) } }
+            dt { "发起" } dd { @match &run.actor { Some(a) => { code { (a) } } None => { "—" } } }
+            dt { "开始" } dd { (time(run.started_at)) }
+            dt { "完成" } dd { (time(run.finished_at)) }
+            dt { "账单行数" } dd {
+                @match run.summary.get("bill_rows").and_then(|v| v.as_u64()) {
+                    Some(n) => { (n) }
+                    None => { "—" }
+                }
+            }
+        }
+    }
+}
+
+/// Each class's count and amount, payments and refunds apart.
+fn classes_table(run: &RunRow) -> Markup {
+    html! {
+        table #classes {
+            thead { tr { th { "类别" } th.num { "支付笔数" } th.num { "支付金额" } th.num { "退款笔数" } th.num { "退款金额" } } }
+            tbody {
+                @for c in DiscrepancyClass::ALL {
+                    @let (pn, pf) = tally_of(run, c, &["payments"]);
+                    @let (rn, rf) = tally_of(run, c, &["refunds"]);
+                    tr {
+                        td { (class_label(c)) " " code { (c.as_str()) } }
+                        td.num { (pn) } td.num { (yuan_signed(pf)) }
+                        td.num { (rn) } td.num { (yuan_signed(rf)) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The discrepancies' filters, as asked.
+fn filter_form(filter: &Filter) -> Markup {
+    html! {
+        form.filters method="get" {
+            label { "类别" select name="class" {
+                option value="" { "全部" }
+                @for c in &DiscrepancyClass::ALL[1..] { option value=(c.as_str()) selected[filter.class == c.as_str()] { (class_label(*c)) } }
+            } }
+            label { "已修复" select name="healed" {
+                option value="" { "全部" }
+                option value="yes" selected[filter.healed == "yes"] { "是" }
+                option value="no" selected[filter.healed == "no"] { "否" }
+            } }
+            button type="submit" { "筛选" }
+        }
+    }
+}
+
+/// A run's discrepancies, healed ones marked; an amount a side does not have is left blank.
+fn discrepancies_table(rows: &[(i64, Discrepancy)]) -> Markup {
+    let amount = |f: Option<Fen>| f.map(yuan).unwrap_or_default();
+    html! {
+        table #discrepancies {
+            thead { tr { th { "类别" } th { "类型" } th { "订单号" } th { "渠道交易号" } th.num { "账单金额" } th.num { "本地金额" } th { "账单状态" } th { "本地状态" } th { "已修复" } th { "备注" } } }
+            tbody {
+                @for (_, d) in rows {
+                    tr {
+                        td { (class_label(d.class)) " " code { (d.class.as_str()) } }
+                        td { code { (d.kind.as_str()) } }
+                        td { @if let Some(no) = &d.order_no { a href=(format!("/console/orders/{no}")) { code { (no) } } } }
+                        td { code { (d.provider_txn_id.as_deref().unwrap_or("")) } }
+                        td.num { (amount(d.bill_amount_fen)) }
+                        td.num { (amount(d.local_amount_fen)) }
+                        td { (d.bill_status.as_deref().unwrap_or("")) }
+                        td { (d.local_status.as_deref().unwrap_or("")) }
+                        td { @if d.healed { span.ok { "已修复" } } }
+                        td { (d.note.as_deref().unwrap_or("")) }
+                    }
+                }
+            }
+        }
+    }
 }
 
 async fn load(console: &Console, id: &str) -> Result<RunRow, Failure> {
