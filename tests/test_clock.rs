@@ -79,6 +79,16 @@ fn runs<'a>(answer: &'a Value, job: &str) -> Vec<&'a Value> {
         .collect()
 }
 
+/// `GET /v1/plans`: an API answer, to see what a test clock puts in every answer's headers.
+async fn plans(app: &TestApp) -> reqwest::Response {
+    app.http
+        .get(format!("{}/v1/plans", app.url))
+        .bearer_auth(CHECKOUT_KEY)
+        .send()
+        .await
+        .unwrap()
+}
+
 fn order_no(order: &Value) -> String {
     order["order_no"].as_str().unwrap().to_owned()
 }
@@ -104,13 +114,7 @@ async fn the_clock_starts_now_answers_in_beijing_time_and_only_goes_forward() {
     assert!((shown.with_timezone(&Utc) - Utc::now()).num_seconds().abs() < 5);
 
     // Every answer carries the header, the API's too.
-    let res = app
-        .http
-        .get(format!("{}/v1/plans", app.url))
-        .bearer_auth(CHECKOUT_KEY)
-        .send()
-        .await
-        .unwrap();
+    let res = plans(&app).await;
     assert!(res.headers().contains_key("Paygate-Test-Clock"));
 
     let answer = advance(&app, json!({"by": "PT15M"})).await;
@@ -258,13 +262,7 @@ async fn a_thirty_day_plan_runs_out_after_thirty_one_days(app: TestApp) {
         .sum();
     assert_eq!(deleted, 1, "{answer}");
     // No part of an answer shows the real time: `Date` is the test clock's too.
-    let res = app
-        .http
-        .get(format!("{}/v1/plans", app.url))
-        .bearer_auth(CHECKOUT_KEY)
-        .send()
-        .await
-        .unwrap();
+    let res = plans(&app).await;
     let date = res.headers()["date"].to_str().unwrap().to_owned();
     let date = DateTime::parse_from_rfc2822(&date.replace("GMT", "+0000")).unwrap();
     assert!(
